@@ -1,0 +1,581 @@
+//! The command line: clap types, turned once into validated settings, and the subcommands' glue.
+
+use crate::config::ImportConfig;
+use crate::convert::ConvertOptions;
+use crate::exit;
+use crate::record::IdKind;
+use crate::report::progress::ProgressMode;
+use crate::sandbox::{self, Sandbox, SandboxConfig, Tls};
+use crate::secret::{ApiKey, Credentials};
+use crate::source::{self, Format, Input};
+use crate::stop::Stop;
+use crate::track::{self, Api, Region};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Load people into Customer.io through the Track API, from CSV or JSONL.
+#[derive(Parser, Debug)]
+#[command(name = "cio-import", version, after_help = exit::HELP)]
+pub struct Cli {
+    /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Import people from a CSV or JSONL file (or stdin).
+    Import(ImportArgs),
+    /// Run the local Track API sandbox in the foreground.
+    Sandbox(SandboxArgs),
+}
+
+/// `--format`
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum FormatArg {
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// `--identify-by`
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum IdentifyBy {
+    /// Your application's user id.
+    Id,
+    /// The email address.
+    Email,
+    /// Customer.io's own id (with or without the cio_ prefix).
+    CioId,
+}
+
+/// `--api`
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ApiArg {
+    /// POST /api/v2/batch, many people per request.
+    Batch,
+    /// PUT /api/v1/customers/{id}, one person per request.
+    V1,
+}
+
+/// `--region`
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RegionArg {
+    /// track.customer.io
+    Us,
+    /// track-eu.customer.io
+    Eu,
+}
+
+/// Options of `import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The input file (.csv, .tsv, .jsonl, .ndjson, optionally .gz), or - for stdin.
+    pub input: PathBuf,
+    /// The input format (needed for stdin; otherwise taken from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// CSV delimiter: one character, or `tab`.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Which identifier addresses people.
+    #[arg(long, value_enum, default_value = "id")]
+    pub identify_by: IdentifyBy,
+    /// The column holding the identifier (default: the --identify-by name).
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// The API to use.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub api: ApiArg,
+    /// Customer.io region of the workspace.
+    #[arg(long, value_enum, default_value = "us")]
+    pub region: RegionArg,
+    /// Base URL instead of the region's (http:// only for loopback hosts).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Trust this extra root certificate (PEM), e.g. a TLS-inspecting proxy's or the sandbox's.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Start a local sandbox and import into it (no account needed).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub sandbox: bool,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Requests per second, all workers and retries together (0 = no limit).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// Retries after the first attempt, for 408/429/5xx/timeouts/connection errors.
+    #[arg(long, default_value_t = 8)]
+    pub max_retries: usize,
+    /// Timeout of one request, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Batch request body cap in bytes (at most 500000).
+    #[arg(long, default_value_t = 500_000)]
+    pub batch_bytes: usize,
+    /// Cap on operations per batch request.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Send a partial batch after this many milliseconds without a new row.
+    #[arg(long, default_value_t = 250, hide = true)]
+    pub flush_ms: u64,
+    /// First backoff delay in milliseconds.
+    #[arg(long, default_value_t = 500, hide = true)]
+    pub backoff_base_ms: u64,
+    /// Largest backoff delay in milliseconds.
+    #[arg(long, default_value_t = 30_000, hide = true)]
+    pub backoff_cap_ms: u64,
+    /// Where failed rows go, verbatim (default: <input stem>.rejects.<csv|jsonl>).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Where the reasons go (default: <input stem>.errors.csv).
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Read, convert and validate everything; send nothing; no credentials needed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress bar; a status line in the log every 10 seconds instead.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Options of `sandbox`.
+#[derive(Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 4567)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Site id to require (default: CUSTOMERIO_SITE_ID; none set = accept any).
+    #[arg(long, env = "CUSTOMERIO_SITE_ID", hide_env_values = true)]
+    pub site_id: Option<String>,
+    /// API key to require (default: CUSTOMERIO_TRACK_API_KEY).
+    #[arg(long, env = "CUSTOMERIO_TRACK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Requests per second before 429 (0 = no limit).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Burst of the rate limit.
+    #[arg(long, default_value_t = 10)]
+    pub burst: u32,
+    /// Send `Retry-After: SECS` with every 429.
+    #[arg(long)]
+    pub retry_after: Option<u64>,
+    /// Latency added to every request (±20% jitter), in ms.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of requests answered 500/502/503/504 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Share of requests whose connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Share of requests answered only after --slow-ms (then 504).
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_rate: f64,
+    /// How slow a slow request is, in ms.
+    #[arg(long, default_value_t = 35_000)]
+    pub slow_ms: u64,
+    /// Answer 503 from START_S seconds after start, for LEN_S seconds.
+    #[arg(long, num_args = 2, value_names = ["START_S", "LEN_S"])]
+    pub outage: Option<Vec<f64>>,
+    /// Share of requests applied, then answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub ambiguous_rate: f64,
+    /// Seed for the fault dice.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write the people received as JSONL here on exit.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Do not keep people (for very large benchmarks).
+    #[arg(long)]
+    pub discard: bool,
+    /// Serve HTTPS with a fresh self-signed certificate for localhost and 127.0.0.1.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where to write that certificate (PEM).
+    #[arg(long, requires = "tls")]
+    pub cert_out: Option<PathBuf>,
+}
+
+/// A usage or configuration problem, reported before anything runs.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn parse_delimiter(s: &str) -> Result<u8, UsageError> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        _ => Err(UsageError(format!(
+            "--delimiter '{s}': give one ASCII character (e.g. ';') or 'tab'"
+        ))),
+    }
+}
+
+fn rate_fraction(name: &str, v: f64) -> Result<f64, UsageError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(UsageError(format!("--{name} {v}: give a share between 0 and 1")))
+    }
+}
+
+impl SandboxArgs {
+    /// The sandbox settings these flags describe.
+    pub fn to_config(&self) -> Result<SandboxConfig, UsageError> {
+        let credentials = match (&self.site_id, &self.api_key) {
+            (Some(s), Some(k)) if !s.is_empty() && !k.is_empty() => Some(Credentials {
+                site_id: s.clone(),
+                api_key: ApiKey::new(k.clone()),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(UsageError(
+                    "give both the site id and the API key to require, or neither to accept any".into(),
+                ))
+            }
+        };
+        let outage = match &self.outage {
+            Some(v) if v.len() == 2 && v[0] >= 0.0 && v[1] >= 0.0 => Some((
+                Duration::from_secs_f64(v[0]),
+                Duration::from_secs_f64(v[1]),
+            )),
+            Some(_) => return Err(UsageError("--outage START_S LEN_S: two non-negative numbers".into())),
+            None => None,
+        };
+        Ok(SandboxConfig {
+            credentials,
+            limit: self.limit,
+            burst: self.burst,
+            retry_after: self.retry_after,
+            latency: Duration::from_millis(self.latency_ms),
+            fail_rate: rate_fraction("fail-rate", self.fail_rate)?,
+            reset_rate: rate_fraction("reset-rate", self.reset_rate)?,
+            slow_rate: rate_fraction("slow-rate", self.slow_rate)?,
+            slow: Duration::from_millis(self.slow_ms),
+            outage,
+            ambiguous_rate: rate_fraction("ambiguous-rate", self.ambiguous_rate)?,
+            seed: self.seed,
+            store_people: !self.discard,
+            log_each_second: true,
+        })
+    }
+}
+
+impl ImportArgs {
+    /// Validated settings. `endpoint_override` replaces the region/endpoint (for --sandbox).
+    pub fn to_config(
+        &self,
+        credentials: Option<Credentials>,
+        endpoint_override: Option<reqwest::Url>,
+    ) -> Result<ImportConfig, UsageError> {
+        let input = Input::from_arg(&self.input);
+        let format = source::detect_format(
+            &input,
+            self.format.map(|f| match f {
+                FormatArg::Csv => Format::Csv,
+                FormatArg::Jsonl => Format::Jsonl,
+            }),
+        )
+        .map_err(UsageError)?;
+        let endpoint = match (endpoint_override, &self.endpoint) {
+            (Some(u), _) => u,
+            (None, Some(e)) => track::check_endpoint(e).map_err(UsageError)?,
+            (None, None) => {
+                let region = match self.region {
+                    RegionArg::Us => Region::Us,
+                    RegionArg::Eu => Region::Eu,
+                };
+                track::check_endpoint(region.base_url()).map_err(UsageError)?
+            }
+        };
+        if !self.dry_run && credentials.is_none() {
+            return Err(UsageError(format!(
+                "no credentials: set {} and {} (Settings > API Credentials in Customer.io), \
+or try --sandbox or --dry-run",
+                crate::secret::SITE_ID_ENV,
+                crate::secret::API_KEY_ENV
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(UsageError("--concurrency must be at least 1".into()));
+        }
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+            return Err(UsageError("--timeout must be a positive number of seconds".into()));
+        }
+        if self.batch_bytes > crate::validate::MAX_BATCH_BYTES || self.batch_bytes < 1_000 {
+            return Err(UsageError(format!(
+                "--batch-bytes {}: give a number between 1000 and {} (the API's limit)",
+                self.batch_bytes,
+                crate::validate::MAX_BATCH_BYTES
+            )));
+        }
+        if self.batch_size == Some(0) {
+            return Err(UsageError("--batch-size must be at least 1".into()));
+        }
+        let (id_kind, default_col) = match self.identify_by {
+            IdentifyBy::Id => (IdKind::Id, "id"),
+            IdentifyBy::Email => (IdKind::Email, "email"),
+            IdentifyBy::CioId => (IdKind::CioId, "cio_id"),
+        };
+        let mut cfg = ImportConfig::new(input.clone(), format, endpoint);
+        cfg.delimiter = match &self.delimiter {
+            Some(d) => parse_delimiter(d)?,
+            None => source::default_delimiter(&input),
+        };
+        cfg.convert = ConvertOptions {
+            id_kind,
+            id_column: self.id_column.clone().unwrap_or_else(|| default_col.to_string()),
+            api: match self.api {
+                ApiArg::Batch => Api::Batch,
+                ApiArg::V1 => Api::V1,
+            },
+        };
+        cfg.credentials = credentials;
+        cfg.ca_cert = self.ca_cert.clone();
+        cfg.concurrency = self.concurrency;
+        cfg.rate = self.rate;
+        cfg.max_retries = self.max_retries;
+        cfg.timeout = Duration::from_secs_f64(self.timeout);
+        cfg.backoff_base = Duration::from_millis(self.backoff_base_ms.max(1));
+        cfg.backoff_cap = Duration::from_millis(self.backoff_cap_ms.max(self.backoff_base_ms));
+        cfg.batch_bytes = self.batch_bytes;
+        cfg.batch_size = self.batch_size;
+        cfg.flush_after = Duration::from_millis(self.flush_ms.max(1));
+        if let Some(p) = &self.rejects {
+            cfg.rejects = p.clone();
+        }
+        if let Some(p) = &self.errors {
+            cfg.errors = p.clone();
+        }
+        cfg.summary = self.summary.clone();
+        cfg.dry_run = self.dry_run;
+        cfg.progress = if !self.quiet && std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Log
+        };
+        Ok(cfg)
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},hyper=info,reqwest=info,h2=info,rustls=info")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Installs Ctrl-C / SIGTERM handling: the first stops the run gracefully, a second exits now.
+fn watch_signals(stop: Stop) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("\ninterrupted: finishing requests in flight and writing the reports (Ctrl-C again to quit at once)");
+        stop.interrupt();
+        wait_for_signal().await;
+        eprintln!("interrupted again: quitting now");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the command line and returns the exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::SUCCESS,
+                _ => exit::USAGE_OR_IO,
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::USAGE_OR_IO;
+        }
+    };
+    let code = rt.block_on(async move {
+        match cli.command {
+            Command::Import(args) => import(args).await,
+            Command::Sandbox(args) => run_sandbox(args).await,
+        }
+    });
+    // Do not wait for lingering tasks (a slow sandbox request, a blocked stdin read).
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+async fn import(args: ImportArgs) -> u8 {
+    let stop = Stop::new();
+    watch_signals(stop.clone());
+    let mut sandbox: Option<Sandbox> = None;
+    let (credentials, endpoint) = if args.sandbox {
+        let creds = Credentials::from_env().unwrap_or(Credentials {
+            site_id: "sandbox-site".into(),
+            api_key: ApiKey::new("sandbox-key"),
+        });
+        let cfg = SandboxConfig {
+            credentials: Some(creds.clone()),
+            latency: Duration::from_millis(50),
+            fail_rate: 0.02,
+            ..SandboxConfig::default()
+        };
+        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        match Sandbox::start(cfg, bind, None).await {
+            Ok(s) => {
+                eprintln!(
+                    "sandbox: a local stand-in for the Track API at {} (50 ms latency, 100 req/s limit, 2% injected 5xx)",
+                    s.url
+                );
+                let url = reqwest::Url::parse(&s.url).ok();
+                sandbox = Some(s);
+                (Some(creds), url)
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the sandbox: {e}");
+                return exit::USAGE_OR_IO;
+            }
+        }
+    } else {
+        (Credentials::from_env(), None)
+    };
+    let cfg = match args.to_config(credentials, endpoint) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE_OR_IO;
+        }
+    };
+    let summary_path = cfg.summary.clone();
+    let input_for_save = match &cfg.input {
+        Input::Path(p) => p.clone(),
+        Input::Stdin => PathBuf::from("stdin"),
+    };
+    let mut summary = crate::pipeline::run(cfg, stop).await;
+    if let Some(path) = &summary_path {
+        if let Err(e) = summary.write_json(path) {
+            eprintln!("error: {e}");
+            summary.exit_code = summary.exit_code.max(exit::USAGE_OR_IO);
+        }
+    }
+    eprint!("{}", summary.table());
+    if let Some(s) = sandbox {
+        let stem = crate::report::summary::default_paths(Some(&input_for_save), "csv").0;
+        let stem = stem.to_string_lossy().trim_end_matches(".rejects.csv").to_string();
+        let path = sandbox::default_save_path(&stem);
+        match s.save_people(&path) {
+            Ok(n) => eprintln!("sandbox: {n} people received; saved to {}", path.display()),
+            Err(e) => eprintln!("sandbox: could not save the people to {}: {e}", path.display()),
+        }
+        s.shutdown().await;
+    }
+    summary.exit_code
+}
+
+async fn run_sandbox(args: SandboxArgs) -> u8 {
+    let cfg = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE_OR_IO;
+        }
+    };
+    if cfg.credentials.is_none() {
+        eprintln!("sandbox: no credentials set: accepting any (set CUSTOMERIO_SITE_ID and CUSTOMERIO_TRACK_API_KEY, or --site-id/--api-key, to require them)");
+    }
+    let tls = if args.tls {
+        match Tls::generate() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE_OR_IO;
+            }
+        }
+    } else {
+        None
+    };
+    if let (Some(t), Some(path)) = (&tls, &args.cert_out) {
+        if let Err(e) = t.write_cert(path) {
+            eprintln!("error: cannot write the certificate to {}: {e}", path.display());
+            return exit::USAGE_OR_IO;
+        }
+    }
+    let sb = match Sandbox::start(cfg, SocketAddr::new(args.bind, args.port), tls.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}:{}: {e}", args.bind, args.port);
+            return exit::USAGE_OR_IO;
+        }
+    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{}", sb.url);
+        let _ = out.flush();
+    }
+    eprintln!("sandbox: listening on {} (Ctrl-C to stop); stats at {}/__sandbox/stats, people at {}/__sandbox/people", sb.url, sb.url, sb.url);
+    wait_for_signal().await;
+    let stats = sb.stats();
+    eprintln!(
+        "sandbox: stopping after {} requests, {} operations, max {} req/s, {} violations",
+        stats.requests, stats.operations, stats.max_requests_per_second, stats.violation_count
+    );
+    if let Some(path) = &args.save {
+        match sb.save_people(path) {
+            Ok(n) => eprintln!("sandbox: saved {n} people to {}", path.display()),
+            Err(e) => eprintln!("sandbox: cannot save people to {}: {e}", path.display()),
+        }
+    }
+    sb.shutdown().await;
+    exit::SUCCESS
+}

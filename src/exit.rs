@@ -1,0 +1,20 @@
+//! The process exit codes, documented in one place (README and `--help` list the same).
+
+/// Every row was sent (or skipped as unchanged).
+pub const SUCCESS: u8 = 0;
+/// Usage, configuration or I/O error: nothing or not everything could be run.
+pub const USAGE_OR_IO: u8 = 1;
+/// The run finished, but some rows failed (invalid, rejected, exhausted, not attempted).
+pub const ROWS_FAILED: u8 = 2;
+/// The run was aborted by a fatal API answer (401/403: credentials or region).
+pub const FATAL_API: u8 = 3;
+/// The run was interrupted (Ctrl-C / SIGINT / SIGTERM).
+pub const INTERRUPTED: u8 = 130;
+
+/// The text `--help` shows after the options.
+pub const HELP: &str = "Exit codes:
+  0    every row was sent (or skipped as unchanged)
+  1    usage, configuration or I/O error
+  2    the run finished but some rows failed (see the rejects and errors files)
+  3    aborted by a fatal API error (401/403: check site id, API key and region)
+  130  interrupted (Ctrl-C); reports and summary are still written";

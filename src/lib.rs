@@ -1,0 +1,26 @@
+//! cio-import: load people into Customer.io through the Track API from CSV or JSONL,
+//! paced to the rate limit, retried, and with every row accounted for.
+//!
+//! The binary is a thin shell over [`pipeline::run`]; an embedder builds an
+//! [`config::ImportConfig`] and calls it. [`sandbox`] is a local stand-in for the Track API.
+
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod exit;
+pub mod pipeline;
+pub mod record;
+pub mod report;
+pub mod sandbox;
+pub mod secret;
+pub mod source;
+pub mod stop;
+pub mod tally;
+pub mod timestamp;
+pub mod track;
+pub mod validate;
+
+pub use config::ImportConfig;
+pub use pipeline::run;
+pub use report::summary::Summary;
+pub use stop::Stop;

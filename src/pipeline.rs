@@ -1,0 +1,690 @@
+//! The import engine: reader thread -> bounded channel -> batcher -> paced, retrying workers
+//! -> outcomes -> reports and summary. Every row read ends in exactly one class.
+
+use crate::config::ImportConfig;
+use crate::convert;
+use crate::exit;
+use crate::record::{Class, Failure, Position, RawRow, Record};
+use crate::report::errors::ErrorsWriter;
+use crate::report::progress::{self, InputProgress};
+use crate::report::rejects::RejectsWriter;
+use crate::report::summary::Summary;
+use crate::source::{self, Item, Rows, SourceError};
+use crate::stop::{Stop, StopState};
+use crate::tally::Tally;
+use crate::track::batch::{self, Packer};
+use crate::track::{self, Answer, Api, Request, TrackClient};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+
+/// What happened to rows after they left the reader.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Acknowledged by the API.
+    Sent(Vec<Record>),
+    /// Did not make it.
+    Failed(Failure),
+}
+
+/// A shared pause: a 429 stops every worker until its `Retry-After` (or backoff) has passed.
+#[derive(Debug, Default)]
+pub struct Pause {
+    until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pause {
+    /// Makes every worker wait until at least `until`.
+    pub fn extend(&self, until: tokio::time::Instant) {
+        let mut g = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none_or(|u| until > u) {
+            *g = Some(until);
+        }
+    }
+
+    /// Waits out the pause, if any (returns early when the run stops).
+    pub async fn wait(&self, stop: &Stop) {
+        loop {
+            let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(u) if u > tokio::time::Instant::now() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(u) => {}
+                        _ = stop.stopped() => return,
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The pacing shared by all workers: one token bucket, one pause.
+pub struct Pacer {
+    limiter: Option<DefaultDirectRateLimiter>,
+    pause: Pause,
+}
+
+impl Pacer {
+    /// `rate` requests per second (0 = unlimited), with a burst of a tenth of it, so that no
+    /// 1-second window carries more than 110% of the rate.
+    pub fn new(rate: u32) -> Pacer {
+        let limiter = NonZeroU32::new(rate).map(|r| {
+            let burst = NonZeroU32::new((rate / 10).max(1)).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
+        });
+        Pacer {
+            limiter,
+            pause: Pause::default(),
+        }
+    }
+
+    /// Waits for the shared pause and a permit. False when the run stopped meanwhile.
+    async fn ready(&self, stop: &Stop) -> bool {
+        self.pause.wait(stop).await;
+        if let Some(l) = &self.limiter {
+            tokio::select! {
+                _ = l.until_ready() => {}
+                _ = stop.stopped() => return false,
+            }
+        }
+        !stop.is_stopped()
+    }
+}
+
+/// The result of sending one request with its retries.
+#[derive(Debug)]
+enum Delivery {
+    Acked { body: Vec<u8> },
+    Refused { status: u16, message: String },
+    Fatal { status: u16, message: String },
+    GaveUp { status: Option<u16>, message: String },
+    Stopped { last: Option<String> },
+}
+
+struct Ctx {
+    client: TrackClient,
+    pacer: Pacer,
+    stop: Stop,
+    tally: Arc<Tally>,
+    backoff: ExponentialBuilder,
+}
+
+impl Ctx {
+    async fn send_with_retry(&self, req: &Request, bisect: bool) -> (Delivery, u32) {
+        let mut delays = self.backoff.build();
+        let mut attempts = 0u32;
+        let mut last: Option<String> = None;
+        loop {
+            if !self.pacer.ready(&self.stop).await {
+                return (Delivery::Stopped { last }, attempts);
+            }
+            attempts += 1;
+            self.tally.requests.fetch_add(1, Relaxed);
+            if attempts > 1 {
+                self.tally.retries.fetch_add(1, Relaxed);
+            }
+            if bisect {
+                self.tally.bisect_requests.fetch_add(1, Relaxed);
+            }
+            match self.client.send(req).await {
+                Answer::Accepted { body, .. } => return (Delivery::Acked { body }, attempts),
+                Answer::Refused { status, message } => {
+                    return (Delivery::Refused { status, message }, attempts)
+                }
+                Answer::Fatal { status, message } => {
+                    self.stop.api_fatal(message.clone());
+                    return (Delivery::Fatal { status, message }, attempts);
+                }
+                Answer::Retry {
+                    status,
+                    retry_after,
+                    message,
+                } => {
+                    let Some(step) = delays.next() else {
+                        return (Delivery::GaveUp { status, message }, attempts);
+                    };
+                    // Full jitter: anywhere between zero and the exponential step.
+                    let jittered = Duration::from_millis(rand::random_range(
+                        0..=step.as_millis().min(u64::MAX as u128) as u64,
+                    ));
+                    let delay = retry_after.unwrap_or(jittered);
+                    if status == Some(429) {
+                        self.pacer
+                            .pause
+                            .extend(tokio::time::Instant::now() + delay.max(Duration::from_millis(100)));
+                    }
+                    tracing::debug!("attempt {attempts} failed ({message}); retrying in {delay:?}");
+                    last = Some(message);
+                    self.tally.retrying.fetch_add(1, Relaxed);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.stop.stopped() => {}
+                    }
+                    self.tally.retrying.fetch_sub(1, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn failure(rec: Record, class: Class, status: Option<u16>, attempts: u32, message: String) -> Outcome {
+    Outcome::Failed(Failure {
+        pos: rec.pos,
+        identifier: Some(rec.identifier.value),
+        class,
+        status,
+        attempts,
+        message,
+        raw: rec.raw,
+    })
+}
+
+fn not_sent_outcomes(
+    records: Vec<Record>,
+    delivery: Delivery,
+    attempts: u32,
+) -> Vec<Outcome> {
+    let (class, status, message) = match delivery {
+        Delivery::Refused { status, message } => (Class::Rejected, Some(status), message),
+        Delivery::Fatal { status, message } => (
+            Class::NotAttempted,
+            Some(status),
+            format!("run aborted: {message}"),
+        ),
+        Delivery::GaveUp { status, message } => (
+            Class::Exhausted,
+            status,
+            format!("gave up after {attempts} attempts: {message}"),
+        ),
+        Delivery::Stopped { last } => (
+            Class::NotAttempted,
+            None,
+            match last {
+                Some(l) => format!("run stopped before this row could be retried (last error: {l})"),
+                None => "run stopped before this row was sent".to_string(),
+            },
+        ),
+        Delivery::Acked { .. } => unreachable!("acknowledged rows are not failures"),
+    };
+    records
+        .into_iter()
+        .map(|r| failure(r, class, status, attempts, message.clone()))
+        .collect()
+}
+
+async fn deliver_v1(ctx: &Ctx, mut rec: Record) -> Vec<Outcome> {
+    let req = Request {
+        method: reqwest::Method::PUT,
+        path: track::v1_customer_path(&rec.identifier),
+        body: Bytes::from(std::mem::take(&mut rec.payload)),
+    };
+    let (delivery, attempts) = ctx.send_with_retry(&req, false).await;
+    match delivery {
+        Delivery::Acked { .. } => vec![Outcome::Sent(vec![rec])],
+        other => not_sent_outcomes(vec![rec], other, attempts),
+    }
+}
+
+fn deliver_batch(
+    ctx: &Ctx,
+    records: Vec<Record>,
+    body: Bytes,
+    prior_attempts: u32,
+    bisect: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Outcome>> + Send + '_>> {
+    Box::pin(async move {
+        let req = Request {
+            method: reqwest::Method::POST,
+            path: "/api/v2/batch".to_string(),
+            body,
+        };
+        let (delivery, attempts) = ctx.send_with_retry(&req, bisect).await;
+        let attempts = prior_attempts + attempts;
+        match delivery {
+            Delivery::Acked { body } => {
+                let errors = batch::operation_errors(&body);
+                ctx.tally.batches.fetch_add(1, Relaxed);
+                ctx.tally.operations.fetch_add(records.len() as u64, Relaxed);
+                if let Some(i) = errors.keys().find(|i| **i >= records.len()) {
+                    tracing::warn!("the API listed batch_index {i} in a batch of {}", records.len());
+                }
+                let mut sent = Vec::with_capacity(records.len());
+                let mut out = Vec::new();
+                for (i, rec) in records.into_iter().enumerate() {
+                    match errors.get(&i) {
+                        Some(msg) => out.push(failure(rec, Class::Rejected, Some(207), attempts, msg.clone())),
+                        None => sent.push(rec),
+                    }
+                }
+                if !sent.is_empty() {
+                    out.push(Outcome::Sent(sent));
+                }
+                out
+            }
+            Delivery::Refused { status: 400 | 413, .. } if records.len() > 1 && !ctx.stop.is_stopped() => {
+                // One poison row must cost itself only: halve and resend each half.
+                let mut left = records;
+                let right = left.split_off(left.len() / 2);
+                let lb = batch::body_of(left.iter().map(|r| r.payload.as_slice()));
+                let rb = batch::body_of(right.iter().map(|r| r.payload.as_slice()));
+                let mut out = deliver_batch(ctx, left, lb, attempts, true).await;
+                out.extend(deliver_batch(ctx, right, rb, attempts, true).await);
+                out
+            }
+            other => not_sent_outcomes(records, other, attempts),
+        }
+    })
+}
+
+/// A unit of work for one worker.
+enum Job {
+    One(Record),
+    Batch(Vec<Record>, Bytes),
+}
+
+struct Dispatcher {
+    ctx: Arc<Ctx>,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    out: mpsc::Sender<Outcome>,
+}
+
+impl Dispatcher {
+    async fn dispatch(&self, job: Job) {
+        let permit = tokio::select! {
+            p = self.slots.clone().acquire_owned() => p.ok(),
+            _ = self.ctx.stop.stopped() => None,
+        };
+        let Some(permit) = permit.filter(|_| !self.ctx.stop.is_stopped()) else {
+            let records = match job {
+                Job::One(r) => vec![r],
+                Job::Batch(rs, _) => rs,
+            };
+            let delivery = Delivery::Stopped { last: None };
+            for o in not_sent_outcomes(records, delivery, 0) {
+                let _ = self.out.send(o).await;
+            }
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let outcomes = match job {
+                Job::One(r) => deliver_v1(&ctx, r).await,
+                Job::Batch(rs, body) => deliver_batch(&ctx, rs, body, 0, false).await,
+            };
+            for o in outcomes {
+                let _ = out.send(o).await;
+            }
+            drop(permit);
+        });
+    }
+
+    async fn finish(&self) {
+        let n = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(n).await;
+    }
+}
+
+async fn send_all(
+    mut records: mpsc::Receiver<Record>,
+    d: Dispatcher,
+    api: Api,
+    batch_bytes: usize,
+    batch_size: Option<usize>,
+    flush_after: Duration,
+) {
+    match api {
+        Api::V1 => {
+            while let Some(r) = records.recv().await {
+                d.dispatch(Job::One(r)).await;
+            }
+        }
+        Api::Batch => {
+            let mut packer = Packer::new(batch_bytes, batch_size);
+            let mut pending: Vec<Record> = Vec::new();
+            loop {
+                let next = match records.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) if pending.is_empty() => records.recv().await,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout(flush_after, records.recv()).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                // No row for a while: send what we have.
+                                let body = packer.take();
+                                d.dispatch(Job::Batch(std::mem::take(&mut pending), body)).await;
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let Some(rec) = next else { break };
+                if !packer.fits_alone(rec.payload.len()) {
+                    let msg = format!(
+                        "this person's operation is {} bytes, more than --batch-bytes allows: raise --batch-bytes or shorten attributes",
+                        rec.payload.len()
+                    );
+                    let _ = d.out.send(failure(rec, Class::Invalid, None, 0, msg)).await;
+                    continue;
+                }
+                if !packer.fits(rec.payload.len()) {
+                    let body = packer.take();
+                    d.dispatch(Job::Batch(std::mem::take(&mut pending), body)).await;
+                }
+                packer.push(&rec.payload);
+                pending.push(rec);
+            }
+            if !pending.is_empty() {
+                let body = packer.take();
+                d.dispatch(Job::Batch(pending, body)).await;
+            }
+        }
+    }
+    d.finish().await;
+}
+
+struct ReaderEnd {
+    error: Option<SourceError>,
+    stopped_at_line: Option<u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_all(
+    rows: Rows,
+    opts: convert::ConvertOptions,
+    header: Option<Vec<String>>,
+    records: Option<mpsc::Sender<Record>>,
+    out: mpsc::Sender<Outcome>,
+    stop: Stop,
+    tally: Arc<Tally>,
+) -> ReaderEnd {
+    let mut last_line = 0;
+    let send_failure = |f: Failure| {
+        // The reporter lives until every sender is gone; a closed channel means it failed,
+        // and the run is already stopping.
+        let _ = out.blocking_send(Outcome::Failed(f));
+    };
+    for item in rows {
+        if stop.reading_should_stop() {
+            return ReaderEnd {
+                error: None,
+                stopped_at_line: Some(last_line),
+            };
+        }
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
+                return ReaderEnd {
+                    error: Some(e),
+                    stopped_at_line: Some(last_line),
+                }
+            }
+        };
+        tally.rows.fetch_add(1, Relaxed);
+        match item {
+            Item::Bad { pos, raw, message } => {
+                last_line = pos.line;
+                send_failure(invalid(pos, None, message, raw));
+            }
+            Item::Row { pos, raw, fields } => {
+                last_line = pos.line;
+                match convert::convert(&opts, header.as_deref(), pos, raw, fields) {
+                    Ok(rec) => match &records {
+                        None => tally.count(Class::Skipped, 1),
+                        Some(tx) => {
+                            if let Err(mpsc::error::SendError(rec)) = tx.blocking_send(rec) {
+                                send_failure(Failure {
+                                    pos: rec.pos,
+                                    identifier: Some(rec.identifier.value),
+                                    class: Class::NotAttempted,
+                                    status: None,
+                                    attempts: 0,
+                                    message: "run stopped before this row was sent".into(),
+                                    raw: rec.raw,
+                                });
+                            }
+                        }
+                    },
+                    Err((inv, raw)) => {
+                        let message = inv.message();
+                        send_failure(invalid(pos, inv.identifier, message, raw))
+                    }
+                }
+            }
+        }
+    }
+    ReaderEnd {
+        error: None,
+        stopped_at_line: None,
+    }
+}
+
+fn invalid(pos: Position, identifier: Option<String>, message: String, raw: RawRow) -> Failure {
+    Failure {
+        pos,
+        identifier,
+        class: Class::Invalid,
+        status: None,
+        attempts: 0,
+        message,
+        raw,
+    }
+}
+
+struct ReportFiles {
+    rejects: Option<String>,
+    errors: Option<String>,
+}
+
+async fn report_all(
+    mut outcomes: mpsc::Receiver<Outcome>,
+    mut rejects: RejectsWriter,
+    mut errors: ErrorsWriter,
+    tally: Arc<Tally>,
+    stop: Stop,
+) -> ReportFiles {
+    let mut broken = false;
+    while let Some(o) = outcomes.recv().await {
+        match o {
+            Outcome::Sent(records) => tally.count(Class::Sent, records.len() as u64),
+            Outcome::Failed(f) => {
+                tally.count(f.class, 1);
+                if broken {
+                    continue;
+                }
+                let written = rejects.write(&f.raw).and_then(|_| errors.write(&f));
+                if let Err(e) = written {
+                    broken = true;
+                    tracing::error!("{e}");
+                    stop.local_fatal(e.to_string());
+                }
+            }
+        }
+    }
+    let mut files = ReportFiles {
+        rejects: None,
+        errors: None,
+    };
+    match rejects.finish() {
+        Ok(true) => files.rejects = Some(rejects.path().display().to_string()),
+        Ok(false) => {}
+        Err(e) => stop.local_fatal(e.to_string()),
+    }
+    match errors.finish() {
+        Ok(true) => files.errors = Some(errors.path().display().to_string()),
+        Ok(false) => {}
+        Err(e) => stop.local_fatal(e.to_string()),
+    }
+    files
+}
+
+/// Runs one import to the end (or until stopped) and returns its summary, which is also
+/// written to `--summary` and printed as a table by the caller.
+pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
+    let started = Instant::now();
+    let tally = Arc::new(Tally::default());
+    let api_name = match cfg.convert.api {
+        Api::Batch => "batch",
+        Api::V1 => "v1",
+    };
+    let mut summary_base = |s: &mut Summary| {
+        s.input = cfg.input.display();
+        s.api = api_name.to_string();
+        s.dry_run = cfg.dry_run;
+    };
+
+    let input_name = cfg.input.display();
+    let opened = {
+        let input = cfg.input.clone();
+        let format = cfg.format;
+        let delimiter = cfg.delimiter;
+        let name = input_name.clone();
+        tokio::task::spawn_blocking(move || {
+            let opened = source::open(&input)?;
+            let progress = InputProgress {
+                bytes_read: opened.bytes_read.clone(),
+                total_bytes: opened.total_bytes,
+            };
+            Rows::new(opened, format, delimiter, &name).map(|r| (r, progress))
+        })
+        .await
+    };
+    let (rows, input_progress) = match opened {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return early_error(&tally, &mut summary_base, e.to_string(), started),
+        Err(e) => return early_error(&tally, &mut summary_base, e.to_string(), started),
+    };
+    let client = if cfg.dry_run {
+        None
+    } else {
+        match TrackClient::new(
+            &cfg.endpoint,
+            cfg.credentials.clone(),
+            cfg.timeout,
+            cfg.concurrency,
+            cfg.ca_cert.as_deref(),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => return early_error(&tally, &mut summary_base, e, started),
+        }
+    };
+
+    let header = rows.csv_header().cloned();
+    let header_names = header.as_ref().map(|h| h.names.clone());
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(4096);
+    let reporter = tokio::spawn(report_all(
+        out_rx,
+        RejectsWriter::new(cfg.rejects.clone(), header),
+        ErrorsWriter::new(cfg.errors.clone()),
+        tally.clone(),
+        stop.clone(),
+    ));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let progress = tokio::spawn(progress::run(cfg.progress, tally.clone(), input_progress, done_rx));
+
+    let channel_capacity = match cfg.convert.api {
+        Api::V1 => cfg.concurrency * 4,
+        Api::Batch => 8192,
+    };
+    let (rec_tx, rec_rx) = mpsc::channel::<Record>(channel_capacity.max(16));
+    let sender = client.map(|client| {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(cfg.backoff_base)
+            .with_max_delay(cfg.backoff_cap)
+            .with_max_times(cfg.max_retries);
+        let ctx = Arc::new(Ctx {
+            client,
+            pacer: Pacer::new(cfg.rate),
+            stop: stop.clone(),
+            tally: tally.clone(),
+            backoff,
+        });
+        let d = Dispatcher {
+            ctx,
+            slots: Arc::new(Semaphore::new(cfg.concurrency)),
+            concurrency: cfg.concurrency,
+            out: out_tx.clone(),
+        };
+        tokio::spawn(send_all(
+            rec_rx,
+            d,
+            cfg.convert.api,
+            cfg.batch_bytes,
+            cfg.batch_size,
+            cfg.flush_after,
+        ))
+    });
+    let reader = {
+        let opts = cfg.convert.clone();
+        let stop = stop.clone();
+        let tally = tally.clone();
+        let records = if cfg.dry_run { None } else { Some(rec_tx) };
+        let out = out_tx;
+        tokio::task::spawn_blocking(move || read_all(rows, opts, header_names, records, out, stop, tally))
+    };
+    let reader_end = reader.await.unwrap_or_else(|e| ReaderEnd {
+        error: Some(SourceError::Io {
+            path: input_name.clone(),
+            message: format!("the reader failed: {e}"),
+        }),
+        stopped_at_line: None,
+    });
+    if let Some(s) = sender {
+        if let Err(e) = s.await {
+            tracing::error!("the sender failed: {e}");
+        }
+    }
+    let files = reporter.await.unwrap_or(ReportFiles {
+        rejects: None,
+        errors: None,
+    });
+    let _ = done_tx.send(());
+    let _ = progress.await;
+
+    let mut s = Summary::counts_from(&tally);
+    summary_base(&mut s);
+    s.elapsed_s = started.elapsed().as_secs_f64();
+    s.rows_per_s = if s.elapsed_s > 0.0 { (s.rows as f64 / s.elapsed_s).round() } else { 0.0 };
+    s.rejects_file = files.rejects;
+    s.errors_file = files.errors;
+    s.read_stopped_at_line = reader_end.stopped_at_line;
+    let (outcome, reason, code) = match (stop.state(), reader_end.error) {
+        (StopState::LocalFatal(m), _) => ("aborted", Some(m), exit::USAGE_OR_IO),
+        (StopState::ApiFatal(m), _) => ("aborted", Some(m), exit::FATAL_API),
+        (StopState::Interrupted, _) => (
+            "interrupted",
+            Some("interrupted (Ctrl-C)".to_string()),
+            exit::INTERRUPTED,
+        ),
+        (StopState::Running, Some(e)) => ("aborted", Some(e.to_string()), exit::USAGE_OR_IO),
+        (StopState::Running, None) if s.failed() > 0 => ("completed", None, exit::ROWS_FAILED),
+        (StopState::Running, None) => ("completed", None, exit::SUCCESS),
+    };
+    s.outcome = outcome.to_string();
+    s.stop_reason = reason;
+    s.exit_code = if s.accounted { code } else { exit::USAGE_OR_IO };
+    s
+}
+
+fn early_error(
+    tally: &Tally,
+    base: &mut impl FnMut(&mut Summary),
+    message: String,
+    started: Instant,
+) -> Summary {
+    let mut s = Summary::counts_from(tally);
+    base(&mut s);
+    s.elapsed_s = started.elapsed().as_secs_f64();
+    s.outcome = "aborted".into();
+    s.stop_reason = Some(message);
+    s.exit_code = exit::USAGE_OR_IO;
+    s
+}

@@ -1,0 +1,127 @@
+//! The units that flow through the pipeline: a source row, a ready-to-send record, an outcome.
+
+use serde_json::{Map, Value};
+
+/// Which identifier a person is addressed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdKind {
+    /// The application's own user id (`id`).
+    Id,
+    /// The person's email address.
+    Email,
+    /// Customer.io's internal id (`cio_id`).
+    CioId,
+}
+
+impl IdKind {
+    /// The name used in v2 `identifiers` and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Id => "id",
+            IdKind::Email => "email",
+            IdKind::CioId => "cio_id",
+        }
+    }
+}
+
+/// A person's identifier: its kind and value (a `cio_id` without the `cio_` prefix).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identifier {
+    /// What kind of identifier this is.
+    pub kind: IdKind,
+    /// The value as read from the row.
+    pub value: String,
+}
+
+impl Identifier {
+    /// The identifier as it goes in a v1 path, before percent-encoding.
+    pub fn v1_path_value(&self) -> String {
+        match self.kind {
+            IdKind::CioId => format!("cio_{}", self.value),
+            _ => self.value.clone(),
+        }
+    }
+}
+
+/// The row as it was read, kept so a failed row can be written back verbatim.
+#[derive(Clone, Debug)]
+pub enum RawRow {
+    /// A CSV record (fields as bytes, possibly ragged or not UTF-8).
+    Csv(csv::ByteRecord),
+    /// A JSONL line without its line ending.
+    Line(Vec<u8>),
+}
+
+/// Where a row came from: its 1-based record number and the 1-based line it starts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based record number (the CSV header is not a record).
+    pub row: u64,
+    /// 1-based line where the record starts (the CSV header is line 1).
+    pub line: u64,
+}
+
+/// A row that passed conversion and validation, ready for the API.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Where it came from.
+    pub pos: Position,
+    /// Who it is about.
+    pub identifier: Identifier,
+    /// The attributes to set, by exact name.
+    pub attributes: Map<String, Value>,
+    /// The serialized request payload: the v1 body or the v2 batch operation.
+    pub payload: Vec<u8>,
+    /// The row as read.
+    pub raw: RawRow,
+}
+
+/// The final class of a row. Every row ends in exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Acknowledged by the API.
+    Sent,
+    /// Not sent on purpose (unchanged since the last run, or a dry run).
+    Skipped,
+    /// Failed conversion or validation; never sent.
+    Invalid,
+    /// The API refused it (a 4xx other than 401/403/408/429, or a 207 entry).
+    Rejected,
+    /// Retries ran out on 429/5xx/timeouts/connection errors.
+    Exhausted,
+    /// The run stopped (fatal error or interruption) before it was sent.
+    NotAttempted,
+}
+
+impl Class {
+    /// The name used in reports and the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Sent => "sent",
+            Class::Skipped => "skipped",
+            Class::Invalid => "invalid",
+            Class::Rejected => "rejected",
+            Class::Exhausted => "exhausted",
+            Class::NotAttempted => "not_attempted",
+        }
+    }
+}
+
+/// What happened to a row that did not make it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Where it came from.
+    pub pos: Position,
+    /// Its identifier, when one could be read.
+    pub identifier: Option<String>,
+    /// Invalid, rejected, exhausted or not attempted.
+    pub class: Class,
+    /// The last HTTP status seen, if any.
+    pub status: Option<u16>,
+    /// How many requests carried this row.
+    pub attempts: u32,
+    /// What went wrong and, where known, how to fix it.
+    pub message: String,
+    /// The row as read, for the rejects file.
+    pub raw: RawRow,
+}

@@ -1,0 +1,49 @@
+//! What the user gets back: the rejects and errors files, the summary, the progress display.
+
+pub mod errors;
+pub mod progress;
+pub mod rejects;
+pub mod summary;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// Creates (or truncates) a file readable and writable by the owner only: it holds personal data.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let f = opts.open(path)?;
+        // An existing file keeps its old mode through open(): narrow it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path)
+    }
+}
+
+/// A report file could not be written (disk full, permissions): the run must stop.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}; free some space or choose another path, then re-run")]
+pub struct ReportError {
+    /// The file concerned.
+    pub path: String,
+    /// The I/O error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl ReportError {
+    pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
+        move |source| ReportError {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The rejects file: failed rows verbatim, in the input's format, ready to import again.
+
+use super::{create_private, ReportError};
+use crate::record::RawRow;
+use crate::source::CsvHeader;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+enum Sink {
+    Csv(csv::Writer<File>),
+    Lines(BufWriter<File>),
+}
+
+/// Writes failed rows; the file is created on the first one only.
+pub struct RejectsWriter {
+    path: PathBuf,
+    header: Option<CsvHeader>,
+    sink: Option<Sink>,
+    rows: u64,
+}
+
+impl RejectsWriter {
+    /// A writer for `path`; `header` is the CSV header (None for JSONL).
+    pub fn new(path: PathBuf, header: Option<CsvHeader>) -> RejectsWriter {
+        RejectsWriter {
+            path,
+            header,
+            sink: None,
+            rows: 0,
+        }
+    }
+
+    /// Where the file goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many rows were written.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn open(&mut self) -> Result<&mut Sink, ReportError> {
+        if self.sink.is_none() {
+            let file = create_private(&self.path).map_err(ReportError::at(&self.path))?;
+            let sink = match &self.header {
+                Some(h) => {
+                    let mut w = csv::WriterBuilder::new()
+                        .delimiter(h.delimiter)
+                        .flexible(true)
+                        .from_writer(file);
+                    w.write_byte_record(&h.raw)
+                        .map_err(|e| csv_io(e, &self.path))?;
+                    Sink::Csv(w)
+                }
+                None => Sink::Lines(BufWriter::new(file)),
+            };
+            self.sink = Some(sink);
+        }
+        Ok(self.sink.as_mut().expect("sink was just opened"))
+    }
+
+    /// Appends one failed row.
+    pub fn write(&mut self, raw: &RawRow) -> Result<(), ReportError> {
+        let path = self.path.clone();
+        match (self.open()?, raw) {
+            (Sink::Csv(w), RawRow::Csv(rec)) => {
+                w.write_byte_record(rec).map_err(|e| csv_io(e, &path))?
+            }
+            (Sink::Lines(w), RawRow::Line(line)) => {
+                w.write_all(line).map_err(ReportError::at(&path))?;
+                w.write_all(b"\n").map_err(ReportError::at(&path))?;
+            }
+            (Sink::Csv(w), RawRow::Line(line)) => {
+                // Not produced by the readers; kept total for safety.
+                w.write_byte_record(&csv::ByteRecord::from(vec![line.as_slice()]))
+                    .map_err(|e| csv_io(e, &path))?
+            }
+            (Sink::Lines(w), RawRow::Csv(rec)) => {
+                let joined: Vec<&[u8]> = rec.iter().collect();
+                w.write_all(&joined.join(&b","[..])).map_err(ReportError::at(&path))?;
+                w.write_all(b"\n").map_err(ReportError::at(&path))?;
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Flushes to disk; reports whether a file was written.
+    pub fn finish(&mut self) -> Result<bool, ReportError> {
+        let path = self.path.clone();
+        match self.sink.as_mut() {
+            None => Ok(false),
+            Some(Sink::Csv(w)) => {
+                w.flush().map_err(ReportError::at(&path))?;
+                w.get_ref().sync_all().map_err(ReportError::at(&path))?;
+                Ok(true)
+            }
+            Some(Sink::Lines(w)) => {
+                w.flush().map_err(ReportError::at(&path))?;
+                w.get_ref().sync_all().map_err(ReportError::at(&path))?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+pub(crate) fn csv_io(e: csv::Error, path: &Path) -> ReportError {
+    let source = match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    };
+    ReportError {
+        path: path.display().to_string(),
+        source,
+    }
+}

@@ -1,0 +1,210 @@
+//! The end-of-run summary: a JSON file for machines and a short table on stderr.
+
+use super::{create_private, ReportError};
+use crate::tally::Tally;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Every figure of a run. `rows = sent + skipped + invalid + rejected + exhausted + not_attempted`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// The input file (or `<stdin>`).
+    pub input: String,
+    /// `batch` or `v1`.
+    pub api: String,
+    /// Whether nothing was sent on purpose.
+    pub dry_run: bool,
+    /// Rows read.
+    pub rows: u64,
+    /// Rows acknowledged by the API.
+    pub sent: u64,
+    /// Rows not sent on purpose (unchanged, or a dry run).
+    pub skipped: u64,
+    /// Rows that failed validation.
+    pub invalid: u64,
+    /// Rows the API refused.
+    pub rejected: u64,
+    /// Rows whose retries ran out.
+    pub exhausted: u64,
+    /// Rows not sent because the run stopped.
+    pub not_attempted: u64,
+    /// HTTP requests, every attempt counted.
+    pub requests: u64,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// Person operations in acknowledged batch requests.
+    pub operations: u64,
+    /// Mean rows per acknowledged batch request.
+    pub mean_batch_rows: f64,
+    /// Extra requests spent halving refused batches.
+    pub bisect_requests: u64,
+    /// Wall time of the run.
+    pub elapsed_s: f64,
+    /// Rows per second over the run.
+    pub rows_per_s: f64,
+    /// Whether the accounting identity holds (it always should).
+    pub accounted: bool,
+    /// `completed`, `aborted` or `interrupted`.
+    pub outcome: String,
+    /// Why the run stopped early, if it did.
+    pub stop_reason: Option<String>,
+    /// The last input line read, when reading stopped before the end.
+    pub read_stopped_at_line: Option<u64>,
+    /// The rejects file, if one was written.
+    pub rejects_file: Option<String>,
+    /// The errors file, if one was written.
+    pub errors_file: Option<String>,
+    /// The process exit code.
+    pub exit_code: u8,
+}
+
+impl Summary {
+    /// Fills the counts from a tally.
+    pub fn counts_from(t: &Tally) -> Summary {
+        let g = Tally::get;
+        let batches = g(&t.batches);
+        let operations = g(&t.operations);
+        let mut s = Summary {
+            input: String::new(),
+            api: String::new(),
+            dry_run: false,
+            rows: g(&t.rows),
+            sent: g(&t.sent),
+            skipped: g(&t.skipped),
+            invalid: g(&t.invalid),
+            rejected: g(&t.rejected),
+            exhausted: g(&t.exhausted),
+            not_attempted: g(&t.not_attempted),
+            requests: g(&t.requests),
+            retries: g(&t.retries),
+            operations,
+            mean_batch_rows: if batches == 0 { 0.0 } else { round2(operations as f64 / batches as f64) },
+            bisect_requests: g(&t.bisect_requests),
+            elapsed_s: 0.0,
+            rows_per_s: 0.0,
+            accounted: false,
+            outcome: "completed".into(),
+            stop_reason: None,
+            read_stopped_at_line: None,
+            rejects_file: None,
+            errors_file: None,
+            exit_code: 0,
+        };
+        s.accounted = s.rows
+            == s.sent + s.skipped + s.invalid + s.rejected + s.exhausted + s.not_attempted;
+        s
+    }
+
+    /// Rows that did not make it.
+    pub fn failed(&self) -> u64 {
+        self.invalid + self.rejected + self.exhausted + self.not_attempted
+    }
+
+    /// Writes the JSON file (owner-only).
+    pub fn write_json(&self, path: &Path) -> Result<(), ReportError> {
+        let mut f = create_private(path).map_err(ReportError::at(path))?;
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.write_all(b"\n"))
+            .and_then(|_| f.sync_all())
+            .map_err(ReportError::at(path))
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<15}{v:>12}\n"));
+        out.push_str(&format!(
+            "cio-import {} ({}{}): {}\n",
+            self.outcome,
+            self.api,
+            if self.dry_run { ", dry run" } else { "" },
+            self.input
+        ));
+        line(&mut out, "rows read", self.rows.to_string());
+        line(&mut out, "sent", self.sent.to_string());
+        line(&mut out, "skipped", self.skipped.to_string());
+        line(&mut out, "invalid", self.invalid.to_string());
+        line(&mut out, "rejected", self.rejected.to_string());
+        line(&mut out, "exhausted", self.exhausted.to_string());
+        line(&mut out, "not attempted", self.not_attempted.to_string());
+        line(&mut out, "requests", self.requests.to_string());
+        line(&mut out, "retries", self.retries.to_string());
+        if self.api == "batch" {
+            line(&mut out, "operations", self.operations.to_string());
+            line(&mut out, "mean batch rows", format!("{:.1}", self.mean_batch_rows));
+            if self.bisect_requests > 0 {
+                line(&mut out, "bisect requests", self.bisect_requests.to_string());
+            }
+        }
+        line(&mut out, "elapsed", format!("{:.2}s", self.elapsed_s));
+        line(&mut out, "rows/s", format!("{:.0}", self.rows_per_s));
+        out.push_str(&format!(
+            "  {} = {} sent + {} skipped + {} invalid + {} rejected + {} exhausted + {} not attempted{}\n",
+            self.rows,
+            self.sent,
+            self.skipped,
+            self.invalid,
+            self.rejected,
+            self.exhausted,
+            self.not_attempted,
+            if self.accounted { "" } else { "  (MISMATCH: please report this bug)" }
+        ));
+        if let Some(r) = &self.stop_reason {
+            out.push_str(&format!("  stopped: {r}\n"));
+        }
+        if let Some(l) = self.read_stopped_at_line {
+            out.push_str(&format!(
+                "  reading stopped after line {l}: rows after it were not read\n"
+            ));
+        }
+        if let Some(p) = &self.rejects_file {
+            out.push_str(&format!("  failed rows:   {p}  (fix and import this file as it is)\n"));
+        }
+        if let Some(p) = &self.errors_file {
+            out.push_str(&format!("  why they failed: {p}\n"));
+        }
+        out
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Default report paths: `<stem>.rejects.<ext>` and `<stem>.errors.csv`, in the current directory.
+pub fn default_paths(input: Option<&Path>, ext: &str) -> (PathBuf, PathBuf) {
+    let stem = input
+        .and_then(|p| p.file_name())
+        .map(|n| {
+            let n = n.to_string_lossy().to_string();
+            let n = n.strip_suffix(".gz").map(str::to_string).unwrap_or(n);
+            match n.rfind('.') {
+                Some(i) if i > 0 => n[..i].to_string(),
+                _ => n,
+            }
+        })
+        .unwrap_or_else(|| "stdin".to_string());
+    (
+        PathBuf::from(format!("{stem}.rejects.{ext}")),
+        PathBuf::from(format!("{stem}.errors.csv")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_report_names_follow_the_input() {
+        assert_eq!(
+            default_paths(Some(Path::new("data/customers.csv.gz")), "csv"),
+            ("customers.rejects.csv".into(), "customers.errors.csv".into())
+        );
+        assert_eq!(
+            default_paths(None, "jsonl"),
+            ("stdin.rejects.jsonl".into(), "stdin.errors.csv".into())
+        );
+    }
+}

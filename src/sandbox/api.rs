@@ -1,0 +1,421 @@
+//! The sandbox's endpoints and the checks in front of them: auth, rate limit, faults, limits.
+
+use super::faults::Dice;
+use super::people::{Change, People};
+use super::server::ResetConnection;
+use super::stats::Stats;
+use super::SandboxConfig;
+use crate::validate::{MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_OPERATION_BYTES, MAX_VALUE_BYTES};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Map, Value};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything the handlers share.
+pub struct State {
+    pub cfg: SandboxConfig,
+    pub url: String,
+    pub stats: Stats,
+    pub people: People,
+    dice: Dice,
+    limiter: Option<DefaultDirectRateLimiter>,
+    started: Instant,
+    v1_errors: AtomicU64,
+}
+
+impl State {
+    pub fn new(cfg: SandboxConfig, url: String) -> State {
+        let limiter = NonZeroU32::new(cfg.limit).map(|l| {
+            let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(Quota::per_second(l).allow_burst(burst))
+        });
+        State {
+            dice: Dice::new(cfg.seed),
+            people: People::new(cfg.store_people),
+            limiter,
+            started: Instant::now(),
+            stats: Stats::default(),
+            v1_errors: AtomicU64::new(0),
+            url,
+            cfg,
+        }
+    }
+}
+
+type Shared = Arc<State>;
+
+/// The routes: the Track API ones behind the checks, the `/__sandbox` ones without.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/api/v1/customers/{id}", put(identify_v1).delete(delete_v1))
+        .route("/api/v2/entity", post(entity))
+        .route("/api/v2/batch", post(batch))
+        .route("/api/v1/accounts/region", get(region))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), checks));
+    Router::new()
+        .route("/__sandbox/stats", get(stats))
+        .route("/__sandbox/people", get(people))
+        .merge(api)
+        .with_state(state)
+}
+
+async fn stats(AxState(s): AxState<Shared>) -> Response {
+    Json(s.stats.snapshot()).into_response()
+}
+
+async fn people(AxState(s): AxState<Shared>) -> Response {
+    Json(s.people.list()).into_response()
+}
+
+fn status_json(code: StatusCode, body: Value) -> Response {
+    (code, Json(body)).into_response()
+}
+
+fn authorized(s: &State, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match (&s.cfg.credentials, given) {
+        (None, Some(_)) => true,
+        (None, None) => {
+            s.stats.violation("request without Basic auth".into());
+            true
+        }
+        (Some(c), Some(g)) => g.split_once(':') == Some((c.site_id.as_str(), c.api_key.expose())),
+        (Some(_), None) => false,
+    }
+}
+
+/// Latency, auth, rate limit, outage, faults; then the handler; then the ambiguous fault.
+async fn checks(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response {
+    let _guard = s.stats.arrive();
+    if !s.cfg.latency.is_zero() {
+        let j = s.dice.jitter(0.2);
+        tokio::time::sleep(s.cfg.latency.mul_f64(j)).await;
+    }
+    let resp = checked(&s, req, next).await;
+    if resp.extensions().get::<ResetConnection>().is_some() {
+        s.stats.reset();
+    } else {
+        s.stats.answered(resp.status().as_u16());
+    }
+    resp
+}
+
+async fn checked(s: &State, req: Request, next: Next) -> Response {
+    if !authorized(s, req.headers()) {
+        return status_json(StatusCode::UNAUTHORIZED, json!({"meta": {"error": "Unauthorized request"}}));
+    }
+    if let Some(l) = &s.limiter {
+        if l.check().is_err() {
+            let mut r = status_json(StatusCode::TOO_MANY_REQUESTS, json!({"meta": {"error": "rate limit exceeded"}}));
+            if let Some(secs) = s.cfg.retry_after {
+                if let Ok(v) = secs.to_string().parse() {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            return r;
+        }
+    }
+    if let Some((start, len)) = s.cfg.outage {
+        let t = s.started.elapsed();
+        if t >= start && t < start + len {
+            return status_json(StatusCode::SERVICE_UNAVAILABLE, json!({"meta": {"error": "outage (sandbox)"}}));
+        }
+    }
+    if s.dice.roll(s.cfg.reset_rate) {
+        let mut r = Response::new(Body::empty());
+        r.extensions_mut().insert(ResetConnection);
+        return r;
+    }
+    if s.dice.roll(s.cfg.slow_rate) {
+        tokio::time::sleep(s.cfg.slow).await;
+        return status_json(StatusCode::GATEWAY_TIMEOUT, json!({"meta": {"error": "slow answer (sandbox)"}}));
+    }
+    if s.dice.roll(s.cfg.fail_rate) {
+        let code = [500u16, 502, 503, 504][s.dice.pick(4)];
+        return status_json(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            json!({"meta": {"error": "injected failure (sandbox)"}}),
+        );
+    }
+    let resp = next.run(req).await;
+    if resp.status().is_success() && s.dice.roll(s.cfg.ambiguous_rate) {
+        // Applied, then the answer is lost in a 500, as a real server can do.
+        return status_json(StatusCode::INTERNAL_SERVER_ERROR, json!({"meta": {"error": "applied, then failed (sandbox)"}}));
+    }
+    resp
+}
+
+async fn not_found(AxState(s): AxState<Shared>, uri: Uri) -> Response {
+    let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/api/v1/customers/") {
+        if rest.contains('/') {
+            s.stats.violation(format!("unencoded '/' in a v1 identifier path: {path}"));
+        }
+    }
+    status_json(StatusCode::NOT_FOUND, json!({"meta": {"error": "not found"}}))
+}
+
+/// Classifies a v1 path identifier: `cio_` prefix, an email, or an id.
+fn v1_key(decoded: &str) -> (String, String) {
+    if let Some(c) = decoded.strip_prefix("cio_") {
+        ("cio_id".into(), c.to_string())
+    } else if decoded.contains('@') {
+        ("email".into(), decoded.to_string())
+    } else {
+        ("id".into(), decoded.to_string())
+    }
+}
+
+fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Response> {
+    let raw = uri.path().trim_start_matches("/api/v1/customers/");
+    if let Some(b) = raw
+        .bytes()
+        .find(|b| !(b.is_ascii_alphanumeric() || b"-._~%".contains(b)))
+    {
+        s.stats.violation(format!(
+            "identifier not fully percent-encoded ('{}' left as is): {raw}",
+            b as char
+        ));
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| v1_error(s, StatusCode::BAD_REQUEST, "identifier is not valid UTF-8".into()))
+}
+
+/// A v1 error body, alternating between the two documented forms.
+fn v1_error(s: &State, code: StatusCode, msg: String) -> Response {
+    let n = s.v1_errors.fetch_add(1, Relaxed);
+    let body = if n % 2 == 0 {
+        json!({"meta": {"error": msg}})
+    } else {
+        json!({"meta": {"errors": [msg]}})
+    };
+    status_json(code, body)
+}
+
+/// The attribute rules, with the API's wording.
+fn check_attributes(attrs: &Map<String, Value>) -> Result<(), (String, String)> {
+    if attrs.len() > MAX_ATTRIBUTES {
+        return Err(("attributes".into(), format!("cannot identify more than {MAX_ATTRIBUTES} attributes in one request")));
+    }
+    for (k, v) in attrs {
+        if k.len() > MAX_NAME_BYTES {
+            return Err((k.clone(), format!("attribute name cannot be longer than {MAX_NAME_BYTES} bytes")));
+        }
+        if crate::validate::value_bytes(v) > MAX_VALUE_BYTES {
+            return Err((k.clone(), format!("value for attribute '{k}' cannot be longer than {MAX_VALUE_BYTES} bytes")));
+        }
+    }
+    Ok(())
+}
+
+fn note_attribute_violations(s: &State, attrs: &Map<String, Value>) {
+    if let Some(Value::String(v)) = attrs.get("id") {
+        if v.starts_with("cio_") {
+            s.stats.violation(format!("a cio_ id in a body's id attribute ({v}): this overwrites the person's id"));
+        }
+    }
+    for k in ["created_at", "_timestamp"] {
+        if let Some(v) = attrs.get(k) {
+            if !v.is_i64() && !v.is_u64() {
+                s.stats.violation(format!("{k} is not integer Unix seconds: {v}"));
+            }
+        }
+    }
+}
+
+async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Response {
+    s.stats.body_size(body.len());
+    let id = match raw_identifier(&s, &uri) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if id.trim().is_empty() {
+        return v1_error(&s, StatusCode::BAD_REQUEST, "id attribute cannot be an empty string".into());
+    }
+    if id.len() > MAX_ID_BYTES + 4 {
+        return v1_error(&s, StatusCode::BAD_REQUEST, format!("id attribute cannot be longer than {MAX_ID_BYTES} bytes"));
+    }
+    let attrs: Map<String, Value> = if body.is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => return v1_error(&s, StatusCode::BAD_REQUEST, "body must be a JSON object".into()),
+        }
+    };
+    if let Err((_, msg)) = check_attributes(&attrs) {
+        return v1_error(&s, StatusCode::BAD_REQUEST, msg);
+    }
+    note_attribute_violations(&s, &attrs);
+    s.people.apply(vec![Change::Identify {
+        key: v1_key(&id),
+        attributes: attrs,
+    }]);
+    s.stats.applied(1);
+    status_json(StatusCode::OK, json!({}))
+}
+
+async fn delete_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
+    let id = match raw_identifier(&s, &uri) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    s.people.apply(vec![Change::Delete(v1_key(&id))]);
+    s.stats.applied(1);
+    status_json(StatusCode::OK, json!({}))
+}
+
+async fn region(AxState(s): AxState<Shared>) -> Response {
+    status_json(StatusCode::OK, json!({"url": s.url, "region": "us", "environment_id": 1}))
+}
+
+const ACTIONS: [&str; 10] = [
+    "identify", "delete", "suppress", "unsuppress", "event", "add_relationships",
+    "delete_relationships", "add_device", "delete_device", "merge",
+];
+
+/// Checks one v2 operation; returns the change to apply, or `(field, message)`.
+fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, String)> {
+    let obj = op.as_object().ok_or(("".to_string(), "operation must be an object".to_string()))?;
+    match obj.get("type").and_then(Value::as_str) {
+        Some("person") => {}
+        Some(other) => return Err(("type".into(), format!("type '{other}' is not supported by the sandbox"))),
+        None => return Err(("type".into(), "type is required".into())),
+    }
+    let action = obj.get("action").and_then(Value::as_str).unwrap_or("");
+    if !ACTIONS.contains(&action) {
+        return Err(("action".into(), format!("unknown action '{action}'")));
+    }
+    let ids = match obj.get("identifiers").and_then(Value::as_object) {
+        Some(m) => m,
+        None => {
+            s.stats.violation(format!("a {action} operation without identifiers"));
+            return Err(("identifiers".into(), "identifiers is required".into()));
+        }
+    };
+    if ids.len() != 1 {
+        s.stats.violation(format!("identifiers must hold exactly one identifier, got {}", ids.len()));
+        return Err(("identifiers".into(), "identifiers must hold exactly one of id, email, cio_id, phone".into()));
+    }
+    let (kind, value) = ids.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+    if !["id", "email", "cio_id", "phone"].contains(&kind.as_str()) {
+        return Err(("identifiers".into(), format!("unknown identifier '{kind}'")));
+    }
+    let value = match value {
+        Value::String(v) => v,
+        Value::Number(n) => n.to_string(),
+        _ => return Err((format!("identifiers.{kind}"), "identifier must be a string or number".into())),
+    };
+    if value.trim().is_empty() {
+        return Err((format!("identifiers.{kind}"), format!("{kind} attribute cannot be an empty string")));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err((format!("identifiers.{kind}"), format!("{kind} cannot be longer than {MAX_ID_BYTES} bytes")));
+    }
+    if kind == "cio_id" && value.starts_with("cio_") {
+        s.stats.violation(format!("a cio_ prefix inside a v2 cio_id identifier: {value}"));
+    }
+    let key = (kind, value);
+    match action {
+        "identify" => {
+            let attrs = match obj.get("attributes") {
+                None => Map::new(),
+                Some(Value::Object(m)) => m.clone(),
+                Some(_) => return Err(("attributes".into(), "attributes must be an object".into())),
+            };
+            check_attributes(&attrs)?;
+            note_attribute_violations(s, &attrs);
+            Ok(Some(Change::Identify { key, attributes: attrs }))
+        }
+        "delete" => Ok(Some(Change::Delete(key))),
+        _ => Ok(None),
+    }
+}
+
+fn v2_errors(list: Vec<Value>) -> Value {
+    json!({ "errors": list })
+}
+
+async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
+    s.stats.body_size(body.len());
+    if body.len() > MAX_OPERATION_BYTES {
+        s.stats.violation(format!("oversize /api/v2/entity request: {} bytes", body.len()));
+        return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "request_too_large", "field": "", "message": format!("request must be under {MAX_OPERATION_BYTES} bytes")})]));
+    }
+    let op: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid_json", "field": "", "message": e.to_string()})])),
+    };
+    match check_operation(&s, &op) {
+        Ok(change) => {
+            s.people.apply(change.into_iter().collect());
+            s.stats.applied(1);
+            status_json(StatusCode::OK, json!({}))
+        }
+        Err((field, message)) => status_json(
+            StatusCode::BAD_REQUEST,
+            v2_errors(vec![json!({"reason": "invalid", "field": field, "message": message})]),
+        ),
+    }
+}
+
+async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
+    s.stats.body_size(body.len());
+    let too_big = |msg: String| {
+        status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "request_too_large", "field": "", "message": msg})]))
+    };
+    if body.len() > MAX_BATCH_BYTES {
+        s.stats.violation(format!("oversize batch request: {} bytes", body.len()));
+        return too_big(format!("batch request must be at most {MAX_BATCH_BYTES} bytes"));
+    }
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid_json", "field": "", "message": e.to_string()})])),
+    };
+    let Some(ops) = parsed.get("batch").and_then(Value::as_array) else {
+        return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid", "field": "batch", "message": "batch must be an array"})]));
+    };
+    for (i, op) in ops.iter().enumerate() {
+        let n = serde_json::to_vec(op).map(|v| v.len()).unwrap_or(0);
+        if n > MAX_OPERATION_BYTES {
+            s.stats.violation(format!("oversize batch operation at index {i}: {n} bytes"));
+            return too_big(format!("operation {i} is {n} bytes; each operation must be at most {MAX_OPERATION_BYTES} bytes"));
+        }
+    }
+    let mut errors = Vec::new();
+    let mut changes = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        match check_operation(&s, op) {
+            Ok(c) => changes.extend(c),
+            Err((field, message)) => errors.push(json!({"batch_index": i, "reason": "invalid", "field": field, "message": message})),
+        }
+    }
+    let applied = (ops.len() - errors.len()) as u64;
+    s.people.apply(changes);
+    s.stats.applied(applied);
+    if errors.is_empty() {
+        status_json(StatusCode::OK, json!({}))
+    } else {
+        status_json(StatusCode::MULTI_STATUS, v2_errors(errors))
+    }
+}
+

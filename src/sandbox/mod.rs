@@ -1,0 +1,175 @@
+//! A local stand-in for the Track API: the documented endpoints, limits and answers, a rate
+//! limit, faults on demand, and a record of what it received (`/__sandbox/stats`, `/people`).
+
+mod api;
+mod faults;
+mod people;
+mod server;
+mod stats;
+
+pub use people::Person;
+pub use stats::StatsSnapshot;
+
+use crate::secret::Credentials;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the sandbox behaves.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Required Basic-auth credentials; `None` accepts any.
+    pub credentials: Option<Credentials>,
+    /// Requests per second before 429; 0 = no limit.
+    pub limit: u32,
+    /// Burst of the rate limit.
+    pub burst: u32,
+    /// `Retry-After` seconds sent with a 429, if any.
+    pub retry_after: Option<u64>,
+    /// Added latency per request (with ±20% jitter).
+    pub latency: Duration,
+    /// Share of requests answered 500/502/503/504 before being applied.
+    pub fail_rate: f64,
+    /// Share of connections closed without an answer.
+    pub reset_rate: f64,
+    /// Share of requests answered only after `slow`.
+    pub slow_rate: f64,
+    /// How long a slow request takes.
+    pub slow: Duration,
+    /// A window (start, length) after start-up during which every request gets 503.
+    pub outage: Option<(Duration, Duration)>,
+    /// Share of requests applied, then answered 500.
+    pub ambiguous_rate: f64,
+    /// Seed for the fault dice.
+    pub seed: Option<u64>,
+    /// Keep people (off for very large benchmarks).
+    pub store_people: bool,
+    /// Log a line per second with the request counts.
+    pub log_each_second: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            credentials: None,
+            limit: 100,
+            burst: 10,
+            retry_after: None,
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            reset_rate: 0.0,
+            slow_rate: 0.0,
+            slow: Duration::from_secs(35),
+            outage: None,
+            ambiguous_rate: 0.0,
+            seed: None,
+            store_people: true,
+            log_each_second: false,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// No limit, no latency, no faults: for tests that want a plain recorder.
+    pub fn plain() -> SandboxConfig {
+        SandboxConfig {
+            limit: 0,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+/// TLS material for `--tls`: a self-signed certificate for `localhost` and `127.0.0.1`.
+pub struct Tls {
+    /// The certificate, PEM (what a client must trust).
+    pub cert_pem: String,
+    key_der: Vec<u8>,
+    cert_der: Vec<u8>,
+}
+
+impl Tls {
+    /// Generates a fresh certificate.
+    pub fn generate() -> Result<Tls, String> {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+        Ok(Tls {
+            cert_pem: ck.cert.pem(),
+            cert_der: ck.cert.der().to_vec(),
+            key_der: ck.signing_key.serialize_der(),
+        })
+    }
+
+    /// Writes the certificate (PEM) for clients to trust.
+    pub fn write_cert(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, &self.cert_pem)
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    state: Arc<api::State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Starts serving on `bind` (port 0 picks a free one), over TLS when `tls` is given.
+    pub async fn start(cfg: SandboxConfig, bind: SocketAddr, tls: Option<&Tls>) -> std::io::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}");
+        let state = Arc::new(api::State::new(cfg, url.clone()));
+        let acceptor = match tls {
+            Some(t) => Some(server::acceptor(t).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(server::serve(listener, api::router(state.clone()), acceptor, rx));
+        if state.cfg.log_each_second {
+            tokio::spawn(stats::log_each_second(state.clone()));
+        }
+        Ok(Sandbox {
+            url,
+            addr,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// What it has seen so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.state.stats.snapshot()
+    }
+
+    /// Every person with their merged attributes, sorted by identifier.
+    pub fn people(&self) -> Vec<Person> {
+        self.state.people.list()
+    }
+
+    /// Writes the people as JSONL (owner-only: it is customer data).
+    pub fn save_people(&self, path: &Path) -> std::io::Result<usize> {
+        self.state.people.save(path)
+    }
+
+    /// Stops accepting connections.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Where `import --sandbox` saves the people it received.
+pub fn default_save_path(input_stem: &str) -> PathBuf {
+    PathBuf::from(format!("{input_stem}.sandbox-people.jsonl"))
+}

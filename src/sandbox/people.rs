@@ -1,0 +1,106 @@
+//! The sandbox's people: identify merges attributes, delete removes, `_update` never creates.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A person as the sandbox holds them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Person {
+    /// `id`, `email` or `cio_id`.
+    pub kind: String,
+    /// The identifier value (a `cio_id` without prefix).
+    pub identifier: String,
+    /// Merged attributes.
+    pub attributes: Map<String, Value>,
+    /// How many identify calls reached this person.
+    pub updates: u64,
+}
+
+/// All people, keyed by identifier kind and value.
+#[derive(Debug, Default)]
+pub struct People {
+    keep: bool,
+    map: Mutex<HashMap<(String, String), (Map<String, Value>, u64)>>,
+}
+
+/// One change to apply.
+pub enum Change {
+    /// Merge attributes (create unless update-only).
+    Identify {
+        /// Kind and value.
+        key: (String, String),
+        /// Attributes to merge.
+        attributes: Map<String, Value>,
+    },
+    /// Remove the person.
+    Delete((String, String)),
+}
+
+impl People {
+    /// A store; `keep = false` applies nothing (for huge benchmarks).
+    pub fn new(keep: bool) -> People {
+        People {
+            keep,
+            map: Mutex::default(),
+        }
+    }
+
+    /// Applies changes under one lock.
+    pub fn apply(&self, changes: Vec<Change>) {
+        if !self.keep {
+            return;
+        }
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for c in changes {
+            match c {
+                Change::Identify { key, mut attributes } => {
+                    let update_only = attributes.remove("_update") == Some(Value::Bool(true));
+                    if update_only && !m.contains_key(&key) {
+                        continue;
+                    }
+                    let entry = m.entry(key).or_default();
+                    entry.1 += 1;
+                    for (k, v) in attributes {
+                        entry.0.insert(k, v);
+                    }
+                }
+                Change::Delete(key) => {
+                    m.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Everyone, sorted.
+    pub fn list(&self) -> Vec<Person> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Person> = m
+            .iter()
+            .map(|((kind, id), (attrs, n))| Person {
+                kind: kind.clone(),
+                identifier: id.clone(),
+                attributes: attrs.clone(),
+                updates: *n,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.kind, &a.identifier).cmp(&(&b.kind, &b.identifier)));
+        v
+    }
+
+    /// Writes everyone as JSONL, owner-only.
+    pub fn save(&self, path: &Path) -> std::io::Result<usize> {
+        let list = self.list();
+        let f = crate::report::create_private(path)?;
+        let mut w = std::io::BufWriter::new(f);
+        for p in &list {
+            serde_json::to_writer(&mut w, p)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+        Ok(list.len())
+    }
+}

@@ -1,0 +1,163 @@
+//! What the sandbox counts: requests, answers, peaks, sizes, and every protocol violation.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most violations kept verbatim (all are counted).
+const MAX_VIOLATIONS_KEPT: usize = 1000;
+
+/// Live counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    operations: AtomicU64,
+    resets: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    largest_request: AtomicU64,
+    max_per_second: AtomicU64,
+    by_status: Mutex<BTreeMap<u16, u64>>,
+    window: Mutex<VecDeque<Instant>>,
+    violations: Mutex<Vec<String>>,
+    violation_count: AtomicU64,
+    second: [AtomicU64; 5],
+}
+
+/// A copy of the counters, as `/__sandbox/stats` shows them.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct StatsSnapshot {
+    /// Requests to the API endpoints (not `/__sandbox`).
+    pub requests: u64,
+    /// Person operations applied (v1 identify/delete count one each).
+    pub operations: u64,
+    /// Answers by HTTP status.
+    pub by_status: BTreeMap<String, u64>,
+    /// Connections closed without an answer on purpose.
+    pub resets: u64,
+    /// Most requests that arrived within any sliding 1-second window.
+    pub max_requests_per_second: u64,
+    /// Most requests being handled at once.
+    pub max_in_flight: u64,
+    /// Bytes of the largest request body.
+    pub largest_request_bytes: u64,
+    /// How many protocol violations were seen.
+    pub violation_count: u64,
+    /// The first violations, described.
+    pub violations: Vec<String>,
+}
+
+impl StatsSnapshot {
+    /// Answers with the given status.
+    pub fn status(&self, code: u16) -> u64 {
+        self.by_status.get(&code.to_string()).copied().unwrap_or(0)
+    }
+}
+
+/// Decrements the in-flight count when a request ends.
+pub struct InFlight<'a>(&'a Stats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Stats {
+    /// Counts an arriving request and returns its in-flight guard.
+    pub fn arrive(&self) -> InFlight<'_> {
+        self.requests.fetch_add(1, Relaxed);
+        self.second[0].fetch_add(1, Relaxed);
+        let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Relaxed);
+        let t = Instant::now();
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        w.push_back(t);
+        while w.front().is_some_and(|f| t.duration_since(*f) >= Duration::from_secs(1)) {
+            w.pop_front();
+        }
+        self.max_per_second.fetch_max(w.len() as u64, Relaxed);
+        InFlight(self)
+    }
+
+    /// Counts a request body's size.
+    pub fn body_size(&self, n: usize) {
+        self.largest_request.fetch_max(n as u64, Relaxed);
+    }
+
+    /// Counts an answer.
+    pub fn answered(&self, status: u16) {
+        *self
+            .by_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
+        let slot = match status {
+            200..=299 => 1,
+            429 => 3,
+            400..=499 => 2,
+            _ => 4,
+        };
+        self.second[slot].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a deliberate reset.
+    pub fn reset(&self) {
+        self.resets.fetch_add(1, Relaxed);
+    }
+
+    /// Counts applied operations.
+    pub fn applied(&self, n: u64) {
+        self.operations.fetch_add(n, Relaxed);
+    }
+
+    /// Records a protocol violation by the client.
+    pub fn violation(&self, what: String) {
+        tracing::warn!("sandbox: protocol violation: {what}");
+        self.violation_count.fetch_add(1, Relaxed);
+        let mut v = self.violations.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < MAX_VIOLATIONS_KEPT {
+            v.push(what);
+        }
+    }
+
+    /// A consistent-enough copy for reporting.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Relaxed),
+            operations: self.operations.load(Relaxed),
+            by_status: self
+                .by_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            resets: self.resets.load(Relaxed),
+            max_requests_per_second: self.max_per_second.load(Relaxed),
+            max_in_flight: self.max_in_flight.load(Relaxed),
+            largest_request_bytes: self.largest_request.load(Relaxed),
+            violation_count: self.violation_count.load(Relaxed),
+            violations: self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+}
+
+/// Logs `requests, 2xx, 4xx, 429, 5xx` for each second that saw traffic.
+pub async fn log_each_second(state: Arc<super::api::State>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let s = &state.stats.second;
+        let v: Vec<u64> = s.iter().map(|c| c.swap(0, Relaxed)).collect();
+        if v[0] > 0 {
+            tracing::info!(
+                "sandbox: {} req/s | 2xx {} | 4xx {} | 429 {} | 5xx/reset {}",
+                v[0], v[1], v[2], v[3], v[4]
+            );
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Opening the input (file or stdin, plain or gzip) and streaming its rows with positions.
+
+mod csv_rows;
+mod jsonl_rows;
+
+pub use csv_rows::{CsvHeader, CsvRows};
+pub use jsonl_rows::JsonlRows;
+
+use crate::record::{Position, RawRow};
+use flate2::read::MultiGzDecoder;
+use serde_json::{Map, Value};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The input's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma (or `--delimiter`) separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// The extension of files in this format, for default report names.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Where rows come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Standard input (`-`).
+    Stdin,
+    /// A file.
+    Path(PathBuf),
+}
+
+impl Input {
+    /// From the command-line word: `-` is stdin.
+    pub fn from_arg(arg: &Path) -> Input {
+        if arg == Path::new("-") {
+            Input::Stdin
+        } else {
+            Input::Path(arg.to_path_buf())
+        }
+    }
+
+    /// A name for messages.
+    pub fn display(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".to_string(),
+            Input::Path(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// An error that stops reading: the file cannot be opened, is not what its name says, or breaks.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Opening or reading failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The input.
+        path: String,
+        /// What happened and what to do.
+        message: String,
+    },
+    /// The header or the format cannot be used.
+    #[error("{path}: {message}")]
+    Format {
+        /// The input.
+        path: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Decides the format from `--format` or the file name (`.csv`, `.tsv`, `.jsonl`, `.ndjson`, plus `.gz`).
+pub fn detect_format(input: &Input, explicit: Option<Format>) -> Result<Format, String> {
+    if let Some(f) = explicit {
+        return Ok(f);
+    }
+    let path = match input {
+        Input::Stdin => {
+            return Err("reading from stdin needs --format csv or --format jsonl".to_string())
+        }
+        Input::Path(p) => p,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".csv") || name.ends_with(".tsv") || name.ends_with(".txt") {
+        Ok(Format::Csv)
+    } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
+        Ok(Format::Jsonl)
+    } else {
+        Err(format!(
+            "cannot tell the format of {} from its name: pass --format csv or --format jsonl",
+            path.display()
+        ))
+    }
+}
+
+/// The default delimiter for a file: tab for `.tsv`, else comma.
+pub fn default_delimiter(input: &Input) -> u8 {
+    match input {
+        Input::Path(p) if p.to_string_lossy().to_lowercase().trim_end_matches(".gz").ends_with(".tsv") => b'\t',
+        _ => b',',
+    }
+}
+
+/// Counts the bytes read from the underlying file (compressed bytes for gzip).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An opened input: a buffered reader of decompressed bytes, and how far into the file it is.
+pub struct Opened {
+    /// The decompressed bytes.
+    pub reader: Box<dyn BufRead + Send>,
+    /// The file's size, when known (not for stdin).
+    pub total_bytes: Option<u64>,
+    /// Bytes of the file (compressed, for gzip) read so far.
+    pub bytes_read: Arc<AtomicU64>,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Opens a file or stdin; gzip is recognised by its magic bytes (and required by a `.gz` name).
+pub fn open(input: &Input) -> Result<Opened, SourceError> {
+    let name = input.display();
+    let io_err = |e: io::Error| SourceError::Io {
+        path: name.clone(),
+        message: format!("cannot read: {e}"),
+    };
+    let count = Arc::new(AtomicU64::new(0));
+    let (raw, total, named_gz): (Box<dyn Read + Send>, Option<u64>, bool) = match input {
+        Input::Stdin => (Box::new(io::stdin()), None, false),
+        Input::Path(p) => {
+            let f = File::open(p).map_err(|e| SourceError::Io {
+                path: name.clone(),
+                message: format!("cannot open: {e}"),
+            })?;
+            let total = f.metadata().ok().map(|m| m.len());
+            let gz = p.to_string_lossy().to_lowercase().ends_with(".gz");
+            (Box::new(f), total, gz)
+        }
+    };
+    let mut buffered = BufReader::with_capacity(
+        256 * 1024,
+        Counting {
+            inner: raw,
+            count: count.clone(),
+        },
+    );
+    let head = buffered.fill_buf().map_err(io_err)?;
+    let is_gzip = head.len() >= 2 && head[..2] == GZIP_MAGIC;
+    if named_gz && !is_gzip && !head.is_empty() {
+        return Err(SourceError::Format {
+            path: name,
+            message: "the name ends in .gz but the content is not gzip: rename the file or decompress it properly".into(),
+        });
+    }
+    let reader: Box<dyn BufRead + Send> = if is_gzip {
+        Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(Opened {
+        reader,
+        total_bytes: total,
+        bytes_read: count,
+    })
+}
+
+/// The content of one row, before any mapping.
+#[derive(Debug)]
+pub enum Fields {
+    /// CSV cells, aligned with the header.
+    Csv(Vec<String>),
+    /// A JSON object.
+    Json(Map<String, Value>),
+}
+
+/// One item read from the input.
+#[derive(Debug)]
+pub enum Item {
+    /// A well-formed row.
+    Row {
+        /// Where it is.
+        pos: Position,
+        /// The row as read.
+        raw: RawRow,
+        /// Its content.
+        fields: Fields,
+    },
+    /// A row that cannot be read as one (ragged, not UTF-8, not a JSON object).
+    Bad {
+        /// Where it is.
+        pos: Position,
+        /// The row as read.
+        raw: RawRow,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// A stream of rows from either format.
+pub enum Rows {
+    /// CSV rows.
+    Csv(CsvRows),
+    /// JSONL rows.
+    Jsonl(JsonlRows),
+}
+
+impl Rows {
+    /// Starts reading `opened` as `format`. For CSV this reads and checks the header.
+    pub fn new(
+        opened: Opened,
+        format: Format,
+        delimiter: u8,
+        input_name: &str,
+    ) -> Result<Rows, SourceError> {
+        Ok(match format {
+            Format::Csv => Rows::Csv(CsvRows::new(opened.reader, delimiter, input_name)?),
+            Format::Jsonl => Rows::Jsonl(JsonlRows::new(opened.reader, input_name)),
+        })
+    }
+
+    /// The CSV header, for the rejects file.
+    pub fn csv_header(&self) -> Option<&CsvHeader> {
+        match self {
+            Rows::Csv(c) => Some(c.header()),
+            Rows::Jsonl(_) => None,
+        }
+    }
+}
+
+impl Iterator for Rows {
+    type Item = Result<Item, SourceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Rows::Csv(c) => c.next(),
+            Rows::Jsonl(j) => j.next(),
+        }
+    }
+}
+
+/// Explains a read error in the words a user needs.
+pub(crate) fn read_error(input_name: &str, line: u64, e: &io::Error) -> SourceError {
+    let message = match e.kind() {
+        io::ErrorKind::UnexpectedEof => format!(
+            "the input ends abruptly after line {line} (a truncated gzip file?): rows up to there were read; re-export the file"
+        ),
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => format!(
+            "cannot decode the input after line {line}: {e} (is it really gzip?)"
+        ),
+        _ => format!("read error after line {line}: {e}"),
+    };
+    SourceError::Io {
+        path: input_name.to_string(),
+        message,
+    }
+}

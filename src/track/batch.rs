@@ -1,0 +1,163 @@
+//! Packing operations into `/api/v2/batch` bodies by bytes, and reading a 207's errors.
+
+use crate::validate::MAX_BATCH_BYTES;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+
+/// The fixed bytes around the operations: `{"batch":[` and `]}`.
+pub const ENVELOPE_BYTES: usize = br#"{"batch":["#.len() + b"]}".len();
+
+/// Packs serialized operations into one body without ever passing the byte or count cap.
+#[derive(Debug)]
+pub struct Packer {
+    max_bytes: usize,
+    max_ops: usize,
+    body: Vec<u8>,
+    ops: usize,
+}
+
+impl Packer {
+    /// A packer for bodies of at most `max_bytes` (capped at 500,000) and `max_ops` operations.
+    pub fn new(max_bytes: usize, max_ops: Option<usize>) -> Packer {
+        let max_bytes = max_bytes.min(MAX_BATCH_BYTES);
+        let mut body = Vec::with_capacity(max_bytes.min(1 << 20));
+        body.extend_from_slice(br#"{"batch":["#);
+        Packer {
+            max_bytes,
+            max_ops: max_ops.unwrap_or(usize::MAX).max(1),
+            body,
+            ops: 0,
+        }
+    }
+
+    /// Bytes the body would have with `op_len` more bytes of operation.
+    fn size_with(&self, op_len: usize) -> usize {
+        self.body.len() + usize::from(self.ops > 0) + op_len + 2
+    }
+
+    /// Whether an operation of `op_len` bytes fits in the current body.
+    pub fn fits(&self, op_len: usize) -> bool {
+        self.ops < self.max_ops && self.size_with(op_len) <= self.max_bytes
+    }
+
+    /// Whether an operation of `op_len` bytes fits in an empty body at all.
+    pub fn fits_alone(&self, op_len: usize) -> bool {
+        ENVELOPE_BYTES + op_len <= self.max_bytes
+    }
+
+    /// Adds an operation; the caller checked [`Packer::fits`].
+    pub fn push(&mut self, op: &[u8]) {
+        debug_assert!(self.fits(op.len()));
+        if self.ops > 0 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(op);
+        self.ops += 1;
+    }
+
+    /// Number of operations packed so far.
+    pub fn len(&self) -> usize {
+        self.ops
+    }
+
+    /// Whether nothing is packed.
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// The finished body; the packer starts over empty.
+    pub fn take(&mut self) -> Bytes {
+        let mut body = std::mem::replace(&mut self.body, Vec::with_capacity(self.max_bytes.min(1 << 20)));
+        body.extend_from_slice(b"]}");
+        self.body.extend_from_slice(br#"{"batch":["#);
+        self.ops = 0;
+        Bytes::from(body)
+    }
+}
+
+/// Builds a body from a list of operations (for the halves of a bisected batch).
+pub fn body_of<'a>(ops: impl Iterator<Item = &'a [u8]>) -> Bytes {
+    let mut body = Vec::new();
+    body.extend_from_slice(br#"{"batch":["#);
+    for (i, op) in ops.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(op);
+    }
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
+}
+
+/// The per-operation errors in a batch answer (207, or defensively a 200): index -> message.
+/// A missing or empty `errors` means every operation was accepted.
+pub fn operation_errors(body: &[u8]) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return out;
+    };
+    if let Some(list) = v.get("errors").and_then(|e| e.as_array()) {
+        for e in list {
+            if let Some(i) = e.get("batch_index").and_then(|i| i.as_u64()) {
+                let msg = super::error::v2_error_text(e);
+                out.entry(i as usize)
+                    .and_modify(|m: &mut String| {
+                        m.push_str("; ");
+                        m.push_str(&msg)
+                    })
+                    .or_insert(msg);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reads_207_errors_and_ignores_the_rest() {
+        let body = br#"{"errors":[{"batch_index":2,"reason":"invalid","field":"identifiers","message":"bad"},{"batch_index":0,"reason":"x","message":"y"}]}"#;
+        let e = operation_errors(body);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[&2], "invalid: bad (field 'identifiers')");
+        assert!(operation_errors(b"{}").is_empty());
+        assert!(operation_errors(b"").is_empty());
+    }
+
+    proptest! {
+        /// Whatever the operation sizes, no body exceeds the byte cap or the count cap,
+        /// and every operation that fits alone is packed exactly once, in order.
+        #[test]
+        fn packing_never_exceeds_limits(
+            attrs in proptest::collection::vec(("[a-z]{1,10}", "\\PC{0,300}"), 1..200),
+            max_bytes in 200usize..5_000,
+            cap in proptest::option::of(1usize..50),
+        ) {
+            let ops: Vec<Vec<u8>> = attrs.iter().enumerate().map(|(i, (k, v))| {
+                serde_json::to_vec(&serde_json::json!({"type":"person","identifiers":{"id":i.to_string()},"action":"identify","attributes":{k: v}})).unwrap()
+            }).collect();
+            let mut p = Packer::new(max_bytes, cap);
+            let mut bodies = Vec::new();
+            let mut packed = Vec::new();
+            for op in &ops {
+                if !p.fits_alone(op.len()) { continue; }
+                if !p.fits(op.len()) { bodies.push(p.take()); }
+                p.push(op);
+                packed.push(op.clone());
+            }
+            if !p.is_empty() { bodies.push(p.take()); }
+            let mut seen = Vec::new();
+            for b in &bodies {
+                prop_assert!(b.len() <= max_bytes, "body {} > {}", b.len(), max_bytes);
+                let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                let list = v["batch"].as_array().unwrap();
+                if let Some(c) = cap { prop_assert!(list.len() <= c); }
+                for op in list { seen.push(serde_json::to_vec(op).unwrap()); }
+            }
+            prop_assert_eq!(seen, packed);
+        }
+    }
+}
