@@ -54,6 +54,7 @@ pub enum IdentifyBy {
     /// The email address.
     Email,
     /// Customer.io's own id (with or without the cio_ prefix).
+    #[value(name = "cio_id", alias = "cio-id")]
     CioId,
 }
 
@@ -205,6 +206,12 @@ pub struct SandboxArgs {
     /// Do not keep people (for very large benchmarks).
     #[arg(long)]
     pub discard: bool,
+    /// Answer this identifier as invalid (a 207 entry in a batch, 400 in v1); repeatable.
+    #[arg(long = "reject-id")]
+    pub reject_ids: Vec<String>,
+    /// Fail any whole batch holding this identifier with 400; repeatable.
+    #[arg(long = "poison-id")]
+    pub poison_ids: Vec<String>,
     /// Serve HTTPS with a fresh self-signed certificate for localhost and 127.0.0.1.
     #[arg(long)]
     pub tls: bool,
@@ -274,6 +281,9 @@ impl SandboxArgs {
             seed: self.seed,
             store_people: !self.discard,
             log_each_second: true,
+            script: Vec::new(),
+            reject_ids: self.reject_ids.clone(),
+            poison_ids: self.poison_ids.clone(),
         })
     }
 }

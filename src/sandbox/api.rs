@@ -32,6 +32,7 @@ pub struct State {
     limiter: Option<DefaultDirectRateLimiter>,
     started: Instant,
     v1_errors: AtomicU64,
+    script: std::sync::Mutex<std::collections::VecDeque<super::Fault>>,
 }
 
 impl State {
@@ -47,6 +48,7 @@ impl State {
             started: Instant::now(),
             stats: Stats::default(),
             v1_errors: AtomicU64::new(0),
+            script: std::sync::Mutex::new(cfg.script.iter().cloned().collect()),
             url,
             cfg,
         }
@@ -104,6 +106,8 @@ fn authorized(s: &State, headers: &HeaderMap) -> bool {
 /// Latency, auth, rate limit, outage, faults; then the handler; then the ambiguous fault.
 async fn checks(AxState(s): AxState<Shared>, req: Request, next: Next) -> Response {
     let _guard = s.stats.arrive();
+    let arrived = Instant::now();
+    let path = req.uri().path().to_string();
     if !s.cfg.latency.is_zero() {
         let j = s.dice.jitter(0.2);
         tokio::time::sleep(s.cfg.latency.mul_f64(j)).await;
@@ -111,25 +115,52 @@ async fn checks(AxState(s): AxState<Shared>, req: Request, next: Next) -> Respon
     let resp = checked(&s, req, next).await;
     if resp.extensions().get::<ResetConnection>().is_some() {
         s.stats.reset();
+        s.stats.log_arrival(arrived, &path, 0);
     } else {
         s.stats.answered(resp.status().as_u16());
+        s.stats.log_arrival(arrived, &path, resp.status().as_u16());
     }
     resp
+}
+
+fn reset_response() -> Response {
+    let mut r = Response::new(Body::empty());
+    r.extensions_mut().insert(ResetConnection);
+    r
+}
+
+fn retry_after_response(secs: Option<u64>) -> Response {
+    let mut r = status_json(StatusCode::TOO_MANY_REQUESTS, json!({"meta": {"error": "rate limit exceeded"}}));
+    if let Some(secs) = secs {
+        if let Ok(v) = secs.to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
 }
 
 async fn checked(s: &State, req: Request, next: Next) -> Response {
     if !authorized(s, req.headers()) {
         return status_json(StatusCode::UNAUTHORIZED, json!({"meta": {"error": "Unauthorized request"}}));
     }
+    let scripted = s.script.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    let mut ambiguous = false;
+    match scripted {
+        Some(super::Fault::Status(429)) => return retry_after_response(None),
+        Some(super::Fault::Status(code)) => {
+            return status_json(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                json!({"meta": {"error": "scripted failure (sandbox)"}}),
+            )
+        }
+        Some(super::Fault::RateLimited { retry_after }) => return retry_after_response(Some(retry_after)),
+        Some(super::Fault::Reset) => return reset_response(),
+        Some(super::Fault::Ambiguous) => ambiguous = true,
+        Some(super::Fault::Pass) | None => {}
+    }
     if let Some(l) = &s.limiter {
         if l.check().is_err() {
-            let mut r = status_json(StatusCode::TOO_MANY_REQUESTS, json!({"meta": {"error": "rate limit exceeded"}}));
-            if let Some(secs) = s.cfg.retry_after {
-                if let Ok(v) = secs.to_string().parse() {
-                    r.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-            }
-            return r;
+            return retry_after_response(s.cfg.retry_after);
         }
     }
     if let Some((start, len)) = s.cfg.outage {
@@ -139,9 +170,7 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
         }
     }
     if s.dice.roll(s.cfg.reset_rate) {
-        let mut r = Response::new(Body::empty());
-        r.extensions_mut().insert(ResetConnection);
-        return r;
+        return reset_response();
     }
     if s.dice.roll(s.cfg.slow_rate) {
         tokio::time::sleep(s.cfg.slow).await;
@@ -155,7 +184,7 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
         );
     }
     let resp = next.run(req).await;
-    if resp.status().is_success() && s.dice.roll(s.cfg.ambiguous_rate) {
+    if resp.status().is_success() && (ambiguous || s.dice.roll(s.cfg.ambiguous_rate)) {
         // Applied, then the answer is lost in a 500, as a real server can do.
         return status_json(StatusCode::INTERNAL_SERVER_ERROR, json!({"meta": {"error": "applied, then failed (sandbox)"}}));
     }
@@ -265,6 +294,9 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
     if let Err((_, msg)) = check_attributes(&attrs) {
         return v1_error(&s, StatusCode::BAD_REQUEST, msg);
     }
+    if s.cfg.reject_ids.iter().any(|r| *r == id) {
+        return v1_error(&s, StatusCode::BAD_REQUEST, format!("identifier '{id}' is refused (sandbox --reject-id)"));
+    }
     note_attribute_violations(&s, &attrs);
     s.people.apply(vec![Change::Identify {
         key: v1_key(&id),
@@ -330,6 +362,9 @@ fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, Str
     }
     if value.len() > MAX_ID_BYTES {
         return Err((format!("identifiers.{kind}"), format!("{kind} cannot be longer than {MAX_ID_BYTES} bytes")));
+    }
+    if s.cfg.reject_ids.iter().any(|r| *r == value) {
+        return Err((format!("identifiers.{kind}"), format!("identifier '{value}' is refused (sandbox --reject-id)")));
     }
     if kind == "cio_id" && value.starts_with("cio_") {
         s.stats.violation(format!("a cio_ prefix inside a v2 cio_id identifier: {value}"));
@@ -399,6 +434,16 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
         if n > MAX_OPERATION_BYTES {
             s.stats.violation(format!("oversize batch operation at index {i}: {n} bytes"));
             return too_big(format!("operation {i} is {n} bytes; each operation must be at most {MAX_OPERATION_BYTES} bytes"));
+        }
+    }
+    if !s.cfg.poison_ids.is_empty() {
+        let poisoned = ops.iter().find_map(|op| {
+            let ids = op.get("identifiers")?.as_object()?;
+            let v = ids.values().next()?.as_str()?;
+            s.cfg.poison_ids.iter().any(|p| p == v).then(|| v.to_string())
+        });
+        if let Some(v) = poisoned {
+            return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid", "field": "batch", "message": format!("the batch holds '{v}', which fails the whole request (sandbox --poison-id)")})]));
         }
     }
     let mut errors = Vec::new();

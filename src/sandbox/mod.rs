@@ -8,7 +8,7 @@ mod server;
 mod stats;
 
 pub use people::Person;
-pub use stats::StatsSnapshot;
+pub use stats::{Arrival, StatsSnapshot};
 
 use crate::secret::Credentials;
 use std::net::SocketAddr;
@@ -47,6 +47,30 @@ pub struct SandboxConfig {
     pub store_people: bool,
     /// Log a line per second with the request counts.
     pub log_each_second: bool,
+    /// Faults served in order to the first requests, before any random ones (for tests).
+    pub script: Vec<Fault>,
+    /// Identifiers answered as invalid: a 207 entry in a batch, a 400 in v1 (for tests).
+    pub reject_ids: Vec<String>,
+    /// Identifiers that make the whole batch request fail with 400 (for tests of bisection).
+    pub poison_ids: Vec<String>,
+}
+
+/// A fault the sandbox can be told to serve next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status without applying (e.g. 429, 503).
+    Status(u16),
+    /// Answer 429 with `Retry-After: secs`.
+    RateLimited {
+        /// The `Retry-After` seconds.
+        retry_after: u64,
+    },
+    /// Close the connection without an answer.
+    Reset,
+    /// Apply the request, then answer 500.
+    Ambiguous,
+    /// Serve normally.
+    Pass,
 }
 
 impl Default for SandboxConfig {
@@ -66,6 +90,9 @@ impl Default for SandboxConfig {
             seed: None,
             store_people: true,
             log_each_second: false,
+            script: Vec::new(),
+            reject_ids: Vec::new(),
+            poison_ids: Vec::new(),
         }
     }
 }
@@ -125,6 +152,7 @@ impl Sandbox {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{addr}");
         let state = Arc::new(api::State::new(cfg, url.clone()));
+        state.stats.start_clock();
         let acceptor = match tls {
             Some(t) => Some(server::acceptor(t).map_err(std::io::Error::other)?),
             None => None,
@@ -146,6 +174,11 @@ impl Sandbox {
     /// What it has seen so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.state.stats.snapshot()
+    }
+
+    /// Every request that arrived, in order: when, what, and the answer.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.state.stats.arrivals()
     }
 
     /// Every person with their merged attributes, sorted by identifier.

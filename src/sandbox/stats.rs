@@ -24,6 +24,22 @@ pub struct Stats {
     violations: Mutex<Vec<String>>,
     violation_count: AtomicU64,
     second: [AtomicU64; 5],
+    arrivals: Mutex<Vec<Arrival>>,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+/// Most arrivals kept for [`Stats::arrivals`].
+const MAX_ARRIVALS_KEPT: usize = 200_000;
+
+/// One request as it arrived and was answered.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Arrival {
+    /// Milliseconds since the sandbox started.
+    pub at_ms: f64,
+    /// The request path.
+    pub path: String,
+    /// The answer's status (0 for a deliberate reset).
+    pub status: u16,
 }
 
 /// A copy of the counters, as `/__sandbox/stats` shows them.
@@ -80,6 +96,31 @@ impl Stats {
         }
         self.max_per_second.fetch_max(w.len() as u64, Relaxed);
         InFlight(self)
+    }
+
+    /// Notes the moment the sandbox started.
+    pub fn start_clock(&self) {
+        let _ = self.epoch.set(Instant::now());
+    }
+
+    /// Logs one arrival (capped).
+    pub fn log_arrival(&self, at: Instant, path: &str, status: u16) {
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        if a.len() < MAX_ARRIVALS_KEPT {
+            a.push(Arrival {
+                at_ms: at.saturating_duration_since(epoch).as_secs_f64() * 1000.0,
+                path: path.to_string(),
+                status,
+            });
+        }
+    }
+
+    /// Every logged arrival, in arrival order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        let mut v = self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        v.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        v
     }
 
     /// Counts a request body's size.

@@ -1,0 +1,242 @@
+//! Shared test harness: an in-process sandbox per test, the real binary, and the checks every
+//! run must pass (accounting identity, no key anywhere).
+#![allow(dead_code)]
+
+use base64::Engine;
+use cio_import::sandbox::{Sandbox, SandboxConfig};
+use cio_import::secret::{ApiKey, Credentials};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const SITE: &str = "site-under-test";
+pub const KEY: &str = "k3y-SECRET-7f3a9c1e";
+
+pub fn creds() -> Credentials {
+    Credentials {
+        site_id: SITE.into(),
+        api_key: ApiKey::new(KEY),
+    }
+}
+
+/// A sandbox on its own runtime, alive as long as this value.
+pub struct Sb {
+    pub sb: Sandbox,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Sb {
+    pub fn url(&self) -> String {
+        self.sb.url.clone()
+    }
+    pub fn people(&self) -> HashMap<String, cio_import::sandbox::Person> {
+        self.sb
+            .people()
+            .into_iter()
+            .map(|p| (p.identifier.clone(), p))
+            .collect()
+    }
+    pub fn stats(&self) -> cio_import::sandbox::StatsSnapshot {
+        self.sb.stats()
+    }
+    /// One raw HTTP request to the sandbox: (status, retry-after, body).
+    pub fn http(&self, method: &str, path: &str, body: &str, auth: Option<(&str, &str)>) -> (u16, Option<String>, String) {
+        let url = format!("{}{}", self.sb.url, path);
+        self.rt.block_on(async move {
+            let c = reqwest::Client::new();
+            let mut rb = c
+                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url)
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some((s, k)) = auth {
+                rb = rb.basic_auth(s, Some(k));
+            }
+            match rb.send().await {
+                Ok(r) => {
+                    let st = r.status().as_u16();
+                    let ra = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                    (st, ra, r.text().await.unwrap_or_default())
+                }
+                Err(e) => (0, None, e.to_string()),
+            }
+        })
+    }
+}
+
+/// Starts a sandbox requiring the test credentials.
+pub fn sandbox(mut cfg: SandboxConfig) -> Sb {
+    if cfg.credentials.is_none() {
+        cfg.credentials = Some(creds());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sb = rt
+        .block_on(Sandbox::start(cfg, "127.0.0.1:0".parse().unwrap(), None))
+        .unwrap();
+    Sb { sb, rt }
+}
+
+pub fn plain() -> Sb {
+    sandbox(SandboxConfig::plain())
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cio-import")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub summary: Value,
+    pub dir: PathBuf,
+}
+
+impl Run {
+    pub fn n(&self, k: &str) -> u64 {
+        self.summary[k].as_u64().unwrap_or_else(|| panic!("summary has no {k}: {}", self.summary))
+    }
+    /// The errors report as (row, line, identifier, class, status, attempts, message).
+    pub fn errors(&self) -> Vec<HashMap<String, String>> {
+        read_csv_maps(&self.dir.join("errors.csv"))
+    }
+    pub fn rejects_path(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("rejects.{ext}"))
+    }
+}
+
+pub fn read_csv_maps(path: &Path) -> Vec<HashMap<String, String>> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+        })
+        .collect()
+}
+
+/// The secret in every form it could leak in.
+pub fn secret_forms() -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        KEY.to_string(),
+        b64.encode(format!("{SITE}:{KEY}")),
+        b64.encode(KEY),
+    ]
+}
+
+pub fn assert_no_secret(what: &str, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    for s in secret_forms() {
+        assert!(!text.contains(&s), "the API key (as {s}) appears in {what}");
+    }
+}
+
+fn check_dir_for_secret(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            assert_no_secret(&p.display().to_string(), &std::fs::read(&p).unwrap());
+        }
+    }
+}
+
+/// Checks the summary's accounting identity.
+pub fn assert_accounted(summary: &Value) {
+    let g = |k: &str| summary[k].as_u64().unwrap();
+    assert_eq!(
+        g("rows"),
+        g("sent") + g("skipped") + g("invalid") + g("rejected") + g("exhausted") + g("not_attempted"),
+        "accounting identity broken: {summary}"
+    );
+    assert_eq!(summary["accounted"], Value::Bool(true));
+}
+
+/// Runs `cio-import import ...` in `dir` against `endpoint` with the test credentials, with
+/// summary/rejects/errors under `dir`; checks accounting and secrets.
+pub fn import(dir: &Path, endpoint: Option<&str>, args: &[&str], stdin: Option<&[u8]>) -> Run {
+    import_env(dir, endpoint, args, stdin, &[])
+}
+
+pub fn import_env(dir: &Path, endpoint: Option<&str>, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir)
+        .arg("import")
+        .args(args)
+        .args(["--summary", "summary.json", "--rejects"])
+        .arg(if args.iter().any(|a| a.ends_with(".jsonl") || a.ends_with(".jsonl.gz") || *a == "jsonl") {
+            "rejects.jsonl"
+        } else {
+            "rejects.csv"
+        })
+        .args(["--errors", "errors.csv", "-q"])
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(e) = endpoint {
+        cmd.args(["--endpoint", e]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let _ = std::fs::remove_file(dir.join("summary.json"));
+    let mut child = cmd.spawn().unwrap();
+    if let Some(data) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(data).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_no_secret("stdout", stdout.as_bytes());
+    assert_no_secret("stderr", stderr.as_bytes());
+    check_dir_for_secret(dir);
+    let summary: Value = std::fs::read(dir.join("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    if !summary.is_null() {
+        assert_accounted(&summary);
+        assert_eq!(summary["exit_code"].as_i64(), out.status.code().map(i64::from), "{stderr}");
+    }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        summary,
+        dir: dir.to_path_buf(),
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// Attributes of a person as string pairs, for comparisons.
+pub fn attrs(p: &cio_import::sandbox::Person) -> serde_json::Map<String, Value> {
+    p.attributes.clone()
+}
+
+#[cfg(unix)]
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
