@@ -239,31 +239,36 @@ fn rate_fraction(name: &str, v: f64) -> Result<f64, UsageError> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(UsageError(format!("--{name} {v}: give a share between 0 and 1")))
+        Err(UsageError(format!(
+            "--{name} {v}: give a share between 0 and 1"
+        )))
     }
 }
 
 impl SandboxArgs {
     /// The sandbox settings these flags describe.
     pub fn to_config(&self) -> Result<SandboxConfig, UsageError> {
-        let credentials = match (&self.site_id, &self.api_key) {
-            (Some(s), Some(k)) if !s.is_empty() && !k.is_empty() => Some(Credentials {
-                site_id: s.clone(),
-                api_key: ApiKey::new(k.clone()),
-            }),
-            (None, None) => None,
-            _ => {
+        let credentials =
+            match (&self.site_id, &self.api_key) {
+                (Some(s), Some(k)) if !s.is_empty() && !k.is_empty() => Some(Credentials {
+                    site_id: s.clone(),
+                    api_key: ApiKey::new(k.clone()),
+                }),
+                (None, None) => None,
+                _ => return Err(UsageError(
+                    "give both the site id and the API key to require, or neither to accept any"
+                        .into(),
+                )),
+            };
+        let outage = match &self.outage {
+            Some(v) if v.len() == 2 && v[0] >= 0.0 && v[1] >= 0.0 => {
+                Some((Duration::from_secs_f64(v[0]), Duration::from_secs_f64(v[1])))
+            }
+            Some(_) => {
                 return Err(UsageError(
-                    "give both the site id and the API key to require, or neither to accept any".into(),
+                    "--outage START_S LEN_S: two non-negative numbers".into(),
                 ))
             }
-        };
-        let outage = match &self.outage {
-            Some(v) if v.len() == 2 && v[0] >= 0.0 && v[1] >= 0.0 => Some((
-                Duration::from_secs_f64(v[0]),
-                Duration::from_secs_f64(v[1]),
-            )),
-            Some(_) => return Err(UsageError("--outage START_S LEN_S: two non-negative numbers".into())),
             None => None,
         };
         Ok(SandboxConfig {
@@ -327,7 +332,9 @@ or try --sandbox or --dry-run",
             return Err(UsageError("--concurrency must be at least 1".into()));
         }
         if !(self.timeout > 0.0 && self.timeout.is_finite()) {
-            return Err(UsageError("--timeout must be a positive number of seconds".into()));
+            return Err(UsageError(
+                "--timeout must be a positive number of seconds".into(),
+            ));
         }
         if self.batch_bytes > crate::validate::MAX_BATCH_BYTES || self.batch_bytes < 1_000 {
             return Err(UsageError(format!(
@@ -351,7 +358,10 @@ or try --sandbox or --dry-run",
         };
         cfg.convert = ConvertOptions {
             id_kind,
-            id_column: self.id_column.clone().unwrap_or_else(|| default_col.to_string()),
+            id_column: self
+                .id_column
+                .clone()
+                .unwrap_or_else(|| default_col.to_string()),
             api: match self.api {
                 ApiArg::Batch => Api::Batch,
                 ApiArg::V1 => Api::V1,
@@ -391,12 +401,16 @@ fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},hyper=info,reqwest=info,h2=info,rustls=info")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},hyper=info,reqwest=info,h2=info,rustls=info"
+        ))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -441,13 +455,18 @@ pub fn main() -> u8 {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::SUCCESS
+                }
                 _ => exit::USAGE_OR_IO,
             };
         }
     };
     init_logging(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -521,11 +540,17 @@ async fn import(args: ImportArgs) -> u8 {
     eprint!("{}", summary.table());
     if let Some(s) = sandbox {
         let stem = crate::report::summary::default_paths(Some(&input_for_save), "csv").0;
-        let stem = stem.to_string_lossy().trim_end_matches(".rejects.csv").to_string();
+        let stem = stem
+            .to_string_lossy()
+            .trim_end_matches(".rejects.csv")
+            .to_string();
         let path = sandbox::default_save_path(&stem);
         match s.save_people(&path) {
             Ok(n) => eprintln!("sandbox: {n} people received; saved to {}", path.display()),
-            Err(e) => eprintln!("sandbox: could not save the people to {}: {e}", path.display()),
+            Err(e) => eprintln!(
+                "sandbox: could not save the people to {}: {e}",
+                path.display()
+            ),
         }
         s.shutdown().await;
     }
@@ -556,7 +581,10 @@ async fn run_sandbox(args: SandboxArgs) -> u8 {
     };
     if let (Some(t), Some(path)) = (&tls, &args.cert_out) {
         if let Err(e) = t.write_cert(path) {
-            eprintln!("error: cannot write the certificate to {}: {e}", path.display());
+            eprintln!(
+                "error: cannot write the certificate to {}: {e}",
+                path.display()
+            );
             return exit::USAGE_OR_IO;
         }
     }

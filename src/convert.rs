@@ -181,9 +181,17 @@ mod tests {
     const POS: Position = Position { row: 1, line: 2 };
 
     fn csv(cells: &[&str]) -> Result<Record, (Invalid, RawRow)> {
-        let header: Vec<String> = ["id", "zip", "created_at", "note"].map(String::from).to_vec();
+        let header: Vec<String> = ["id", "zip", "created_at", "note"]
+            .map(String::from)
+            .to_vec();
         let cells = cells.iter().map(|s| s.to_string()).collect();
-        convert(&opts(), Some(&header), POS, RawRow::Line(vec![]), Fields::Csv(cells))
+        convert(
+            &opts(),
+            Some(&header),
+            POS,
+            RawRow::Line(vec![]),
+            Fields::Csv(cells),
+        )
     }
 
     #[test]
@@ -211,9 +219,10 @@ mod tests {
 
     #[test]
     fn json_keeps_types_and_numbers_as_ids() {
-        let map: Map<String, Value> =
-            serde_json::from_str(r#"{"id":7,"age":31,"vip":true,"gone":null,"created_at":1700000000123}"#)
-                .unwrap();
+        let map: Map<String, Value> = serde_json::from_str(
+            r#"{"id":7,"age":31,"vip":true,"gone":null,"created_at":1700000000123}"#,
+        )
+        .unwrap();
         let r = convert(&opts(), None, POS, RawRow::Line(vec![]), Fields::Json(map)).unwrap();
         assert_eq!(r.identifier.value, "7");
         assert_eq!(r.attributes["age"], Value::from(31));

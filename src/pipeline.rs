@@ -100,11 +100,24 @@ impl Pacer {
 /// The result of sending one request with its retries.
 #[derive(Debug)]
 enum Delivery {
-    Acked { body: Vec<u8> },
-    Refused { status: u16, message: String },
-    Fatal { status: u16, message: String },
-    GaveUp { status: Option<u16>, message: String },
-    Stopped { last: Option<String> },
+    Acked {
+        body: Vec<u8>,
+    },
+    Refused {
+        status: u16,
+        message: String,
+    },
+    Fatal {
+        status: u16,
+        message: String,
+    },
+    GaveUp {
+        status: Option<u16>,
+        message: String,
+    },
+    Stopped {
+        last: Option<String>,
+    },
 }
 
 struct Ctx {
@@ -155,9 +168,9 @@ impl Ctx {
                     ));
                     let delay = retry_after.unwrap_or(jittered);
                     if status == Some(429) {
-                        self.pacer
-                            .pause
-                            .extend(tokio::time::Instant::now() + delay.max(Duration::from_millis(100)));
+                        self.pacer.pause.extend(
+                            tokio::time::Instant::now() + delay.max(Duration::from_millis(100)),
+                        );
                     }
                     tracing::debug!("attempt {attempts} failed ({message}); retrying in {delay:?}");
                     last = Some(message);
@@ -173,7 +186,13 @@ impl Ctx {
     }
 }
 
-fn failure(rec: Record, class: Class, status: Option<u16>, attempts: u32, message: String) -> Outcome {
+fn failure(
+    rec: Record,
+    class: Class,
+    status: Option<u16>,
+    attempts: u32,
+    message: String,
+) -> Outcome {
     Outcome::Failed(Failure {
         pos: rec.pos,
         identifier: Some(rec.identifier.value),
@@ -185,11 +204,7 @@ fn failure(rec: Record, class: Class, status: Option<u16>, attempts: u32, messag
     })
 }
 
-fn not_sent_outcomes(
-    records: Vec<Record>,
-    delivery: Delivery,
-    attempts: u32,
-) -> Vec<Outcome> {
+fn not_sent_outcomes(records: Vec<Record>, delivery: Delivery, attempts: u32) -> Vec<Outcome> {
     let (class, status, message) = match delivery {
         Delivery::Refused { status, message } => (Class::Rejected, Some(status), message),
         Delivery::Fatal { status, message } => (
@@ -206,7 +221,9 @@ fn not_sent_outcomes(
             Class::NotAttempted,
             None,
             match last {
-                Some(l) => format!("run stopped before this row could be retried (last error: {l})"),
+                Some(l) => {
+                    format!("run stopped before this row could be retried (last error: {l})")
+                }
                 None => "run stopped before this row was sent".to_string(),
             },
         ),
@@ -250,15 +267,26 @@ fn deliver_batch(
             Delivery::Acked { body } => {
                 let errors = batch::operation_errors(&body);
                 ctx.tally.batches.fetch_add(1, Relaxed);
-                ctx.tally.operations.fetch_add(records.len() as u64, Relaxed);
+                ctx.tally
+                    .operations
+                    .fetch_add(records.len() as u64, Relaxed);
                 if let Some(i) = errors.keys().find(|i| **i >= records.len()) {
-                    tracing::warn!("the API listed batch_index {i} in a batch of {}", records.len());
+                    tracing::warn!(
+                        "the API listed batch_index {i} in a batch of {}",
+                        records.len()
+                    );
                 }
                 let mut sent = Vec::with_capacity(records.len());
                 let mut out = Vec::new();
                 for (i, rec) in records.into_iter().enumerate() {
                     match errors.get(&i) {
-                        Some(msg) => out.push(failure(rec, Class::Rejected, Some(207), attempts, msg.clone())),
+                        Some(msg) => out.push(failure(
+                            rec,
+                            Class::Rejected,
+                            Some(207),
+                            attempts,
+                            msg.clone(),
+                        )),
                         None => sent.push(rec),
                     }
                 }
@@ -267,7 +295,9 @@ fn deliver_batch(
                 }
                 out
             }
-            Delivery::Refused { status: 400 | 413, .. } if records.len() > 1 && !ctx.stop.is_stopped() => {
+            Delivery::Refused {
+                status: 400 | 413, ..
+            } if records.len() > 1 && !ctx.stop.is_stopped() => {
                 // One poison row must cost itself only: halve and resend each half.
                 let mut left = records;
                 let right = left.split_off(left.len() / 2);
@@ -353,14 +383,17 @@ async fn send_all(
                 let next = match records.try_recv() {
                     Ok(r) => Some(r),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    Err(mpsc::error::TryRecvError::Empty) if pending.is_empty() => records.recv().await,
+                    Err(mpsc::error::TryRecvError::Empty) if pending.is_empty() => {
+                        records.recv().await
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => {
                         match tokio::time::timeout(flush_after, records.recv()).await {
                             Ok(r) => r,
                             Err(_) => {
                                 // No row for a while: send what we have.
                                 let body = packer.take();
-                                d.dispatch(Job::Batch(std::mem::take(&mut pending), body)).await;
+                                d.dispatch(Job::Batch(std::mem::take(&mut pending), body))
+                                    .await;
                                 continue;
                             }
                         }
@@ -377,7 +410,8 @@ async fn send_all(
                 }
                 if !packer.fits(rec.payload.len()) {
                     let body = packer.take();
-                    d.dispatch(Job::Batch(std::mem::take(&mut pending), body)).await;
+                    d.dispatch(Job::Batch(std::mem::take(&mut pending), body))
+                        .await;
                 }
                 packer.push(&rec.payload);
                 pending.push(rec);
@@ -588,7 +622,12 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         stop.clone(),
     ));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let progress = tokio::spawn(progress::run(cfg.progress, tally.clone(), input_progress, done_rx));
+    let progress = tokio::spawn(progress::run(
+        cfg.progress,
+        tally.clone(),
+        input_progress,
+        done_rx,
+    ));
 
     let channel_capacity = match cfg.convert.api {
         Api::V1 => cfg.concurrency * 4,
@@ -628,7 +667,9 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         let tally = tally.clone();
         let records = if cfg.dry_run { None } else { Some(rec_tx) };
         let out = out_tx;
-        tokio::task::spawn_blocking(move || read_all(rows, opts, header_names, records, out, stop, tally))
+        tokio::task::spawn_blocking(move || {
+            read_all(rows, opts, header_names, records, out, stop, tally)
+        })
     };
     let reader_end = reader.await.unwrap_or_else(|e| ReaderEnd {
         error: Some(SourceError::Io {
@@ -652,7 +693,11 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     let mut s = Summary::counts_from(&tally);
     summary_base(&mut s);
     s.elapsed_s = started.elapsed().as_secs_f64();
-    s.rows_per_s = if s.elapsed_s > 0.0 { (s.rows as f64 / s.elapsed_s).round() } else { 0.0 };
+    s.rows_per_s = if s.elapsed_s > 0.0 {
+        (s.rows as f64 / s.elapsed_s).round()
+    } else {
+        0.0
+    };
     s.rejects_file = files.rejects;
     s.errors_file = files.errors;
     s.read_stopped_at_line = reader_end.stopped_at_line;

@@ -20,12 +20,21 @@ pub fn parse_str(text: &str) -> Result<i64, String> {
         return Ok(dt.timestamp());
     }
     // ISO 8601 with an offset but a space instead of the `T`, or without seconds.
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z", "%Y-%m-%d %H:%M%:z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M%:z",
+        "%Y-%m-%d %H:%M%:z",
+    ] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return Ok(dt.timestamp());
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Ok(dt.and_utc().timestamp());
         }
@@ -52,7 +61,10 @@ pub fn parse_json(value: &Value) -> Result<i64, String> {
                 Err(format!("{n} is not a timestamp (negative); {ACCEPTED}"))
             }
         }
-        other => Err(format!("a JSON {} is not a timestamp; {ACCEPTED}", json_kind(other))),
+        other => Err(format!(
+            "a JSON {} is not a timestamp; {ACCEPTED}",
+            json_kind(other)
+        )),
     }
 }
 
@@ -116,7 +128,13 @@ mod tests {
 
     #[test]
     fn rejects_the_rest_and_says_what_is_accepted() {
-        for bad in ["yesterday", "14/11/2023", "17000000001234", "2023-13-01", ""] {
+        for bad in [
+            "yesterday",
+            "14/11/2023",
+            "17000000001234",
+            "2023-13-01",
+            "",
+        ] {
             let e = parse_str(bad).unwrap_err();
             assert!(e.contains("accepted:"), "{bad}: {e}");
         }

@@ -92,7 +92,9 @@ pub fn value_bytes(value: &Value) -> usize {
     match value {
         Value::String(s) => s.len(),
         Value::Null => 0,
-        other => serde_json::to_string(other).map(|s| s.len()).unwrap_or(usize::MAX),
+        other => serde_json::to_string(other)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX),
     }
 }
 

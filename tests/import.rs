@@ -15,9 +15,18 @@ const CSV: &str = "\u{feff}id,email,name,zip,created_at,note\r\n\
 
 fn expected_csv_people() -> Vec<(&'static str, Value)> {
     vec![
-        ("1", json!({"email":"a+1@example.com","name":"O'Brien, Ann","zip":"02134","created_at":1699920000})),
-        ("2", json!({"email":"b@example.com","name":"say \"hi\"","zip":"00007","created_at":1700000000,"note":"two\r\nlines"})),
-        ("3", json!({"email":"ç@exämple.org","name":"Zoë","zip":"99999","created_at":1700000000,"note":"x"})),
+        (
+            "1",
+            json!({"email":"a+1@example.com","name":"O'Brien, Ann","zip":"02134","created_at":1699920000}),
+        ),
+        (
+            "2",
+            json!({"email":"b@example.com","name":"say \"hi\"","zip":"00007","created_at":1700000000,"note":"two\r\nlines"}),
+        ),
+        (
+            "3",
+            json!({"email":"ç@exämple.org","name":"Zoë","zip":"99999","created_at":1700000000,"note":"x"}),
+        ),
     ]
 }
 
@@ -27,7 +36,12 @@ fn csv_rows_arrive_exactly_once_with_every_field_in_both_apis() {
         let sb = plain();
         let dir = tempdir();
         write(dir.path(), "people.csv", CSV);
-        let run = import(dir.path(), Some(&sb.url()), &["people.csv", "--api", api], None);
+        let run = import(
+            dir.path(),
+            Some(&sb.url()),
+            &["people.csv", "--api", api],
+            None,
+        );
         assert_eq!(run.code, 0, "{api}: {}", run.stderr);
         assert_eq!((run.n("rows"), run.n("sent")), (3, 3), "{api}");
         let people = sb.people();
@@ -41,7 +55,10 @@ fn csv_rows_arrive_exactly_once_with_every_field_in_both_apis() {
         let st = sb.stats();
         assert!(st.violations.is_empty(), "{:?}", st.violations);
         assert_eq!(run.summary["api"], api);
-        assert!(!dir.path().join("rejects.csv").exists(), "no rejects file when nothing failed");
+        assert!(
+            !dir.path().join("rejects.csv").exists(),
+            "no rejects file when nothing failed"
+        );
         assert!(!dir.path().join("errors.csv").exists());
     }
 }
@@ -63,7 +80,10 @@ fn jsonl_keeps_types_and_reads_multi_member_gzip_and_stdin() {
             Value::Object(attrs(&people["a"])),
             json!({"age":31,"vip":true,"score":1.5,"tags":["x"],"created_at":1699920000})
         );
-        assert_eq!(Value::Object(attrs(&people["7"])), json!({"plan":{"name":"pro"}}));
+        assert_eq!(
+            Value::Object(attrs(&people["7"])),
+            json!({"plan":{"name":"pro"}})
+        );
     };
     // Two gzip members, one after the other.
     let sb = plain();
@@ -78,7 +98,12 @@ fn jsonl_keeps_types_and_reads_multi_member_gzip_and_stdin() {
     // Stdin, plain and gzip.
     for data in [format!("{part1}{part2}").into_bytes(), gz.clone()] {
         let sb = plain();
-        let run = import(dir.path(), Some(&sb.url()), &["-", "--format", "jsonl", "--api", "v1"], Some(&data));
+        let run = import(
+            dir.path(),
+            Some(&sb.url()),
+            &["-", "--format", "jsonl", "--api", "v1"],
+            Some(&data),
+        );
         assert_eq!(run.code, 0, "{}", run.stderr);
         check(&sb);
     }
@@ -94,7 +119,16 @@ fn stdin_without_format_is_a_usage_error() {
 
 #[test]
 fn awkward_identifiers_are_fully_percent_encoded() {
-    let ids = ["a/b", "x+y@z.com", "sp ace", "ünï/cødé", "100%", "q?x#y&z", "cio_looks_like_cio", "dots.-_~"];
+    let ids = [
+        "a/b",
+        "x+y@z.com",
+        "sp ace",
+        "ünï/cødé",
+        "100%",
+        "q?x#y&z",
+        "cio_looks_like_cio",
+        "dots.-_~",
+    ];
     let sb = plain();
     let dir = tempdir();
     let mut csv = String::from("id,n\n");
@@ -102,7 +136,12 @@ fn awkward_identifiers_are_fully_percent_encoded() {
         csv.push_str(&format!("\"{id}\",{i}\n"));
     }
     write(dir.path(), "ids.csv", csv);
-    let run = import(dir.path(), Some(&sb.url()), &["ids.csv", "--api", "v1"], None);
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &["ids.csv", "--api", "v1"],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let st = sb.stats();
     assert!(st.violations.is_empty(), "{:?}", st.violations);
@@ -110,7 +149,9 @@ fn awkward_identifiers_are_fully_percent_encoded() {
     for (i, id) in ids.iter().enumerate() {
         // The sandbox reads a `cio_` prefix in a v1 path as a cio_id, as the API does.
         let key = id.strip_prefix("cio_").unwrap_or(id);
-        let p = people.get(key).unwrap_or_else(|| panic!("{id} did not arrive: {:?}", people.keys()));
+        let p = people
+            .get(key)
+            .unwrap_or_else(|| panic!("{id} did not arrive: {:?}", people.keys()));
         assert_eq!(p.attributes["n"], json!(i.to_string()));
     }
 }
@@ -121,12 +162,21 @@ fn cio_id_gets_its_prefix_in_v1_and_none_in_batch() {
         let sb = plain();
         let dir = tempdir();
         write(dir.path(), "c.csv", "cio_id,plan\ncio_abc,pro\ndef,free\n");
-        let run = import(dir.path(), Some(&sb.url()), &["c.csv", "--identify-by", "cio_id", "--api", api], None);
+        let run = import(
+            dir.path(),
+            Some(&sb.url()),
+            &["c.csv", "--identify-by", "cio_id", "--api", api],
+            None,
+        );
         assert_eq!(run.code, 0, "{}", run.stderr);
         let people = sb.people();
         assert_eq!(people["abc"].kind, "cio_id", "{api}");
         assert_eq!(people["def"].kind, "cio_id", "{api}");
-        assert!(sb.stats().violations.is_empty(), "{api}: {:?}", sb.stats().violations);
+        assert!(
+            sb.stats().violations.is_empty(),
+            "{api}: {:?}",
+            sb.stats().violations
+        );
     }
 }
 
@@ -160,13 +210,33 @@ fn bad_rows_end_in_the_right_class_with_their_line() {
         .map(|(r, l)| (r.to_string(), l.to_string(), "invalid".to_string()))
         .collect();
     assert_eq!(got, want);
-    let msgs: Vec<String> = run.errors().into_iter().map(|e| e["message"].clone()).collect();
-    assert!(msgs[0].contains("2 fields but the header has 4"), "{}", msgs[0]);
-    assert!(msgs[1].contains("not valid UTF-8") && msgs[1].contains("'name'"), "{}", msgs[1]);
+    let msgs: Vec<String> = run
+        .errors()
+        .into_iter()
+        .map(|e| e["message"].clone())
+        .collect();
+    assert!(
+        msgs[0].contains("2 fields but the header has 4"),
+        "{}",
+        msgs[0]
+    );
+    assert!(
+        msgs[1].contains("not valid UTF-8") && msgs[1].contains("'name'"),
+        "{}",
+        msgs[1]
+    );
     assert!(msgs[2].contains("'id' is empty"), "{}", msgs[2]);
-    assert!(msgs[3].contains("created_at") && msgs[3].contains("accepted:"), "{}", msgs[3]);
+    assert!(
+        msgs[3].contains("created_at") && msgs[3].contains("accepted:"),
+        "{}",
+        msgs[3]
+    );
     assert!(msgs[4].contains("151 bytes"), "{}", msgs[4]);
-    assert!(msgs[5].contains("1001 bytes") && msgs[5].contains("'big'"), "{}", msgs[5]);
+    assert!(
+        msgs[5].contains("1001 bytes") && msgs[5].contains("'big'"),
+        "{}",
+        msgs[5]
+    );
     assert_eq!(sb.people().len(), 3);
     assert_eq!(sb.people()["2"].attributes["name"], json!("multi\nline"));
 
@@ -184,20 +254,44 @@ fn bad_rows_end_in_the_right_class_with_their_line() {
     let sb = plain();
     write(dir.path(), "bad.jsonl", "{\"id\":\"1\"}\n\n[1,2]\n\"str\"\n{\"id\":\"2\",\n   \n{\"id\":{\"x\":1}}\n{\"id\":\"3\"}\n");
     let run = import(dir.path(), Some(&sb.url()), &["bad.jsonl"], None);
-    assert_eq!((run.n("rows"), run.n("sent"), run.n("invalid")), (6, 2, 4), "{}", run.stderr);
-    let got: Vec<(String, String)> = run.errors().into_iter().map(|e| (e["row"].clone(), e["line"].clone())).collect();
-    assert_eq!(got, vec![("2".into(), "3".into()), ("3".into(), "4".into()), ("4".into(), "5".into()), ("5".into(), "7".into())]);
+    assert_eq!(
+        (run.n("rows"), run.n("sent"), run.n("invalid")),
+        (6, 2, 4),
+        "{}",
+        run.stderr
+    );
+    let got: Vec<(String, String)> = run
+        .errors()
+        .into_iter()
+        .map(|e| (e["row"].clone(), e["line"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("2".into(), "3".into()),
+            ("3".into(), "4".into()),
+            ("4".into(), "5".into()),
+            ("5".into(), "7".into())
+        ]
+    );
 }
 
 #[test]
 fn duplicate_or_empty_header_names_stop_before_anything_is_sent() {
-    for (header, needle) in [("id,email,email\n1,a,b\n", "'email' appears twice"), ("id,,x\n1,2,3\n", "column 2")] {
+    for (header, needle) in [
+        ("id,email,email\n1,a,b\n", "'email' appears twice"),
+        ("id,,x\n1,2,3\n", "column 2"),
+    ] {
         let sb = plain();
         let dir = tempdir();
         write(dir.path(), "h.csv", header);
         let run = import(dir.path(), Some(&sb.url()), &["h.csv"], None);
         assert_eq!(run.code, 1, "{}", run.stderr);
-        assert!(run.stderr.contains(needle) && run.stderr.contains("h.csv"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(needle) && run.stderr.contains("h.csv"),
+            "{}",
+            run.stderr
+        );
         assert_eq!(sb.stats().requests, 0);
     }
 }
@@ -205,7 +299,13 @@ fn duplicate_or_empty_header_names_stop_before_anything_is_sent() {
 #[test]
 fn retries_429_5xx_and_resets_then_succeeds() {
     let sb = sandbox(SandboxConfig {
-        script: vec![Fault::Status(503), Fault::RateLimited { retry_after: 1 }, Fault::Reset, Fault::Status(500), Fault::Status(408)],
+        script: vec![
+            Fault::Status(503),
+            Fault::RateLimited { retry_after: 1 },
+            Fault::Reset,
+            Fault::Status(500),
+            Fault::Status(408),
+        ],
         ..SandboxConfig::plain()
     });
     let dir = tempdir();
@@ -213,7 +313,15 @@ fn retries_429_5xx_and_resets_then_succeeds() {
     let run = import(
         dir.path(),
         Some(&sb.url()),
-        &["p.csv", "--api", "v1", "--concurrency", "1", "--backoff-base-ms", "20"],
+        &[
+            "p.csv",
+            "--api",
+            "v1",
+            "--concurrency",
+            "1",
+            "--backoff-base-ms",
+            "20",
+        ],
         None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -221,11 +329,24 @@ fn retries_429_5xx_and_resets_then_succeeds() {
     assert_eq!(run.n("retries"), 5);
     assert_eq!(run.n("requests"), 7);
     let st = sb.stats();
-    assert_eq!((st.status(503), st.status(429), st.resets, st.status(500), st.status(200)), (1, 1, 1, 1, 2));
+    assert_eq!(
+        (
+            st.status(503),
+            st.status(429),
+            st.resets,
+            st.status(500),
+            st.status(200)
+        ),
+        (1, 1, 1, 1, 2)
+    );
     // Retry-After: 1 was honoured: the request after the 429 came at least a second later.
     let arr = sb.sb.arrivals();
     let i = arr.iter().position(|a| a.status == 429).unwrap();
-    assert!(arr[i + 1].at_ms - arr[i].at_ms >= 950.0, "{:?}", &arr[i..i + 2]);
+    assert!(
+        arr[i + 1].at_ms - arr[i].at_ms >= 950.0,
+        "{:?}",
+        &arr[i..i + 2]
+    );
 }
 
 #[test]
@@ -240,17 +361,28 @@ fn a_429_pauses_every_worker_not_just_the_one_that_saw_it() {
         csv.push_str(&format!("{i}\n"));
     }
     write(dir.path(), "p.csv", csv);
-    let run = import(dir.path(), Some(&sb.url()), &["p.csv", "--api", "v1", "--concurrency", "4", "--rate", "0"], None);
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &["p.csv", "--api", "v1", "--concurrency", "4", "--rate", "0"],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 300);
     let arr = sb.sb.arrivals();
     let t429 = arr.iter().find(|a| a.status == 429).unwrap().at_ms;
     // Without a shared pause the three other workers would send the ~300 remaining rows in the
     // next 2 seconds; with it, only the few sent before the 429's answer was read may arrive.
-    let during = arr.iter().filter(|a| a.at_ms > t429 && a.at_ms < t429 + 1900.0).count();
+    let during = arr
+        .iter()
+        .filter(|a| a.at_ms > t429 && a.at_ms < t429 + 1900.0)
+        .count();
     assert!(during <= 20, "{during} requests arrived during the pause");
     let after = arr.iter().filter(|a| a.at_ms >= t429 + 1900.0).count();
-    assert!(after >= 250, "only {after} requests after the pause: the test proves nothing");
+    assert!(
+        after >= 250,
+        "only {after} requests after the pause: the test proves nothing"
+    );
 }
 
 #[test]
@@ -265,7 +397,15 @@ fn retries_run_out_and_rows_end_exhausted() {
     let run = import(
         dir.path(),
         Some(&sb.url()),
-        &["p.csv", "--api", "v1", "--max-retries", "2", "--backoff-base-ms", "10"],
+        &[
+            "p.csv",
+            "--api",
+            "v1",
+            "--max-retries",
+            "2",
+            "--backoff-base-ms",
+            "10",
+        ],
         None,
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -274,7 +414,10 @@ fn retries_run_out_and_rows_end_exhausted() {
     for e in run.errors() {
         assert_eq!(e["class"], "exhausted");
         assert_eq!(e["attempts"], "3");
-        assert!(["500", "502", "503", "504"].contains(&e["status"].as_str()), "{e:?}");
+        assert!(
+            ["500", "502", "503", "504"].contains(&e["status"].as_str()),
+            "{e:?}"
+        );
     }
     assert!(sb.people().is_empty());
 }
@@ -300,14 +443,34 @@ fn bad_credentials_stop_the_run_at_once_with_exit_3() {
         let run = import(
             dir.path(),
             Some(&sb.url()),
-            &["p.csv", "--api", api, "--concurrency", "4", "--rate", "0", "--batch-size", "100"],
+            &[
+                "p.csv",
+                "--api",
+                api,
+                "--concurrency",
+                "4",
+                "--rate",
+                "0",
+                "--batch-size",
+                "100",
+            ],
             None,
         );
         assert_eq!(run.code, 3, "{}", run.stderr);
         let requests = sb.stats().requests - sb_requests_before;
-        assert!(requests <= 4, "{api}: {requests} requests after the first 401");
-        assert_eq!((run.n("not_attempted"), run.n("invalid"), run.n("sent")), (2000, 1, 0));
-        assert!(run.stderr.contains("CUSTOMERIO_SITE_ID") && run.stderr.contains("region"), "{}", run.stderr);
+        assert!(
+            requests <= 4,
+            "{api}: {requests} requests after the first 401"
+        );
+        assert_eq!(
+            (run.n("not_attempted"), run.n("invalid"), run.n("sent")),
+            (2000, 1, 0)
+        );
+        assert!(
+            run.stderr.contains("CUSTOMERIO_SITE_ID") && run.stderr.contains("region"),
+            "{}",
+            run.stderr
+        );
         assert_eq!(run.summary["outcome"], "aborted");
         // Every unsent row is in the rejects file, ready to run again.
         let rejects = std::fs::read_to_string(run.rejects_path("csv")).unwrap();
@@ -328,7 +491,12 @@ fn the_rejects_file_reimports_cleanly() {
         "id;name;note\n1;Ann;plain\n2;\"Bo; \"\"B\"\"\";\"multi\nline\"\n3;Cy;\n4;Di;x\n",
     );
     for api in ["v1", "batch"] {
-        let run = import(dir.path(), Some(&sb.url()), &["semi.csv", "--delimiter", ";", "--api", api], None);
+        let run = import(
+            dir.path(),
+            Some(&sb.url()),
+            &["semi.csv", "--delimiter", ";", "--api", api],
+            None,
+        );
         assert_eq!(run.code, 2, "{}", run.stderr);
         assert_eq!((run.n("sent"), run.n("rejected")), (2, 2), "{api}");
         for e in run.errors() {
@@ -339,11 +507,19 @@ fn the_rejects_file_reimports_cleanly() {
         let fixed = dir.path().join("fixed.csv");
         std::fs::copy(run.rejects_path("csv"), &fixed).unwrap();
         let clean = plain();
-        let again = import(dir.path(), Some(&clean.url()), &["fixed.csv", "--delimiter", ";", "--api", api], None);
+        let again = import(
+            dir.path(),
+            Some(&clean.url()),
+            &["fixed.csv", "--delimiter", ";", "--api", api],
+            None,
+        );
         assert_eq!(again.code, 0, "{}", again.stderr);
         assert_eq!(again.n("sent"), 2);
         let people = clean.people();
-        assert_eq!(Value::Object(attrs(&people["2"])), json!({"name":"Bo; \"B\"","note":"multi\nline"}));
+        assert_eq!(
+            Value::Object(attrs(&people["2"])),
+            json!({"name":"Bo; \"B\"","note":"multi\nline"})
+        );
         assert_eq!(Value::Object(attrs(&people["3"])), json!({"name":"Cy"}));
     }
 }
@@ -363,7 +539,11 @@ fn reports_are_owner_only() {
 #[test]
 fn dry_run_needs_no_credentials_and_sends_nothing() {
     let dir = tempdir();
-    write(dir.path(), "p.csv", "id,created_at\n1,2023-01-01\n2,never\n");
+    write(
+        dir.path(),
+        "p.csv",
+        "id,created_at\n1,2023-01-01\n2,never\n",
+    );
     let out = std::process::Command::new(bin())
         .current_dir(dir.path())
         .args(["import", "p.csv", "--dry-run", "--summary", "s.json"])
@@ -372,9 +552,17 @@ fn dry_run_needs_no_credentials_and_sends_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let s: Value = serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
+    let s: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
     assert_accounted(&s);
-    assert_eq!((s["requests"].as_u64(), s["skipped"].as_u64(), s["invalid"].as_u64()), (Some(0), Some(1), Some(1)));
+    assert_eq!(
+        (
+            s["requests"].as_u64(),
+            s["skipped"].as_u64(),
+            s["invalid"].as_u64()
+        ),
+        (Some(0), Some(1), Some(1))
+    );
     assert!(dir.path().join("p.errors.csv").exists() && dir.path().join("p.rejects.csv").exists());
 }
 
@@ -391,7 +579,12 @@ fn missing_credentials_and_plain_http_to_a_remote_host_are_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CUSTOMERIO_TRACK_API_KEY"));
-    let run = import(dir.path(), Some("http://track.customer.io"), &["p.csv"], None);
+    let run = import(
+        dir.path(),
+        Some("http://track.customer.io"),
+        &["p.csv"],
+        None,
+    );
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("loopback"), "{}", run.stderr);
 }
@@ -410,7 +603,19 @@ fn ctrl_c_stops_reading_writes_reports_and_exits_130() {
     write(dir.path(), "p.csv", csv);
     let child = std::process::Command::new(bin())
         .current_dir(dir.path())
-        .args(["import", "p.csv", "--api", "v1", "--rate", "20", "--concurrency", "2", "--summary", "s.json", "-q"])
+        .args([
+            "import",
+            "p.csv",
+            "--api",
+            "v1",
+            "--rate",
+            "20",
+            "--concurrency",
+            "2",
+            "--summary",
+            "s.json",
+            "-q",
+        ])
         .args(["--endpoint", &sb.url()])
         .env("CUSTOMERIO_SITE_ID", SITE)
         .env("CUSTOMERIO_TRACK_API_KEY", KEY)
@@ -420,19 +625,35 @@ fn ctrl_c_stops_reading_writes_reports_and_exits_130() {
     // Wait until people are arriving, then interrupt (no sleeping on luck: poll the sandbox).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while sb.people().len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "the import never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let st = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    let s: Value = serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
     assert_accounted(&s);
     assert_eq!(s["outcome"], "interrupted");
     let sent = s["sent"].as_u64().unwrap();
-    assert!(sent >= 3 && sent < 500, "{s}");
-    assert_eq!(sent as usize, sb.people().len(), "sent must match what arrived");
+    assert!((3..500).contains(&sent), "{s}");
+    assert_eq!(
+        sent as usize,
+        sb.people().len(),
+        "sent must match what arrived"
+    );
     // Every row read but not sent is in the rejects file as not_attempted.
     let errors = read_csv_maps(&dir.path().join("p.errors.csv"));
     assert_eq!(errors.len() as u64, s["not_attempted"].as_u64().unwrap());
@@ -457,5 +678,8 @@ fn the_key_never_shows_even_at_trace_level() {
         &[("RUST_LOG", "trace")],
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("TRACE") || run.stderr.contains("DEBUG"), "trace logging was not on");
+    assert!(
+        run.stderr.contains("TRACE") || run.stderr.contains("DEBUG"),
+        "trace logging was not on"
+    );
 }

@@ -7,7 +7,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The columns of the errors file.
-pub const COLUMNS: [&str; 7] = ["row", "line", "identifier", "class", "status", "attempts", "message"];
+pub const COLUMNS: [&str; 7] = [
+    "row",
+    "line",
+    "identifier",
+    "class",
+    "status",
+    "attempts",
+    "message",
+];
 
 /// Writes `row,line,identifier,class,status,attempts,message`; created on the first failure.
 pub struct ErrorsWriter {
@@ -35,7 +43,11 @@ impl ErrorsWriter {
             self.writer = Some(w);
         }
         let w = self.writer.as_mut().expect("writer was just opened");
-        let status = f.status.filter(|s| *s != 0).map(|s| s.to_string()).unwrap_or_default();
+        let status = f
+            .status
+            .filter(|s| *s != 0)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         w.write_record([
             f.pos.row.to_string().as_str(),
             f.pos.line.to_string().as_str(),
@@ -54,7 +66,9 @@ impl ErrorsWriter {
             None => Ok(false),
             Some(w) => {
                 w.flush().map_err(ReportError::at(&self.path))?;
-                w.get_ref().sync_all().map_err(ReportError::at(&self.path))?;
+                w.get_ref()
+                    .sync_all()
+                    .map_err(ReportError::at(&self.path))?;
                 Ok(true)
             }
         }

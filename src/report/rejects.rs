@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 enum Sink {
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
     Lines(BufWriter<File>),
 }
 
@@ -52,7 +52,7 @@ impl RejectsWriter {
                         .from_writer(file);
                     w.write_byte_record(&h.raw)
                         .map_err(|e| csv_io(e, &self.path))?;
-                    Sink::Csv(w)
+                    Sink::Csv(Box::new(w))
                 }
                 None => Sink::Lines(BufWriter::new(file)),
             };
@@ -79,7 +79,8 @@ impl RejectsWriter {
             }
             (Sink::Lines(w), RawRow::Csv(rec)) => {
                 let joined: Vec<&[u8]> = rec.iter().collect();
-                w.write_all(&joined.join(&b","[..])).map_err(ReportError::at(&path))?;
+                w.write_all(&joined.join(&b","[..]))
+                    .map_err(ReportError::at(&path))?;
                 w.write_all(b"\n").map_err(ReportError::at(&path))?;
             }
         }

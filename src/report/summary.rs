@@ -79,7 +79,11 @@ impl Summary {
             requests: g(&t.requests),
             retries: g(&t.retries),
             operations,
-            mean_batch_rows: if batches == 0 { 0.0 } else { round2(operations as f64 / batches as f64) },
+            mean_batch_rows: if batches == 0 {
+                0.0
+            } else {
+                round2(operations as f64 / batches as f64)
+            },
             bisect_requests: g(&t.bisect_requests),
             elapsed_s: 0.0,
             rows_per_s: 0.0,
@@ -91,8 +95,8 @@ impl Summary {
             errors_file: None,
             exit_code: 0,
         };
-        s.accounted = s.rows
-            == s.sent + s.skipped + s.invalid + s.rejected + s.exhausted + s.not_attempted;
+        s.accounted =
+            s.rows == s.sent + s.skipped + s.invalid + s.rejected + s.exhausted + s.not_attempted;
         s
     }
 
@@ -114,7 +118,8 @@ impl Summary {
     /// The human table.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<15}{v:>12}\n"));
+        let line =
+            |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<15}{v:>12}\n"));
         out.push_str(&format!(
             "cio-import {} ({}{}): {}\n",
             self.outcome,
@@ -133,9 +138,17 @@ impl Summary {
         line(&mut out, "retries", self.retries.to_string());
         if self.api == "batch" {
             line(&mut out, "operations", self.operations.to_string());
-            line(&mut out, "mean batch rows", format!("{:.1}", self.mean_batch_rows));
+            line(
+                &mut out,
+                "mean batch rows",
+                format!("{:.1}", self.mean_batch_rows),
+            );
             if self.bisect_requests > 0 {
-                line(&mut out, "bisect requests", self.bisect_requests.to_string());
+                line(
+                    &mut out,
+                    "bisect requests",
+                    self.bisect_requests.to_string(),
+                );
             }
         }
         line(&mut out, "elapsed", format!("{:.2}s", self.elapsed_s));
@@ -160,7 +173,9 @@ impl Summary {
             ));
         }
         if let Some(p) = &self.rejects_file {
-            out.push_str(&format!("  failed rows:   {p}  (fix and import this file as it is)\n"));
+            out.push_str(&format!(
+                "  failed rows:   {p}  (fix and import this file as it is)\n"
+            ));
         }
         if let Some(p) = &self.errors_file {
             out.push_str(&format!("  why they failed: {p}\n"));
@@ -200,7 +215,10 @@ mod tests {
     fn default_report_names_follow_the_input() {
         assert_eq!(
             default_paths(Some(Path::new("data/customers.csv.gz")), "csv"),
-            ("customers.rejects.csv".into(), "customers.errors.csv".into())
+            (
+                "customers.rejects.csv".into(),
+                "customers.errors.csv".into()
+            )
         );
         assert_eq!(
             default_paths(None, "jsonl"),

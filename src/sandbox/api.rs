@@ -5,7 +5,10 @@ use super::people::{Change, People};
 use super::server::ResetConnection;
 use super::stats::Stats;
 use super::SandboxConfig;
-use crate::validate::{MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_OPERATION_BYTES, MAX_VALUE_BYTES};
+use crate::validate::{
+    MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_OPERATION_BYTES,
+    MAX_VALUE_BYTES,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxState};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -90,7 +93,11 @@ fn authorized(s: &State, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok());
     match (&s.cfg.credentials, given) {
         (None, Some(_)) => true,
@@ -130,7 +137,10 @@ fn reset_response() -> Response {
 }
 
 fn retry_after_response(secs: Option<u64>) -> Response {
-    let mut r = status_json(StatusCode::TOO_MANY_REQUESTS, json!({"meta": {"error": "rate limit exceeded"}}));
+    let mut r = status_json(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"meta": {"error": "rate limit exceeded"}}),
+    );
     if let Some(secs) = secs {
         if let Ok(v) = secs.to_string().parse() {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -141,9 +151,16 @@ fn retry_after_response(secs: Option<u64>) -> Response {
 
 async fn checked(s: &State, req: Request, next: Next) -> Response {
     if !authorized(s, req.headers()) {
-        return status_json(StatusCode::UNAUTHORIZED, json!({"meta": {"error": "Unauthorized request"}}));
+        return status_json(
+            StatusCode::UNAUTHORIZED,
+            json!({"meta": {"error": "Unauthorized request"}}),
+        );
     }
-    let scripted = s.script.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    let scripted = s
+        .script
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop_front();
     let mut ambiguous = false;
     match scripted {
         Some(super::Fault::Status(429)) => return retry_after_response(None),
@@ -153,7 +170,9 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
                 json!({"meta": {"error": "scripted failure (sandbox)"}}),
             )
         }
-        Some(super::Fault::RateLimited { retry_after }) => return retry_after_response(Some(retry_after)),
+        Some(super::Fault::RateLimited { retry_after }) => {
+            return retry_after_response(Some(retry_after))
+        }
         Some(super::Fault::Reset) => return reset_response(),
         Some(super::Fault::Ambiguous) => ambiguous = true,
         Some(super::Fault::Pass) | None => {}
@@ -166,7 +185,10 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
     if let Some((start, len)) = s.cfg.outage {
         let t = s.started.elapsed();
         if t >= start && t < start + len {
-            return status_json(StatusCode::SERVICE_UNAVAILABLE, json!({"meta": {"error": "outage (sandbox)"}}));
+            return status_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"meta": {"error": "outage (sandbox)"}}),
+            );
         }
     }
     if s.dice.roll(s.cfg.reset_rate) {
@@ -174,7 +196,10 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
     }
     if s.dice.roll(s.cfg.slow_rate) {
         tokio::time::sleep(s.cfg.slow).await;
-        return status_json(StatusCode::GATEWAY_TIMEOUT, json!({"meta": {"error": "slow answer (sandbox)"}}));
+        return status_json(
+            StatusCode::GATEWAY_TIMEOUT,
+            json!({"meta": {"error": "slow answer (sandbox)"}}),
+        );
     }
     if s.dice.roll(s.cfg.fail_rate) {
         let code = [500u16, 502, 503, 504][s.dice.pick(4)];
@@ -186,7 +211,10 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     if resp.status().is_success() && (ambiguous || s.dice.roll(s.cfg.ambiguous_rate)) {
         // Applied, then the answer is lost in a 500, as a real server can do.
-        return status_json(StatusCode::INTERNAL_SERVER_ERROR, json!({"meta": {"error": "applied, then failed (sandbox)"}}));
+        return status_json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"meta": {"error": "applied, then failed (sandbox)"}}),
+        );
     }
     resp
 }
@@ -195,10 +223,14 @@ async fn not_found(AxState(s): AxState<Shared>, uri: Uri) -> Response {
     let path = uri.path();
     if let Some(rest) = path.strip_prefix("/api/v1/customers/") {
         if rest.contains('/') {
-            s.stats.violation(format!("unencoded '/' in a v1 identifier path: {path}"));
+            s.stats
+                .violation(format!("unencoded '/' in a v1 identifier path: {path}"));
         }
     }
-    status_json(StatusCode::NOT_FOUND, json!({"meta": {"error": "not found"}}))
+    status_json(
+        StatusCode::NOT_FOUND,
+        json!({"meta": {"error": "not found"}}),
+    )
 }
 
 /// Classifies a v1 path identifier: `cio_` prefix, an email, or an id.
@@ -212,7 +244,7 @@ fn v1_key(decoded: &str) -> (String, String) {
     }
 }
 
-fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Response> {
+fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
     let raw = uri.path().trim_start_matches("/api/v1/customers/");
     if let Some(b) = raw
         .bytes()
@@ -226,7 +258,13 @@ fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Response> {
     percent_decode_str(raw)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| v1_error(s, StatusCode::BAD_REQUEST, "identifier is not valid UTF-8".into()))
+        .map_err(|_| {
+            Box::new(v1_error(
+                s,
+                StatusCode::BAD_REQUEST,
+                "identifier is not valid UTF-8".into(),
+            ))
+        })
 }
 
 /// A v1 error body, alternating between the two documented forms.
@@ -243,14 +281,23 @@ fn v1_error(s: &State, code: StatusCode, msg: String) -> Response {
 /// The attribute rules, with the API's wording.
 fn check_attributes(attrs: &Map<String, Value>) -> Result<(), (String, String)> {
     if attrs.len() > MAX_ATTRIBUTES {
-        return Err(("attributes".into(), format!("cannot identify more than {MAX_ATTRIBUTES} attributes in one request")));
+        return Err((
+            "attributes".into(),
+            format!("cannot identify more than {MAX_ATTRIBUTES} attributes in one request"),
+        ));
     }
     for (k, v) in attrs {
         if k.len() > MAX_NAME_BYTES {
-            return Err((k.clone(), format!("attribute name cannot be longer than {MAX_NAME_BYTES} bytes")));
+            return Err((
+                k.clone(),
+                format!("attribute name cannot be longer than {MAX_NAME_BYTES} bytes"),
+            ));
         }
         if crate::validate::value_bytes(v) > MAX_VALUE_BYTES {
-            return Err((k.clone(), format!("value for attribute '{k}' cannot be longer than {MAX_VALUE_BYTES} bytes")));
+            return Err((
+                k.clone(),
+                format!("value for attribute '{k}' cannot be longer than {MAX_VALUE_BYTES} bytes"),
+            ));
         }
     }
     Ok(())
@@ -259,13 +306,16 @@ fn check_attributes(attrs: &Map<String, Value>) -> Result<(), (String, String)> 
 fn note_attribute_violations(s: &State, attrs: &Map<String, Value>) {
     if let Some(Value::String(v)) = attrs.get("id") {
         if v.starts_with("cio_") {
-            s.stats.violation(format!("a cio_ id in a body's id attribute ({v}): this overwrites the person's id"));
+            s.stats.violation(format!(
+                "a cio_ id in a body's id attribute ({v}): this overwrites the person's id"
+            ));
         }
     }
     for k in ["created_at", "_timestamp"] {
         if let Some(v) = attrs.get(k) {
             if !v.is_i64() && !v.is_u64() {
-                s.stats.violation(format!("{k} is not integer Unix seconds: {v}"));
+                s.stats
+                    .violation(format!("{k} is not integer Unix seconds: {v}"));
             }
         }
     }
@@ -275,27 +325,45 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
     s.stats.body_size(body.len());
     let id = match raw_identifier(&s, &uri) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if id.trim().is_empty() {
-        return v1_error(&s, StatusCode::BAD_REQUEST, "id attribute cannot be an empty string".into());
+        return v1_error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "id attribute cannot be an empty string".into(),
+        );
     }
     if id.len() > MAX_ID_BYTES + 4 {
-        return v1_error(&s, StatusCode::BAD_REQUEST, format!("id attribute cannot be longer than {MAX_ID_BYTES} bytes"));
+        return v1_error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("id attribute cannot be longer than {MAX_ID_BYTES} bytes"),
+        );
     }
     let attrs: Map<String, Value> = if body.is_empty() {
         Map::new()
     } else {
         match serde_json::from_slice(&body) {
             Ok(Value::Object(m)) => m,
-            _ => return v1_error(&s, StatusCode::BAD_REQUEST, "body must be a JSON object".into()),
+            _ => {
+                return v1_error(
+                    &s,
+                    StatusCode::BAD_REQUEST,
+                    "body must be a JSON object".into(),
+                )
+            }
         }
     };
     if let Err((_, msg)) = check_attributes(&attrs) {
         return v1_error(&s, StatusCode::BAD_REQUEST, msg);
     }
-    if s.cfg.reject_ids.iter().any(|r| *r == id) {
-        return v1_error(&s, StatusCode::BAD_REQUEST, format!("identifier '{id}' is refused (sandbox --reject-id)"));
+    if s.cfg.reject_ids.contains(&id) {
+        return v1_error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("identifier '{id}' is refused (sandbox --reject-id)"),
+        );
     }
     note_attribute_violations(&s, &attrs);
     s.people.apply(vec![Change::Identify {
@@ -309,7 +377,7 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
 async fn delete_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
     let id = match raw_identifier(&s, &uri) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     s.people.apply(vec![Change::Delete(v1_key(&id))]);
     s.stats.applied(1);
@@ -317,20 +385,38 @@ async fn delete_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
 }
 
 async fn region(AxState(s): AxState<Shared>) -> Response {
-    status_json(StatusCode::OK, json!({"url": s.url, "region": "us", "environment_id": 1}))
+    status_json(
+        StatusCode::OK,
+        json!({"url": s.url, "region": "us", "environment_id": 1}),
+    )
 }
 
 const ACTIONS: [&str; 10] = [
-    "identify", "delete", "suppress", "unsuppress", "event", "add_relationships",
-    "delete_relationships", "add_device", "delete_device", "merge",
+    "identify",
+    "delete",
+    "suppress",
+    "unsuppress",
+    "event",
+    "add_relationships",
+    "delete_relationships",
+    "add_device",
+    "delete_device",
+    "merge",
 ];
 
 /// Checks one v2 operation; returns the change to apply, or `(field, message)`.
 fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, String)> {
-    let obj = op.as_object().ok_or(("".to_string(), "operation must be an object".to_string()))?;
+    let obj = op
+        .as_object()
+        .ok_or(("".to_string(), "operation must be an object".to_string()))?;
     match obj.get("type").and_then(Value::as_str) {
         Some("person") => {}
-        Some(other) => return Err(("type".into(), format!("type '{other}' is not supported by the sandbox"))),
+        Some(other) => {
+            return Err((
+                "type".into(),
+                format!("type '{other}' is not supported by the sandbox"),
+            ))
+        }
         None => return Err(("type".into(), "type is required".into())),
     }
     let action = obj.get("action").and_then(Value::as_str).unwrap_or("");
@@ -340,34 +426,61 @@ fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, Str
     let ids = match obj.get("identifiers").and_then(Value::as_object) {
         Some(m) => m,
         None => {
-            s.stats.violation(format!("a {action} operation without identifiers"));
+            s.stats
+                .violation(format!("a {action} operation without identifiers"));
             return Err(("identifiers".into(), "identifiers is required".into()));
         }
     };
     if ids.len() != 1 {
-        s.stats.violation(format!("identifiers must hold exactly one identifier, got {}", ids.len()));
-        return Err(("identifiers".into(), "identifiers must hold exactly one of id, email, cio_id, phone".into()));
+        s.stats.violation(format!(
+            "identifiers must hold exactly one identifier, got {}",
+            ids.len()
+        ));
+        return Err((
+            "identifiers".into(),
+            "identifiers must hold exactly one of id, email, cio_id, phone".into(),
+        ));
     }
-    let (kind, value) = ids.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+    let (kind, value) = ids
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap_or_default();
     if !["id", "email", "cio_id", "phone"].contains(&kind.as_str()) {
         return Err(("identifiers".into(), format!("unknown identifier '{kind}'")));
     }
     let value = match value {
         Value::String(v) => v,
         Value::Number(n) => n.to_string(),
-        _ => return Err((format!("identifiers.{kind}"), "identifier must be a string or number".into())),
+        _ => {
+            return Err((
+                format!("identifiers.{kind}"),
+                "identifier must be a string or number".into(),
+            ))
+        }
     };
     if value.trim().is_empty() {
-        return Err((format!("identifiers.{kind}"), format!("{kind} attribute cannot be an empty string")));
+        return Err((
+            format!("identifiers.{kind}"),
+            format!("{kind} attribute cannot be an empty string"),
+        ));
     }
     if value.len() > MAX_ID_BYTES {
-        return Err((format!("identifiers.{kind}"), format!("{kind} cannot be longer than {MAX_ID_BYTES} bytes")));
+        return Err((
+            format!("identifiers.{kind}"),
+            format!("{kind} cannot be longer than {MAX_ID_BYTES} bytes"),
+        ));
     }
-    if s.cfg.reject_ids.iter().any(|r| *r == value) {
-        return Err((format!("identifiers.{kind}"), format!("identifier '{value}' is refused (sandbox --reject-id)")));
+    if s.cfg.reject_ids.contains(&value) {
+        return Err((
+            format!("identifiers.{kind}"),
+            format!("identifier '{value}' is refused (sandbox --reject-id)"),
+        ));
     }
     if kind == "cio_id" && value.starts_with("cio_") {
-        s.stats.violation(format!("a cio_ prefix inside a v2 cio_id identifier: {value}"));
+        s.stats.violation(format!(
+            "a cio_ prefix inside a v2 cio_id identifier: {value}"
+        ));
     }
     let key = (kind, value);
     match action {
@@ -375,11 +488,16 @@ fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, Str
             let attrs = match obj.get("attributes") {
                 None => Map::new(),
                 Some(Value::Object(m)) => m.clone(),
-                Some(_) => return Err(("attributes".into(), "attributes must be an object".into())),
+                Some(_) => {
+                    return Err(("attributes".into(), "attributes must be an object".into()))
+                }
             };
             check_attributes(&attrs)?;
             note_attribute_violations(s, &attrs);
-            Ok(Some(Change::Identify { key, attributes: attrs }))
+            Ok(Some(Change::Identify {
+                key,
+                attributes: attrs,
+            }))
         }
         "delete" => Ok(Some(Change::Delete(key))),
         _ => Ok(None),
@@ -393,12 +511,27 @@ fn v2_errors(list: Vec<Value>) -> Value {
 async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     s.stats.body_size(body.len());
     if body.len() > MAX_OPERATION_BYTES {
-        s.stats.violation(format!("oversize /api/v2/entity request: {} bytes", body.len()));
-        return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "request_too_large", "field": "", "message": format!("request must be under {MAX_OPERATION_BYTES} bytes")})]));
+        s.stats.violation(format!(
+            "oversize /api/v2/entity request: {} bytes",
+            body.len()
+        ));
+        return status_json(
+            StatusCode::BAD_REQUEST,
+            v2_errors(vec![
+                json!({"reason": "request_too_large", "field": "", "message": format!("request must be under {MAX_OPERATION_BYTES} bytes")}),
+            ]),
+        );
     }
     let op: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid_json", "field": "", "message": e.to_string()})])),
+        Err(e) => {
+            return status_json(
+                StatusCode::BAD_REQUEST,
+                v2_errors(vec![
+                    json!({"reason": "invalid_json", "field": "", "message": e.to_string()}),
+                ]),
+            )
+        }
     };
     match check_operation(&s, &op) {
         Ok(change) => {
@@ -408,7 +541,9 @@ async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
         }
         Err((field, message)) => status_json(
             StatusCode::BAD_REQUEST,
-            v2_errors(vec![json!({"reason": "invalid", "field": field, "message": message})]),
+            v2_errors(vec![
+                json!({"reason": "invalid", "field": field, "message": message}),
+            ]),
         ),
     }
 }
@@ -416,23 +551,44 @@ async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
 async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     s.stats.body_size(body.len());
     let too_big = |msg: String| {
-        status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "request_too_large", "field": "", "message": msg})]))
+        status_json(
+            StatusCode::BAD_REQUEST,
+            v2_errors(vec![
+                json!({"reason": "request_too_large", "field": "", "message": msg}),
+            ]),
+        )
     };
     if body.len() > MAX_BATCH_BYTES {
-        s.stats.violation(format!("oversize batch request: {} bytes", body.len()));
-        return too_big(format!("batch request must be at most {MAX_BATCH_BYTES} bytes"));
+        s.stats
+            .violation(format!("oversize batch request: {} bytes", body.len()));
+        return too_big(format!(
+            "batch request must be at most {MAX_BATCH_BYTES} bytes"
+        ));
     }
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid_json", "field": "", "message": e.to_string()})])),
+        Err(e) => {
+            return status_json(
+                StatusCode::BAD_REQUEST,
+                v2_errors(vec![
+                    json!({"reason": "invalid_json", "field": "", "message": e.to_string()}),
+                ]),
+            )
+        }
     };
     let Some(ops) = parsed.get("batch").and_then(Value::as_array) else {
-        return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid", "field": "batch", "message": "batch must be an array"})]));
+        return status_json(
+            StatusCode::BAD_REQUEST,
+            v2_errors(vec![
+                json!({"reason": "invalid", "field": "batch", "message": "batch must be an array"}),
+            ]),
+        );
     };
     for (i, op) in ops.iter().enumerate() {
         let n = serde_json::to_vec(op).map(|v| v.len()).unwrap_or(0);
         if n > MAX_OPERATION_BYTES {
-            s.stats.violation(format!("oversize batch operation at index {i}: {n} bytes"));
+            s.stats
+                .violation(format!("oversize batch operation at index {i}: {n} bytes"));
             return too_big(format!("operation {i} is {n} bytes; each operation must be at most {MAX_OPERATION_BYTES} bytes"));
         }
     }
@@ -440,10 +596,19 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
         let poisoned = ops.iter().find_map(|op| {
             let ids = op.get("identifiers")?.as_object()?;
             let v = ids.values().next()?.as_str()?;
-            s.cfg.poison_ids.iter().any(|p| p == v).then(|| v.to_string())
+            s.cfg
+                .poison_ids
+                .iter()
+                .any(|p| p == v)
+                .then(|| v.to_string())
         });
         if let Some(v) = poisoned {
-            return status_json(StatusCode::BAD_REQUEST, v2_errors(vec![json!({"reason": "invalid", "field": "batch", "message": format!("the batch holds '{v}', which fails the whole request (sandbox --poison-id)")})]));
+            return status_json(
+                StatusCode::BAD_REQUEST,
+                v2_errors(vec![
+                    json!({"reason": "invalid", "field": "batch", "message": format!("the batch holds '{v}', which fails the whole request (sandbox --poison-id)")}),
+                ]),
+            );
         }
     }
     let mut errors = Vec::new();
@@ -451,7 +616,9 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     for (i, op) in ops.iter().enumerate() {
         match check_operation(&s, op) {
             Ok(c) => changes.extend(c),
-            Err((field, message)) => errors.push(json!({"batch_index": i, "reason": "invalid", "field": field, "message": message})),
+            Err((field, message)) => errors.push(
+                json!({"batch_index": i, "reason": "invalid", "field": field, "message": message}),
+            ),
         }
     }
     let applied = (ops.len() - errors.len()) as u64;
@@ -463,4 +630,3 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
         status_json(StatusCode::MULTI_STATUS, v2_errors(errors))
     }
 }
-

@@ -19,16 +19,29 @@ impl Dice {
 
     /// True with probability `p`.
     pub fn roll(&self, p: f64) -> bool {
-        p > 0.0 && self.0.lock().unwrap_or_else(|e| e.into_inner()).random::<f64>() < p
+        p > 0.0
+            && self
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random::<f64>()
+                < p
     }
 
     /// A number in `0..n`.
     pub fn pick(&self, n: usize) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).random_range(0..n.max(1))
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .random_range(0..n.max(1))
     }
 
     /// A factor in `[1 - j, 1 + j]`.
     pub fn jitter(&self, j: f64) -> f64 {
-        1.0 + self.0.lock().unwrap_or_else(|e| e.into_inner()).random_range(-j..=j)
+        1.0 + self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .random_range(-j..=j)
     }
 }

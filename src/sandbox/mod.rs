@@ -118,8 +118,11 @@ pub struct Tls {
 impl Tls {
     /// Generates a fresh certificate.
     pub fn generate() -> Result<Tls, String> {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .map_err(|e| format!("cannot make a certificate: {e}"))?;
         Ok(Tls {
             cert_pem: ck.cert.pem(),
             cert_der: ck.cert.der().to_vec(),
@@ -146,7 +149,11 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Starts serving on `bind` (port 0 picks a free one), over TLS when `tls` is given.
-    pub async fn start(cfg: SandboxConfig, bind: SocketAddr, tls: Option<&Tls>) -> std::io::Result<Sandbox> {
+    pub async fn start(
+        cfg: SandboxConfig,
+        bind: SocketAddr,
+        tls: Option<&Tls>,
+    ) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -158,7 +165,12 @@ impl Sandbox {
             None => None,
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server::serve(listener, api::router(state.clone()), acceptor, rx));
+        let task = tokio::spawn(server::serve(
+            listener,
+            api::router(state.clone()),
+            acceptor,
+            rx,
+        ));
         if state.cfg.log_each_second {
             tokio::spawn(stats::log_each_second(state.clone()));
         }

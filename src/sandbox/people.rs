@@ -20,11 +20,17 @@ pub struct Person {
     pub updates: u64,
 }
 
+/// A person's key: identifier kind and value.
+type Key = (String, String);
+
+/// What is kept per person: merged attributes and the number of identify calls.
+type Entry = (Map<String, Value>, u64);
+
 /// All people, keyed by identifier kind and value.
 #[derive(Debug, Default)]
 pub struct People {
     keep: bool,
-    map: Mutex<HashMap<(String, String), (Map<String, Value>, u64)>>,
+    map: Mutex<HashMap<Key, Entry>>,
 }
 
 /// One change to apply.
@@ -57,7 +63,10 @@ impl People {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         for c in changes {
             match c {
-                Change::Identify { key, mut attributes } => {
+                Change::Identify {
+                    key,
+                    mut attributes,
+                } => {
                     let update_only = attributes.remove("_update") == Some(Value::Bool(true));
                     if update_only && !m.contains_key(&key) {
                         continue;

@@ -59,24 +59,27 @@ pub async fn serve(
         let router = router.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let router = router.clone();
-                async move {
-                    let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
-                        Ok(r) => r,
-                        Err(never) => match never {},
-                    };
-                    if resp.extensions().get::<ResetConnection>().is_some() {
-                        Err(Reset)
-                    } else {
-                        Ok(resp)
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    async move {
+                        let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        };
+                        if resp.extensions().get::<ResetConnection>().is_some() {
+                            Err(Reset)
+                        } else {
+                            Ok(resp)
+                        }
                     }
-                }
-            });
+                });
             let builder = hyper::server::conn::http1::Builder::new();
             match tls {
                 None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 }
                 Some(acc) => match acc.accept(stream).await {
                     Ok(s) => {

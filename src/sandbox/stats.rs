@@ -91,7 +91,10 @@ impl Stats {
         let t = Instant::now();
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         w.push_back(t);
-        while w.front().is_some_and(|f| t.duration_since(*f) >= Duration::from_secs(1)) {
+        while w
+            .front()
+            .is_some_and(|f| t.duration_since(*f) >= Duration::from_secs(1))
+        {
             w.pop_front();
         }
         self.max_per_second.fetch_max(w.len() as u64, Relaxed);
@@ -118,7 +121,11 @@ impl Stats {
 
     /// Every logged arrival, in arrival order.
     pub fn arrivals(&self) -> Vec<Arrival> {
-        let mut v = self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         v.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
         v
     }
@@ -182,7 +189,11 @@ impl Stats {
             max_in_flight: self.max_in_flight.load(Relaxed),
             largest_request_bytes: self.largest_request.load(Relaxed),
             violation_count: self.violation_count.load(Relaxed),
-            violations: self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            violations: self
+                .violations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }
@@ -197,7 +208,11 @@ pub async fn log_each_second(state: Arc<super::api::State>) {
         if v[0] > 0 {
             tracing::info!(
                 "sandbox: {} req/s | 2xx {} | 4xx {} | 429 {} | 5xx/reset {}",
-                v[0], v[1], v[2], v[3], v[4]
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4]
             );
         }
     }

@@ -45,10 +45,12 @@ impl CsvRows {
             message,
         };
         let mut raw = csv::ByteRecord::new();
-        let got = reader.read_byte_record(&mut raw).map_err(|e| match e.into_kind() {
-            csv::ErrorKind::Io(io) => read_error(input_name, 1, &io),
-            other => fmt_err(format!("cannot read the header: {other:?}")),
-        })?;
+        let got = reader
+            .read_byte_record(&mut raw)
+            .map_err(|e| match e.into_kind() {
+                csv::ErrorKind::Io(io) => read_error(input_name, 1, &io),
+                other => fmt_err(format!("cannot read the header: {other:?}")),
+            })?;
         if !got {
             return Err(fmt_err(
                 "the file is empty: a CSV input needs a header row naming its columns".into(),
@@ -57,9 +59,18 @@ impl CsvRows {
         let mut names = Vec::with_capacity(raw.len());
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, field) in raw.iter().enumerate() {
-            let field = if i == 0 { field.strip_prefix(BOM).unwrap_or(field) } else { field };
+            let field = if i == 0 {
+                field.strip_prefix(BOM).unwrap_or(field)
+            } else {
+                field
+            };
             let name = std::str::from_utf8(field)
-                .map_err(|_| fmt_err(format!("header column {} is not valid UTF-8: save the file as UTF-8", i + 1)))?
+                .map_err(|_| {
+                    fmt_err(format!(
+                        "header column {} is not valid UTF-8: save the file as UTF-8",
+                        i + 1
+                    ))
+                })?
                 .to_string();
             if name.trim().is_empty() {
                 return Err(fmt_err(format!(
@@ -78,7 +89,11 @@ impl CsvRows {
         // Keep the raw header without the BOM, so the rejects file starts clean.
         let mut clean = csv::ByteRecord::new();
         for (i, f) in raw.iter().enumerate() {
-            clean.push_field(if i == 0 { f.strip_prefix(BOM).unwrap_or(f) } else { f });
+            clean.push_field(if i == 0 {
+                f.strip_prefix(BOM).unwrap_or(f)
+            } else {
+                f
+            });
         }
         Ok(CsvRows {
             reader,
@@ -151,9 +166,15 @@ impl Iterator for CsvRows {
             }
             Ok(true) => {
                 self.row += 1;
-                let line = rec.position().map(|p| p.line()).unwrap_or(self.last_line + 1);
+                let line = rec
+                    .position()
+                    .map(|p| p.line())
+                    .unwrap_or(self.last_line + 1);
                 self.last_line = line;
-                let pos = Position { row: self.row, line };
+                let pos = Position {
+                    row: self.row,
+                    line,
+                };
                 Some(Ok(self.classify(pos, rec)))
             }
             Err(e) => {

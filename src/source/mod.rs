@@ -114,7 +114,14 @@ pub fn detect_format(input: &Input, explicit: Option<Format>) -> Result<Format, 
 /// The default delimiter for a file: tab for `.tsv`, else comma.
 pub fn default_delimiter(input: &Input) -> u8 {
     match input {
-        Input::Path(p) if p.to_string_lossy().to_lowercase().trim_end_matches(".gz").ends_with(".tsv") => b'\t',
+        Input::Path(p)
+            if p.to_string_lossy()
+                .to_lowercase()
+                .trim_end_matches(".gz")
+                .ends_with(".tsv") =>
+        {
+            b'\t'
+        }
         _ => b',',
     }
 }
@@ -181,7 +188,10 @@ pub fn open(input: &Input) -> Result<Opened, SourceError> {
         });
     }
     let reader: Box<dyn BufRead + Send> = if is_gzip {
-        Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(buffered)))
+        Box::new(BufReader::with_capacity(
+            256 * 1024,
+            MultiGzDecoder::new(buffered),
+        ))
     } else {
         Box::new(buffered)
     };

@@ -67,7 +67,10 @@ impl Packer {
 
     /// The finished body; the packer starts over empty.
     pub fn take(&mut self) -> Bytes {
-        let mut body = std::mem::replace(&mut self.body, Vec::with_capacity(self.max_bytes.min(1 << 20)));
+        let mut body = std::mem::replace(
+            &mut self.body,
+            Vec::with_capacity(self.max_bytes.min(1 << 20)),
+        );
         body.extend_from_slice(b"]}");
         self.body.extend_from_slice(br#"{"batch":["#);
         self.ops = 0;

@@ -112,7 +112,10 @@ impl TrackClient {
             Ok(body) => classify(status, retry_after.as_deref(), body.to_vec()),
             Err(e) if (200..300).contains(&status) => {
                 // The server acknowledged but the body broke off: the status is what counts.
-                tracing::debug!("body of a {status} answer could not be read: {}", e.without_url());
+                tracing::debug!(
+                    "body of a {status} answer could not be read: {}",
+                    e.without_url()
+                );
                 classify(status, None, Vec::new())
             }
             Err(e) => transport_error(e),
@@ -139,6 +142,14 @@ fn transport_error(e: reqwest::Error) -> Answer {
         src = s.source();
     }
     if fatal {
+        return Answer::Fatal { status: 0, message };
+    }
+    if message.contains("certificate") || message.contains("UnknownIssuer") {
+        // Retrying will not make a certificate trusted.
+        message.push_str(
+            ": the server's TLS certificate is not trusted; if you are behind a TLS-inspecting \
+proxy (or use the sandbox's --tls), pass its root certificate with --ca-cert",
+        );
         return Answer::Fatal { status: 0, message };
     }
     Answer::Retry {

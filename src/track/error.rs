@@ -73,7 +73,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         Duration::try_from_secs_f64(secs).ok()?
     } else {
         let when = httpdate::parse_http_date(v).ok()?;
-        when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
     };
     Some(d.min(MAX_RETRY_AFTER))
 }
@@ -144,13 +145,15 @@ mod tests {
 
     #[test]
     fn both_v1_forms_and_the_v2_form_are_read() {
-        assert_eq!(api_message(br#"{"meta":{"error":"id attribute must be present"}}"#), "id attribute must be present");
         assert_eq!(
-            api_message(br#"{"meta":{"errors":["a","b"]}}"#),
-            "a; b"
+            api_message(br#"{"meta":{"error":"id attribute must be present"}}"#),
+            "id attribute must be present"
         );
+        assert_eq!(api_message(br#"{"meta":{"errors":["a","b"]}}"#), "a; b");
         assert_eq!(
-            api_message(br#"{"errors":[{"reason":"invalid","field":"attributes","message":"too long"}]}"#),
+            api_message(
+                br#"{"errors":[{"reason":"invalid","field":"attributes","message":"too long"}]}"#
+            ),
             "invalid: too long (field 'attributes')"
         );
         assert_eq!(api_message(b"Bad Gateway"), "Bad Gateway");
@@ -158,16 +161,30 @@ mod tests {
 
     #[test]
     fn statuses_map_to_what_to_do() {
-        assert!(matches!(classify(200, None, vec![]), Answer::Accepted { .. }));
+        assert!(matches!(
+            classify(200, None, vec![]),
+            Answer::Accepted { .. }
+        ));
         assert!(matches!(classify(401, None, vec![]), Answer::Fatal { .. }));
         assert!(matches!(classify(403, None, vec![]), Answer::Fatal { .. }));
-        assert!(matches!(classify(400, None, vec![]), Answer::Refused { .. }));
-        assert!(matches!(classify(413, None, vec![]), Answer::Refused { .. }));
+        assert!(matches!(
+            classify(400, None, vec![]),
+            Answer::Refused { .. }
+        ));
+        assert!(matches!(
+            classify(413, None, vec![]),
+            Answer::Refused { .. }
+        ));
         for s in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(s, None, vec![]), Answer::Retry { .. }), "{s}");
+            assert!(
+                matches!(classify(s, None, vec![]), Answer::Retry { .. }),
+                "{s}"
+            );
         }
         match classify(429, Some("7"), vec![]) {
-            Answer::Retry { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(7))),
+            Answer::Retry { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -177,8 +194,14 @@ mod tests {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         let later = SystemTime::now() + Duration::from_secs(120);
         let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -59,7 +59,11 @@ impl Api {
 }
 
 /// Every byte outside RFC 3986's unreserved set is encoded, as the official clients do.
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The v1 path of a person: `/api/v1/customers/{identifier}`, fully percent-encoded.
 pub fn v1_customer_path(id: &Identifier) -> String {
@@ -99,7 +103,8 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 
 /// Checks a base URL: https anywhere, http only on loopback.
 pub fn check_endpoint(raw: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("--endpoint '{raw}' is not a URL: {e}"))?;
+    let url =
+        reqwest::Url::parse(raw).map_err(|e| format!("--endpoint '{raw}' is not a URL: {e}"))?;
     let host = url
         .host()
         .ok_or_else(|| format!("--endpoint '{raw}' has no host"))?;
@@ -133,7 +138,10 @@ mod tests {
             v1_customer_path(&id(IdKind::Id, "a/b c&é~_-.")),
             "/api/v1/customers/a%2Fb%20c%26%C3%A9~_-."
         );
-        assert_eq!(v1_customer_path(&id(IdKind::CioId, "abc")), "/api/v1/customers/cio_abc");
+        assert_eq!(
+            v1_customer_path(&id(IdKind::CioId, "abc")),
+            "/api/v1/customers/cio_abc"
+        );
     }
 
     #[test]

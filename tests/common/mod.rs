@@ -42,7 +42,13 @@ impl Sb {
         self.sb.stats()
     }
     /// One raw HTTP request to the sandbox: (status, retry-after, body).
-    pub fn http(&self, method: &str, path: &str, body: &str, auth: Option<(&str, &str)>) -> (u16, Option<String>, String) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        auth: Option<(&str, &str)>,
+    ) -> (u16, Option<String>, String) {
         let url = format!("{}{}", self.sb.url, path);
         self.rt.block_on(async move {
             let c = reqwest::Client::new();
@@ -56,7 +62,10 @@ impl Sb {
             match rb.send().await {
                 Ok(r) => {
                     let st = r.status().as_u16();
-                    let ra = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                    let ra = r
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
                     (st, ra, r.text().await.unwrap_or_default())
                 }
                 Err(e) => (0, None, e.to_string()),
@@ -65,11 +74,16 @@ impl Sb {
     }
 }
 
-/// Starts a sandbox requiring the test credentials.
+/// Starts a sandbox requiring the test credentials (unless `cfg` names others).
 pub fn sandbox(mut cfg: SandboxConfig) -> Sb {
     if cfg.credentials.is_none() {
         cfg.credentials = Some(creds());
     }
+    sandbox_as_is(cfg)
+}
+
+/// Starts a sandbox with `cfg` untouched (no credentials = accepts any).
+pub fn sandbox_as_is(cfg: SandboxConfig) -> Sb {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,7 +113,9 @@ pub struct Run {
 
 impl Run {
     pub fn n(&self, k: &str) -> u64 {
-        self.summary[k].as_u64().unwrap_or_else(|| panic!("summary has no {k}: {}", self.summary))
+        self.summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("summary has no {k}: {}", self.summary))
     }
     /// The errors report as (row, line, identifier, class, status, attempts, message).
     pub fn errors(&self) -> Vec<HashMap<String, String>> {
@@ -119,7 +135,11 @@ pub fn read_csv_maps(path: &Path) -> Vec<HashMap<String, String>> {
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
-            headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
         })
         .collect()
 }
@@ -155,7 +175,12 @@ pub fn assert_accounted(summary: &Value) {
     let g = |k: &str| summary[k].as_u64().unwrap();
     assert_eq!(
         g("rows"),
-        g("sent") + g("skipped") + g("invalid") + g("rejected") + g("exhausted") + g("not_attempted"),
+        g("sent")
+            + g("skipped")
+            + g("invalid")
+            + g("rejected")
+            + g("exhausted")
+            + g("not_attempted"),
         "accounting identity broken: {summary}"
     );
     assert_eq!(summary["accounted"], Value::Bool(true));
@@ -167,22 +192,37 @@ pub fn import(dir: &Path, endpoint: Option<&str>, args: &[&str], stdin: Option<&
     import_env(dir, endpoint, args, stdin, &[])
 }
 
-pub fn import_env(dir: &Path, endpoint: Option<&str>, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+pub fn import_env(
+    dir: &Path,
+    endpoint: Option<&str>,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> Run {
     let mut cmd = Command::new(bin());
     cmd.current_dir(dir)
         .arg("import")
         .args(args)
         .args(["--summary", "summary.json", "--rejects"])
-        .arg(if args.iter().any(|a| a.ends_with(".jsonl") || a.ends_with(".jsonl.gz") || *a == "jsonl") {
-            "rejects.jsonl"
-        } else {
-            "rejects.csv"
-        })
+        .arg(
+            if args
+                .iter()
+                .any(|a| a.ends_with(".jsonl") || a.ends_with(".jsonl.gz") || *a == "jsonl")
+            {
+                "rejects.jsonl"
+            } else {
+                "rejects.csv"
+            },
+        )
         .args(["--errors", "errors.csv", "-q"])
         .env("CUSTOMERIO_SITE_ID", SITE)
         .env("CUSTOMERIO_TRACK_API_KEY", KEY)
         .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(e) = endpoint {
@@ -209,7 +249,11 @@ pub fn import_env(dir: &Path, endpoint: Option<&str>, args: &[&str], stdin: Opti
         .unwrap_or(Value::Null);
     if !summary.is_null() {
         assert_accounted(&summary);
-        assert_eq!(summary["exit_code"].as_i64(), out.status.code().map(i64::from), "{stderr}");
+        assert_eq!(
+            summary["exit_code"].as_i64(),
+            out.status.code().map(i64::from),
+            "{stderr}"
+        );
     }
     Run {
         code: out.status.code().unwrap_or(-1),
