@@ -32,6 +32,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Import people from a CSV or JSONL file (or stdin).
+    #[command(after_help = exit::HELP)]
     Import(ImportArgs),
     /// Run the local Track API sandbox in the foreground.
     Sandbox(SandboxArgs),

@@ -1,11 +1,12 @@
-//! From a source row to a validated [`Record`]: identifier, attributes, `created_at`, payload.
+//! From a source row to a validated [`Record`]: identifier, attributes, `created_at`, and the
+//! payload written straight to bytes (no per-row map: this is the hot path).
 
+use crate::json_object::{self, Members};
 use crate::record::{IdKind, Identifier, Position, RawRow, Record};
-use crate::source::Fields;
 use crate::timestamp;
-use crate::track::Api;
-use crate::validate::{self, Violation};
-use serde_json::{Map, Value};
+use crate::track::{json_key, Api, PayloadWriter};
+use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
+use serde_json::Value;
 
 /// How rows become people.
 #[derive(Clone, Debug)]
@@ -42,192 +43,353 @@ impl Invalid {
 /// The attribute converted to Unix seconds.
 pub const CREATED_AT: &str = "created_at";
 
-/// Converts and validates one row.
-pub fn convert(
-    opts: &ConvertOptions,
-    header: Option<&[String]>,
-    pos: Position,
-    raw: RawRow,
-    fields: Fields,
-) -> Result<Record, (Invalid, RawRow)> {
-    match build(opts, header, fields) {
-        Ok((identifier, attributes)) => {
-            let payload = opts.api.payload(&identifier, &attributes);
-            if opts.api == Api::Batch {
-                if let Err(v) = validate::operation_size(payload.len()) {
-                    let inv = Invalid {
-                        identifier: Some(identifier.value),
-                        violation: v,
-                    };
-                    return Err((inv, raw));
-                }
-            }
-            Ok(Record {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Identifier,
+    CreatedAt,
+    Plain,
+}
+
+#[derive(Debug)]
+struct Column {
+    name: String,
+    key: Vec<u8>,
+    role: Role,
+    name_problem: Option<Violation>,
+}
+
+/// Converts rows of one input. Built once per file: CSV column names are checked and escaped
+/// once, not once per row.
+#[derive(Debug)]
+pub struct Converter {
+    opts: ConvertOptions,
+    columns: Vec<Column>,
+    id_index: Option<usize>,
+}
+
+fn invalid(identifier: Option<&str>, field: Option<&str>, message: String) -> Invalid {
+    Invalid {
+        identifier: identifier.map(str::to_string),
+        violation: Violation {
+            field: field.map(str::to_string),
+            message,
+        },
+    }
+}
+
+impl Converter {
+    /// A converter for rows under `header` (CSV) or without one (JSONL).
+    pub fn new(opts: ConvertOptions, header: Option<&[String]>) -> Converter {
+        let columns: Vec<Column> = header
+            .unwrap_or(&[])
+            .iter()
+            .map(|name| Column {
+                name: name.clone(),
+                key: json_key(name),
+                role: if *name == opts.id_column {
+                    Role::Identifier
+                } else if name == CREATED_AT {
+                    Role::CreatedAt
+                } else {
+                    Role::Plain
+                },
+                name_problem: validate::attribute_name(name).err(),
+            })
+            .collect();
+        let id_index = columns.iter().position(|c| c.role == Role::Identifier);
+        Converter {
+            opts,
+            columns,
+            id_index,
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &ConvertOptions {
+        &self.opts
+    }
+
+    /// Converts and validates one row; an invalid row comes back with its raw form.
+    pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Record, (Invalid, RawRow)> {
+        let built = match &raw {
+            RawRow::Csv(rec) => self.csv(rec),
+            RawRow::Line(line) => self.jsonl(line),
+            RawRow::CsvBytes(_) => Err(invalid(None, None, "not a readable CSV row".into())),
+        };
+        match built {
+            Ok((identifier, attributes, payload)) => Ok(Record {
                 pos,
                 identifier,
                 attributes,
                 payload,
                 raw,
-            })
+            }),
+            Err(inv) => Err((inv, raw)),
         }
-        Err(inv) => Err((inv, raw)),
+    }
+
+    fn identifier(&self, value: &str) -> Result<Identifier, Invalid> {
+        let column = self.opts.id_column.as_str();
+        validate::identifier(column, value).map_err(|v| Invalid {
+            identifier: Some(value.to_string()),
+            violation: v,
+        })?;
+        let value = match self.opts.id_kind {
+            IdKind::CioId => value.strip_prefix("cio_").unwrap_or(value),
+            _ => value,
+        };
+        Ok(Identifier {
+            kind: self.opts.id_kind,
+            value: value.to_string(),
+        })
+    }
+
+    fn missing_id(&self) -> Invalid {
+        let column = &self.opts.id_column;
+        invalid(
+            None,
+            Some(column),
+            format!("identifier '{column}' is missing: add it, or choose another column with --id-column"),
+        )
+    }
+
+    fn finish(
+        &self,
+        id: Identifier,
+        w: PayloadWriter,
+    ) -> Result<(Identifier, usize, Vec<u8>), Invalid> {
+        let n = w.attributes();
+        if n > MAX_ATTRIBUTES {
+            return Err(invalid(
+                Some(&id.value),
+                None,
+                format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per person: drop columns"),
+            ));
+        }
+        let payload = w.finish();
+        if self.opts.api == Api::Batch {
+            validate::operation_size(payload.len()).map_err(|v| Invalid {
+                identifier: Some(id.value.clone()),
+                violation: v,
+            })?;
+        }
+        Ok((id, n, payload))
+    }
+
+    fn csv(&self, rec: &csv::StringRecord) -> Result<(Identifier, usize, Vec<u8>), Invalid> {
+        let field = |i: usize| rec.get(i).unwrap_or_default();
+        let id_value = self.id_index.map(field).ok_or_else(|| self.missing_id())?;
+        let id = self.identifier(id_value)?;
+        let mut w = PayloadWriter::begin(
+            self.opts.api,
+            &id,
+            rec.as_slice().len() + 96 + 16 * rec.len(),
+        );
+        for (i, col) in self.columns.iter().enumerate() {
+            let cell = field(i);
+            if cell.is_empty() || col.role == Role::Identifier {
+                continue;
+            }
+            if let Some(p) = &col.name_problem {
+                return Err(Invalid {
+                    identifier: Some(id.value),
+                    violation: p.clone(),
+                });
+            }
+            if col.role == Role::CreatedAt {
+                let secs = timestamp::parse_str(cell)
+                    .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
+                w.key_prepared(&col.key);
+                w.int_value(secs);
+                continue;
+            }
+            if cell.len() > MAX_VALUE_BYTES {
+                return Err(value_too_long(&id.value, &col.name, cell.len()));
+            }
+            w.key_prepared(&col.key);
+            w.str_value(cell);
+        }
+        self.finish(id, w)
+    }
+
+    fn jsonl(&self, line: &[u8]) -> Result<(Identifier, usize, Vec<u8>), Invalid> {
+        let fields = parse_object(line)?;
+        let id_raw = fields
+            .iter()
+            .find(|(k, _)| *k == self.opts.id_column)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| self.missing_id())?;
+        let column = self.opts.id_column.as_str();
+        let id_value: String = match serde_json::from_str::<Value>(id_raw.get()) {
+            Ok(Value::String(s)) => s,
+            Ok(Value::Number(n)) => n.to_string(),
+            Ok(Value::Null) => String::new(),
+            Ok(other) => {
+                return Err(invalid(
+                    None,
+                    Some(column),
+                    format!(
+                        "identifier '{column}' is a JSON {}: it must be a string or a number",
+                        timestamp::json_kind(&other)
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(invalid(
+                    None,
+                    Some(column),
+                    format!("identifier '{column}': {e}"),
+                ))
+            }
+        };
+        let id = self.identifier(&id_value)?;
+        let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        for (name, value) in &fields {
+            let text = value.get();
+            if *name == self.opts.id_column || text == "null" {
+                continue;
+            }
+            validate::attribute_name(name).map_err(|v| Invalid {
+                identifier: Some(id.value.clone()),
+                violation: v,
+            })?;
+            if name == CREATED_AT {
+                let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let secs = timestamp::parse_json(&parsed)
+                    .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
+                w.key(name);
+                w.int_value(secs);
+                continue;
+            }
+            let size = json_object::value_bytes(value, MAX_VALUE_BYTES);
+            if size > MAX_VALUE_BYTES {
+                return Err(value_too_long(&id.value, name, size));
+            }
+            w.key(name);
+            w.raw_value(text);
+        }
+        self.finish(id, w)
     }
 }
 
-fn build(
-    opts: &ConvertOptions,
-    header: Option<&[String]>,
-    fields: Fields,
-) -> Result<(Identifier, Map<String, Value>), Invalid> {
-    let mut id_value: Option<String> = None;
-    let mut id_problem: Option<String> = None;
-    let mut attributes = Map::new();
-    match fields {
-        Fields::Csv(cells) => {
-            let names = header.unwrap_or(&[]);
-            for (name, cell) in names.iter().zip(cells) {
-                if *name == opts.id_column {
-                    id_value = Some(cell);
-                } else if !cell.is_empty() {
-                    attributes.insert(name.clone(), Value::String(cell));
-                }
+fn value_too_long(id: &str, name: &str, n: usize) -> Invalid {
+    invalid(
+        Some(id),
+        Some(name),
+        format!("value of '{name}' is {n} bytes; the Track API allows at most {MAX_VALUE_BYTES}: shorten it"),
+    )
+}
+
+/// Parses one JSONL line as an object, with messages that say what the line is instead.
+fn parse_object(line: &[u8]) -> Result<Members<'_>, Invalid> {
+    json_object::parse(line).map_err(|e| {
+        let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let kind = match first {
+            Some(b'[') => Some("an array"),
+            Some(b'"') => Some("a string"),
+            Some(b't' | b'f') => Some("a boolean"),
+            Some(b'n') => Some("null"),
+            Some(b'-' | b'0'..=b'9') => Some("a number"),
+            _ => None,
+        };
+        let message = match kind {
+            Some(k) if serde_json::from_slice::<Value>(line).is_ok() => {
+                format!("line is {k}, not a JSON object: each line must be one {{...}} person")
             }
-        }
-        Fields::Json(map) => {
-            for (name, value) in map {
-                if name == opts.id_column {
-                    match value {
-                        Value::String(s) => id_value = Some(s),
-                        Value::Number(n) => id_value = Some(n.to_string()),
-                        Value::Null => id_value = Some(String::new()),
-                        other => {
-                            id_problem = Some(format!(
-                                "identifier '{}' is a JSON {}: it must be a string or a number",
-                                opts.id_column,
-                                timestamp::json_kind(&other)
-                            ))
-                        }
-                    }
-                } else if !value.is_null() {
-                    attributes.insert(name, value);
-                }
-            }
-        }
-    }
-    let column = opts.id_column.as_str();
-    if let Some(message) = id_problem {
-        return Err(Invalid {
-            identifier: None,
-            violation: Violation {
-                field: Some(column.to_string()),
-                message,
-            },
-        });
-    }
-    let value = id_value.ok_or_else(|| Invalid {
-        identifier: None,
-        violation: Violation {
-            field: Some(column.to_string()),
-            message: format!(
-                "identifier '{column}' is missing: add it, or choose another column with --id-column"
-            ),
-        },
-    })?;
-    let invalid = |violation: Violation, id: &str| Invalid {
-        identifier: Some(id.to_string()),
-        violation,
-    };
-    validate::identifier(column, &value).map_err(|v| invalid(v, &value))?;
-    let value = if opts.id_kind == IdKind::CioId {
-        value.strip_prefix("cio_").unwrap_or(&value).to_string()
-    } else {
-        value
-    };
-    if let Some(v) = attributes.get_mut(CREATED_AT) {
-        match timestamp::parse_json(v) {
-            Ok(secs) => *v = Value::from(secs),
-            Err(message) => {
-                return Err(invalid(
-                    Violation {
-                        field: Some(CREATED_AT.into()),
-                        message,
-                    },
-                    &value,
-                ))
-            }
-        }
-    }
-    validate::attributes(&attributes).map_err(|v| invalid(v, &value))?;
-    Ok((
-        Identifier {
-            kind: opts.id_kind,
-            value,
-        },
-        attributes,
-    ))
+            _ => format!("line is not valid JSON ({e}): fix or remove it"),
+        };
+        invalid(None, None, message)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn opts() -> ConvertOptions {
+    fn opts(api: Api) -> ConvertOptions {
         ConvertOptions {
             id_kind: IdKind::Id,
             id_column: "id".into(),
-            api: Api::V1,
+            api,
         }
     }
     const POS: Position = Position { row: 1, line: 2 };
 
-    fn csv(cells: &[&str]) -> Result<Record, (Invalid, RawRow)> {
+    fn csv(api: Api, cells: &[&str]) -> Result<Record, (Invalid, RawRow)> {
         let header: Vec<String> = ["id", "zip", "created_at", "note"]
             .map(String::from)
             .to_vec();
-        let cells = cells.iter().map(|s| s.to_string()).collect();
-        convert(
-            &opts(),
-            Some(&header),
-            POS,
-            RawRow::Line(vec![]),
-            Fields::Csv(cells),
-        )
+        let c = Converter::new(opts(api), Some(&header));
+        c.convert(POS, RawRow::Csv(csv::StringRecord::from(cells.to_vec())))
+    }
+
+    fn payload(r: &Record) -> Value {
+        serde_json::from_slice(&r.payload).unwrap()
     }
 
     #[test]
     fn csv_values_stay_strings_and_empty_cells_are_left_out() {
-        let r = csv(&["42", "02134", "2023-11-14", ""]).unwrap();
+        let r = csv(Api::V1, &["42", "02134", "2023-11-14", ""]).unwrap();
         assert_eq!(r.identifier.value, "42");
-        assert_eq!(r.attributes["zip"], Value::String("02134".into()));
-        assert_eq!(r.attributes["created_at"], Value::from(1_699_920_000));
-        assert!(!r.attributes.contains_key("note"));
-        assert!(!r.attributes.contains_key("id"));
+        assert_eq!(r.attributes, 2);
         assert_eq!(
             String::from_utf8(r.payload).unwrap(),
             r#"{"zip":"02134","created_at":1699920000}"#
+        );
+        let r = csv(Api::Batch, &["42", "02134", "", "a \"q\"\n"]).unwrap();
+        assert_eq!(
+            payload(&r),
+            json!({"type":"person","identifiers":{"id":"42"},"action":"identify","attributes":{"zip":"02134","note":"a \"q\"\n"}})
         );
     }
 
     #[test]
     fn bad_created_at_and_missing_id_are_invalid_with_the_field() {
-        let (e, _) = csv(&["42", "1", "last tuesday", ""]).unwrap_err();
+        let (e, _) = csv(Api::V1, &["42", "1", "last tuesday", ""]).unwrap_err();
         assert_eq!(e.violation.field.as_deref(), Some("created_at"));
         assert!(e.message().contains("accepted:"));
-        let (e, _) = csv(&["", "1", "", ""]).unwrap_err();
+        let (e, _) = csv(Api::V1, &["", "1", "", ""]).unwrap_err();
         assert_eq!(e.violation.field.as_deref(), Some("id"));
+    }
+
+    fn jsonl(line: &str) -> Result<Record, (Invalid, RawRow)> {
+        Converter::new(opts(Api::V1), None).convert(POS, RawRow::Line(line.as_bytes().to_vec()))
     }
 
     #[test]
     fn json_keeps_types_and_numbers_as_ids() {
-        let map: Map<String, Value> = serde_json::from_str(
-            r#"{"id":7,"age":31,"vip":true,"gone":null,"created_at":1700000000123}"#,
-        )
-        .unwrap();
-        let r = convert(&opts(), None, POS, RawRow::Line(vec![]), Fields::Json(map)).unwrap();
+        let r = jsonl(r#"{"id":7,"age":31,"vip":true,"gone":null,"tags":["a", "b"],"created_at":1700000000123,"age":32}"#).unwrap();
         assert_eq!(r.identifier.value, "7");
-        assert_eq!(r.attributes["age"], Value::from(31));
-        assert_eq!(r.attributes["vip"], Value::Bool(true));
-        assert_eq!(r.attributes["created_at"], Value::from(1_700_000_000));
-        assert!(!r.attributes.contains_key("gone"));
+        assert_eq!(
+            payload(&r),
+            json!({"age":32,"vip":true,"tags":["a","b"],"created_at":1700000000})
+        );
+    }
+
+    #[test]
+    fn json_lines_that_are_not_objects_say_what_they_are() {
+        for (line, needle) in [
+            ("[1,2]", "is an array"),
+            ("\"s\"", "is a string"),
+            ("12", "is a number"),
+            ("{\"id\":1,", "not valid JSON"),
+            ("{\"id\":1} x", "not valid JSON"),
+            ("NaN", "not valid JSON"),
+        ] {
+            let (e, _) = jsonl(line).unwrap_err();
+            assert!(e.message().contains(needle), "{line}: {}", e.message());
+        }
+        let (e, _) = jsonl(r#"{"id":{"a":1}}"#).unwrap_err();
+        assert!(e.message().contains("JSON object"), "{}", e.message());
+    }
+
+    #[test]
+    fn json_value_sizes_are_measured_decoded() {
+        // 500 two-byte characters written as \u escapes: 3000 bytes of text, 1000 decoded.
+        let escaped = "\\u00e9".repeat(500);
+        assert!(jsonl(&format!(r#"{{"id":"1","v":"{escaped}"}}"#)).is_ok());
+        let (e, _) = jsonl(&format!(r#"{{"id":"1","v":"{escaped}x"}}"#)).unwrap_err();
+        assert!(e.message().contains("1001 bytes"), "{}", e.message());
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod exit;
+pub mod json_object;
 pub mod pipeline;
 pub mod record;
 pub mod report;

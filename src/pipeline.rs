@@ -12,7 +12,7 @@ use crate::report::summary::Summary;
 use crate::source::{self, Item, Rows, SourceError};
 use crate::stop::{Stop, StopState};
 use crate::tally::Tally;
-use crate::track::batch::{self, Packer};
+use crate::track::batch::{self, Packed, Packer};
 use crate::track::{self, Answer, Api, Request, TrackClient};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
@@ -251,7 +251,7 @@ async fn deliver_v1(ctx: &Ctx, mut rec: Record) -> Vec<Outcome> {
 fn deliver_batch(
     ctx: &Ctx,
     records: Vec<Record>,
-    body: Bytes,
+    packed: Packed,
     prior_attempts: u32,
     bisect: bool,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Outcome>> + Send + '_>> {
@@ -259,7 +259,7 @@ fn deliver_batch(
         let req = Request {
             method: reqwest::Method::POST,
             path: "/api/v2/batch".to_string(),
-            body,
+            body: packed.body.clone(),
         };
         let (delivery, attempts) = ctx.send_with_retry(&req, bisect).await;
         let attempts = prior_attempts + attempts;
@@ -301,8 +301,8 @@ fn deliver_batch(
                 // One poison row must cost itself only: halve and resend each half.
                 let mut left = records;
                 let right = left.split_off(left.len() / 2);
-                let lb = batch::body_of(left.iter().map(|r| r.payload.as_slice()));
-                let rb = batch::body_of(right.iter().map(|r| r.payload.as_slice()));
+                let (lb, rb) = packed.halves(left.len());
+                drop(packed);
                 let mut out = deliver_batch(ctx, left, lb, attempts, true).await;
                 out.extend(deliver_batch(ctx, right, rb, attempts, true).await);
                 out
@@ -315,7 +315,7 @@ fn deliver_batch(
 /// A unit of work for one worker.
 enum Job {
     One(Record),
-    Batch(Vec<Record>, Bytes),
+    Batch(Vec<Record>, Packed),
 }
 
 struct Dispatcher {
@@ -347,7 +347,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             let outcomes = match job {
                 Job::One(r) => deliver_v1(&ctx, r).await,
-                Job::Batch(rs, body) => deliver_batch(&ctx, rs, body, 0, false).await,
+                Job::Batch(rs, packed) => deliver_batch(&ctx, rs, packed, 0, false).await,
             };
             for o in outcomes {
                 let _ = out.send(o).await;
@@ -414,6 +414,9 @@ async fn send_all(
                         .await;
                 }
                 packer.push(&rec.payload);
+                // The body holds the operation now: free the row's copy while it waits.
+                let mut rec = rec;
+                rec.payload = Vec::new();
                 pending.push(rec);
             }
             if !pending.is_empty() {
@@ -433,8 +436,7 @@ struct ReaderEnd {
 #[allow(clippy::too_many_arguments)]
 fn read_all(
     rows: Rows,
-    opts: convert::ConvertOptions,
-    header: Option<Vec<String>>,
+    converter: convert::Converter,
     records: Option<mpsc::Sender<Record>>,
     out: mpsc::Sender<Outcome>,
     stop: Stop,
@@ -468,9 +470,9 @@ fn read_all(
                 last_line = pos.line;
                 send_failure(invalid(pos, None, message, raw));
             }
-            Item::Row { pos, raw, fields } => {
+            Item::Row { pos, raw } => {
                 last_line = pos.line;
-                match convert::convert(&opts, header.as_deref(), pos, raw, fields) {
+                match converter.convert(pos, raw) {
                     Ok(rec) => match &records {
                         None => tally.count(Class::Skipped, 1),
                         Some(tx) => {
@@ -612,7 +614,21 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     };
 
     let header = rows.csv_header().cloned();
-    let header_names = header.as_ref().map(|h| h.names.clone());
+    if let Some(h) = &header {
+        let col = &cfg.convert.id_column;
+        if !h.names.iter().any(|n| n == col) {
+            let message = format!(
+                "{input_name}: the header has no column '{col}' for the identifier (columns: {}): \
+choose one with --id-column, or --identify-by email",
+                h.names.join(", ")
+            );
+            return early_error(&tally, &mut summary_base, message, started);
+        }
+    }
+    let converter = convert::Converter::new(
+        cfg.convert.clone(),
+        header.as_ref().map(|h| h.names.as_slice()),
+    );
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(4096);
     let reporter = tokio::spawn(report_all(
         out_rx,
@@ -631,7 +647,7 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
 
     let channel_capacity = match cfg.convert.api {
         Api::V1 => cfg.concurrency * 4,
-        Api::Batch => 8192,
+        Api::Batch => 4096,
     };
     let (rec_tx, rec_rx) = mpsc::channel::<Record>(channel_capacity.max(16));
     let sender = client.map(|client| {
@@ -662,14 +678,11 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         ))
     });
     let reader = {
-        let opts = cfg.convert.clone();
         let stop = stop.clone();
         let tally = tally.clone();
         let records = if cfg.dry_run { None } else { Some(rec_tx) };
         let out = out_tx;
-        tokio::task::spawn_blocking(move || {
-            read_all(rows, opts, header_names, records, out, stop, tally)
-        })
+        tokio::task::spawn_blocking(move || read_all(rows, converter, records, out, stop, tally))
     };
     let reader_end = reader.await.unwrap_or_else(|e| ReaderEnd {
         error: Some(SourceError::Io {

@@ -1,7 +1,5 @@
 //! The units that flow through the pipeline: a source row, a ready-to-send record, an outcome.
 
-use serde_json::{Map, Value};
-
 /// Which identifier a person is addressed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IdKind {
@@ -46,10 +44,23 @@ impl Identifier {
 /// The row as it was read, kept so a failed row can be written back verbatim.
 #[derive(Clone, Debug)]
 pub enum RawRow {
-    /// A CSV record (fields as bytes, possibly ragged or not UTF-8).
-    Csv(csv::ByteRecord),
+    /// A CSV record of the header's width, valid UTF-8 (checked once, when read).
+    Csv(csv::StringRecord),
+    /// A CSV record that could not be read as a row (ragged, or not UTF-8).
+    CsvBytes(csv::ByteRecord),
     /// A JSONL line without its line ending.
     Line(Vec<u8>),
+}
+
+impl RawRow {
+    /// The CSV fields as bytes, for either CSV form.
+    pub fn csv_bytes(&self) -> Option<&csv::ByteRecord> {
+        match self {
+            RawRow::Csv(r) => Some(r.as_byte_record()),
+            RawRow::CsvBytes(r) => Some(r),
+            RawRow::Line(_) => None,
+        }
+    }
 }
 
 /// Where a row came from: its 1-based record number and the 1-based line it starts on.
@@ -68,8 +79,8 @@ pub struct Record {
     pub pos: Position,
     /// Who it is about.
     pub identifier: Identifier,
-    /// The attributes to set, by exact name.
-    pub attributes: Map<String, Value>,
+    /// How many attributes the payload sets.
+    pub attributes: usize,
     /// The serialized request payload: the v1 body or the v2 batch operation.
     pub payload: Vec<u8>,
     /// The row as read.

@@ -683,3 +683,33 @@ fn the_key_never_shows_even_at_trace_level() {
         "trace logging was not on"
     );
 }
+
+#[test]
+fn a_request_past_the_timeout_is_retried_then_exhausted() {
+    let sb = sandbox(SandboxConfig {
+        slow_rate: 1.0,
+        slow: std::time::Duration::from_secs(5),
+        ..SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    write(dir.path(), "p.csv", "id\n1\n");
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &[
+            "p.csv",
+            "--timeout",
+            "0.3",
+            "--max-retries",
+            "1",
+            "--backoff-base-ms",
+            "10",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!((run.n("exhausted"), run.n("requests")), (1, 2));
+    let e = &run.errors()[0];
+    assert!(e["message"].contains("timed out"), "{e:?}");
+    assert_eq!(e["status"], "");
+}

@@ -62,7 +62,12 @@ pub async fn run(
                 bar.set_style(style);
             }
             loop {
-                bar.set_position(Tally::get(&input.bytes_read));
+                // The reader runs ahead of the senders by the channel's buffer: show the share
+                // of the file whose rows are finished, not merely read.
+                let read = Tally::get(&input.bytes_read);
+                let rows = Tally::get(&tally.rows).max(1);
+                let done_share = (tally.done() as f64 / rows as f64).min(1.0);
+                bar.set_position((read as f64 * done_share) as u64);
                 bar.set_message(status(&tally, started));
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}

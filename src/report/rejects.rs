@@ -65,8 +65,10 @@ impl RejectsWriter {
     pub fn write(&mut self, raw: &RawRow) -> Result<(), ReportError> {
         let path = self.path.clone();
         match (self.open()?, raw) {
-            (Sink::Csv(w), RawRow::Csv(rec)) => {
-                w.write_byte_record(rec).map_err(|e| csv_io(e, &path))?
+            (Sink::Csv(w), RawRow::Csv(_) | RawRow::CsvBytes(_)) => {
+                if let Some(rec) = raw.csv_bytes() {
+                    w.write_byte_record(rec).map_err(|e| csv_io(e, &path))?
+                }
             }
             (Sink::Lines(w), RawRow::Line(line)) => {
                 w.write_all(line).map_err(ReportError::at(&path))?;
@@ -77,8 +79,11 @@ impl RejectsWriter {
                 w.write_byte_record(&csv::ByteRecord::from(vec![line.as_slice()]))
                     .map_err(|e| csv_io(e, &path))?
             }
-            (Sink::Lines(w), RawRow::Csv(rec)) => {
-                let joined: Vec<&[u8]> = rec.iter().collect();
+            (Sink::Lines(w), RawRow::Csv(_) | RawRow::CsvBytes(_)) => {
+                let joined: Vec<&[u8]> = raw
+                    .csv_bytes()
+                    .map(|r| r.iter().collect())
+                    .unwrap_or_default();
                 w.write_all(&joined.join(&b","[..]))
                     .map_err(ReportError::at(&path))?;
                 w.write_all(b"\n").map_err(ReportError::at(&path))?;

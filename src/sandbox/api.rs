@@ -5,6 +5,7 @@ use super::people::{Change, People};
 use super::server::ResetConnection;
 use super::stats::Stats;
 use super::SandboxConfig;
+use crate::json_object::{self, Members, Object};
 use crate::validate::{
     MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_OPERATION_BYTES,
     MAX_VALUE_BYTES,
@@ -19,7 +20,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use percent_encoding::percent_decode_str;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -115,11 +118,13 @@ async fn checks(AxState(s): AxState<Shared>, req: Request, next: Next) -> Respon
     let _guard = s.stats.arrive();
     let arrived = Instant::now();
     let path = req.uri().path().to_string();
+    // Limits are checked on arrival, as at a real API's edge; the latency comes after, so its
+    // jitter cannot reorder requests in front of the rate limit.
+    let resp = checked(&s, req, next).await;
     if !s.cfg.latency.is_zero() {
         let j = s.dice.jitter(0.2);
         tokio::time::sleep(s.cfg.latency.mul_f64(j)).await;
     }
-    let resp = checked(&s, req, next).await;
     if resp.extensions().get::<ResetConnection>().is_some() {
         s.stats.reset();
         s.stats.log_arrival(arrived, &path, 0);
@@ -278,8 +283,8 @@ fn v1_error(s: &State, code: StatusCode, msg: String) -> Response {
     status_json(code, body)
 }
 
-/// The attribute rules, with the API's wording.
-fn check_attributes(attrs: &Map<String, Value>) -> Result<(), (String, String)> {
+/// The attribute rules, with the API's wording, on raw members (no map is built).
+fn check_attributes(attrs: &Members) -> Result<(), (String, String)> {
     if attrs.len() > MAX_ATTRIBUTES {
         return Err((
             "attributes".into(),
@@ -289,13 +294,13 @@ fn check_attributes(attrs: &Map<String, Value>) -> Result<(), (String, String)> 
     for (k, v) in attrs {
         if k.len() > MAX_NAME_BYTES {
             return Err((
-                k.clone(),
+                k.to_string(),
                 format!("attribute name cannot be longer than {MAX_NAME_BYTES} bytes"),
             ));
         }
-        if crate::validate::value_bytes(v) > MAX_VALUE_BYTES {
+        if json_object::value_bytes(v, MAX_VALUE_BYTES) > MAX_VALUE_BYTES {
             return Err((
-                k.clone(),
+                k.to_string(),
                 format!("value for attribute '{k}' cannot be longer than {MAX_VALUE_BYTES} bytes"),
             ));
         }
@@ -303,22 +308,33 @@ fn check_attributes(attrs: &Map<String, Value>) -> Result<(), (String, String)> 
     Ok(())
 }
 
-fn note_attribute_violations(s: &State, attrs: &Map<String, Value>) {
-    if let Some(Value::String(v)) = attrs.get("id") {
-        if v.starts_with("cio_") {
-            s.stats.violation(format!(
-                "a cio_ id in a body's id attribute ({v}): this overwrites the person's id"
-            ));
+fn note_attribute_violations(s: &State, attrs: &Members) {
+    for (k, v) in attrs {
+        match k.as_ref() {
+            "id" if v.get().starts_with("\"cio_") => s.stats.violation(format!(
+                "a cio_ id in a body's id attribute ({}): this overwrites the person's id",
+                v.get()
+            )),
+            "created_at" | "_timestamp" if !json_object::is_integer(v) => s
+                .stats
+                .violation(format!("{k} is not integer Unix seconds: {}", v.get())),
+            _ => {}
         }
     }
-    for k in ["created_at", "_timestamp"] {
-        if let Some(v) = attrs.get(k) {
-            if !v.is_i64() && !v.is_u64() {
-                s.stats
-                    .violation(format!("{k} is not integer Unix seconds: {v}"));
-            }
-        }
+}
+
+/// The attributes as a map, for storing (only parsed when people are kept).
+fn attribute_map(s: &State, members: &Members) -> Map<String, Value> {
+    if !s.cfg.store_people {
+        return Map::new();
     }
+    members
+        .iter()
+        .map(|(k, v)| {
+            let value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+            (k.to_string(), value)
+        })
+        .collect()
 }
 
 async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Response {
@@ -341,18 +357,15 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
             format!("id attribute cannot be longer than {MAX_ID_BYTES} bytes"),
         );
     }
-    let attrs: Map<String, Value> = if body.is_empty() {
-        Map::new()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(Value::Object(m)) => m,
-            _ => {
-                return v1_error(
-                    &s,
-                    StatusCode::BAD_REQUEST,
-                    "body must be a JSON object".into(),
-                )
-            }
+    let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
+    let attrs = match json_object::parse(body) {
+        Ok(m) => m,
+        Err(_) => {
+            return v1_error(
+                &s,
+                StatusCode::BAD_REQUEST,
+                "body must be a JSON object".into(),
+            )
         }
     };
     if let Err((_, msg)) = check_attributes(&attrs) {
@@ -366,10 +379,13 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
         );
     }
     note_attribute_violations(&s, &attrs);
-    s.people.apply(vec![Change::Identify {
-        key: v1_key(&id),
-        attributes: attrs,
-    }]);
+    if s.cfg.store_people {
+        let attributes = serde_json::from_slice(body).unwrap_or_default();
+        s.people.apply(vec![Change::Identify {
+            key: v1_key(&id),
+            attributes,
+        }]);
+    }
     s.stats.applied(1);
     status_json(StatusCode::OK, json!({}))
 }
@@ -404,12 +420,28 @@ const ACTIONS: [&str; 10] = [
     "merge",
 ];
 
+/// One operation as sent: only what the checks need is parsed.
+#[derive(serde::Deserialize)]
+struct OpView<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    identifiers: Option<Object<'a>>,
+    #[serde(borrow, default)]
+    attributes: Option<Object<'a>>,
+}
+
 /// Checks one v2 operation; returns the change to apply, or `(field, message)`.
-fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, String)> {
-    let obj = op
-        .as_object()
-        .ok_or(("".to_string(), "operation must be an object".to_string()))?;
-    match obj.get("type").and_then(Value::as_str) {
+fn check_operation(s: &State, op: &RawValue) -> Result<Option<Change>, (String, String)> {
+    let view: OpView = serde_json::from_str(op.get()).map_err(|e| {
+        (
+            String::new(),
+            format!("operation must be an object of the documented shape: {e}"),
+        )
+    })?;
+    match view.kind.as_deref() {
         Some("person") => {}
         Some(other) => {
             return Err((
@@ -419,12 +451,12 @@ fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, Str
         }
         None => return Err(("type".into(), "type is required".into())),
     }
-    let action = obj.get("action").and_then(Value::as_str).unwrap_or("");
+    let action = view.action.as_deref().unwrap_or("");
     if !ACTIONS.contains(&action) {
         return Err(("action".into(), format!("unknown action '{action}'")));
     }
-    let ids = match obj.get("identifiers").and_then(Value::as_object) {
-        Some(m) => m,
+    let ids = match &view.identifiers {
+        Some(m) => &m.0,
         None => {
             s.stats
                 .violation(format!("a {action} operation without identifiers"));
@@ -442,9 +474,13 @@ fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, Str
         ));
     }
     let (kind, value) = ids
-        .iter()
-        .next()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .first()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::from_str::<Value>(v.get()).unwrap_or(Value::Null),
+            )
+        })
         .unwrap_or_default();
     if !["id", "email", "cio_id", "phone"].contains(&kind.as_str()) {
         return Err(("identifiers".into(), format!("unknown identifier '{kind}'")));
@@ -485,18 +521,12 @@ fn check_operation(s: &State, op: &Value) -> Result<Option<Change>, (String, Str
     let key = (kind, value);
     match action {
         "identify" => {
-            let attrs = match obj.get("attributes") {
-                None => Map::new(),
-                Some(Value::Object(m)) => m.clone(),
-                Some(_) => {
-                    return Err(("attributes".into(), "attributes must be an object".into()))
-                }
-            };
-            check_attributes(&attrs)?;
-            note_attribute_violations(s, &attrs);
+            let members = view.attributes.map(|o| o.0).unwrap_or_default();
+            check_attributes(&members)?;
+            note_attribute_violations(s, &members);
             Ok(Some(Change::Identify {
                 key,
-                attributes: attrs,
+                attributes: attribute_map(s, &members),
             }))
         }
         "delete" => Ok(Some(Change::Delete(key))),
@@ -522,7 +552,7 @@ async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
             ]),
         );
     }
-    let op: Value = match serde_json::from_slice(&body) {
+    let op: &RawValue = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             return status_json(
@@ -533,7 +563,7 @@ async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
             )
         }
     };
-    match check_operation(&s, &op) {
+    match check_operation(&s, op) {
         Ok(change) => {
             s.people.apply(change.into_iter().collect());
             s.stats.applied(1);
@@ -565,7 +595,12 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
             "batch request must be at most {MAX_BATCH_BYTES} bytes"
         ));
     }
-    let parsed: Value = match serde_json::from_slice(&body) {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        batch: Option<Vec<&'a RawValue>>,
+    }
+    let parsed: Body = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             return status_json(
@@ -576,7 +611,7 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
             )
         }
     };
-    let Some(ops) = parsed.get("batch").and_then(Value::as_array) else {
+    let Some(ops) = parsed.batch else {
         return status_json(
             StatusCode::BAD_REQUEST,
             v2_errors(vec![
@@ -585,7 +620,7 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
         );
     };
     for (i, op) in ops.iter().enumerate() {
-        let n = serde_json::to_vec(op).map(|v| v.len()).unwrap_or(0);
+        let n = op.get().len();
         if n > MAX_OPERATION_BYTES {
             s.stats
                 .violation(format!("oversize batch operation at index {i}: {n} bytes"));
@@ -594,7 +629,8 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     }
     if !s.cfg.poison_ids.is_empty() {
         let poisoned = ops.iter().find_map(|op| {
-            let ids = op.get("identifiers")?.as_object()?;
+            let parsed: Value = serde_json::from_str(op.get()).ok()?;
+            let ids = parsed.get("identifiers")?.as_object()?;
             let v = ids.values().next()?.as_str()?;
             s.cfg
                 .poison_ids

@@ -1,6 +1,6 @@
 //! CSV rows: header checks, ragged rows, invalid UTF-8, BOM, quoted newlines, positions.
 
-use super::{read_error, Fields, Item, SourceError};
+use super::{read_error, Item, SourceError};
 use crate::record::{Position, RawRow};
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -23,6 +23,7 @@ pub struct CsvRows {
     input_name: String,
     row: u64,
     last_line: u64,
+    last_size: (usize, usize),
     done: bool,
 }
 
@@ -105,6 +106,7 @@ impl CsvRows {
             input_name: input_name.to_string(),
             row: 0,
             last_line: 1,
+            last_size: (256, 16),
             done: false,
         })
     }
@@ -123,30 +125,26 @@ impl CsvRows {
                     "row has {} fields but the header has {want}: look for an unquoted delimiter or a missing quote",
                     rec.len()
                 ),
-                raw: RawRow::Csv(rec),
+                raw: RawRow::CsvBytes(rec),
             };
         }
-        let mut cells = Vec::with_capacity(want);
-        for (i, field) in rec.iter().enumerate() {
-            match std::str::from_utf8(field) {
-                Ok(s) => cells.push(s.to_string()),
-                Err(e) => {
-                    return Item::Bad {
-                        pos,
-                        message: format!(
-                            "column '{}' is not valid UTF-8 (bad byte at offset {}): save the file as UTF-8",
-                            self.header.names[i],
-                            e.valid_up_to()
-                        ),
-                        raw: RawRow::Csv(rec),
-                    }
+        match csv::StringRecord::from_byte_record(rec) {
+            Ok(text) => Item::Row {
+                pos,
+                raw: RawRow::Csv(text),
+            },
+            Err(e) => {
+                let col = e.utf8_error().field();
+                let offset = e.utf8_error().valid_up_to();
+                Item::Bad {
+                    pos,
+                    message: format!(
+                        "column '{}' is not valid UTF-8 (bad byte at offset {offset}): save the file as UTF-8",
+                        self.header.names.get(col).map(String::as_str).unwrap_or("?")
+                    ),
+                    raw: RawRow::CsvBytes(e.into_byte_record()),
                 }
             }
-        }
-        Item::Row {
-            pos,
-            raw: RawRow::Csv(rec),
-            fields: Fields::Csv(cells),
         }
     }
 }
@@ -158,7 +156,8 @@ impl Iterator for CsvRows {
         if self.done {
             return None;
         }
-        let mut rec = csv::ByteRecord::new();
+        // Sized like the last row, so the record does not grow field by field.
+        let mut rec = csv::ByteRecord::with_capacity(self.last_size.0, self.last_size.1);
         match self.reader.read_byte_record(&mut rec) {
             Ok(false) => {
                 self.done = true;
@@ -166,6 +165,7 @@ impl Iterator for CsvRows {
             }
             Ok(true) => {
                 self.row += 1;
+                self.last_size = (rec.as_slice().len() + 16, rec.len());
                 let line = rec
                     .position()
                     .map(|p| p.line())

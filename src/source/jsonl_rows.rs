@@ -1,12 +1,10 @@
-//! JSONL rows: one JSON object per line; blank lines skipped, anything else not an object is bad.
+//! JSONL rows: one line per row, blank lines skipped; the converter parses each line.
 
-use super::{read_error, Fields, Item, SourceError};
+use super::{read_error, Item, SourceError};
 use crate::record::{Position, RawRow};
-use crate::timestamp::json_kind;
-use serde_json::Value;
 use std::io::BufRead;
 
-/// Streams JSON objects, one per line.
+/// Streams non-blank lines with their positions.
 pub struct JsonlRows {
     reader: Box<dyn BufRead + Send>,
     input_name: String,
@@ -62,26 +60,12 @@ impl Iterator for JsonlRows {
                 row: self.row,
                 line: self.line,
             };
-            let parsed: Result<Value, _> = serde_json::from_slice(body);
-            let item = match parsed {
-                Ok(Value::Object(map)) => Item::Row {
-                    pos,
-                    raw: RawRow::Line(buf),
-                    fields: Fields::Json(map),
-                },
-                Ok(other) => Item::Bad {
-                    pos,
-                    message: format!(
-                        "line is a JSON {}, not an object: each line must be one {{...}} person",
-                        json_kind(&other)
-                    ),
-                    raw: RawRow::Line(buf),
-                },
-                Err(e) => Item::Bad {
-                    pos,
-                    message: format!("line is not valid JSON ({e}): fix or remove it"),
-                    raw: RawRow::Line(buf),
-                },
+            if self.line == 1 && body.len() != buf.len() {
+                buf.drain(..3);
+            }
+            let item = Item::Row {
+                pos,
+                raw: RawRow::Line(buf),
             };
             return Some(Ok(item));
         }

@@ -8,7 +8,6 @@ pub use jsonl_rows::JsonlRows;
 
 use crate::record::{Position, RawRow};
 use flate2::read::MultiGzDecoder;
-use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -202,28 +201,18 @@ pub fn open(input: &Input) -> Result<Opened, SourceError> {
     })
 }
 
-/// The content of one row, before any mapping.
-#[derive(Debug)]
-pub enum Fields {
-    /// CSV cells, aligned with the header.
-    Csv(Vec<String>),
-    /// A JSON object.
-    Json(Map<String, Value>),
-}
-
 /// One item read from the input.
 #[derive(Debug)]
 pub enum Item {
-    /// A well-formed row.
+    /// A row to convert: a CSV record of the header's width in valid UTF-8, or a non-blank
+    /// JSONL line (whether it holds a JSON object is the converter's to say).
     Row {
         /// Where it is.
         pos: Position,
         /// The row as read.
         raw: RawRow,
-        /// Its content.
-        fields: Fields,
     },
-    /// A row that cannot be read as one (ragged, not UTF-8, not a JSON object).
+    /// A row that cannot be read as one (ragged, not UTF-8).
     Bad {
         /// Where it is.
         pos: Position,

@@ -3,9 +3,33 @@
 use crate::validate::MAX_BATCH_BYTES;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// The fixed bytes around the operations: `{"batch":[` and `]}`.
 pub const ENVELOPE_BYTES: usize = br#"{"batch":["#.len() + b"]}".len();
+
+/// A finished batch body and where each operation sits in it.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    /// `{"batch":[op,op,...]}`
+    pub body: Bytes,
+    /// Byte range of each operation inside `body`, in order.
+    pub spans: Vec<Range<usize>>,
+}
+
+impl Packed {
+    /// The operation at `i`.
+    pub fn op(&self, i: usize) -> &[u8] {
+        &self.body[self.spans[i].clone()]
+    }
+
+    /// Two bodies: the operations before `mid` and from `mid` on (for bisecting).
+    pub fn halves(&self, mid: usize) -> (Packed, Packed) {
+        let left = body_of((0..mid).map(|i| self.op(i)));
+        let right = body_of((mid..self.spans.len()).map(|i| self.op(i)));
+        (left, right)
+    }
+}
 
 /// Packs serialized operations into one body without ever passing the byte or count cap.
 #[derive(Debug)]
@@ -13,7 +37,7 @@ pub struct Packer {
     max_bytes: usize,
     max_ops: usize,
     body: Vec<u8>,
-    ops: usize,
+    spans: Vec<Range<usize>>,
 }
 
 impl Packer {
@@ -26,18 +50,18 @@ impl Packer {
             max_bytes,
             max_ops: max_ops.unwrap_or(usize::MAX).max(1),
             body,
-            ops: 0,
+            spans: Vec::new(),
         }
     }
 
     /// Bytes the body would have with `op_len` more bytes of operation.
     fn size_with(&self, op_len: usize) -> usize {
-        self.body.len() + usize::from(self.ops > 0) + op_len + 2
+        self.body.len() + usize::from(!self.spans.is_empty()) + op_len + 2
     }
 
     /// Whether an operation of `op_len` bytes fits in the current body.
     pub fn fits(&self, op_len: usize) -> bool {
-        self.ops < self.max_ops && self.size_with(op_len) <= self.max_bytes
+        self.spans.len() < self.max_ops && self.size_with(op_len) <= self.max_bytes
     }
 
     /// Whether an operation of `op_len` bytes fits in an empty body at all.
@@ -48,48 +72,55 @@ impl Packer {
     /// Adds an operation; the caller checked [`Packer::fits`].
     pub fn push(&mut self, op: &[u8]) {
         debug_assert!(self.fits(op.len()));
-        if self.ops > 0 {
+        if !self.spans.is_empty() {
             self.body.push(b',');
         }
+        let start = self.body.len();
         self.body.extend_from_slice(op);
-        self.ops += 1;
+        self.spans.push(start..self.body.len());
     }
 
     /// Number of operations packed so far.
     pub fn len(&self) -> usize {
-        self.ops
+        self.spans.len()
     }
 
     /// Whether nothing is packed.
     pub fn is_empty(&self) -> bool {
-        self.ops == 0
+        self.spans.is_empty()
     }
 
     /// The finished body; the packer starts over empty.
-    pub fn take(&mut self) -> Bytes {
-        let mut body = std::mem::replace(
-            &mut self.body,
-            Vec::with_capacity(self.max_bytes.min(1 << 20)),
-        );
+    pub fn take(&mut self) -> Packed {
+        let fresh = Vec::with_capacity(self.max_bytes.min(1 << 20));
+        let mut body = std::mem::replace(&mut self.body, fresh);
         body.extend_from_slice(b"]}");
         self.body.extend_from_slice(br#"{"batch":["#);
-        self.ops = 0;
-        Bytes::from(body)
+        Packed {
+            body: Bytes::from(body),
+            spans: std::mem::take(&mut self.spans),
+        }
     }
 }
 
 /// Builds a body from a list of operations (for the halves of a bisected batch).
-pub fn body_of<'a>(ops: impl Iterator<Item = &'a [u8]>) -> Bytes {
+pub fn body_of<'a>(ops: impl Iterator<Item = &'a [u8]>) -> Packed {
     let mut body = Vec::new();
+    let mut spans = Vec::new();
     body.extend_from_slice(br#"{"batch":["#);
     for (i, op) in ops.enumerate() {
         if i > 0 {
             body.push(b',');
         }
+        let start = body.len();
         body.extend_from_slice(op);
+        spans.push(start..body.len());
     }
     body.extend_from_slice(b"]}");
-    Bytes::from(body)
+    Packed {
+        body: Bytes::from(body),
+        spans,
+    }
 }
 
 /// The per-operation errors in a batch answer (207, or defensively a 200): index -> message.
@@ -153,7 +184,11 @@ mod tests {
             }
             if !p.is_empty() { bodies.push(p.take()); }
             let mut seen = Vec::new();
-            for b in &bodies {
+            for packed in &bodies {
+                for i in 0..packed.spans.len() {
+                    prop_assert!(serde_json::from_slice::<serde_json::Value>(packed.op(i)).is_ok());
+                }
+                let b = &packed.body;
                 prop_assert!(b.len() <= max_bytes, "body {} > {}", b.len(), max_bytes);
                 let v: serde_json::Value = serde_json::from_slice(b).unwrap();
                 let list = v["batch"].as_array().unwrap();

@@ -9,8 +9,6 @@ pub use error::Answer;
 
 use crate::record::Identifier;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde::Serialize;
-use serde_json::{Map, Value};
 
 /// Which API carries the people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,40 +19,115 @@ pub enum Api {
     V1,
 }
 
-#[derive(Serialize)]
-struct Operation<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    identifiers: Identifiers<'a>,
-    action: &'static str,
-    attributes: &'a Map<String, Value>,
+/// Writes one person's payload straight into bytes: the v1 body `{attributes}` or the batch
+/// operation `{"type":"person","identifiers":{..},"action":"identify","attributes":{..}}`.
+/// Attributes are appended one by one, so no intermediate map is built per row.
+#[derive(Debug)]
+pub struct PayloadWriter {
+    api: Api,
+    buf: Vec<u8>,
+    attributes: usize,
 }
 
-struct Identifiers<'a>(&'a Identifier);
-
-impl Serialize for Identifiers<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(self.0.kind.as_str(), &self.0.value)?;
-        m.end()
+/// Appends `s` as a JSON string (quoted and escaped).
+pub fn write_json_str(buf: &mut Vec<u8>, s: &str) {
+    // Most values need no escaping: copy them whole.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.reserve(s.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, s);
     }
 }
 
-impl Api {
-    /// The serialized payload of one person: the v1 body, or one v2 batch operation.
-    pub fn payload(self, id: &Identifier, attributes: &Map<String, Value>) -> Vec<u8> {
-        // Serializing a map of JSON values with string keys cannot fail.
-        match self {
-            Api::V1 => serde_json::to_vec(attributes).unwrap_or_default(),
-            Api::Batch => serde_json::to_vec(&Operation {
-                kind: "person",
-                identifiers: Identifiers(id),
-                action: "identify",
-                attributes,
-            })
-            .unwrap_or_default(),
+/// The JSON text `"name":`, escaped once and reused for every row.
+pub fn json_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 3);
+    write_json_str(&mut k, name);
+    k.push(b':');
+    k
+}
+
+impl PayloadWriter {
+    /// Starts the payload of the person `id`.
+    pub fn begin(api: Api, id: &Identifier, capacity: usize) -> PayloadWriter {
+        let mut buf = Vec::with_capacity(capacity);
+        match api {
+            Api::V1 => buf.push(b'{'),
+            Api::Batch => {
+                buf.extend_from_slice(br#"{"type":"person","identifiers":{"#);
+                write_json_str(&mut buf, id.kind.as_str());
+                buf.push(b':');
+                write_json_str(&mut buf, &id.value);
+                buf.extend_from_slice(br#"},"action":"identify","attributes":{"#);
+            }
         }
+        PayloadWriter {
+            api,
+            buf,
+            attributes: 0,
+        }
+    }
+
+    /// Starts an attribute whose `"name":` text was prepared with [`json_key`].
+    pub fn key_prepared(&mut self, key: &[u8]) {
+        if self.attributes > 0 {
+            self.buf.push(b',');
+        }
+        self.attributes += 1;
+        self.buf.extend_from_slice(key);
+    }
+
+    /// Starts an attribute by name.
+    pub fn key(&mut self, name: &str) {
+        if self.attributes > 0 {
+            self.buf.push(b',');
+        }
+        self.attributes += 1;
+        write_json_str(&mut self.buf, name);
+        self.buf.push(b':');
+    }
+
+    /// A string value.
+    pub fn str_value(&mut self, v: &str) {
+        write_json_str(&mut self.buf, v);
+    }
+
+    /// An integer value.
+    pub fn int_value(&mut self, v: i64) {
+        let _ = serde_json::to_writer(&mut self.buf, &v);
+    }
+
+    /// A value already in JSON text.
+    pub fn raw_value(&mut self, json: &str) {
+        self.buf.extend_from_slice(json.as_bytes());
+    }
+
+    /// How many attributes were written.
+    pub fn attributes(&self) -> usize {
+        self.attributes
+    }
+
+    /// The bytes written so far (for size checks).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing was written (never: `begin` writes the opening).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Closes the JSON and returns the payload.
+    pub fn finish(mut self) -> Vec<u8> {
+        match self.api {
+            Api::V1 => self.buf.push(b'}'),
+            Api::Batch => self.buf.extend_from_slice(b"}}"),
+        }
+        self.buf
     }
 }
 
@@ -150,12 +223,15 @@ mod tests {
             kind: IdKind::CioId,
             value: "f00".into(),
         };
-        let mut m = Map::new();
-        m.insert("plan".into(), Value::from("pro"));
-        let p = String::from_utf8(Api::Batch.payload(&idv, &m)).unwrap();
+        let mut w = PayloadWriter::begin(Api::Batch, &idv, 64);
+        w.key("plan");
+        w.str_value("pro");
+        w.key_prepared(&json_key("n\"q"));
+        w.int_value(-3);
+        let p = String::from_utf8(w.finish()).unwrap();
         assert_eq!(
             p,
-            r#"{"type":"person","identifiers":{"cio_id":"f00"},"action":"identify","attributes":{"plan":"pro"}}"#
+            r#"{"type":"person","identifiers":{"cio_id":"f00"},"action":"identify","attributes":{"plan":"pro","n\"q":-3}}"#
         );
     }
 
