@@ -114,7 +114,9 @@ impl Converter {
         let built = match &raw {
             RawRow::Csv(rec) => self.csv(rec),
             RawRow::Line(line) => self.jsonl(line),
-            RawRow::CsvBytes(_) => Err(invalid(None, None, "not a readable CSV row".into())),
+            RawRow::CsvBytes(_) | RawRow::CsvLine(_) => {
+                Err(invalid(None, None, "not a readable CSV row".into()))
+            }
         };
         match built {
             Ok((identifier, attributes, payload)) => Ok(Record {

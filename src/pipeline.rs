@@ -129,12 +129,19 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn send_with_retry(&self, req: &Request, bisect: bool) -> (Delivery, u32) {
+    /// Sends `req` until it is answered for good or the retries run out. `paced` says the
+    /// first attempt already has its permit (the dispatcher took it before handing over).
+    async fn send_with_retry(
+        &self,
+        req: &Request,
+        bisect: bool,
+        mut paced: bool,
+    ) -> (Delivery, u32) {
         let mut delays = self.backoff.build();
         let mut attempts = 0u32;
         let mut last: Option<String> = None;
         loop {
-            if !self.pacer.ready(&self.stop).await {
+            if !std::mem::take(&mut paced) && !self.pacer.ready(&self.stop).await {
                 return (Delivery::Stopped { last }, attempts);
             }
             attempts += 1;
@@ -235,13 +242,13 @@ fn not_sent_outcomes(records: Vec<Record>, delivery: Delivery, attempts: u32) ->
         .collect()
 }
 
-async fn deliver_v1(ctx: &Ctx, mut rec: Record) -> Vec<Outcome> {
+async fn deliver_v1(ctx: &Ctx, mut rec: Record, paced: bool) -> Vec<Outcome> {
     let req = Request {
         method: reqwest::Method::PUT,
         path: track::v1_customer_path(&rec.identifier),
         body: Bytes::from(std::mem::take(&mut rec.payload)),
     };
-    let (delivery, attempts) = ctx.send_with_retry(&req, false).await;
+    let (delivery, attempts) = ctx.send_with_retry(&req, false, paced).await;
     match delivery {
         Delivery::Acked { .. } => vec![Outcome::Sent(vec![rec])],
         other => not_sent_outcomes(vec![rec], other, attempts),
@@ -254,6 +261,7 @@ fn deliver_batch(
     packed: Packed,
     prior_attempts: u32,
     bisect: bool,
+    paced: bool,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Outcome>> + Send + '_>> {
     Box::pin(async move {
         let req = Request {
@@ -261,7 +269,7 @@ fn deliver_batch(
             path: "/api/v2/batch".to_string(),
             body: packed.body.clone(),
         };
-        let (delivery, attempts) = ctx.send_with_retry(&req, bisect).await;
+        let (delivery, attempts) = ctx.send_with_retry(&req, bisect, paced).await;
         let attempts = prior_attempts + attempts;
         match delivery {
             Delivery::Acked { body } => {
@@ -303,8 +311,8 @@ fn deliver_batch(
                 let right = left.split_off(left.len() / 2);
                 let (lb, rb) = packed.halves(left.len());
                 drop(packed);
-                let mut out = deliver_batch(ctx, left, lb, attempts, true).await;
-                out.extend(deliver_batch(ctx, right, rb, attempts, true).await);
+                let mut out = deliver_batch(ctx, left, lb, attempts, true, false).await;
+                out.extend(deliver_batch(ctx, right, rb, attempts, true, false).await);
                 out
             }
             other => not_sent_outcomes(records, other, attempts),
@@ -331,7 +339,13 @@ impl Dispatcher {
             p = self.slots.clone().acquire_owned() => p.ok(),
             _ = self.ctx.stop.stopped() => None,
         };
-        let Some(permit) = permit.filter(|_| !self.ctx.stop.is_stopped()) else {
+        // The first attempt's rate permit is taken here, before the job is handed over, so
+        // jobs queue in the bounded channel (rows) rather than as packed bodies in tasks.
+        let permit = match permit {
+            Some(p) if self.ctx.pacer.ready(&self.ctx.stop).await => Some(p),
+            _ => None,
+        };
+        let Some(permit) = permit else {
             let records = match job {
                 Job::One(r) => vec![r],
                 Job::Batch(rs, _) => rs,
@@ -346,8 +360,8 @@ impl Dispatcher {
         let out = self.out.clone();
         tokio::spawn(async move {
             let outcomes = match job {
-                Job::One(r) => deliver_v1(&ctx, r).await,
-                Job::Batch(rs, packed) => deliver_batch(&ctx, rs, packed, 0, false).await,
+                Job::One(r) => deliver_v1(&ctx, r, true).await,
+                Job::Batch(rs, packed) => deliver_batch(&ctx, rs, packed, 0, false, true).await,
             };
             for o in outcomes {
                 let _ = out.send(o).await;
@@ -362,8 +376,49 @@ impl Dispatcher {
     }
 }
 
+/// Rows travel from the reader in chunks (one row at a time for pipes and stdin, so a slow
+/// producer's rows are never held back; up to [`CHUNK_ROWS`] for regular files, so the reader
+/// and the senders do not wake each other once per row).
+type Chunk = Vec<Record>;
+
+/// Rows per chunk when reading a regular file.
+const CHUNK_ROWS: usize = 128;
+
+struct Batcher {
+    packer: Packer,
+    pending: Vec<Record>,
+}
+
+impl Batcher {
+    async fn add(&mut self, d: &Dispatcher, mut rec: Record) {
+        if !self.packer.fits_alone(rec.payload.len()) {
+            let msg = format!(
+                "this person's operation is {} bytes, more than --batch-bytes allows: raise --batch-bytes or shorten attributes",
+                rec.payload.len()
+            );
+            let _ = d.out.send(failure(rec, Class::Invalid, None, 0, msg)).await;
+            return;
+        }
+        if !self.packer.fits(rec.payload.len()) {
+            self.flush(d).await;
+        }
+        self.packer.push(&rec.payload);
+        // The body holds the operation now: free the row's copy while it waits.
+        rec.payload = Vec::new();
+        self.pending.push(rec);
+    }
+
+    async fn flush(&mut self, d: &Dispatcher) {
+        if !self.pending.is_empty() {
+            let packed = self.packer.take();
+            d.dispatch(Job::Batch(std::mem::take(&mut self.pending), packed))
+                .await;
+        }
+    }
+}
+
 async fn send_all(
-    mut records: mpsc::Receiver<Record>,
+    mut chunks: mpsc::Receiver<Chunk>,
     d: Dispatcher,
     api: Api,
     batch_bytes: usize,
@@ -372,57 +427,41 @@ async fn send_all(
 ) {
     match api {
         Api::V1 => {
-            while let Some(r) = records.recv().await {
-                d.dispatch(Job::One(r)).await;
+            while let Some(chunk) = chunks.recv().await {
+                for r in chunk {
+                    d.dispatch(Job::One(r)).await;
+                }
             }
         }
         Api::Batch => {
-            let mut packer = Packer::new(batch_bytes, batch_size);
-            let mut pending: Vec<Record> = Vec::new();
+            let mut b = Batcher {
+                packer: Packer::new(batch_bytes, batch_size),
+                pending: Vec::new(),
+            };
             loop {
-                let next = match records.try_recv() {
-                    Ok(r) => Some(r),
+                let next = match chunks.try_recv() {
+                    Ok(c) => Some(c),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    Err(mpsc::error::TryRecvError::Empty) if pending.is_empty() => {
-                        records.recv().await
+                    Err(mpsc::error::TryRecvError::Empty) if b.pending.is_empty() => {
+                        chunks.recv().await
                     }
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout(flush_after, records.recv()).await {
-                            Ok(r) => r,
+                        match tokio::time::timeout(flush_after, chunks.recv()).await {
+                            Ok(c) => c,
                             Err(_) => {
                                 // No row for a while: send what we have.
-                                let body = packer.take();
-                                d.dispatch(Job::Batch(std::mem::take(&mut pending), body))
-                                    .await;
+                                b.flush(&d).await;
                                 continue;
                             }
                         }
                     }
                 };
-                let Some(rec) = next else { break };
-                if !packer.fits_alone(rec.payload.len()) {
-                    let msg = format!(
-                        "this person's operation is {} bytes, more than --batch-bytes allows: raise --batch-bytes or shorten attributes",
-                        rec.payload.len()
-                    );
-                    let _ = d.out.send(failure(rec, Class::Invalid, None, 0, msg)).await;
-                    continue;
+                let Some(chunk) = next else { break };
+                for rec in chunk {
+                    b.add(&d, rec).await;
                 }
-                if !packer.fits(rec.payload.len()) {
-                    let body = packer.take();
-                    d.dispatch(Job::Batch(std::mem::take(&mut pending), body))
-                        .await;
-                }
-                packer.push(&rec.payload);
-                // The body holds the operation now: free the row's copy while it waits.
-                let mut rec = rec;
-                rec.payload = Vec::new();
-                pending.push(rec);
             }
-            if !pending.is_empty() {
-                let body = packer.take();
-                d.dispatch(Job::Batch(pending, body)).await;
-            }
+            b.flush(&d).await;
         }
     }
     d.finish().await;
@@ -435,9 +474,10 @@ struct ReaderEnd {
 
 #[allow(clippy::too_many_arguments)]
 fn read_all(
-    rows: Rows,
+    mut rows: Rows,
     converter: convert::Converter,
-    records: Option<mpsc::Sender<Record>>,
+    records: Option<mpsc::Sender<Chunk>>,
+    chunk_rows: usize,
     out: mpsc::Sender<Outcome>,
     stop: Stop,
     tally: Arc<Tally>,
@@ -448,21 +488,39 @@ fn read_all(
         // and the run is already stopping.
         let _ = out.blocking_send(Outcome::Failed(f));
     };
-    for item in rows {
+    let mut chunk: Chunk = Vec::with_capacity(chunk_rows);
+    let send_chunk = |chunk: Chunk| {
+        let Some(tx) = &records else { return };
+        if let Err(mpsc::error::SendError(lost)) = tx.blocking_send(chunk) {
+            for rec in lost {
+                send_failure(Failure {
+                    pos: rec.pos,
+                    identifier: Some(rec.identifier.value),
+                    class: Class::NotAttempted,
+                    status: None,
+                    attempts: 0,
+                    message: "run stopped before this row was sent".into(),
+                    raw: rec.raw,
+                });
+            }
+        }
+    };
+    let end = |error: Option<SourceError>, stopped_at_line: Option<u64>, chunk: Chunk| {
+        if !chunk.is_empty() {
+            send_chunk(chunk);
+        }
+        ReaderEnd {
+            error,
+            stopped_at_line,
+        }
+    };
+    while let Some(item) = rows.next() {
         if stop.reading_should_stop() {
-            return ReaderEnd {
-                error: None,
-                stopped_at_line: Some(last_line),
-            };
+            return end(None, Some(last_line), chunk);
         }
         let item = match item {
             Ok(i) => i,
-            Err(e) => {
-                return ReaderEnd {
-                    error: Some(e),
-                    stopped_at_line: Some(last_line),
-                }
-            }
+            Err(e) => return end(Some(e), Some(last_line), chunk),
         };
         tally.rows.fetch_add(1, Relaxed);
         match item {
@@ -473,22 +531,18 @@ fn read_all(
             Item::Row { pos, raw } => {
                 last_line = pos.line;
                 match converter.convert(pos, raw) {
-                    Ok(rec) => match &records {
-                        None => tally.count(Class::Skipped, 1),
-                        Some(tx) => {
-                            if let Err(mpsc::error::SendError(rec)) = tx.blocking_send(rec) {
-                                send_failure(Failure {
-                                    pos: rec.pos,
-                                    identifier: Some(rec.identifier.value),
-                                    class: Class::NotAttempted,
-                                    status: None,
-                                    attempts: 0,
-                                    message: "run stopped before this row was sent".into(),
-                                    raw: rec.raw,
-                                });
-                            }
+                    Ok(_) if records.is_none() => tally.count(Class::Skipped, 1),
+                    Ok(mut rec) => {
+                        rec.raw =
+                            rows.compact(std::mem::replace(&mut rec.raw, RawRow::Line(Vec::new())));
+                        chunk.push(rec);
+                        if chunk.len() >= chunk_rows {
+                            send_chunk(std::mem::replace(
+                                &mut chunk,
+                                Vec::with_capacity(chunk_rows),
+                            ));
                         }
-                    },
+                    }
                     Err((inv, raw)) => {
                         let message = inv.message();
                         send_failure(invalid(pos, inv.identifier, message, raw))
@@ -497,10 +551,7 @@ fn read_all(
             }
         }
     }
-    ReaderEnd {
-        error: None,
-        stopped_at_line: None,
-    }
+    end(None, None, chunk)
 }
 
 fn invalid(pos: Position, identifier: Option<String>, message: String, raw: RawRow) -> Failure {
@@ -645,11 +696,16 @@ choose one with --id-column, or --identify-by email",
         done_rx,
     ));
 
-    let channel_capacity = match cfg.convert.api {
+    // Regular files never stall, so their rows can travel in chunks; pipes go row by row.
+    let chunk_rows = match &cfg.input {
+        source::Input::Path(p) if std::fs::metadata(p).is_ok_and(|m| m.is_file()) => CHUNK_ROWS,
+        _ => 1,
+    };
+    let rows_buffered = match cfg.convert.api {
         Api::V1 => cfg.concurrency * 4,
         Api::Batch => 4096,
     };
-    let (rec_tx, rec_rx) = mpsc::channel::<Record>(channel_capacity.max(16));
+    let (rec_tx, rec_rx) = mpsc::channel::<Chunk>((rows_buffered / chunk_rows).max(4));
     let sender = client.map(|client| {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(cfg.backoff_base)
@@ -682,7 +738,9 @@ choose one with --id-column, or --identify-by email",
         let tally = tally.clone();
         let records = if cfg.dry_run { None } else { Some(rec_tx) };
         let out = out_tx;
-        tokio::task::spawn_blocking(move || read_all(rows, converter, records, out, stop, tally))
+        tokio::task::spawn_blocking(move || {
+            read_all(rows, converter, records, chunk_rows, out, stop, tally)
+        })
     };
     let reader_end = reader.await.unwrap_or_else(|e| ReaderEnd {
         error: Some(SourceError::Io {

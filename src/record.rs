@@ -48,17 +48,20 @@ pub enum RawRow {
     Csv(csv::StringRecord),
     /// A CSV record that could not be read as a row (ragged, or not UTF-8).
     CsvBytes(csv::ByteRecord),
+    /// A converted CSV record, re-encoded as one CSV line with the input's delimiter: the
+    /// compact form a row keeps while it is in flight (one allocation, no field index).
+    CsvLine(Vec<u8>),
     /// A JSONL line without its line ending.
     Line(Vec<u8>),
 }
 
 impl RawRow {
-    /// The CSV fields as bytes, for either CSV form.
+    /// The CSV fields as bytes, for the two record forms (not for an encoded line).
     pub fn csv_bytes(&self) -> Option<&csv::ByteRecord> {
         match self {
             RawRow::Csv(r) => Some(r.as_byte_record()),
             RawRow::CsvBytes(r) => Some(r),
-            RawRow::Line(_) => None,
+            RawRow::CsvLine(_) | RawRow::Line(_) => None,
         }
     }
 }

@@ -64,13 +64,25 @@ impl RejectsWriter {
     /// Appends one failed row.
     pub fn write(&mut self, raw: &RawRow) -> Result<(), ReportError> {
         let path = self.path.clone();
+        let delimiter = self.header.as_ref().map_or(b',', |h| h.delimiter);
         match (self.open()?, raw) {
             (Sink::Csv(w), RawRow::Csv(_) | RawRow::CsvBytes(_)) => {
                 if let Some(rec) = raw.csv_bytes() {
                     w.write_byte_record(rec).map_err(|e| csv_io(e, &path))?
                 }
             }
-            (Sink::Lines(w), RawRow::Line(line)) => {
+            (Sink::Csv(w), RawRow::CsvLine(line)) => {
+                // Encoded with the input's delimiter when the row was read: decode it back.
+                let mut rec = csv::ByteRecord::new();
+                csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .delimiter(delimiter)
+                    .from_reader(line.as_slice())
+                    .read_byte_record(&mut rec)
+                    .map_err(|e| csv_io(e, &path))?;
+                w.write_byte_record(&rec).map_err(|e| csv_io(e, &path))?
+            }
+            (Sink::Lines(w), RawRow::Line(line) | RawRow::CsvLine(line)) => {
                 w.write_all(line).map_err(ReportError::at(&path))?;
                 w.write_all(b"\n").map_err(ReportError::at(&path))?;
             }

@@ -245,6 +245,14 @@ impl Rows {
         })
     }
 
+    /// After a successful conversion: the compact form of a row to keep while it is in flight.
+    pub fn compact(&mut self, raw: RawRow) -> RawRow {
+        match (self, raw) {
+            (Rows::Csv(c), RawRow::Csv(rec)) => c.compact(rec),
+            (_, other) => other,
+        }
+    }
+
     /// The CSV header, for the rejects file.
     pub fn csv_header(&self) -> Option<&CsvHeader> {
         match self {

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""End-to-end benchmarks of cio-import against its own sandbox, on this machine.
+
+    python3 benches/e2e.py [ceiling] [limit] [memory] [side]      (default: all four)
+
+Builds the release binary and the row generator, runs each scenario, prints a Markdown table
+per scenario and writes every figure to target/bench/results.json. Only loopback is used.
+The side-by-side scenario needs target/pyvenv with `customerio` and `requests`
+(.ci/run or `cargo test` creates it)."""
+import json
+import os
+import platform
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "target", "bench")
+BIN = os.path.join(ROOT, "target", "release", "cio-import")
+GEN = os.path.join(ROOT, "target", "release", "examples", "gen_customers")
+PY = os.path.join(ROOT, "target", "pyvenv", "bin", "python")
+ENV = dict(os.environ, CUSTOMERIO_SITE_ID="bench-site", CUSTOMERIO_TRACK_API_KEY="bench-key")
+ENV.pop("RUST_LOG", None)
+results = {}
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, executable="/bin/bash", **kw)
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = int(open("/proc/meminfo").readline().split()[1])
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": round(mem_kb / 2**20, 1),
+            "kernel": platform.release()}
+
+
+class Sandbox:
+    def __init__(self, *args, tls=False):
+        self.cert = os.path.join(OUT, "sandbox.pem") if tls else None
+        extra = ["--tls", "--cert-out", self.cert] if tls else []
+        self.proc = subprocess.Popen([BIN, "sandbox", "--port", "0", *args, *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=ENV, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        assert self.url.startswith("http"), self.url
+
+    def stats(self):
+        ctx = ssl.create_default_context(cafile=self.cert) if self.cert else None
+        with urllib.request.urlopen(self.url + "/__sandbox/stats", context=ctx) as r:
+            return json.load(r)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+
+
+def cio_import(args, stdin_cmd=None):
+    """Runs an import; returns (summary, peak RSS in MiB)."""
+    summary = os.path.join(OUT, "summary.json")
+    rss = os.path.join(OUT, "rss.txt")
+    run = f"/usr/bin/time -f %M -o {rss} {BIN} import {args} -q --summary {summary}"
+    run += f" --rejects {OUT}/rejects.csv --errors {OUT}/errors.csv"
+    cmd = f"set -o pipefail; {stdin_cmd} | {run}" if stdin_cmd else run
+    subprocess.run(cmd, shell=True, executable="/bin/bash", env=ENV, cwd=OUT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(summary) as fh:
+        s = json.load(fh)
+    with open(rss) as fh:
+        peak = int(fh.read().split()[-1]) / 1024
+    return s, round(peak, 1)
+
+
+def table(title, header, rows):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+def ceiling():
+    path = os.path.join(OUT, "1m.csv")
+    if not os.path.exists(path):
+        sh(f"{GEN} 1000000 csv > {path}")
+    sb = Sandbox("--limit", "0", "--discard")
+    runs = []
+    for _ in range(5):
+        s, rss = cio_import(f"{path} --endpoint {sb.url} --rate 0")
+        assert s["sent"] == 1_000_000, s
+        runs.append((s["rows_per_s"], s["elapsed_s"], s["requests"], s["mean_batch_rows"], rss))
+    v1, v1_rss = cio_import(f"{path} --endpoint {sb.url} --rate 0 --api v1 --concurrency 64")
+    assert v1["sent"] == 1_000_000, v1
+    sb.stop()
+    med = sorted(runs)[len(runs) // 2]
+    results["ceiling"] = {"batch_runs_rows_per_s": [r[0] for r in runs],
+                          "batch_median_rows_per_s": med[0], "batch_requests": med[2],
+                          "batch_mean_batch_rows": med[3], "batch_peak_rss_mib": med[4],
+                          "v1_rows_per_s": v1["rows_per_s"], "v1_elapsed_s": round(v1["elapsed_s"], 1),
+                          "v1_peak_rss_mib": v1_rss}
+    table("End-to-end ceiling: 1,000,000 rows (223 MB CSV), sandbox without limit or latency",
+          ["api", "rows/s", "elapsed", "requests", "mean batch rows", "peak RSS"],
+          [["batch (median of 5)", f"{med[0]:,.0f}", f"{med[1]:.2f} s", med[2], med[3], f"{med[4]} MiB"],
+           ["v1 (concurrency 64)", f"{v1['rows_per_s']:,.0f}", f"{v1['elapsed_s']:.1f} s",
+            v1["requests"], "-", f"{v1_rss} MiB"]])
+    print(f"\nbatch runs (rows/s): {[round(r[0]) for r in runs]}")
+
+
+def at_limit():
+    rows = []
+    for api, n in [("batch", 2_400_000), ("v1", 2_000)]:
+        sb = Sandbox("--limit", "100", "--burst", "10", "--latency-ms", "200", "--discard")
+        s, _ = cio_import(f"- --format csv --endpoint {sb.url} --api {api}", f"{GEN} {n} csv")
+        st = sb.stats()
+        sb.stop()
+        req_s = s["requests"] / s["elapsed_s"]
+        r429 = st["by_status"].get("429", 0)
+        goal_rows = 0.9 * 100 * (s["mean_batch_rows"] or 1)
+        results[f"limit_{api}"] = {"rows": n, "requests": s["requests"], "elapsed_s": s["elapsed_s"],
+                                   "requests_per_s": round(req_s, 2),
+                                   "max_requests_in_1s": st["max_requests_per_second"],
+                                   "answers_429": r429, "rows_per_s": s["rows_per_s"],
+                                   "mean_batch_rows": s["mean_batch_rows"], "sent": s["sent"]}
+        rows.append([api, f"{n:,}", s["requests"], f"{s['elapsed_s']:.1f} s", f"{req_s:.1f}",
+                     st["max_requests_per_second"], r429, f"{s['rows_per_s']:,.0f}",
+                     s["mean_batch_rows"] or "-",
+                     f"{s['rows_per_s'] / (100 * (s['mean_batch_rows'] or 1)):.0%}"])
+        assert s["sent"] == n, s
+    table("At the limit: sandbox at 100 req/s (burst 10) with 200 ms latency",
+          ["api", "rows", "requests", "elapsed", "req/s", "max in 1 s", "429s", "rows/s",
+           "mean batch rows", "rows/s vs 100 x batch"], rows)
+
+
+def memory():
+    rows = []
+    sb = Sandbox("--limit", "0", "--discard")
+    for n in [1_000_000, 10_000_000]:
+        s, rss = cio_import(f"- --format csv --endpoint {sb.url} --rate 0", f"{GEN} {n} csv")
+        assert s["sent"] == n, s
+        results[f"memory_{n}"] = {"peak_rss_mib": rss, "rows_per_s": s["rows_per_s"],
+                                  "elapsed_s": s["elapsed_s"]}
+        rows.append([f"{n:,}", f"{n * 223 / 1e9:.1f} GB", f"{rss} MiB", f"{s['rows_per_s']:,.0f}",
+                     f"{s['elapsed_s']:.1f} s"])
+    sb.stop()
+    table("Memory: rows generated on the fly and piped to stdin (batch, sandbox without limit)",
+          ["rows", "input", "peak RSS", "rows/s", "elapsed"], rows)
+
+
+def side_by_side():
+    n = 1000
+    path = os.path.join(OUT, "1k.csv")
+    sh(f"{GEN} {n} csv > {path}")
+    sb = Sandbox("--latency-ms", "50", "--discard", tls=True)
+    env = dict(ENV, REQUESTS_CA_BUNDLE=sb.cert)
+    out = {}
+    for name, script in [("hand-written requests.put loop", "naive_put.py"),
+                         ("official Python client, identify per row", "official_client.py")]:
+        r = subprocess.run([PY, os.path.join(ROOT, "benches", script), path, sb.url], env=env,
+                           capture_output=True, text=True, check=True)
+        fig = json.loads(r.stdout)
+        assert fig["sent"] == n, fig
+        out[name] = n / fig["elapsed_s"]
+    for name, api in [("cio-import --api v1", "v1"), ("cio-import (batch)", "batch")]:
+        s, _ = cio_import(f"{path} --endpoint {sb.url} --ca-cert {sb.cert} --api {api}")
+        assert s["sent"] == n, s
+        out[name] = n / s["elapsed_s"]
+    st = sb.stats()
+    sb.stop()
+    base = out["hand-written requests.put loop"]
+    results["side_by_side"] = {"rows": n, "rows_per_s": {k: round(v, 1) for k, v in out.items()},
+                               "sandbox_429s": st["by_status"].get("429", 0)}
+    table(f"Side by side: {n:,} rows, same sandbox (TLS, 50 ms latency, 100 req/s limit)",
+          ["importer", "rows/s", "time for 1,000 rows", "vs hand-written"],
+          [[k, f"{v:,.1f}", f"{n / v:.2f} s", f"{v / base:,.1f}x"] for k, v in out.items()])
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    sh(f"cd {ROOT} && cargo build --release --quiet --bin cio-import --example gen_customers")
+    wanted = sys.argv[1:] or ["ceiling", "limit", "memory", "side"]
+    results["machine"] = machine()
+    print(f"machine: {results['machine']}")
+    steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "side": side_by_side}
+    for w in wanted:
+        steps[w]()
+    path = os.path.join(OUT, "results.json")
+    old = json.load(open(path)) if os.path.exists(path) else {}
+    old.update(results)
+    with open(path, "w") as fh:
+        json.dump(old, fh, indent=2)
+    print(f"\nfigures written to {path}")
+
+
+if __name__ == "__main__":
+    main()
