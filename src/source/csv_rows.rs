@@ -32,7 +32,7 @@ pub struct CsvRows {
 /// Encodes one record as a CSV line (quoting only where needed), with csv-core.
 struct LineEncoder {
     delimiter: u8,
-    scratch: [u8; 4096],
+    scratch: Box<[u8; 4096]>,
 }
 
 impl LineEncoder {
@@ -44,12 +44,12 @@ impl LineEncoder {
         let mut out = Vec::with_capacity(rec.as_slice().len() + rec.len() + 8);
         for (i, field) in rec.iter().enumerate() {
             if i > 0 {
-                let (_, n) = w.delimiter(&mut self.scratch);
+                let (_, n) = w.delimiter(&mut self.scratch[..]);
                 out.extend_from_slice(&self.scratch[..n]);
             }
             let mut input = field.as_bytes();
             loop {
-                let (res, nin, nout) = w.field(input, &mut self.scratch);
+                let (res, nin, nout) = w.field(input, &mut self.scratch[..]);
                 out.extend_from_slice(&self.scratch[..nout]);
                 input = &input[nin..];
                 if res == WriteResult::InputEmpty {
@@ -58,7 +58,7 @@ impl LineEncoder {
             }
         }
         loop {
-            let (res, n) = w.finish(&mut self.scratch);
+            let (res, n) = w.finish(&mut self.scratch[..]);
             out.extend_from_slice(&self.scratch[..n]);
             if res == WriteResult::InputEmpty {
                 break;
@@ -152,7 +152,7 @@ impl CsvRows {
             spare: None,
             encoder: LineEncoder {
                 delimiter,
-                scratch: [0; 4096],
+                scratch: Box::new([0; 4096]),
             },
         })
     }
