@@ -127,7 +127,7 @@ mod tests {
             serde_json::from_str::<&RawValue>("-17").unwrap()
         ));
         assert!(!is_integer(
-            &serde_json::from_str::<&RawValue>("1.5").unwrap()
+            serde_json::from_str::<&RawValue>("1.5").unwrap()
         ));
     }
 }

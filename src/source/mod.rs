@@ -226,7 +226,7 @@ pub enum Item {
 /// A stream of rows from either format.
 pub enum Rows {
     /// CSV rows.
-    Csv(CsvRows),
+    Csv(Box<CsvRows>),
     /// JSONL rows.
     Jsonl(JsonlRows),
 }
@@ -240,7 +240,11 @@ impl Rows {
         input_name: &str,
     ) -> Result<Rows, SourceError> {
         Ok(match format {
-            Format::Csv => Rows::Csv(CsvRows::new(opened.reader, delimiter, input_name)?),
+            Format::Csv => Rows::Csv(Box::new(CsvRows::new(
+                opened.reader,
+                delimiter,
+                input_name,
+            )?)),
             Format::Jsonl => Rows::Jsonl(JsonlRows::new(opened.reader, input_name)),
         })
     }
