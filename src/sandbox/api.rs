@@ -18,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use percent_encoding::percent_decode_str;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -35,7 +38,9 @@ pub struct State {
     pub stats: Stats,
     pub people: People,
     dice: Dice,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<
+        RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
+    >,
     started: Instant,
     v1_errors: AtomicU64,
     script: std::sync::Mutex<std::collections::VecDeque<super::Fault>>,
@@ -45,7 +50,7 @@ impl State {
     pub fn new(cfg: SandboxConfig, url: String) -> State {
         let limiter = NonZeroU32::new(cfg.limit).map(|l| {
             let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct(Quota::per_second(l).allow_burst(burst))
+            RateLimiter::direct_with_clock(Quota::per_second(l).allow_burst(burst), MonotonicClock)
         });
         State {
             dice: Dice::new(cfg.seed),
@@ -75,12 +80,17 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/__sandbox/stats", get(stats))
         .route("/__sandbox/people", get(people))
+        .route("/__sandbox/arrivals", get(arrivals))
         .merge(api)
         .with_state(state)
 }
 
 async fn stats(AxState(s): AxState<Shared>) -> Response {
     Json(s.stats.snapshot()).into_response()
+}
+
+async fn arrivals(AxState(s): AxState<Shared>) -> Response {
+    Json(s.stats.arrivals()).into_response()
 }
 
 async fn people(AxState(s): AxState<Shared>) -> Response {
