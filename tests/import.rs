@@ -305,6 +305,7 @@ fn retries_429_5xx_and_resets_then_succeeds() {
             Fault::Reset,
             Fault::Status(500),
             Fault::Status(408),
+            Fault::Status(429),
         ],
         ..SandboxConfig::plain()
     });
@@ -326,8 +327,8 @@ fn retries_429_5xx_and_resets_then_succeeds() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 2);
-    assert_eq!(run.n("retries"), 5);
-    assert_eq!(run.n("requests"), 7);
+    assert_eq!(run.n("retries"), 6);
+    assert_eq!(run.n("requests"), 8);
     let st = sb.stats();
     assert_eq!(
         (
@@ -337,7 +338,7 @@ fn retries_429_5xx_and_resets_then_succeeds() {
             st.status(500),
             st.status(200)
         ),
-        (1, 1, 1, 1, 2)
+        (1, 2, 1, 1, 2)
     );
     // Retry-After: 1 was honoured: the request after the 429 came at least a second later.
     let arr = sb.sb.arrivals();

@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The client version the check is written against.
 const CLIENT: &str = "customerio==3.2.0";
@@ -55,28 +54,13 @@ fn the_official_python_client_is_accepted_over_tls() {
     };
     let dir = common::tempdir();
     let cert = dir.path().join("sandbox.pem");
-    let mut sandbox = Command::new(common::bin())
-        .args([
-            "sandbox",
-            "--port",
-            "0",
-            "--limit",
-            "0",
-            "--tls",
-            "--cert-out",
-        ])
-        .arg(&cert)
-        .env("CUSTOMERIO_SITE_ID", common::SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", common::KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(sandbox.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first.trim().to_string();
+    let (mut sandbox, url) = common::spawn_sandbox(&[
+        "--limit",
+        "0",
+        "--tls",
+        "--cert-out",
+        cert.to_str().unwrap(),
+    ]);
     assert!(
         url.starts_with("https://127.0.0.1:"),
         "first stdout line: {url:?}"

@@ -423,31 +423,15 @@ fn the_foreground_sandbox_prints_its_url_first_and_saves_people_on_ctrl_c() {
 
 #[test]
 fn import_with_tls_needs_the_sandbox_certificate() {
-    use std::io::{BufRead, BufReader};
     let dir = tempdir();
     let cert = dir.path().join("cert.pem");
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "sandbox",
-            "--port",
-            "0",
-            "--limit",
-            "0",
-            "--tls",
-            "--cert-out",
-        ])
-        .arg(&cert)
-        .env("CUSTOMERIO_SITE_ID", SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first.trim().to_string();
+    let (mut child, url) = spawn_sandbox(&[
+        "--limit",
+        "0",
+        "--tls",
+        "--cert-out",
+        cert.to_str().unwrap(),
+    ]);
     write(dir.path(), "p.csv", "id\n1\n2\n");
     let trusted = import(
         dir.path(),
