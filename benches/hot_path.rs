@@ -33,6 +33,7 @@ fn pipeline(data: &[u8], format: Format, api: Api) -> usize {
         id_kind: IdKind::Id,
         id_column: "id".into(),
         api,
+        hash: false,
     };
     let converter = Converter::new(opts, rows.csv_header().map(|h| h.names.as_slice()));
     let mut bytes = 0;

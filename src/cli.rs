@@ -36,6 +36,18 @@ pub enum Command {
     Import(ImportArgs),
     /// Run the local Track API sandbox in the foreground.
     Sandbox(SandboxArgs),
+    /// Show what a --state ledger knows: people, last runs, rows that failed last time.
+    State {
+        /// The ledger file.
+        path: PathBuf,
+    },
+    /// Run an import job described in a TOML file (for cron); see samples/job.toml.
+    #[command(after_help = exit::HELP)]
+    Sync {
+        /// The job file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// `--format`
@@ -148,6 +160,13 @@ pub struct ImportArgs {
     /// Read, convert and validate everything; send nothing; no credentials needed.
     #[arg(long)]
     pub dry_run: bool,
+    /// A local ledger (SQLite): rows unchanged since they were last acknowledged are skipped,
+    /// and a killed run resumes where it stopped.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// With --state: send every row anyway and refresh the ledger.
+    #[arg(long, requires = "state")]
+    pub full: bool,
     /// No progress bar; a status line in the log every 10 seconds instead.
     #[arg(short, long)]
     pub quiet: bool,
@@ -367,7 +386,10 @@ or try --sandbox or --dry-run",
                 ApiArg::Batch => Api::Batch,
                 ApiArg::V1 => Api::V1,
             },
+            hash: self.state.is_some(),
         };
+        cfg.state = self.state.clone();
+        cfg.full = self.full;
         cfg.credentials = credentials;
         cfg.ca_cert = self.ca_cert.clone();
         cfg.concurrency = self.concurrency;
@@ -476,8 +498,19 @@ pub fn main() -> u8 {
     };
     let code = rt.block_on(async move {
         match cli.command {
-            Command::Import(args) => import(args).await,
+            Command::Import(args) => import(args, Credentials::from_env()).await,
             Command::Sandbox(args) => run_sandbox(args).await,
+            Command::State { path } => match crate::ledger::describe(&path) {
+                Ok(text) => {
+                    print!("{text}");
+                    exit::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::USAGE_OR_IO
+                }
+            },
+            Command::Sync { config } => sync(&config).await,
         }
     });
     // Do not wait for lingering tasks (a slow sandbox request, a blocked stdin read).
@@ -485,12 +518,51 @@ pub fn main() -> u8 {
     code
 }
 
-async fn import(args: ImportArgs) -> u8 {
+async fn sync(config: &std::path::Path) -> u8 {
+    let job = match crate::job::load(config) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE_OR_IO;
+        }
+    };
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    let args = match Cli::try_parse_from(job.to_args(base)) {
+        Ok(Cli {
+            command: Command::Import(a),
+            ..
+        }) => a,
+        Ok(_) => return exit::USAGE_OR_IO,
+        Err(e) => {
+            eprintln!("error: {}: {e}", config.display());
+            return exit::USAGE_OR_IO;
+        }
+    };
+    let site_var = job
+        .site_id_env
+        .as_deref()
+        .unwrap_or(crate::secret::SITE_ID_ENV);
+    let key_var = job
+        .api_key_env
+        .as_deref()
+        .unwrap_or(crate::secret::API_KEY_ENV);
+    let credentials = Credentials::from_env_names(site_var, key_var);
+    if credentials.is_none() && !args.dry_run && !args.sandbox {
+        eprintln!(
+            "error: {}: set the variables {site_var} and {key_var} (named in the job file)",
+            config.display()
+        );
+        return exit::USAGE_OR_IO;
+    }
+    import(args, credentials).await
+}
+
+async fn import(args: ImportArgs, env_credentials: Option<Credentials>) -> u8 {
     let stop = Stop::new();
     watch_signals(stop.clone());
     let mut sandbox: Option<Sandbox> = None;
     let (credentials, endpoint) = if args.sandbox {
-        let creds = Credentials::from_env().unwrap_or(Credentials {
+        let creds = env_credentials.unwrap_or(Credentials {
             site_id: "sandbox-site".into(),
             api_key: ApiKey::new("sandbox-key"),
         });
@@ -517,7 +589,7 @@ async fn import(args: ImportArgs) -> u8 {
             }
         }
     } else {
-        (Credentials::from_env(), None)
+        (env_credentials, None)
     };
     let cfg = match args.to_config(credentials, endpoint) {
         Ok(c) => c,

@@ -50,6 +50,10 @@ pub struct ImportConfig {
     pub summary: Option<PathBuf>,
     /// Read and validate only.
     pub dry_run: bool,
+    /// The ledger (SQLite) for delta syncs and resume.
+    pub state: Option<PathBuf>,
+    /// Send every row even when the ledger says it is unchanged (and refresh the ledger).
+    pub full: bool,
     /// How progress is shown.
     pub progress: ProgressMode,
 }
@@ -72,6 +76,7 @@ impl ImportConfig {
                 id_kind: crate::record::IdKind::Id,
                 id_column: "id".into(),
                 api: crate::track::Api::Batch,
+                hash: false,
             },
             endpoint,
             credentials: None,
@@ -89,6 +94,8 @@ impl ImportConfig {
             errors,
             summary: None,
             dry_run: false,
+            state: None,
+            full: false,
             progress: ProgressMode::Log,
         }
     }

@@ -17,6 +17,8 @@ pub struct ConvertOptions {
     pub id_column: String,
     /// The API the payload is built for.
     pub api: Api,
+    /// Compute each row's attribute hash (for the ledger).
+    pub hash: bool,
 }
 
 /// Why a row cannot be sent.
@@ -119,12 +121,13 @@ impl Converter {
             }
         };
         match built {
-            Ok((identifier, attributes, payload)) => Ok(Record {
+            Ok((identifier, attributes, payload, hash)) => Ok(Record {
                 pos,
                 identifier,
                 attributes,
                 payload,
                 raw,
+                hash,
             }),
             Err(inv) => Err((inv, raw)),
         }
@@ -159,7 +162,8 @@ impl Converter {
         &self,
         id: Identifier,
         w: PayloadWriter,
-    ) -> Result<(Identifier, usize, Vec<u8>), Invalid> {
+        canon: Option<Canon>,
+    ) -> Result<Built, Invalid> {
         let n = w.attributes();
         if n > MAX_ATTRIBUTES {
             return Err(invalid(
@@ -175,10 +179,10 @@ impl Converter {
                 violation: v,
             })?;
         }
-        Ok((id, n, payload))
+        Ok((id, n, payload, canon.map(Canon::hash)))
     }
 
-    fn csv(&self, rec: &csv::StringRecord) -> Result<(Identifier, usize, Vec<u8>), Invalid> {
+    fn csv(&self, rec: &csv::StringRecord) -> Result<Built, Invalid> {
         let field = |i: usize| rec.get(i).unwrap_or_default();
         let id_value = self.id_index.map(field).ok_or_else(|| self.missing_id())?;
         let id = self.identifier(id_value)?;
@@ -187,6 +191,7 @@ impl Converter {
             &id,
             rec.as_slice().len() + 96 + 16 * rec.len(),
         );
+        let mut canon = self.opts.hash.then(Canon::default);
         for (i, col) in self.columns.iter().enumerate() {
             let cell = field(i);
             if cell.is_empty() || col.role == Role::Identifier {
@@ -203,6 +208,9 @@ impl Converter {
                     .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
                 w.key_prepared(&col.key);
                 w.int_value(secs);
+                if let Some(c) = canon.as_mut() {
+                    c.int(&col.name, secs);
+                }
                 continue;
             }
             if cell.len() > MAX_VALUE_BYTES {
@@ -210,11 +218,14 @@ impl Converter {
             }
             w.key_prepared(&col.key);
             w.str_value(cell);
+            if let Some(c) = canon.as_mut() {
+                c.str(&col.name, cell);
+            }
         }
-        self.finish(id, w)
+        self.finish(id, w, canon)
     }
 
-    fn jsonl(&self, line: &[u8]) -> Result<(Identifier, usize, Vec<u8>), Invalid> {
+    fn jsonl(&self, line: &[u8]) -> Result<Built, Invalid> {
         let fields = parse_object(line)?;
         let id_raw = fields
             .iter()
@@ -246,6 +257,7 @@ impl Converter {
         };
         let id = self.identifier(&id_value)?;
         let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        let mut canon = self.opts.hash.then(Canon::default);
         for (name, value) in &fields {
             let text = value.get();
             if *name == self.opts.id_column || text == "null" {
@@ -261,6 +273,9 @@ impl Converter {
                     .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
                 w.key(name);
                 w.int_value(secs);
+                if let Some(c) = canon.as_mut() {
+                    c.int(name, secs);
+                }
                 continue;
             }
             let size = json_object::value_bytes(value, MAX_VALUE_BYTES);
@@ -269,8 +284,91 @@ impl Converter {
             }
             w.key(name);
             w.raw_value(text);
+            if let Some(c) = canon.as_mut() {
+                c.json(name, text);
+            }
         }
-        self.finish(id, w)
+        self.finish(id, w, canon)
+    }
+}
+
+/// What a conversion yields: identifier, attribute count, payload, attribute hash.
+type Built = (Identifier, usize, Vec<u8>, Option<[u8; 16]>);
+
+/// The canonical form of a row's attributes, for the ledger's hash: sorted by name, each value
+/// tagged with its exact type (the string "42" and the number 42 differ; so do 1 and 1.0),
+/// nested objects with sorted keys. Independent of column order and JSON spacing.
+#[derive(Default)]
+struct Canon {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl Canon {
+    fn push(&mut self, name: &str, tag: u8, bytes: &[u8]) {
+        let mut v = Vec::with_capacity(bytes.len() + 9);
+        v.push(tag);
+        v.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        v.extend_from_slice(bytes);
+        self.pairs.push((name.to_string(), v));
+    }
+
+    fn str(&mut self, name: &str, s: &str) {
+        self.push(name, b's', s.as_bytes());
+    }
+
+    fn int(&mut self, name: &str, n: i64) {
+        self.push(name, b'n', n.to_string().as_bytes());
+    }
+
+    fn json(&mut self, name: &str, text: &str) {
+        let mut out = Vec::new();
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => canon_json(&v, &mut out),
+            Err(_) => out.extend_from_slice(text.as_bytes()),
+        }
+        self.pairs.push((name.to_string(), out));
+    }
+
+    fn hash(mut self) -> [u8; 16] {
+        self.pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for (name, value) in &self.pairs {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(value);
+        }
+        h.digest128().to_le_bytes()
+    }
+}
+
+fn canon_json(v: &Value, out: &mut Vec<u8>) {
+    let tagged = |tag: u8, bytes: &[u8], out: &mut Vec<u8>| {
+        out.push(tag);
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match v {
+        Value::Null => out.push(b'z'),
+        Value::Bool(b) => tagged(b'b', &[u8::from(*b)], out),
+        Value::Number(n) => tagged(b'n', n.to_string().as_bytes(), out),
+        Value::String(s) => tagged(b's', s.as_bytes(), out),
+        Value::Array(a) => {
+            out.push(b'[');
+            out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            for x in a {
+                canon_json(x, out);
+            }
+        }
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+            for (k, x) in entries {
+                tagged(b'k', k.as_bytes(), out);
+                canon_json(x, out);
+            }
+        }
     }
 }
 
@@ -314,6 +412,7 @@ mod tests {
             id_kind: IdKind::Id,
             id_column: "id".into(),
             api,
+            hash: true,
         }
     }
     const POS: Position = Position { row: 1, line: 2 };
@@ -393,5 +492,73 @@ mod tests {
         assert!(jsonl(&format!(r#"{{"id":"1","v":"{escaped}"}}"#)).is_ok());
         let (e, _) = jsonl(&format!(r#"{{"id":"1","v":"{escaped}x"}}"#)).unwrap_err();
         assert!(e.message().contains("1001 bytes"), "{}", e.message());
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    fn hash_of(header: &[&str], cells: &[&str]) -> [u8; 16] {
+        let opts = ConvertOptions {
+            id_kind: IdKind::Id,
+            id_column: "id".into(),
+            api: Api::Batch,
+            hash: true,
+        };
+        let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+        let c = Converter::new(opts, Some(&header));
+        let rec = c.convert(
+            Position { row: 1, line: 2 },
+            RawRow::Csv(csv::StringRecord::from(cells.to_vec())),
+        );
+        rec.unwrap().hash.unwrap()
+    }
+
+    fn hash_json(line: &str) -> [u8; 16] {
+        let opts = ConvertOptions {
+            id_kind: IdKind::Id,
+            id_column: "id".into(),
+            api: Api::Batch,
+            hash: true,
+        };
+        let c = Converter::new(opts, None);
+        c.convert(
+            Position { row: 1, line: 1 },
+            RawRow::Line(line.as_bytes().to_vec()),
+        )
+        .unwrap()
+        .hash
+        .unwrap()
+    }
+
+    #[test]
+    fn the_hash_ignores_column_order_and_spacing_but_not_values_or_types() {
+        let a = hash_of(&["id", "a", "b"], &["1", "x", "y"]);
+        assert_eq!(a, hash_of(&["b", "id", "a"], &["y", "1", "x"]));
+        assert_ne!(a, hash_of(&["id", "a", "b"], &["1", "x", "z"]));
+        assert_ne!(a, hash_of(&["id", "a", "c"], &["1", "x", "y"]));
+        // Boundaries between names and values cannot be confused.
+        assert_ne!(
+            hash_of(&["id", "ab"], &["1", "c"]),
+            hash_of(&["id", "a"], &["1", "bc"])
+        );
+        assert_eq!(
+            hash_json(r#"{"id":"1","o":{"b":1,"a":[1,"2"]}}"#),
+            hash_json(r#"{ "o": {"a": [1, "2"], "b": 1}, "id": "1" }"#)
+        );
+        assert_ne!(
+            hash_json(r#"{"id":"1","n":42}"#),
+            hash_json(r#"{"id":"1","n":"42"}"#)
+        );
+        assert_ne!(
+            hash_json(r#"{"id":"1","n":1}"#),
+            hash_json(r#"{"id":"1","n":1.0}"#)
+        );
+        // A CSV string and a JSON string are the same value.
+        assert_eq!(
+            hash_of(&["id", "n"], &["1", "42"]),
+            hash_json(r#"{"id":"1","n":"42"}"#)
+        );
     }
 }

@@ -4,7 +4,8 @@
 use crate::config::ImportConfig;
 use crate::convert;
 use crate::exit;
-use crate::record::{Class, Failure, Position, RawRow, Record};
+use crate::ledger::{Ledger, LedgerWriter, Lookup};
+use crate::record::{Class, Failure, Identifier, Position, RawRow, Record};
 use crate::report::errors::ErrorsWriter;
 use crate::report::progress::{self, InputProgress};
 use crate::report::rejects::RejectsWriter;
@@ -20,11 +21,12 @@ use governor::clock::MonotonicClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// What happened to rows after they left the reader.
 #[derive(Debug)]
@@ -333,23 +335,95 @@ enum Job {
     Batch(Vec<Record>, Packed),
 }
 
+/// Keeps the rows of one person in file order across requests in flight: a job that carries
+/// someone an earlier, unfinished job also carries waits for that job first, so the later row
+/// is applied (and recorded in the ledger) last.
+#[derive(Default)]
+struct PersonOrder {
+    last: HashMap<u64, (u64, watch::Receiver<bool>)>,
+    recent: VecDeque<(u64, Vec<u64>, watch::Receiver<bool>)>,
+    seq: u64,
+}
+
+fn finished(rx: &watch::Receiver<bool>) -> bool {
+    *rx.borrow() || rx.has_changed().is_err()
+}
+
+fn person_key(id: &Identifier) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(id.kind.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(id.value.as_bytes());
+    h.digest()
+}
+
+impl PersonOrder {
+    /// Registers a job's people; returns its completion signal and what it must wait for.
+    fn register(
+        &mut self,
+        records: &[Record],
+    ) -> (watch::Sender<bool>, Vec<watch::Receiver<bool>>) {
+        while self.recent.front().is_some_and(|(_, _, rx)| finished(rx)) {
+            if let Some((seq, keys, _)) = self.recent.pop_front() {
+                for k in keys {
+                    if self.last.get(&k).is_some_and(|(s, _)| *s == seq) {
+                        self.last.remove(&k);
+                    }
+                }
+            }
+        }
+        self.seq += 1;
+        let (tx, rx) = watch::channel(false);
+        let mut deps: Vec<(u64, watch::Receiver<bool>)> = Vec::new();
+        let mut keys = Vec::with_capacity(records.len());
+        for r in records {
+            let k = person_key(&r.identifier);
+            if let Some((s, dep)) = self.last.insert(k, (self.seq, rx.clone())) {
+                if s != self.seq && !finished(&dep) && !deps.iter().any(|(d, _)| *d == s) {
+                    deps.push((s, dep));
+                }
+            }
+            keys.push(k);
+        }
+        self.recent.push_back((self.seq, keys, rx));
+        (tx, deps.into_iter().map(|(_, d)| d).collect())
+    }
+}
+
+/// Signals a job's end when dropped, whatever path it took.
+struct JobDone(watch::Sender<bool>);
+
+impl Drop for JobDone {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
+}
+
 struct Dispatcher {
     ctx: Arc<Ctx>,
     slots: Arc<Semaphore>,
     concurrency: usize,
     out: mpsc::Sender<Outcome>,
+    order: PersonOrder,
 }
 
 impl Dispatcher {
-    async fn dispatch(&self, job: Job) {
+    async fn dispatch(&mut self, job: Job) {
+        let (done, deps) = match &job {
+            Job::One(r) => self.order.register(std::slice::from_ref(r)),
+            Job::Batch(rs, _) => self.order.register(rs),
+        };
+        let done = JobDone(done);
         let permit = tokio::select! {
             p = self.slots.clone().acquire_owned() => p.ok(),
             _ = self.ctx.stop.stopped() => None,
         };
         // The first attempt's rate permit is taken here, before the job is handed over, so
         // jobs queue in the bounded channel (rows) rather than as packed bodies in tasks.
+        // A job that must wait for an earlier one takes its permit after the wait instead.
+        let paced = deps.is_empty();
         let permit = match permit {
-            Some(p) if self.ctx.pacer.ready(&self.ctx.stop).await => Some(p),
+            Some(p) if !paced || self.ctx.pacer.ready(&self.ctx.stop).await => Some(p),
             _ => None,
         };
         let Some(permit) = permit else {
@@ -366,13 +440,19 @@ impl Dispatcher {
         let ctx = self.ctx.clone();
         let out = self.out.clone();
         tokio::spawn(async move {
+            for mut d in deps {
+                let _ = d.wait_for(|v| *v).await;
+            }
             let outcomes = match job {
-                Job::One(r) => deliver_v1(&ctx, r, true).await,
-                Job::Batch(rs, packed) => deliver_batch(&ctx, rs, packed, 0, false, true).await,
+                Job::One(r) => deliver_v1(&ctx, r, paced).await,
+                Job::Batch(rs, packed) => deliver_batch(&ctx, rs, packed, 0, false, paced).await,
             };
+            // Outcomes first (the ledger records acknowledgements in this order), then the
+            // signal that lets a later job for the same people go.
             for o in outcomes {
                 let _ = out.send(o).await;
             }
+            drop(done);
             drop(permit);
         });
     }
@@ -397,7 +477,7 @@ struct Batcher {
 }
 
 impl Batcher {
-    async fn add(&mut self, d: &Dispatcher, mut rec: Record) {
+    async fn add(&mut self, d: &mut Dispatcher, mut rec: Record) {
         if !self.packer.fits_alone(rec.payload.len()) {
             let msg = format!(
                 "this person's operation is {} bytes, more than --batch-bytes allows: raise --batch-bytes or shorten attributes",
@@ -415,7 +495,7 @@ impl Batcher {
         self.pending.push(rec);
     }
 
-    async fn flush(&mut self, d: &Dispatcher) {
+    async fn flush(&mut self, d: &mut Dispatcher) {
         if !self.pending.is_empty() {
             let packed = self.packer.take();
             d.dispatch(Job::Batch(std::mem::take(&mut self.pending), packed))
@@ -426,7 +506,7 @@ impl Batcher {
 
 async fn send_all(
     mut chunks: mpsc::Receiver<Chunk>,
-    d: Dispatcher,
+    mut d: Dispatcher,
     api: Api,
     batch_bytes: usize,
     batch_size: Option<usize>,
@@ -457,7 +537,7 @@ async fn send_all(
                             Ok(c) => c,
                             Err(_) => {
                                 // No row for a while: send what we have.
-                                b.flush(&d).await;
+                                b.flush(&mut d).await;
                                 continue;
                             }
                         }
@@ -465,10 +545,10 @@ async fn send_all(
                 };
                 let Some(chunk) = next else { break };
                 for rec in chunk {
-                    b.add(&d, rec).await;
+                    b.add(&mut d, rec).await;
                 }
             }
-            b.flush(&d).await;
+            b.flush(&mut d).await;
         }
     }
     d.finish().await;
@@ -485,10 +565,15 @@ fn read_all(
     converter: convert::Converter,
     records: Option<mpsc::Sender<Chunk>>,
     chunk_rows: usize,
+    ledger: Option<(Lookup, bool)>,
     out: mpsc::Sender<Outcome>,
     stop: Stop,
     tally: Arc<Tally>,
 ) -> ReaderEnd {
+    // People sent earlier in this run: a later row of theirs is never skipped, so the file's
+    // last row wins even when the ledger already holds its hash.
+    let mut sent_this_run: HashSet<u64> = HashSet::new();
+    let mut lookup_failed = false;
     let mut last_line = 0;
     let send_failure = |f: Failure| {
         // The reporter lives until every sender is gone; a closed channel means it failed,
@@ -537,7 +622,26 @@ fn read_all(
             }
             Item::Row { pos, raw } => {
                 last_line = pos.line;
-                match converter.convert(pos, raw) {
+                let converted = converter.convert(pos, raw);
+                if let (Ok(rec), Some((lookup, full))) = (&converted, &ledger) {
+                    let key = person_key(&rec.identifier);
+                    if !*full && !sent_this_run.contains(&key) {
+                        match lookup.hash_of(&rec.identifier) {
+                            Ok(known) if known.is_some() && known == rec.hash => {
+                                tally.count(Class::Skipped, 1);
+                                continue;
+                            }
+                            Ok(_) => {}
+                            Err(e) if !lookup_failed => {
+                                lookup_failed = true;
+                                tracing::warn!("{e}: rows are sent without checking the ledger");
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    sent_this_run.insert(key);
+                }
+                match converted {
                     Ok(_) if records.is_none() => tally.count(Class::Skipped, 1),
                     Ok(mut rec) => {
                         rec.raw =
@@ -576,21 +680,38 @@ fn invalid(pos: Position, identifier: Option<String>, message: String, raw: RawR
 struct ReportFiles {
     rejects: Option<String>,
     errors: Option<String>,
+    ledger: Option<LedgerWriter>,
 }
 
 async fn report_all(
     mut outcomes: mpsc::Receiver<Outcome>,
     mut rejects: RejectsWriter,
     mut errors: ErrorsWriter,
+    ledger: Option<LedgerWriter>,
     tally: Arc<Tally>,
     stop: Stop,
 ) -> ReportFiles {
     let mut broken = false;
     while let Some(o) = outcomes.recv().await {
         match o {
-            Outcome::Sent(records) => tally.count(Class::Sent, records.len() as u64),
+            Outcome::Sent(records) => {
+                tally.count(Class::Sent, records.len() as u64);
+                if let Some(l) = &ledger {
+                    l.acked(
+                        records
+                            .into_iter()
+                            .filter_map(|r| {
+                                r.hash.map(|h| (r.identifier.kind, r.identifier.value, h))
+                            })
+                            .collect(),
+                    );
+                }
+            }
             Outcome::Failed(f) => {
                 tally.count(f.class, 1);
+                if let Some(l) = &ledger {
+                    l.failed(&f);
+                }
                 if broken {
                     continue;
                 }
@@ -606,6 +727,7 @@ async fn report_all(
     let mut files = ReportFiles {
         rejects: None,
         errors: None,
+        ledger,
     };
     match rejects.finish() {
         Ok(true) => files.rejects = Some(rejects.path().display().to_string()),
@@ -687,11 +809,28 @@ choose one with --id-column, or --identify-by email",
         cfg.convert.clone(),
         header.as_ref().map(|h| h.names.as_slice()),
     );
+    // The ledger (and its lock) lives until this function returns.
+    let (_ledger, lookup, ledger_writer) = match &cfg.state {
+        None => (None, None, None),
+        Some(path) => {
+            let opened = Ledger::open(path, &input_name).and_then(|l| {
+                let stop = stop.clone();
+                let lookup = l.lookup()?;
+                let writer = l.writer(move |m| stop.local_fatal(m))?;
+                Ok((l, lookup, writer))
+            });
+            match opened {
+                Ok((l, lookup, writer)) => (Some(l), Some((lookup, cfg.full)), Some(writer)),
+                Err(e) => return early_error(&tally, &mut summary_base, e.to_string(), started),
+            }
+        }
+    };
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(4096);
     let reporter = tokio::spawn(report_all(
         out_rx,
         RejectsWriter::new(cfg.rejects.clone(), header),
         ErrorsWriter::new(cfg.errors.clone()),
+        ledger_writer,
         tally.clone(),
         stop.clone(),
     ));
@@ -730,6 +869,7 @@ choose one with --id-column, or --identify-by email",
             slots: Arc::new(Semaphore::new(cfg.concurrency)),
             concurrency: cfg.concurrency,
             out: out_tx.clone(),
+            order: PersonOrder::default(),
         };
         tokio::spawn(send_all(
             rec_rx,
@@ -746,7 +886,9 @@ choose one with --id-column, or --identify-by email",
         let records = if cfg.dry_run { None } else { Some(rec_tx) };
         let out = out_tx;
         tokio::task::spawn_blocking(move || {
-            read_all(rows, converter, records, chunk_rows, out, stop, tally)
+            read_all(
+                rows, converter, records, chunk_rows, lookup, out, stop, tally,
+            )
         })
     };
     let reader_end = reader.await.unwrap_or_else(|e| ReaderEnd {
@@ -764,6 +906,7 @@ choose one with --id-column, or --identify-by email",
     let files = reporter.await.unwrap_or(ReportFiles {
         rejects: None,
         errors: None,
+        ledger: None,
     });
     let _ = done_tx.send(());
     let _ = progress.await;
@@ -794,6 +937,14 @@ choose one with --id-column, or --identify-by email",
     s.outcome = outcome.to_string();
     s.stop_reason = reason;
     s.exit_code = if s.accounted { code } else { exit::USAGE_OR_IO };
+    if let Some(w) = files.ledger {
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        if let Err(e) = w.finish(json, s.exit_code) {
+            s.outcome = "aborted".into();
+            s.stop_reason = Some(format!("the state file could not be written: {e}"));
+            s.exit_code = exit::USAGE_OR_IO;
+        }
+    }
     s
 }
 

@@ -88,6 +88,8 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// The row as read.
     pub raw: RawRow,
+    /// The hash of the attributes' canonical form, when a ledger is in use.
+    pub hash: Option<[u8; 16]>,
 }
 
 /// The final class of a row. Every row ends in exactly one.

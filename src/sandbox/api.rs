@@ -285,7 +285,7 @@ fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
 /// A v1 error body, alternating between the two documented forms.
 fn v1_error(s: &State, code: StatusCode, msg: String) -> Response {
     let n = s.v1_errors.fetch_add(1, Relaxed);
-    let body = if n % 2 == 0 {
+    let body = if n.is_multiple_of(2) {
         json!({"meta": {"error": msg}})
     } else {
         json!({"meta": {"errors": [msg]}})
