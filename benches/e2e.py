@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end benchmarks of cio-import against its own sandbox, on this machine.
 
-    python3 benches/e2e.py [ceiling] [limit] [memory] [side]      (default: all four)
+    python3 benches/e2e.py [ceiling] [limit] [memory] [resync] [side]      (default: all)
 
 Builds the release binary and the row generator, runs each scenario, prints a Markdown table
 per scenario and writes every figure to target/bench/results.json. Only loopback is used.
@@ -155,6 +155,30 @@ def memory():
           ["rows", "input", "peak RSS", "rows/s", "elapsed"], rows)
 
 
+def resync():
+    path = os.path.join(OUT, "1m.csv")
+    if not os.path.exists(path):
+        sh(f"{GEN} 1000000 csv > {path}")
+    state = os.path.join(OUT, "resync.db")
+    for f in [state, state + "-wal", state + "-shm"]:
+        if os.path.exists(f):
+            os.remove(f)
+    sb = Sandbox("--limit", "0", "--discard")
+    first, rss1 = cio_import(f"{path} --endpoint {sb.url} --rate 0 --state {state}")
+    again, rss2 = cio_import(f"{path} --endpoint {sb.url} --rate 0 --state {state}")
+    sb.stop()
+    assert first["sent"] == 1_000_000 and again["skipped"] == 1_000_000 and again["requests"] == 0
+    results["resync"] = {"first_elapsed_s": first["elapsed_s"], "first_rows_per_s": first["rows_per_s"],
+                         "resync_elapsed_s": again["elapsed_s"], "resync_requests": again["requests"],
+                         "resync_peak_rss_mib": rss2}
+    table("Re-sync: 1,000,000 rows with --state, first run then the same file again",
+          ["run", "sent", "skipped", "requests", "elapsed", "rows/s", "peak RSS"],
+          [["first", f"{first['sent']:,}", first["skipped"], first["requests"], f"{first['elapsed_s']:.1f} s",
+            f"{first['rows_per_s']:,.0f}", f"{rss1} MiB"],
+           ["unchanged re-run", again["sent"], f"{again['skipped']:,}", again["requests"],
+            f"{again['elapsed_s']:.1f} s", f"{again['rows_per_s']:,.0f}", f"{rss2} MiB"]])
+
+
 def side_by_side():
     n = 1000
     path = os.path.join(OUT, "1k.csv")
@@ -186,10 +210,11 @@ def side_by_side():
 def main():
     os.makedirs(OUT, exist_ok=True)
     sh(f"cd {ROOT} && cargo build --release --quiet --bin cio-import --example gen_customers")
-    wanted = sys.argv[1:] or ["ceiling", "limit", "memory", "side"]
+    wanted = sys.argv[1:] or ["ceiling", "limit", "memory", "resync", "side"]
     results["machine"] = machine()
     print(f"machine: {results['machine']}")
-    steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "side": side_by_side}
+    steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "resync": resync,
+             "side": side_by_side}
     for w in wanted:
         steps[w]()
     path = os.path.join(OUT, "results.json")

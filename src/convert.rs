@@ -162,7 +162,7 @@ impl Converter {
         &self,
         id: Identifier,
         w: PayloadWriter,
-        canon: Option<Canon>,
+        canon: Option<Canon<'_>>,
     ) -> Result<Built, Invalid> {
         let n = w.attributes();
         if n > MAX_ATTRIBUTES {
@@ -299,43 +299,45 @@ type Built = (Identifier, usize, Vec<u8>, Option<[u8; 16]>);
 /// tagged with its exact type (the string "42" and the number 42 differ; so do 1 and 1.0),
 /// nested objects with sorted keys. Independent of column order and JSON spacing.
 #[derive(Default)]
-struct Canon {
-    pairs: Vec<(String, Vec<u8>)>,
+struct Canon<'a> {
+    buf: Vec<u8>,
+    pairs: Vec<(&'a str, std::ops::Range<usize>)>,
 }
 
-impl Canon {
-    fn push(&mut self, name: &str, tag: u8, bytes: &[u8]) {
-        let mut v = Vec::with_capacity(bytes.len() + 9);
-        v.push(tag);
-        v.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        v.extend_from_slice(bytes);
-        self.pairs.push((name.to_string(), v));
+impl<'a> Canon<'a> {
+    fn push(&mut self, name: &'a str, tag: u8, bytes: &[u8]) {
+        let start = self.buf.len();
+        self.buf.push(tag);
+        self.buf
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.buf.extend_from_slice(bytes);
+        self.pairs.push((name, start..self.buf.len()));
     }
 
-    fn str(&mut self, name: &str, s: &str) {
+    fn str(&mut self, name: &'a str, s: &str) {
         self.push(name, b's', s.as_bytes());
     }
 
-    fn int(&mut self, name: &str, n: i64) {
+    fn int(&mut self, name: &'a str, n: i64) {
         self.push(name, b'n', n.to_string().as_bytes());
     }
 
-    fn json(&mut self, name: &str, text: &str) {
-        let mut out = Vec::new();
+    fn json(&mut self, name: &'a str, text: &str) {
+        let start = self.buf.len();
         match serde_json::from_str::<Value>(text) {
-            Ok(v) => canon_json(&v, &mut out),
-            Err(_) => out.extend_from_slice(text.as_bytes()),
+            Ok(v) => canon_json(&v, &mut self.buf),
+            Err(_) => self.buf.extend_from_slice(text.as_bytes()),
         }
-        self.pairs.push((name.to_string(), out));
+        self.pairs.push((name, start..self.buf.len()));
     }
 
     fn hash(mut self) -> [u8; 16] {
-        self.pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        self.pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for (name, value) in &self.pairs {
+        for (name, range) in &self.pairs {
             h.update(&(name.len() as u64).to_le_bytes());
             h.update(name.as_bytes());
-            h.update(value);
+            h.update(&self.buf[range.clone()]);
         }
         h.digest128().to_le_bytes()
     }

@@ -116,11 +116,16 @@ impl Ledger {
         })
     }
 
-    /// A read connection for the reader thread.
+    /// A read connection for the reader thread (memory-mapped, with a large page cache: a
+    /// re-sync looks every row up).
     pub fn lookup(&self) -> Result<Lookup, LedgerError> {
+        let conn = connect(&self.path)?;
+        conn.execute_batch("PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536;")
+            .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(Lookup {
-            conn: connect(&self.path)?,
+            conn,
             path: self.path.clone(),
+            in_txn: std::cell::Cell::new(0),
         })
     }
 
@@ -165,11 +170,26 @@ fn private_file(path: &Path) -> std::io::Result<File> {
 pub struct Lookup {
     conn: Connection,
     path: PathBuf,
+    in_txn: std::cell::Cell<u32>,
 }
+
+/// Lookups per read transaction: one transaction spares the per-statement locking of the WAL
+/// index, and ending it now and then lets the writer's checkpoints go on.
+const LOOKUPS_PER_TXN: u32 = 20_000;
 
 impl Lookup {
     /// The hash last acknowledged for `id`, if any.
     pub fn hash_of(&self, id: &Identifier) -> Result<Option<[u8; 16]>, LedgerError> {
+        let n = self.in_txn.get();
+        if n == 0 || n >= LOOKUPS_PER_TXN {
+            let sql = if n == 0 { "BEGIN" } else { "COMMIT; BEGIN" };
+            self.conn
+                .execute_batch(sql)
+                .map_err(|e| io(&self.path)(e.to_string()))?;
+            self.in_txn.set(1);
+        } else {
+            self.in_txn.set(n + 1);
+        }
         let mut st = self
             .conn
             .prepare_cached("SELECT hash FROM people WHERE kind = ?1 AND identifier = ?2")
