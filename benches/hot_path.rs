@@ -29,13 +29,9 @@ fn pipeline(data: &[u8], format: Format, api: Api) -> usize {
         bytes_read: Arc::new(AtomicU64::new(0)),
     };
     let rows = Rows::new(opened, format, b',', "bench").expect("header");
-    let opts = ConvertOptions {
-        id_kind: IdKind::Id,
-        id_column: "id".into(),
-        api,
-        hash: false,
-    };
-    let converter = Converter::new(opts, rows.csv_header().map(|h| h.names.as_slice()));
+    let opts = ConvertOptions::new(IdKind::Id, "id", api);
+    let converter =
+        Converter::new(opts, rows.csv_header().map(|h| h.names.as_slice())).expect("no mapping");
     let mut bytes = 0;
     for item in rows {
         if let Ok(Item::Row { pos, raw }) = item {

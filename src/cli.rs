@@ -3,6 +3,7 @@
 use crate::config::ImportConfig;
 use crate::convert::ConvertOptions;
 use crate::exit;
+use crate::mapping::Mapping;
 use crate::record::IdKind;
 use crate::report::progress::ProgressMode;
 use crate::sandbox::{self, Sandbox, SandboxConfig, Tls};
@@ -41,6 +42,10 @@ pub enum Command {
         /// The ledger file.
         path: PathBuf,
     },
+    /// List the built-in mappings for exports of other platforms.
+    Presets,
+    /// Look at a file before importing it: columns, types, identifier coverage, problems.
+    Inspect(InspectArgs),
     /// Run an import job described in a TOML file (for cron); see samples/job.toml.
     #[command(after_help = exit::HELP)]
     Sync {
@@ -89,21 +94,77 @@ pub enum RegionArg {
     Eu,
 }
 
+/// Options of `inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The input file, or - for stdin.
+    pub input: PathBuf,
+    /// The input format (needed for stdin).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// CSV delimiter.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Which identifier will address people.
+    #[arg(long, value_enum)]
+    pub identify_by: Option<IdentifyBy>,
+    /// The identifier's column (after mapping).
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// A mapping file to apply.
+    #[arg(long, conflicts_with = "preset")]
+    pub mapping: Option<PathBuf>,
+    /// A built-in mapping (see `cio-import presets`).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--empty`
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmptyArg {
+    /// Leave empty cells out (Customer.io's "ignore empty values").
+    Ignore,
+    /// Send them as "" to clear the attribute ("nullify").
+    Clear,
+}
+
 /// Options of `import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// The input file (.csv, .tsv, .jsonl, .ndjson, optionally .gz), or - for stdin.
-    pub input: PathBuf,
+    #[arg(required_unless_present = "print_mapping")]
+    pub input: Option<PathBuf>,
+    /// A mapping file (TOML): renames, drops, types, value maps, constants.
+    #[arg(long, conflicts_with = "preset")]
+    pub mapping: Option<PathBuf>,
+    /// A built-in mapping for another platform's export (see `cio-import presets`).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Print the mapping (of --preset or --mapping) as a file to start editing from, and exit.
+    #[arg(long)]
+    pub print_mapping: bool,
+    /// Keep only the columns the mapping names.
+    #[arg(long)]
+    pub drop_unmapped: bool,
+    /// Update existing people only (`_update: true`); never create anyone.
+    #[arg(long)]
+    pub update_only: bool,
+    /// What an empty cell does.
+    #[arg(long, value_enum, default_value = "ignore")]
+    pub empty: EmptyArg,
     /// The input format (needed for stdin; otherwise taken from the extension).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
     /// CSV delimiter: one character, or `tab`.
     #[arg(long)]
     pub delimiter: Option<String>,
-    /// Which identifier addresses people.
-    #[arg(long, value_enum, default_value = "id")]
-    pub identify_by: IdentifyBy,
-    /// The column holding the identifier (default: the --identify-by name).
+    /// Which identifier addresses people [default: id, or the preset's].
+    #[arg(long, value_enum)]
+    pub identify_by: Option<IdentifyBy>,
+    /// The column holding the identifier, after mapping (default: the --identify-by name).
     #[arg(long)]
     pub id_column: Option<String>,
     /// The API to use.
@@ -313,6 +374,56 @@ impl SandboxArgs {
     }
 }
 
+/// The mapping of `--mapping FILE` or `--preset NAME`, if either: (its text, parsed).
+pub fn load_mapping(
+    file: Option<&std::path::Path>,
+    preset: Option<&str>,
+) -> Result<Option<(String, Mapping)>, UsageError> {
+    let (text, name) = match (file, preset) {
+        (Some(p), _) => (
+            std::fs::read_to_string(p)
+                .map_err(|e| UsageError(format!("--mapping {}: cannot read: {e}", p.display())))?,
+            p.display().to_string(),
+        ),
+        (None, Some(n)) => {
+            let p = crate::mapping::preset(n).ok_or_else(|| {
+                let names: Vec<&str> = crate::mapping::PRESETS.iter().map(|p| p.name).collect();
+                UsageError(format!(
+                    "--preset {n}: no such preset (there are: {})",
+                    names.join(", ")
+                ))
+            })?;
+            (p.text.to_string(), format!("preset {}", p.name))
+        }
+        (None, None) => return Ok(None),
+    };
+    let m = Mapping::parse(&text, &name).map_err(UsageError)?;
+    Ok(Some((text, m)))
+}
+
+fn id_choice(
+    flag: Option<IdentifyBy>,
+    column: Option<&String>,
+    mapping: Option<&Mapping>,
+) -> (IdKind, String) {
+    let kind = match flag {
+        Some(IdentifyBy::Id) => IdKind::Id,
+        Some(IdentifyBy::Email) => IdKind::Email,
+        Some(IdentifyBy::CioId) => IdKind::CioId,
+        None => mapping.and_then(|m| m.identify_by).unwrap_or(IdKind::Id),
+    };
+    let column = match (column, mapping) {
+        (Some(c), _) => c.clone(),
+        // The mapping's column stands for its identifier kind; --identify-by overrides both.
+        (None, Some(m)) if flag.is_none() => m
+            .id_column
+            .clone()
+            .unwrap_or_else(|| kind.as_str().to_string()),
+        _ => kind.as_str().to_string(),
+    };
+    (kind, column)
+}
+
 impl ImportArgs {
     /// Validated settings. `endpoint_override` replaces the region/endpoint (for --sandbox).
     pub fn to_config(
@@ -320,13 +431,29 @@ impl ImportArgs {
         credentials: Option<Credentials>,
         endpoint_override: Option<reqwest::Url>,
     ) -> Result<ImportConfig, UsageError> {
-        let input = Input::from_arg(&self.input);
+        let mapping =
+            load_mapping(self.mapping.as_deref(), self.preset.as_deref())?.map(|(_, mut m)| {
+                m.drop_unmapped |= self.drop_unmapped;
+                m
+            });
+        if self.drop_unmapped && mapping.is_none() {
+            return Err(UsageError(
+                "--drop-unmapped needs --mapping or --preset".into(),
+            ));
+        }
+        let input_arg = self
+            .input
+            .as_ref()
+            .ok_or_else(|| UsageError("the input file is missing".into()))?;
+        let input = Input::from_arg(input_arg);
         let format = source::detect_format(
             &input,
-            self.format.map(|f| match f {
-                FormatArg::Csv => Format::Csv,
-                FormatArg::Jsonl => Format::Jsonl,
-            }),
+            self.format
+                .map(|f| match f {
+                    FormatArg::Csv => Format::Csv,
+                    FormatArg::Jsonl => Format::Jsonl,
+                })
+                .or(mapping.as_ref().and_then(|m| m.format)),
         )
         .map_err(UsageError)?;
         let endpoint = match (endpoint_override, &self.endpoint) {
@@ -366,27 +493,25 @@ or try --sandbox or --dry-run",
         if self.batch_size == Some(0) {
             return Err(UsageError("--batch-size must be at least 1".into()));
         }
-        let (id_kind, default_col) = match self.identify_by {
-            IdentifyBy::Id => (IdKind::Id, "id"),
-            IdentifyBy::Email => (IdKind::Email, "email"),
-            IdentifyBy::CioId => (IdKind::CioId, "cio_id"),
-        };
+        let (id_kind, id_column) =
+            id_choice(self.identify_by, self.id_column.as_ref(), mapping.as_ref());
         let mut cfg = ImportConfig::new(input.clone(), format, endpoint);
-        cfg.delimiter = match &self.delimiter {
-            Some(d) => parse_delimiter(d)?,
-            None => source::default_delimiter(&input),
+        cfg.delimiter = match (&self.delimiter, mapping.as_ref().and_then(|m| m.delimiter)) {
+            (Some(d), _) => parse_delimiter(d)?,
+            (None, Some(d)) => d,
+            (None, None) => source::default_delimiter(&input),
         };
         cfg.convert = ConvertOptions {
             id_kind,
-            id_column: self
-                .id_column
-                .clone()
-                .unwrap_or_else(|| default_col.to_string()),
+            id_column,
             api: match self.api {
                 ApiArg::Batch => Api::Batch,
                 ApiArg::V1 => Api::V1,
             },
             hash: self.state.is_some(),
+            mapping: mapping.map(std::sync::Arc::new),
+            clear_empty: self.empty == EmptyArg::Clear,
+            update_only: self.update_only,
         };
         cfg.state = self.state.clone();
         cfg.full = self.full;
@@ -498,7 +623,20 @@ pub fn main() -> u8 {
     };
     let code = rt.block_on(async move {
         match cli.command {
+            Command::Import(args) if args.print_mapping => print_mapping(&args),
             Command::Import(args) => import(args, Credentials::from_env()).await,
+            Command::Presets => {
+                for p in crate::mapping::PRESETS {
+                    let d = Mapping::parse(p.text, p.name)
+                        .ok()
+                        .and_then(|m| m.description)
+                        .unwrap_or_default();
+                    println!("{:<10} {d}", p.name);
+                }
+                println!("\nuse: cio-import import FILE --preset NAME   (or --preset NAME --print-mapping to edit a copy)");
+                exit::SUCCESS
+            }
+            Command::Inspect(args) => crate::inspect::run(&args),
             Command::Sandbox(args) => run_sandbox(args).await,
             Command::State { path } => match crate::ledger::describe(&path) {
                 Ok(text) => {
@@ -516,6 +654,23 @@ pub fn main() -> u8 {
     // Do not wait for lingering tasks (a slow sandbox request, a blocked stdin read).
     rt.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+fn print_mapping(args: &ImportArgs) -> u8 {
+    match load_mapping(args.mapping.as_deref(), args.preset.as_deref()) {
+        Ok(Some((text, _))) => {
+            print!("{text}");
+            exit::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("error: --print-mapping needs --preset NAME or --mapping FILE");
+            exit::USAGE_OR_IO
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE_OR_IO
+        }
+    }
 }
 
 async fn sync(config: &std::path::Path) -> u8 {

@@ -72,12 +72,7 @@ impl ImportConfig {
             input,
             format,
             delimiter: b',',
-            convert: ConvertOptions {
-                id_kind: crate::record::IdKind::Id,
-                id_column: "id".into(),
-                api: crate::track::Api::Batch,
-                hash: false,
-            },
+            convert: ConvertOptions::new(crate::record::IdKind::Id, "id", crate::track::Api::Batch),
             endpoint,
             credentials: None,
             ca_cert: None,

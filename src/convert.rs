@@ -2,6 +2,7 @@
 //! payload written straight to bytes (no per-row map: this is the hot path).
 
 use crate::json_object::{self, Members};
+use crate::mapping::{Mapping, Rule};
 use crate::record::{IdKind, Identifier, Position, RawRow, Record};
 use crate::timestamp;
 use crate::track::{json_key, Api, PayloadWriter};
@@ -19,6 +20,27 @@ pub struct ConvertOptions {
     pub api: Api,
     /// Compute each row's attribute hash (for the ledger).
     pub hash: bool,
+    /// Column mapping (a `--mapping` file or a `--preset`).
+    pub mapping: Option<std::sync::Arc<Mapping>>,
+    /// Send empty cells as "" to clear the attribute, instead of leaving them out.
+    pub clear_empty: bool,
+    /// `_update: true`: update existing people only.
+    pub update_only: bool,
+}
+
+impl ConvertOptions {
+    /// Plain options: no mapping, empty cells left out.
+    pub fn new(id_kind: IdKind, id_column: &str, api: Api) -> ConvertOptions {
+        ConvertOptions {
+            id_kind,
+            id_column: id_column.to_string(),
+            api,
+            hash: false,
+            mapping: None,
+            clear_empty: false,
+            update_only: false,
+        }
+    }
 }
 
 /// Why a row cannot be sent.
@@ -50,23 +72,39 @@ enum Role {
     Identifier,
     CreatedAt,
     Plain,
+    Dropped,
 }
 
 #[derive(Debug)]
 struct Column {
+    /// The header's name (for messages).
+    source: String,
+    /// The attribute name after mapping.
     name: String,
     key: Vec<u8>,
     role: Role,
+    rule: Option<Rule>,
     name_problem: Option<Violation>,
 }
 
-/// Converts rows of one input. Built once per file: CSV column names are checked and escaped
-/// once, not once per row.
+/// One attribute ready to write: its `"name":` text and its value's JSON text.
+#[derive(Debug)]
+struct Fixed {
+    name: String,
+    key: Vec<u8>,
+    value: Value,
+}
+
+/// Converts rows of one input. Built once per file: CSV column names are mapped, checked and
+/// escaped once, not once per row.
 #[derive(Debug)]
 pub struct Converter {
     opts: ConvertOptions,
     columns: Vec<Column>,
     id_index: Option<usize>,
+    fallback_index: Option<usize>,
+    constants: Vec<Fixed>,
+    timestamp_warned: std::cell::Cell<bool>,
 }
 
 fn invalid(identifier: Option<&str>, field: Option<&str>, message: String) -> Invalid {
@@ -79,31 +117,118 @@ fn invalid(identifier: Option<&str>, field: Option<&str>, message: String) -> In
     }
 }
 
+fn warn_timestamp() {
+    tracing::warn!(
+        "the input carries _timestamp: Customer.io drops an update older than the person's \
+latest one (and still answers 200), so historical _timestamp values in a migration silently \
+lose data; drop the column (a mapping with drop = true) unless you mean it"
+    );
+}
+
+fn type_name(rule: &Rule) -> String {
+    match rule.kind {
+        Some(k) => format!("{k:?}").to_lowercase(),
+        None => "value map".into(),
+    }
+}
+
 impl Converter {
-    /// A converter for rows under `header` (CSV) or without one (JSONL).
-    pub fn new(opts: ConvertOptions, header: Option<&[String]>) -> Converter {
-        let columns: Vec<Column> = header
-            .unwrap_or(&[])
-            .iter()
-            .map(|name| Column {
-                name: name.clone(),
-                key: json_key(name),
-                role: if *name == opts.id_column {
-                    Role::Identifier
-                } else if name == CREATED_AT {
+    /// A converter for rows under `header` (CSV) or without one (JSONL). Fails when the
+    /// mapping sends two columns (or a column and a constant) to the same attribute.
+    pub fn new(opts: ConvertOptions, header: Option<&[String]>) -> Result<Converter, String> {
+        let mapping = opts.mapping.clone();
+        let mut columns = Vec::new();
+        for source in header.unwrap_or(&[]) {
+            let (target, rule) = match &mapping {
+                Some(m) => {
+                    let (t, r) = m.resolve(source);
+                    (t, r.cloned())
+                }
+                None => (Some(source.clone()), None),
+            };
+            let name = target.clone().unwrap_or_default();
+            let role = match &target {
+                None => Role::Dropped,
+                Some(t) if *t == opts.id_column => Role::Identifier,
+                Some(t) if t == CREATED_AT && rule.as_ref().is_none_or(|r| !r.converts()) => {
                     Role::CreatedAt
-                } else {
-                    Role::Plain
-                },
-                name_problem: validate::attribute_name(name).err(),
+                }
+                Some(_) => Role::Plain,
+            };
+            columns.push(Column {
+                source: source.clone(),
+                key: json_key(&name),
+                name_problem: validate::attribute_name(&name).err(),
+                name,
+                role,
+                rule: rule.filter(|r| r.converts() || !r.set_when_present.is_empty()),
+            });
+        }
+        let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for c in columns.iter().filter(|c| c.role != Role::Dropped) {
+            if let Some(other) = seen.insert(&c.name, &c.source) {
+                return Err(format!(
+                    "the columns '{other}' and '{}' both become the attribute '{}': drop or rename one in the mapping",
+                    c.source, c.name
+                ));
+            }
+        }
+        let constants: Vec<Fixed> = mapping
+            .as_ref()
+            .map(|m| {
+                m.constants
+                    .iter()
+                    .map(|(k, v)| Fixed {
+                        name: k.clone(),
+                        key: json_key(k),
+                        value: v.clone(),
+                    })
+                    .collect()
             })
-            .collect();
+            .unwrap_or_default();
+        for k in &constants {
+            if let Some(src) = seen.get(k.name.as_str()) {
+                return Err(format!(
+                    "the constant '{}' is also the column '{src}': drop the column or the constant",
+                    k.name
+                ));
+            }
+        }
+        if header.is_some()
+            && columns
+                .iter()
+                .any(|c| c.name == "_timestamp" && c.role != Role::Dropped)
+        {
+            warn_timestamp();
+        }
         let id_index = columns.iter().position(|c| c.role == Role::Identifier);
-        Converter {
+        if header.is_some() && id_index.is_none() {
+            let names: Vec<&str> = columns.iter().map(|c| c.source.as_str()).collect();
+            return Err(format!(
+                "no column becomes the identifier '{}' (columns: {}): choose one with --id-column, \
+or --identify-by email{}",
+                opts.id_column,
+                names.join(", "),
+                if mapping.is_some() { ", or rename a column to it in the mapping" } else { "" }
+            ));
+        }
+        let fallback_index =
+            mapping
+                .as_ref()
+                .and_then(|m| m.fallback.as_ref())
+                .and_then(|(col, _)| {
+                    columns
+                        .iter()
+                        .position(|c| c.role != Role::Dropped && c.name == *col)
+                });
+        Ok(Converter {
             opts,
             columns,
             id_index,
-        }
+            fallback_index,
+            constants,
+            timestamp_warned: std::cell::Cell::new(header.is_some()),
+        })
     }
 
     /// The options in use.
@@ -115,6 +240,7 @@ impl Converter {
     pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Record, (Invalid, RawRow)> {
         let built = match &raw {
             RawRow::Csv(rec) => self.csv(rec),
+            RawRow::Line(line) if self.opts.mapping.is_some() => self.jsonl_mapped(line),
             RawRow::Line(line) => self.jsonl(line),
             RawRow::CsvBytes(_) | RawRow::CsvLine(_) => {
                 Err(invalid(None, None, "not a readable CSV row".into()))
@@ -133,18 +259,17 @@ impl Converter {
         }
     }
 
-    fn identifier(&self, value: &str) -> Result<Identifier, Invalid> {
-        let column = self.opts.id_column.as_str();
+    fn identifier(&self, kind: IdKind, column: &str, value: &str) -> Result<Identifier, Invalid> {
         validate::identifier(column, value).map_err(|v| Invalid {
             identifier: Some(value.to_string()),
             violation: v,
         })?;
-        let value = match self.opts.id_kind {
+        let value = match kind {
             IdKind::CioId => value.strip_prefix("cio_").unwrap_or(value),
             _ => value,
         };
         Ok(Identifier {
-            kind: self.opts.id_kind,
+            kind,
             value: value.to_string(),
         })
     }
@@ -158,12 +283,28 @@ impl Converter {
         )
     }
 
-    fn finish(
-        &self,
+    fn fallback(&self) -> Option<(&str, IdKind)> {
+        self.opts
+            .mapping
+            .as_ref()
+            .and_then(|m| m.fallback.as_ref())
+            .map(|(c, k)| (c.as_str(), *k))
+    }
+
+    /// Constants, `_update`, then the closing: the end of every payload.
+    fn finish<'a>(
+        &'a self,
         id: Identifier,
-        w: PayloadWriter,
-        canon: Option<Canon<'_>>,
+        mut w: PayloadWriter,
+        mut canon: Option<Canon<'a>>,
     ) -> Result<Built, Invalid> {
+        for k in &self.constants {
+            w.key_prepared(&k.key);
+            w.json_value(&k.value);
+            if let Some(c) = canon.as_mut() {
+                c.value(&k.name, &k.value);
+            }
+        }
         let n = w.attributes();
         if n > MAX_ATTRIBUTES {
             return Err(invalid(
@@ -171,6 +312,10 @@ impl Converter {
                 None,
                 format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per person: drop columns"),
             ));
+        }
+        if self.opts.update_only {
+            w.key("_update");
+            w.raw_value("true");
         }
         let payload = w.finish();
         if self.opts.api == Api::Batch {
@@ -185,7 +330,12 @@ impl Converter {
     fn csv(&self, rec: &csv::StringRecord) -> Result<Built, Invalid> {
         let field = |i: usize| rec.get(i).unwrap_or_default();
         let id_value = self.id_index.map(field).ok_or_else(|| self.missing_id())?;
-        let id = self.identifier(id_value)?;
+        let id = match (self.fallback(), self.fallback_index) {
+            (Some((col, kind)), Some(i)) if id_value.trim().is_empty() => {
+                self.identifier(kind, col, field(i))?
+            }
+            _ => self.identifier(self.opts.id_kind, &self.opts.id_column, id_value)?,
+        };
         let mut w = PayloadWriter::begin(
             self.opts.api,
             &id,
@@ -193,8 +343,18 @@ impl Converter {
         );
         let mut canon = self.opts.hash.then(Canon::default);
         for (i, col) in self.columns.iter().enumerate() {
+            if matches!(col.role, Role::Identifier | Role::Dropped) {
+                continue;
+            }
             let cell = field(i);
-            if cell.is_empty() || col.role == Role::Identifier {
+            if cell.is_empty() {
+                if self.opts.clear_empty {
+                    w.key_prepared(&col.key);
+                    w.str_value("");
+                    if let Some(c) = canon.as_mut() {
+                        c.str(&col.name, "");
+                    }
+                }
                 continue;
             }
             if let Some(p) = &col.name_problem {
@@ -202,6 +362,29 @@ impl Converter {
                     identifier: Some(id.value),
                     violation: p.clone(),
                 });
+            }
+            if let Some(rule) = &col.rule {
+                if rule.converts() {
+                    let v = rule.convert_str(cell).map_err(|m| {
+                        invalid(
+                            Some(&id.value),
+                            Some(&col.source),
+                            format!(
+                                "column '{}' ({} -> {}): {m}",
+                                col.source,
+                                type_name(rule),
+                                col.name
+                            ),
+                        )
+                    })?;
+                    self.write_value(&mut w, &mut canon, &id, &col.name, Some(&col.key), &v)?;
+                } else {
+                    self.write_str(&mut w, &mut canon, &id, col, cell)?;
+                }
+                for (k, v) in &rule.set_when_present {
+                    self.write_value(&mut w, &mut canon, &id, k, None, v)?;
+                }
+                continue;
             }
             if col.role == Role::CreatedAt {
                 let secs = timestamp::parse_str(cell)
@@ -213,55 +396,105 @@ impl Converter {
                 }
                 continue;
             }
-            if cell.len() > MAX_VALUE_BYTES {
-                return Err(value_too_long(&id.value, &col.name, cell.len()));
-            }
-            w.key_prepared(&col.key);
-            w.str_value(cell);
-            if let Some(c) = canon.as_mut() {
-                c.str(&col.name, cell);
-            }
+            self.write_str(&mut w, &mut canon, &id, col, cell)?;
         }
         self.finish(id, w, canon)
     }
 
+    fn write_str<'a>(
+        &self,
+        w: &mut PayloadWriter,
+        canon: &mut Option<Canon<'a>>,
+        id: &Identifier,
+        col: &'a Column,
+        cell: &str,
+    ) -> Result<(), Invalid> {
+        if cell.len() > MAX_VALUE_BYTES {
+            return Err(value_too_long(&id.value, &col.name, cell.len()));
+        }
+        w.key_prepared(&col.key);
+        w.str_value(cell);
+        if let Some(c) = canon.as_mut() {
+            c.str(&col.name, cell);
+        }
+        Ok(())
+    }
+
+    fn write_value<'a>(
+        &self,
+        w: &mut PayloadWriter,
+        canon: &mut Option<Canon<'a>>,
+        id: &Identifier,
+        name: &'a str,
+        key: Option<&[u8]>,
+        v: &Value,
+    ) -> Result<(), Invalid> {
+        let size = validate::value_bytes(v);
+        if size > MAX_VALUE_BYTES {
+            return Err(value_too_long(&id.value, name, size));
+        }
+        match key {
+            Some(k) => w.key_prepared(k),
+            None => {
+                validate::attribute_name(name).map_err(|v| Invalid {
+                    identifier: Some(id.value.clone()),
+                    violation: v,
+                })?;
+                w.key(name)
+            }
+        }
+        w.json_value(v);
+        if let Some(c) = canon.as_mut() {
+            c.value(name, v);
+        }
+        Ok(())
+    }
+
+    fn json_identifier(&self, column: &str, raw: Option<&Value>) -> Result<String, Invalid> {
+        match raw {
+            None => Err(self.missing_id()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::Null) => Ok(String::new()),
+            Some(other) => Err(invalid(
+                None,
+                Some(column),
+                format!(
+                    "identifier '{column}' is a JSON {}: it must be a string or a number",
+                    timestamp::json_kind(other)
+                ),
+            )),
+        }
+    }
+
     fn jsonl(&self, line: &[u8]) -> Result<Built, Invalid> {
         let fields = parse_object(line)?;
+        let column = self.opts.id_column.as_str();
         let id_raw = fields
             .iter()
-            .find(|(k, _)| *k == self.opts.id_column)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| self.missing_id())?;
-        let column = self.opts.id_column.as_str();
-        let id_value: String = match serde_json::from_str::<Value>(id_raw.get()) {
-            Ok(Value::String(s)) => s,
-            Ok(Value::Number(n)) => n.to_string(),
-            Ok(Value::Null) => String::new(),
-            Ok(other) => {
-                return Err(invalid(
-                    None,
-                    Some(column),
-                    format!(
-                        "identifier '{column}' is a JSON {}: it must be a string or a number",
-                        timestamp::json_kind(&other)
-                    ),
-                ))
-            }
-            Err(e) => {
-                return Err(invalid(
-                    None,
-                    Some(column),
-                    format!("identifier '{column}': {e}"),
-                ))
-            }
-        };
-        let id = self.identifier(&id_value)?;
+            .find(|(k, _)| *k == column)
+            .map(|(_, v)| serde_json::from_str::<Value>(v.get()).unwrap_or(Value::Null));
+        let id_value = self.json_identifier(column, id_raw.as_ref())?;
+        let id = self.identifier(self.opts.id_kind, column, &id_value)?;
         let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
         let mut canon = self.opts.hash.then(Canon::default);
         for (name, value) in &fields {
             let text = value.get();
-            if *name == self.opts.id_column || text == "null" {
+            if *name == self.opts.id_column {
                 continue;
+            }
+            if text == "null" {
+                if self.opts.clear_empty {
+                    w.key(name);
+                    w.str_value("");
+                    if let Some(c) = canon.as_mut() {
+                        c.str(name, "");
+                    }
+                }
+                continue;
+            }
+            if name == "_timestamp" && !self.timestamp_warned.replace(true) {
+                warn_timestamp();
             }
             validate::attribute_name(name).map_err(|v| Invalid {
                 identifier: Some(id.value.clone()),
@@ -287,6 +520,90 @@ impl Converter {
             if let Some(c) = canon.as_mut() {
                 c.json(name, text);
             }
+        }
+        self.finish(id, w, canon)
+    }
+
+    /// JSONL through a mapping: values parsed, objects lifted or flattened, keys mapped.
+    fn jsonl_mapped(&self, line: &[u8]) -> Result<Built, Invalid> {
+        let Some(m) = self.opts.mapping.as_deref() else {
+            return self.jsonl(line);
+        };
+        let fields = parse_object(line)?;
+        let values: Vec<(String, Value)> = fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::from_str(v.get()).unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        // (source name, attribute name, rule, value)
+        let mut attrs: Vec<(String, String, Option<Rule>, Value)> = Vec::new();
+        for (source, value) in crate::mapping::reshape(m, values) {
+            let (target, rule) = m.resolve(&source);
+            if let Some(t) = target {
+                let rule = rule.cloned();
+                match attrs.iter_mut().find(|a| a.1 == t) {
+                    Some(slot) => *slot = (source, t, rule, value),
+                    None => attrs.push((source, t, rule, value)),
+                }
+            }
+        }
+        let column = self.opts.id_column.as_str();
+        let find = |name: &str| attrs.iter().find(|a| a.1 == name).map(|a| &a.3);
+        let mut id_value = self.json_identifier(column, find(column))?;
+        let mut kind = self.opts.id_kind;
+        let mut id_col = column;
+        if id_value.trim().is_empty() {
+            if let Some((col, k)) = self.fallback() {
+                if let Some(v) = find(col) {
+                    id_value = self.json_identifier(col, Some(v))?;
+                    kind = k;
+                    id_col = col;
+                }
+            }
+        }
+        let id = self.identifier(kind, id_col, &id_value)?;
+        let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        let mut canon = self.opts.hash.then(Canon::default);
+        let mut converted: Vec<(String, Value)> = Vec::with_capacity(attrs.len());
+        for (source, name, rule, value) in attrs {
+            if name == column {
+                continue;
+            }
+            if value.is_null() {
+                if self.opts.clear_empty {
+                    converted.push((name, Value::String(String::new())));
+                }
+                continue;
+            }
+            let value = match &rule {
+                Some(r) if r.converts() => r.convert_json(value).map_err(|msg| {
+                    invalid(
+                        Some(&id.value),
+                        Some(&source),
+                        format!("field '{source}' ({} -> {name}): {msg}", type_name(r)),
+                    )
+                })?,
+                _ if name == CREATED_AT => timestamp::parse_json(&value)
+                    .map(Value::from)
+                    .map_err(|msg| invalid(Some(&id.value), Some(CREATED_AT), msg))?,
+                _ => value,
+            };
+            if name == "_timestamp" && !self.timestamp_warned.replace(true) {
+                warn_timestamp();
+            }
+            converted.push((name, value));
+            if let Some(r) = &rule {
+                for (k, v) in &r.set_when_present {
+                    converted.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        for (name, value) in &converted {
+            self.write_value(&mut w, &mut canon, &id, name, None, value)?;
         }
         self.finish(id, w, canon)
     }
@@ -320,6 +637,12 @@ impl<'a> Canon<'a> {
 
     fn int(&mut self, name: &'a str, n: i64) {
         self.push(name, b'n', n.to_string().as_bytes());
+    }
+
+    fn value(&mut self, name: &'a str, v: &Value) {
+        let start = self.buf.len();
+        canon_json(v, &mut self.buf);
+        self.pairs.push((name, start..self.buf.len()));
     }
 
     fn json(&mut self, name: &'a str, text: &str) {
@@ -411,10 +734,8 @@ mod tests {
 
     fn opts(api: Api) -> ConvertOptions {
         ConvertOptions {
-            id_kind: IdKind::Id,
-            id_column: "id".into(),
-            api,
             hash: true,
+            ..ConvertOptions::new(IdKind::Id, "id", api)
         }
     }
     const POS: Position = Position { row: 1, line: 2 };
@@ -423,7 +744,7 @@ mod tests {
         let header: Vec<String> = ["id", "zip", "created_at", "note"]
             .map(String::from)
             .to_vec();
-        let c = Converter::new(opts(api), Some(&header));
+        let c = Converter::new(opts(api), Some(&header)).unwrap();
         c.convert(POS, RawRow::Csv(csv::StringRecord::from(cells.to_vec())))
     }
 
@@ -457,7 +778,9 @@ mod tests {
     }
 
     fn jsonl(line: &str) -> Result<Record, (Invalid, RawRow)> {
-        Converter::new(opts(Api::V1), None).convert(POS, RawRow::Line(line.as_bytes().to_vec()))
+        Converter::new(opts(Api::V1), None)
+            .unwrap()
+            .convert(POS, RawRow::Line(line.as_bytes().to_vec()))
     }
 
     #[test]
@@ -503,13 +826,11 @@ mod hash_tests {
 
     fn hash_of(header: &[&str], cells: &[&str]) -> [u8; 16] {
         let opts = ConvertOptions {
-            id_kind: IdKind::Id,
-            id_column: "id".into(),
-            api: Api::Batch,
             hash: true,
+            ..ConvertOptions::new(IdKind::Id, "id", Api::Batch)
         };
         let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
-        let c = Converter::new(opts, Some(&header));
+        let c = Converter::new(opts, Some(&header)).unwrap();
         let rec = c.convert(
             Position { row: 1, line: 2 },
             RawRow::Csv(csv::StringRecord::from(cells.to_vec())),
@@ -519,12 +840,10 @@ mod hash_tests {
 
     fn hash_json(line: &str) -> [u8; 16] {
         let opts = ConvertOptions {
-            id_kind: IdKind::Id,
-            id_column: "id".into(),
-            api: Api::Batch,
             hash: true,
+            ..ConvertOptions::new(IdKind::Id, "id", Api::Batch)
         };
-        let c = Converter::new(opts, None);
+        let c = Converter::new(opts, None).unwrap();
         c.convert(
             Position { row: 1, line: 1 },
             RawRow::Line(line.as_bytes().to_vec()),

@@ -41,6 +41,18 @@ pub struct Job {
     pub max_retries: Option<usize>,
     /// Seconds per request.
     pub timeout: Option<f64>,
+    /// A mapping file.
+    pub mapping: Option<String>,
+    /// A built-in mapping.
+    pub preset: Option<String>,
+    /// Keep only mapped columns.
+    #[serde(default)]
+    pub drop_unmapped: bool,
+    /// Update existing people only.
+    #[serde(default)]
+    pub update_only: bool,
+    /// `ignore` or `clear`.
+    pub empty: Option<String>,
     /// Name of the variable holding the site id (default `CUSTOMERIO_SITE_ID`).
     pub site_id_env: Option<String>,
     /// Name of the variable holding the API key (default `CUSTOMERIO_TRACK_API_KEY`).
@@ -80,6 +92,9 @@ impl Job {
         opt("identify-by", self.identify_by.clone());
         opt("id-column", self.id_column.clone());
         opt("api", self.api.clone());
+        opt("mapping", self.mapping.as_deref().map(resolve));
+        opt("preset", self.preset.clone());
+        opt("empty", self.empty.clone());
         opt("state", self.state.as_deref().map(resolve));
         opt("region", self.region.clone());
         opt("endpoint", self.endpoint.clone());
@@ -127,8 +142,14 @@ impl Job {
                 ),
             );
         }
-        if self.full {
-            a.push("--full".into());
+        for (on, flag) in [
+            (self.full, "--full"),
+            (self.drop_unmapped, "--drop-unmapped"),
+            (self.update_only, "--update-only"),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
         }
         a.push("--quiet".into());
         a

@@ -794,21 +794,16 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     };
 
     let header = rows.csv_header().cloned();
-    if let Some(h) = &header {
-        let col = &cfg.convert.id_column;
-        if !h.names.iter().any(|n| n == col) {
-            let message = format!(
-                "{input_name}: the header has no column '{col}' for the identifier (columns: {}): \
-choose one with --id-column, or --identify-by email",
-                h.names.join(", ")
-            );
-            return early_error(&tally, &mut summary_base, message, started);
-        }
-    }
-    let converter = convert::Converter::new(
+    let converter = match convert::Converter::new(
         cfg.convert.clone(),
         header.as_ref().map(|h| h.names.as_slice()),
-    );
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let message = format!("{input_name}: {e}");
+            return early_error(&tally, &mut summary_base, message, started);
+        }
+    };
     // The ledger (and its lock) lives until this function returns.
     let (_ledger, lookup, ledger_writer) = match &cfg.state {
         None => (None, None, None),

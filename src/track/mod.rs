@@ -101,6 +101,11 @@ impl PayloadWriter {
         let _ = serde_json::to_writer(&mut self.buf, &v);
     }
 
+    /// Any JSON value.
+    pub fn json_value(&mut self, v: &serde_json::Value) {
+        let _ = serde_json::to_writer(&mut self.buf, v);
+    }
+
     /// A value already in JSON text.
     pub fn raw_value(&mut self, json: &str) {
         self.buf.extend_from_slice(json.as_bytes());
