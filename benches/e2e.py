@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end benchmarks of cio-import against its own sandbox, on this machine.
 
-    python3 benches/e2e.py [ceiling] [limit] [memory] [resync] [side]      (default: all)
+    python3 benches/e2e.py [ceiling] [limit] [memory] [resync] [inspect] [side]   (default: all)
 
 Builds the release binary and the row generator, runs each scenario, prints a Markdown table
 per scenario and writes every figure to target/bench/results.json. Only loopback is used.
@@ -179,6 +179,24 @@ def resync():
             f"{again['elapsed_s']:.1f} s", f"{again['rows_per_s']:,.0f}", f"{rss2} MiB"]])
 
 
+def inspect():
+    path = os.path.join(OUT, "4m.csv")
+    if not os.path.exists(path):
+        sh(f"{GEN} 4500000 csv > {path}")
+    size = os.path.getsize(path)
+    runs = []
+    for _ in range(3):
+        t = time.time()
+        subprocess.run([BIN, "inspect", path, "--json"], check=True, stdout=subprocess.DEVNULL, env=ENV)
+        runs.append(time.time() - t)
+    best = sorted(runs)[1]
+    gb_min = size / 1e9 / (best / 60)
+    results["inspect"] = {"bytes": size, "median_s": round(best, 2), "gb_per_min": round(gb_min, 2)}
+    table("inspect: one streaming pass over a generated CSV",
+          ["input", "rows", "time (median of 3)", "MB/s", "GB/min"],
+          [[f"{size / 1e9:.2f} GB", "4,500,000", f"{best:.1f} s", f"{size / 1e6 / best:.0f}", f"{gb_min:.2f}"]])
+
+
 def side_by_side():
     n = 1000
     path = os.path.join(OUT, "1k.csv")
@@ -210,11 +228,11 @@ def side_by_side():
 def main():
     os.makedirs(OUT, exist_ok=True)
     sh(f"cd {ROOT} && cargo build --release --quiet --bin cio-import --example gen_customers")
-    wanted = sys.argv[1:] or ["ceiling", "limit", "memory", "resync", "side"]
+    wanted = sys.argv[1:] or ["ceiling", "limit", "memory", "resync", "inspect", "side"]
     results["machine"] = machine()
     print(f"machine: {results['machine']}")
     steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "resync": resync,
-             "side": side_by_side}
+             "inspect": inspect, "side": side_by_side}
     for w in wanted:
         steps[w]()
     path = os.path.join(OUT, "results.json")
