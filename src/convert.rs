@@ -515,6 +515,13 @@ or --identify-by email{}",
             if size > MAX_VALUE_BYTES {
                 return Err(value_too_long(&id.value, name, size));
             }
+            if !json_object::number_in_range(value) {
+                return Err(invalid(
+                    Some(&id.value),
+                    Some(name),
+                    format!("'{name}' is the number {text}, beyond what a 64-bit float holds: write it as a string"),
+                ));
+            }
             w.key(name);
             w.raw_value(text);
             if let Some(c) = canon.as_mut() {

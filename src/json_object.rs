@@ -86,6 +86,16 @@ pub fn value_bytes(v: &RawValue, limit: usize) -> usize {
         .unwrap_or(t.len())
 }
 
+/// Whether a raw number stays finite as a 64-bit float (`1e400` does not); true for
+/// anything that is not a number.
+pub fn number_in_range(v: &RawValue) -> bool {
+    let t = v.get();
+    let numeric = t.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+    !numeric
+        || t.len() < 16 && !t.contains(['e', 'E'])
+        || t.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 /// Whether a raw value is an integer (what `created_at` and `_timestamp` must be).
 pub fn is_integer(v: &RawValue) -> bool {
     let t = v.get();

@@ -176,6 +176,14 @@ impl Ctx {
                     message,
                 } => {
                     let Some(step) = delays.next() else {
+                        if status.is_none() && message.starts_with("could not connect") {
+                            // Nothing answers at all: every other row would wait out the same
+                            // budget. Stop the run instead of trying each row for minutes.
+                            self.stop.api_fatal(format!(
+                                "cannot reach the Track API after {attempts} attempts ({message}): \
+check the network, a proxy, or --endpoint / --region, then re-run"
+                            ));
+                        }
                         return (Delivery::GaveUp { status, message }, attempts);
                     };
                     // Full jitter: anywhere between zero and the exponential step.

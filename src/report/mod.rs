@@ -18,8 +18,11 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         opts.mode(0o600);
         let f = opts.open(path)?;
-        // An existing file keeps its old mode through open(): narrow it.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        // An existing file keeps its old mode through open(): narrow it (regular files only:
+        // never chmod a device such as /dev/null).
+        if f.metadata()?.is_file() {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         Ok(f)
     }
     #[cfg(not(unix))]

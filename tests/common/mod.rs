@@ -231,7 +231,9 @@ pub fn import_env(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let _ = std::fs::remove_file(dir.join("summary.json"));
+    for stale in ["summary.json", "errors.csv", "rejects.csv", "rejects.jsonl"] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
     let mut child = cmd.spawn().unwrap();
     if let Some(data) = stdin {
         let mut si = child.stdin.take().unwrap();
