@@ -4,7 +4,7 @@
 
 mod common;
 
-use cio_import::sandbox::SandboxConfig;
+use cio_import::sandbox::{Fault, SandboxConfig};
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -26,9 +26,9 @@ fn assert_all_arrived(sb: &Sb, n: usize) {
     }
 }
 
-fn storm(retry_after: Option<u64>) -> SandboxConfig {
+fn storm(retry_after: Option<u64>, limit: u32) -> SandboxConfig {
     SandboxConfig {
-        limit: 300,
+        limit,
         burst: 10,
         retry_after,
         fail_rate: 0.20,
@@ -37,6 +37,16 @@ fn storm(retry_after: Option<u64>) -> SandboxConfig {
         slow: Duration::from_millis(1500),
         ambiguous_rate: 0.02,
         seed: Some(7),
+        // Every kind of fault at least once, whatever the dice do; then the random storm.
+        script: vec![
+            Fault::Status(503),
+            Fault::Reset,
+            Fault::Slow,
+            Fault::Status(429),
+            Fault::RateLimited { retry_after: 1 },
+            Fault::Ambiguous,
+            Fault::Status(502),
+        ],
         ..SandboxConfig::default()
     }
 }
@@ -55,7 +65,7 @@ const FAST_RETRIES: [&str; 8] = [
 #[test]
 fn a_storm_in_batch_mode_loses_nothing() {
     for retry_after in [Some(1), None] {
-        let sb = sandbox(storm(retry_after));
+        let sb = sandbox(storm(retry_after, 300));
         let dir = tempdir();
         write(dir.path(), "p.csv", rows(100_000));
         let mut args = vec!["p.csv", "--batch-size", "1000", "--rate", "400"];
@@ -84,7 +94,7 @@ fn a_storm_in_batch_mode_loses_nothing() {
 
 #[test]
 fn a_storm_in_v1_loses_nothing() {
-    let sb = sandbox(storm(None));
+    let sb = sandbox(storm(None, 1000));
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(5_000));
     let mut args = vec![
@@ -100,6 +110,12 @@ fn a_storm_in_v1_loses_nothing() {
     let run = import(dir.path(), Some(&sb.url()), &args, None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 5_000);
+    let st = sb.stats();
+    assert!(
+        st.status(429) > 0 && st.resets > 0 && st.status(504) > 0,
+        "{:?}",
+        st.by_status
+    );
     assert_all_arrived(&sb, 5_000);
     // Ambiguous answers were retried: some people were applied twice, harmlessly.
     assert!(sb.people().values().any(|p| p.updates > 1));

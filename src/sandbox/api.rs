@@ -189,6 +189,13 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
             return retry_after_response(Some(retry_after))
         }
         Some(super::Fault::Reset) => return reset_response(),
+        Some(super::Fault::Slow) => {
+            tokio::time::sleep(s.cfg.slow).await;
+            return status_json(
+                StatusCode::GATEWAY_TIMEOUT,
+                json!({"meta": {"error": "slow answer (sandbox)"}}),
+            );
+        }
         Some(super::Fault::Ambiguous) => ambiguous = true,
         Some(super::Fault::Pass) | None => {}
     }

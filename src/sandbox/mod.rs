@@ -67,6 +67,8 @@ pub enum Fault {
     },
     /// Close the connection without an answer.
     Reset,
+    /// Answer 504 only after the configured slow delay.
+    Slow,
     /// Apply the request, then answer 500.
     Ambiguous,
     /// Serve normally.
