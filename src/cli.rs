@@ -94,29 +94,83 @@ pub enum RegionArg {
     Eu,
 }
 
+/// How to read an input and find the people in it: shared by `import` and `inspect`.
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// The input format (needed for stdin; otherwise taken from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// CSV delimiter: one character, or `tab`.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Which identifier addresses people [default: id, or the preset's].
+    #[arg(long, value_enum)]
+    pub identify_by: Option<IdentifyBy>,
+    /// The column holding the identifier, after mapping (default: the --identify-by name).
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// A mapping file (TOML): renames, drops, types, value maps, constants.
+    #[arg(long, conflicts_with = "preset")]
+    pub mapping: Option<PathBuf>,
+    /// A built-in mapping for another platform's export (see `cio-import presets`).
+    #[arg(long)]
+    pub preset: Option<String>,
+}
+
+/// What [`ReadArgs`] resolve to for one input.
+pub struct Reading {
+    /// CSV or JSONL.
+    pub format: Format,
+    /// The CSV delimiter.
+    pub delimiter: u8,
+    /// The identifier kind.
+    pub id_kind: IdKind,
+    /// The identifier's column after mapping.
+    pub id_column: String,
+    /// The mapping, if any.
+    pub mapping: Option<Mapping>,
+}
+
+impl ReadArgs {
+    /// Flags first, then the mapping's options, then the file name.
+    pub fn resolve(&self, input: &Input) -> Result<Reading, UsageError> {
+        let mapping =
+            load_mapping(self.mapping.as_deref(), self.preset.as_deref())?.map(|(_, m)| m);
+        let format = source::detect_format(
+            input,
+            self.format
+                .map(|f| match f {
+                    FormatArg::Csv => Format::Csv,
+                    FormatArg::Jsonl => Format::Jsonl,
+                })
+                .or(mapping.as_ref().and_then(|m| m.format)),
+        )
+        .map_err(UsageError)?;
+        let delimiter = match (&self.delimiter, mapping.as_ref().and_then(|m| m.delimiter)) {
+            (Some(d), _) => parse_delimiter(d)?,
+            (None, Some(d)) => d,
+            (None, None) => source::default_delimiter(input),
+        };
+        let (id_kind, id_column) =
+            id_choice(self.identify_by, self.id_column.as_ref(), mapping.as_ref());
+        Ok(Reading {
+            format,
+            delimiter,
+            id_kind,
+            id_column,
+            mapping,
+        })
+    }
+}
+
 /// Options of `inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// The input file, or - for stdin.
     pub input: PathBuf,
-    /// The input format (needed for stdin).
-    #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
-    /// CSV delimiter.
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    /// Which identifier will address people.
-    #[arg(long, value_enum)]
-    pub identify_by: Option<IdentifyBy>,
-    /// The identifier's column (after mapping).
-    #[arg(long)]
-    pub id_column: Option<String>,
-    /// A mapping file to apply.
-    #[arg(long, conflicts_with = "preset")]
-    pub mapping: Option<PathBuf>,
-    /// A built-in mapping (see `cio-import presets`).
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// How to read it.
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -137,12 +191,9 @@ pub struct ImportArgs {
     /// The input file (.csv, .tsv, .jsonl, .ndjson, optionally .gz), or - for stdin.
     #[arg(required_unless_present = "print_mapping")]
     pub input: Option<PathBuf>,
-    /// A mapping file (TOML): renames, drops, types, value maps, constants.
-    #[arg(long, conflicts_with = "preset")]
-    pub mapping: Option<PathBuf>,
-    /// A built-in mapping for another platform's export (see `cio-import presets`).
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// How to read it.
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Print the mapping (of --preset or --mapping) as a file to start editing from, and exit.
     #[arg(long)]
     pub print_mapping: bool,
@@ -155,18 +206,6 @@ pub struct ImportArgs {
     /// What an empty cell does.
     #[arg(long, value_enum, default_value = "ignore")]
     pub empty: EmptyArg,
-    /// The input format (needed for stdin; otherwise taken from the extension).
-    #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
-    /// CSV delimiter: one character, or `tab`.
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    /// Which identifier addresses people [default: id, or the preset's].
-    #[arg(long, value_enum)]
-    pub identify_by: Option<IdentifyBy>,
-    /// The column holding the identifier, after mapping (default: the --identify-by name).
-    #[arg(long)]
-    pub id_column: Option<String>,
     /// The API to use.
     #[arg(long, value_enum, default_value = "batch")]
     pub api: ApiArg,
@@ -431,31 +470,21 @@ impl ImportArgs {
         credentials: Option<Credentials>,
         endpoint_override: Option<reqwest::Url>,
     ) -> Result<ImportConfig, UsageError> {
-        let mapping =
-            load_mapping(self.mapping.as_deref(), self.preset.as_deref())?.map(|(_, mut m)| {
-                m.drop_unmapped |= self.drop_unmapped;
-                m
-            });
-        if self.drop_unmapped && mapping.is_none() {
-            return Err(UsageError(
-                "--drop-unmapped needs --mapping or --preset".into(),
-            ));
-        }
         let input_arg = self
             .input
             .as_ref()
             .ok_or_else(|| UsageError("the input file is missing".into()))?;
         let input = Input::from_arg(input_arg);
-        let format = source::detect_format(
-            &input,
-            self.format
-                .map(|f| match f {
-                    FormatArg::Csv => Format::Csv,
-                    FormatArg::Jsonl => Format::Jsonl,
-                })
-                .or(mapping.as_ref().and_then(|m| m.format)),
-        )
-        .map_err(UsageError)?;
+        let mut reading = self.read.resolve(&input)?;
+        match reading.mapping.as_mut() {
+            Some(m) => m.drop_unmapped |= self.drop_unmapped,
+            None if self.drop_unmapped => {
+                return Err(UsageError(
+                    "--drop-unmapped needs --mapping or --preset".into(),
+                ))
+            }
+            None => {}
+        }
         let endpoint = match (endpoint_override, &self.endpoint) {
             (Some(u), _) => u,
             (None, Some(e)) => track::check_endpoint(e).map_err(UsageError)?,
@@ -493,23 +522,17 @@ or try --sandbox or --dry-run",
         if self.batch_size == Some(0) {
             return Err(UsageError("--batch-size must be at least 1".into()));
         }
-        let (id_kind, id_column) =
-            id_choice(self.identify_by, self.id_column.as_ref(), mapping.as_ref());
-        let mut cfg = ImportConfig::new(input.clone(), format, endpoint);
-        cfg.delimiter = match (&self.delimiter, mapping.as_ref().and_then(|m| m.delimiter)) {
-            (Some(d), _) => parse_delimiter(d)?,
-            (None, Some(d)) => d,
-            (None, None) => source::default_delimiter(&input),
-        };
+        let mut cfg = ImportConfig::new(input, reading.format, endpoint);
+        cfg.delimiter = reading.delimiter;
         cfg.convert = ConvertOptions {
-            id_kind,
-            id_column,
+            id_kind: reading.id_kind,
+            id_column: reading.id_column,
             api: match self.api {
                 ApiArg::Batch => Api::Batch,
                 ApiArg::V1 => Api::V1,
             },
             hash: self.state.is_some(),
-            mapping: mapping.map(std::sync::Arc::new),
+            mapping: reading.mapping.map(std::sync::Arc::new),
             clear_empty: self.empty == EmptyArg::Clear,
             update_only: self.update_only,
         };
@@ -657,7 +680,7 @@ pub fn main() -> u8 {
 }
 
 fn print_mapping(args: &ImportArgs) -> u8 {
-    match load_mapping(args.mapping.as_deref(), args.preset.as_deref()) {
+    match load_mapping(args.read.mapping.as_deref(), args.read.preset.as_deref()) {
         Ok(Some((text, _))) => {
             print!("{text}");
             exit::SUCCESS

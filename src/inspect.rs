@@ -2,11 +2,11 @@
 //! columns hold, how well the identifier covers the rows, which rows would be invalid and why,
 //! what would break a Track API limit, and a mapping to start from.
 
-use crate::cli::{load_mapping, FormatArg, IdentifyBy, InspectArgs};
+use crate::cli::InspectArgs;
 use crate::convert::{ConvertOptions, Converter};
 use crate::exit;
 use crate::mapping::snake_case;
-use crate::record::{IdKind, Identifier};
+use crate::record::Identifier;
 use crate::source::{self, Format, Input, Item, Rows};
 use crate::track::Api;
 use crate::validate::{MAX_ATTRIBUTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
@@ -205,45 +205,15 @@ pub fn run(args: &InspectArgs) -> u8 {
 
 fn inspect(args: &InspectArgs) -> Result<(), String> {
     let started = Instant::now();
-    let mapping = load_mapping(args.mapping.as_deref(), args.preset.as_deref())
-        .map_err(|e| e.0)?
-        .map(|(_, m)| m);
     let input = Input::from_arg(&args.input);
-    let format = source::detect_format(
-        &input,
-        args.format
-            .map(|f| match f {
-                FormatArg::Csv => Format::Csv,
-                FormatArg::Jsonl => Format::Jsonl,
-            })
-            .or(mapping.as_ref().and_then(|m| m.format)),
-    )?;
-    let delimiter = match (&args.delimiter, mapping.as_ref().and_then(|m| m.delimiter)) {
-        (Some(d), _) if d == "tab" => b'\t',
-        (Some(d), _) if d.len() == 1 => d.as_bytes()[0],
-        (Some(d), _) => return Err(format!("--delimiter '{d}': one character")),
-        (None, Some(d)) => d,
-        (None, None) => source::default_delimiter(&input),
-    };
-    let kind = match args.identify_by {
-        Some(IdentifyBy::Id) => IdKind::Id,
-        Some(IdentifyBy::Email) => IdKind::Email,
-        Some(IdentifyBy::CioId) => IdKind::CioId,
-        None => mapping
-            .as_ref()
-            .and_then(|m| m.identify_by)
-            .unwrap_or(IdKind::Id),
-    };
-    let id_column = args
-        .id_column
-        .clone()
-        .or_else(|| {
-            mapping
-                .as_ref()
-                .filter(|_| args.identify_by.is_none())
-                .and_then(|m| m.id_column.clone())
-        })
-        .unwrap_or_else(|| kind.as_str().to_string());
+    let reading = args.read.resolve(&input).map_err(|e| e.0)?;
+    let (format, delimiter, kind, id_column) = (
+        reading.format,
+        reading.delimiter,
+        reading.id_kind,
+        reading.id_column.clone(),
+    );
+    let mapping = reading.mapping;
     let opened = source::open(&input).map_err(|e| e.to_string())?;
     let bytes_read = opened.bytes_read.clone();
     let mut rows =
