@@ -318,7 +318,8 @@ fn write_loop(
             if !broken {
                 broken = true;
                 on_error(format!(
-                    "cannot write the state file {}: {e}; acknowledged rows may be sent again next run",
+                    "cannot write the state file {}: {e} (disk full?): free some space, then re-run; \
+rows acknowledged since the last commit will be sent again",
                     path.display()
                 ));
             }

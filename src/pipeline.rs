@@ -943,8 +943,16 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     if let Some(w) = files.ledger {
         let json = serde_json::to_string(&s).unwrap_or_default();
         if let Err(e) = w.finish(json, s.exit_code) {
+            let path = cfg
+                .state
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             s.outcome = "aborted".into();
-            s.stop_reason = Some(format!("the state file could not be written: {e}"));
+            // Keep the first reason (it names what failed first); add this one otherwise.
+            s.stop_reason.get_or_insert_with(|| {
+                format!("cannot write the state file {path}: {e}; free some space, then re-run")
+            });
             s.exit_code = exit::USAGE_OR_IO;
         }
     }

@@ -464,3 +464,43 @@ fn the_key_stays_secret_in_every_command() {
         }
     }
 }
+
+#[test]
+fn a_full_disk_for_the_state_file_is_a_clear_fatal_error() {
+    // A file-size limit (with SIGXFSZ ignored) makes every write past 64 KiB fail with EFBIG,
+    // as a full disk would: the ledger's writes fail part-way through the run.
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "p.csv", rows(20_000));
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 128; exec {} import p.csv --state s.db --summary s.json -q --api v1 --rate 0 --endpoint {}",
+        bin(),
+        sb.url()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("state file") && stderr.contains("s.db"),
+        "{stderr}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
+    assert_accounted(&s);
+    assert_eq!(s["outcome"], "aborted");
+    assert!(
+        s["sent"].as_u64().unwrap() < 20_000,
+        "the run must stop early: {s}"
+    );
+    assert_eq!(
+        s["sent"].as_u64().unwrap() as usize,
+        sb.people().len(),
+        "sent means arrived"
+    );
+}
