@@ -790,11 +790,7 @@ async fn import(args: ImportArgs, env_credentials: Option<Credentials>) -> u8 {
     }
     eprint!("{}", summary.table());
     if let Some(s) = sandbox {
-        let stem = crate::report::summary::default_paths(Some(&input_for_save), "csv").0;
-        let stem = stem
-            .to_string_lossy()
-            .trim_end_matches(".rejects.csv")
-            .to_string();
+        let stem = crate::report::summary::input_stem(Some(&input_for_save));
         let path = sandbox::default_save_path(&stem);
         match s.save_people(&path) {
             Ok(n) => eprintln!("sandbox: {n} people received; saved to {}", path.display()),

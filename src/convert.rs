@@ -231,11 +231,6 @@ or --identify-by email{}",
         })
     }
 
-    /// The options in use.
-    pub fn options(&self) -> &ConvertOptions {
-        &self.opts
-    }
-
     /// Converts and validates one row; an invalid row comes back with its raw form.
     pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Record, (Invalid, RawRow)> {
         let built = match &raw {
@@ -547,11 +542,10 @@ or --identify-by email{}",
             })
             .collect();
         // (source name, attribute name, rule, value)
-        let mut attrs: Vec<(String, String, Option<Rule>, Value)> = Vec::new();
+        let mut attrs: Vec<(String, String, Option<&Rule>, Value)> = Vec::new();
         for (source, value) in crate::mapping::reshape(m, values) {
             let (target, rule) = m.resolve(&source);
             if let Some(t) = target {
-                let rule = rule.cloned();
                 match attrs.iter_mut().find(|a| a.1 == t) {
                     Some(slot) => *slot = (source, t, rule, value),
                     None => attrs.push((source, t, rule, value)),

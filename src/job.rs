@@ -105,16 +105,7 @@ impl Job {
         opt("timeout", self.timeout.map(|v| v.to_string()));
         if let Some(dir) = &self.reports_dir {
             let dir = PathBuf::from(resolve(dir));
-            let stem = Path::new(&self.input)
-                .file_name()
-                .map(|n| {
-                    n.to_string_lossy()
-                        .split('.')
-                        .next()
-                        .unwrap_or("input")
-                        .to_string()
-                })
-                .unwrap_or_else(|| "input".into());
+            let stem = crate::report::summary::input_stem(Some(Path::new(&self.input)));
             let ext = match self.format.as_deref() {
                 Some("jsonl") => "jsonl",
                 Some(_) => "csv",

@@ -144,25 +144,15 @@ fn an_operation_over_32000_bytes_is_invalid_and_never_sent() {
 fn a_partial_batch_is_sent_when_stdin_goes_quiet() {
     let sb = plain();
     let dir = tempdir();
-    let mut child = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "import",
-            "-",
-            "--format",
-            "jsonl",
-            "--summary",
-            "s.json",
-            "-q",
-            "--endpoint",
-            &sb.url(),
-        ])
-        .env("CUSTOMERIO_SITE_ID", SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = import_command(
+        dir.path(),
+        &sb.url(),
+        &["-", "--format", "jsonl", "--summary", "s.json", "-q"],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"{\"id\":\"early-1\"}\n{\"id\":\"early-2\"}\n")

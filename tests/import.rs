@@ -602,10 +602,10 @@ fn ctrl_c_stops_reading_writes_reports_and_exits_130() {
         csv.push_str(&format!("{i}\n"));
     }
     write(dir.path(), "p.csv", csv);
-    let child = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "import",
+    let child = import_command(
+        dir.path(),
+        &sb.url(),
+        &[
             "p.csv",
             "--api",
             "v1",
@@ -616,13 +616,11 @@ fn ctrl_c_stops_reading_writes_reports_and_exits_130() {
             "--summary",
             "s.json",
             "-q",
-        ])
-        .args(["--endpoint", &sb.url()])
-        .env("CUSTOMERIO_SITE_ID", SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     // Wait until people are arriving, then interrupt (no sleeping on luck: poll the sandbox).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while sb.people().len() < 3 {

@@ -223,17 +223,16 @@ fn a_second_run_on_the_same_ledger_fails_fast() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", people_csv(400, &[]));
-    let mut first = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "import", "p.csv", "--state", "state.db", "--api", "v1", "--rate", "20", "-q",
-        ])
-        .args(["--endpoint", &sb.url()])
-        .env("CUSTOMERIO_SITE_ID", SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = import_command(
+        dir.path(),
+        &sb.url(),
+        &[
+            "p.csv", "--state", "state.db", "--api", "v1", "--rate", "20", "-q",
+        ],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while sb.stats().requests == 0 {
         assert!(Instant::now() < deadline, "the first run never started");
@@ -287,10 +286,10 @@ fn kill_9_at_random_points_loses_nothing_and_the_ledger_agrees_with_the_api() {
     let mut kills = 0;
     for _ in 0..5 {
         let before = sb.stats().requests;
-        let mut child = std::process::Command::new(bin())
-            .current_dir(dir.path())
-            .args([
-                "import",
+        let mut child = import_command(
+            dir.path(),
+            &sb.url(),
+            &[
                 "p.csv",
                 "--state",
                 "state.db",
@@ -299,13 +298,11 @@ fn kill_9_at_random_points_loses_nothing_and_the_ledger_agrees_with_the_api() {
                 "--rate",
                 "40",
                 "-q",
-            ])
-            .args(["--endpoint", &sb.url()])
-            .env("CUSTOMERIO_SITE_ID", SITE)
-            .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            ],
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
         // Kill after a random number of requests reached the API (polled, not timed).
         let target = before + 1 + rng.below(12);
         let deadline = Instant::now() + Duration::from_secs(60);

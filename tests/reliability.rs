@@ -251,10 +251,10 @@ fn a_full_disk_for_the_reports_is_a_clear_fatal_error() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(100));
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "import",
+    let out = import_command(
+        dir.path(),
+        &sb.url(),
+        &[
             "p.csv",
             "--errors",
             "/dev/full",
@@ -263,12 +263,10 @@ fn a_full_disk_for_the_reports_is_a_clear_fatal_error() {
             "-q",
             "--api",
             "v1",
-        ])
-        .args(["--endpoint", &sb.url()])
-        .env("CUSTOMERIO_SITE_ID", SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -327,17 +325,16 @@ fn ctrl_c_with_a_ledger_then_a_rerun_finishes_the_job() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(600));
-    let child = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "import", "p.csv", "--state", "s.db", "--api", "v1", "--rate", "50", "-q",
-        ])
-        .args(["--endpoint", &sb.url()])
-        .env("CUSTOMERIO_SITE_ID", SITE)
-        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = import_command(
+        dir.path(),
+        &sb.url(),
+        &[
+            "p.csv", "--state", "s.db", "--api", "v1", "--rate", "50", "-q",
+        ],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while sb.people().len() < 20 {
         assert!(Instant::now() < deadline, "no progress");

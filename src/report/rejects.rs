@@ -17,7 +17,6 @@ pub struct RejectsWriter {
     path: PathBuf,
     header: Option<CsvHeader>,
     sink: Option<Sink>,
-    rows: u64,
 }
 
 impl RejectsWriter {
@@ -27,18 +26,12 @@ impl RejectsWriter {
             path,
             header,
             sink: None,
-            rows: 0,
         }
     }
 
     /// Where the file goes.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How many rows were written.
-    pub fn rows(&self) -> u64 {
-        self.rows
     }
 
     fn open(&mut self) -> Result<&mut Sink, ReportError> {
@@ -101,7 +94,6 @@ impl RejectsWriter {
                 w.write_all(b"\n").map_err(ReportError::at(&path))?;
             }
         }
-        self.rows += 1;
         Ok(())
     }
 

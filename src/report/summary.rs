@@ -188,9 +188,10 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Default report paths: `<stem>.rejects.<ext>` and `<stem>.errors.csv`, in the current directory.
-pub fn default_paths(input: Option<&Path>, ext: &str) -> (PathBuf, PathBuf) {
-    let stem = input
+/// The name reports are named after: the file name without `.gz` and its extension
+/// (`data/customers.csv.gz` -> `customers`), or `stdin`.
+pub fn input_stem(input: Option<&Path>) -> String {
+    input
         .and_then(|p| p.file_name())
         .map(|n| {
             let n = n.to_string_lossy().to_string();
@@ -200,7 +201,12 @@ pub fn default_paths(input: Option<&Path>, ext: &str) -> (PathBuf, PathBuf) {
                 _ => n,
             }
         })
-        .unwrap_or_else(|| "stdin".to_string());
+        .unwrap_or_else(|| "stdin".to_string())
+}
+
+/// Default report paths: `<stem>.rejects.<ext>` and `<stem>.errors.csv`, in the current directory.
+pub fn default_paths(input: Option<&Path>, ext: &str) -> (PathBuf, PathBuf) {
+    let stem = input_stem(input);
     (
         PathBuf::from(format!("{stem}.rejects.{ext}")),
         PathBuf::from(format!("{stem}.errors.csv")),

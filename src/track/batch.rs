@@ -80,11 +80,6 @@ impl Packer {
         self.spans.push(start..self.body.len());
     }
 
-    /// Number of operations packed so far.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
     /// Whether nothing is packed.
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()

@@ -116,16 +116,6 @@ impl PayloadWriter {
         self.attributes
     }
 
-    /// The bytes written so far (for size checks).
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Whether nothing was written (never: `begin` writes the opening).
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// Closes the JSON and returns the payload.
     pub fn finish(mut self) -> Vec<u8> {
         match self.api {

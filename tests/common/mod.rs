@@ -306,3 +306,16 @@ pub fn spawn_sandbox(args: &[&str]) -> (std::process::Child, String) {
         .unwrap();
     (child, first.trim().to_string())
 }
+
+/// `cio-import import ARGS --endpoint URL` in `dir` with the test credentials, for tests that
+/// spawn the importer themselves (to signal or kill it, or to feed its stdin).
+pub fn import_command(dir: &Path, endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir)
+        .arg("import")
+        .args(args)
+        .args(["--endpoint", endpoint])
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY);
+    cmd
+}
