@@ -249,6 +249,7 @@ or --identify-by email{}",
                 payload,
                 raw,
                 hash,
+                forget_first: false,
             }),
             Err(inv) => Err((inv, raw)),
         }

@@ -1,6 +1,11 @@
-//! The local state for delta syncs and crash-safe resume: per person, the hash of the
-//! attributes the API last acknowledged, in one SQLite file (WAL, synchronous=FULL), plus a
-//! record of every run and the rows that failed in it.
+//! The local state for delta syncs and crash-safe resume: per destination (workspace and
+//! host) and person, the hash of the attributes that destination last acknowledged, in one
+//! SQLite file (WAL, synchronous=FULL), plus a record of every run and the rows that failed.
+//!
+//! The ledger only ever claims what an acknowledgement proved. Before a person is sent with
+//! values other than the recorded ones, their record is removed (and committed) first: if the
+//! send then fails, times out, or the process dies, the ledger knows nothing of that person
+//! rather than something that may no longer be true.
 
 use crate::record::{Failure, IdKind, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -36,6 +41,37 @@ fn io(path: &Path) -> impl Fn(String) -> LedgerError + '_ {
     }
 }
 
+/// Where acknowledgements come from: one Customer.io workspace (site id) at one API host.
+/// A ledger never skips a row on another destination's word.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The workspace's site id (not a secret).
+    pub site_id: String,
+    /// `host:port` of the Track API base.
+    pub host: String,
+}
+
+impl Destination {
+    /// The destination of a run with `site_id` against `endpoint`.
+    pub fn new(site_id: &str, endpoint: &url::Url) -> Destination {
+        let host = endpoint.host_str().unwrap_or("").to_ascii_lowercase();
+        let host = match endpoint.port_or_known_default() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        Destination {
+            site_id: site_id.to_string(),
+            host,
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "site {} at {}", self.site_id, self.host)
+    }
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -44,13 +80,21 @@ fn now() -> i64 {
 }
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS destinations (
+    id INTEGER PRIMARY KEY,
+    site_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    UNIQUE (site_id, host)
+);
 CREATE TABLE IF NOT EXISTS people (
+    dest INTEGER NOT NULL,
     kind TEXT NOT NULL,
     identifier TEXT NOT NULL,
     hash BLOB NOT NULL,
     acked_at INTEGER NOT NULL,
     run_id INTEGER NOT NULL,
-    PRIMARY KEY (kind, identifier)
+    PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -58,7 +102,8 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at INTEGER,
     input TEXT NOT NULL,
     summary TEXT,
-    exit_code INTEGER
+    exit_code INTEGER,
+    dest INTEGER
 );
 CREATE TABLE IF NOT EXISTS failures (
     run_id INTEGER NOT NULL,
@@ -81,16 +126,54 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
-/// An open ledger: the run's lock, its id, and the path.
+/// An open ledger: the run's lock, its id, its destination, and the path.
 pub struct Ledger {
     path: PathBuf,
     run_id: i64,
+    dest: i64,
+    notes: Vec<String>,
     _lock: File,
 }
 
+/// Ledgers written before acknowledgements were tied to a destination have a `people` table
+/// without `dest`. Nobody can tell which workspace acknowledged those rows, so they are not
+/// trusted: the table is dropped (everyone is sent once) and the reason returned for the log.
+fn upgrade(conn: &Connection, path: &Path) -> Result<Option<String>, LedgerError> {
+    let e = |e: rusqlite::Error| io(path)(e.to_string());
+    let has = |table: &str, column: &str| -> Result<(bool, bool), LedgerError> {
+        let mut st = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .map_err(e)?;
+        let cols: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .map_err(e)?
+            .collect::<Result<_, _>>()
+            .map_err(e)?;
+        Ok((!cols.is_empty(), cols.iter().any(|c| c == column)))
+    };
+    let mut note = None;
+    if let (true, false) = has("people", "dest")? {
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM people", [], |r| r.get(0))
+            .map_err(e)?;
+        conn.execute_batch("DROP TABLE people").map_err(e)?;
+        note = Some(format!(
+            "{}: its {n} acknowledgements were recorded before the state file noted which \
+workspace acknowledged them; they are no longer trusted, so everyone is sent once",
+            path.display()
+        ));
+    }
+    if let (true, false) = has("runs", "dest")? {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN dest INTEGER")
+            .map_err(e)?;
+    }
+    Ok(note)
+}
+
 impl Ledger {
-    /// Opens (creating, owner-only) the ledger at `path`, takes its lock, records a new run.
-    pub fn open(path: &Path, input: &str) -> Result<Ledger, LedgerError> {
+    /// Opens (creating, owner-only) the ledger at `path`, takes its lock, records a new run
+    /// against `dest`. Lookups and acknowledgements of this run are those of `dest` only.
+    pub fn open(path: &Path, input: &str, dest: &Destination) -> Result<Ledger, LedgerError> {
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
         let lock = private_file(&lock_path)
             .map_err(|e| io(path)(format!("cannot create {}: {e}", lock_path.display())))?;
@@ -102,18 +185,70 @@ impl Ledger {
         // Created owner-only before SQLite opens it; SQLite gives its WAL the same mode.
         private_file(path).map_err(|e| io(path)(format!("cannot create: {e}")))?;
         let conn = connect(path)?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| io(path)(e.to_string()))?;
+        let e = |e: rusqlite::Error| io(path)(e.to_string());
+        let mut notes = Vec::new();
+        notes.extend(upgrade(&conn, path)?);
+        conn.execute_batch(SCHEMA).map_err(e)?;
+        let known: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
+                params![dest.site_id, dest.host],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e)?;
+        let dest_id = match known {
+            Some(id) => id,
+            None => {
+                let others: Vec<String> = {
+                    let mut st = conn
+                        .prepare("SELECT site_id, host FROM destinations ORDER BY id")
+                        .map_err(e)?;
+                    let rows = st
+                        .query_map([], |r| {
+                            Ok(Destination {
+                                site_id: r.get(0)?,
+                                host: r.get(1)?,
+                            }
+                            .to_string())
+                        })
+                        .map_err(e)?;
+                    rows.collect::<Result<_, _>>().map_err(e)?
+                };
+                if !others.is_empty() {
+                    notes.push(format!(
+                        "{} holds acknowledgements from {} only; this run goes to {dest}, which \
+it has not seen: everyone is sent (nothing is skipped on another workspace's word)",
+                        path.display(),
+                        others.join(", ")
+                    ));
+                }
+                conn.execute(
+                    "INSERT INTO destinations (site_id, host, first_seen) VALUES (?1, ?2, ?3)",
+                    params![dest.site_id, dest.host, now()],
+                )
+                .map_err(e)?;
+                conn.last_insert_rowid()
+            }
+        };
         conn.execute(
-            "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
-            params![now(), input],
+            "INSERT INTO runs (started_at, input, dest) VALUES (?1, ?2, ?3)",
+            params![now(), input, dest_id],
         )
-        .map_err(|e| io(path)(e.to_string()))?;
+        .map_err(e)?;
         Ok(Ledger {
             path: path.to_path_buf(),
             run_id: conn.last_insert_rowid(),
+            dest: dest_id,
+            notes,
             _lock: lock,
         })
+    }
+
+    /// What the log should say about this ledger before the run (a destination it has not
+    /// seen, acknowledgements it no longer trusts).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// A read connection for the reader thread (memory-mapped, with a large page cache: a
@@ -125,6 +260,7 @@ impl Ledger {
         Ok(Lookup {
             conn,
             path: self.path.clone(),
+            dest: self.dest,
             in_txn: std::cell::Cell::new(0),
         })
     }
@@ -136,11 +272,11 @@ impl Ledger {
     ) -> Result<LedgerWriter, LedgerError> {
         let conn = connect(&self.path)?;
         let (tx, rx) = mpsc::channel::<Msg>();
-        let run_id = self.run_id;
+        let (run_id, dest) = (self.run_id, self.dest);
         let path = self.path.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || write_loop(conn, rx, run_id, &path, on_error))
+            .spawn(move || write_loop(conn, rx, run_id, dest, &path, on_error))
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(LedgerWriter {
             tx,
@@ -170,6 +306,7 @@ fn private_file(path: &Path) -> std::io::Result<File> {
 pub struct Lookup {
     conn: Connection,
     path: PathBuf,
+    dest: i64,
     in_txn: std::cell::Cell<u32>,
 }
 
@@ -178,7 +315,7 @@ pub struct Lookup {
 const LOOKUPS_PER_TXN: u32 = 20_000;
 
 impl Lookup {
-    /// The hash last acknowledged for `id`, if any.
+    /// The hash this run's destination last acknowledged for `id`, if any.
     pub fn hash_of(&self, id: &Identifier) -> Result<Option<[u8; 16]>, LedgerError> {
         let n = self.in_txn.get();
         if n == 0 || n >= LOOKUPS_PER_TXN {
@@ -192,18 +329,25 @@ impl Lookup {
         }
         let mut st = self
             .conn
-            .prepare_cached("SELECT hash FROM people WHERE kind = ?1 AND identifier = ?2")
+            .prepare_cached(
+                "SELECT hash FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+            )
             .map_err(|e| io(&self.path)(e.to_string()))?;
         let got: Option<Vec<u8>> = st
-            .query_row(params![id.kind.as_str(), id.value], |r| r.get(0))
+            .query_row(params![self.dest, id.kind.as_str(), id.value], |r| r.get(0))
             .optional()
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(got.and_then(|v| v.try_into().ok()))
     }
 }
 
+/// Told when a [`LedgerWriter::forget`] is committed: `true` once durable, `false` if the
+/// ledger could not be written (then the people must not be sent).
+pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
+
 enum Msg {
     Acked(Vec<(IdKind, String, [u8; 16])>),
+    Forget(Vec<(IdKind, String)>, Option<Forgotten>),
     Failed(Failure),
     Finish {
         summary: String,
@@ -223,6 +367,17 @@ impl LedgerWriter {
     pub fn acked(&self, people: Vec<(IdKind, String, [u8; 16])>) {
         if !people.is_empty() {
             let _ = self.tx.send(Msg::Acked(people));
+        }
+    }
+
+    /// Removes what the ledger knows of `people`, committed before `done` is told: called
+    /// before they are sent with other values, so that a send whose outcome is never known
+    /// (a failure, a timeout, a crash) leaves no stale claim behind.
+    pub fn forget(&self, people: Vec<(IdKind, String)>, done: Option<Forgotten>) {
+        if let Err(mpsc::SendError(Msg::Forget(_, Some(done)))) =
+            self.tx.send(Msg::Forget(people, done))
+        {
+            let _ = done.send(false);
         }
     }
 
@@ -258,6 +413,7 @@ fn write_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Msg>,
     run_id: i64,
+    dest: i64,
     path: &Path,
     on_error: impl Fn(String),
 ) {
@@ -269,12 +425,16 @@ fn write_loop(
             batch.push(m);
         }
         let mut finish = None;
+        let mut forgotten = Vec::new();
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             {
                 let mut up = tx.prepare_cached(
-                    "INSERT INTO people (kind, identifier, hash, acked_at, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id",
+                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id",
+                )?;
+                let mut del = tx.prepare_cached(
+                    "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
                 )?;
                 let mut fail = tx.prepare_cached(
                     "INSERT INTO failures (run_id, row, line, identifier, class, status, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -284,8 +444,14 @@ fn write_loop(
                     match m {
                         Msg::Acked(people) => {
                             for (kind, id, hash) in people {
-                                up.execute(params![kind.as_str(), id, &hash[..], t, run_id])?;
+                                up.execute(params![dest, kind.as_str(), id, &hash[..], t, run_id])?;
                             }
+                        }
+                        Msg::Forget(people, done) => {
+                            for (kind, id) in people {
+                                del.execute(params![dest, kind.as_str(), id])?;
+                            }
+                            forgotten.extend(done);
                         }
                         Msg::Failed(f) => {
                             fail.execute(params![
@@ -314,6 +480,10 @@ fn write_loop(
             }
             tx.commit()
         })();
+        // Those waiting to send hear only of a durable commit.
+        for done in forgotten {
+            let _ = done.send(result.is_ok() && !broken);
+        }
         if let Err(e) = &result {
             if !broken {
                 broken = true;
@@ -340,13 +510,48 @@ pub fn describe(path: &Path) -> Result<String, LedgerError> {
         .map_err(|e| io(path)(e.to_string()))?;
     let q = |e: rusqlite::Error| io(path)(e.to_string());
     let mut out = String::new();
-    let people: i64 = conn
-        .query_row("SELECT count(*) FROM people", [], |r| r.get(0))
-        .map_err(q)?;
-    out.push_str(&format!(
-        "{}: {people} people acknowledged\n\nlast runs:\n",
-        path.display()
-    ));
+    let has_dest: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('people') WHERE name = 'dest'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(q)?
+        > 0;
+    out.push_str(&format!("{}:\n", path.display()));
+    if has_dest {
+        let mut st = conn
+            .prepare(
+                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id) \
+                 FROM destinations d ORDER BY d.id",
+            )
+            .map_err(q)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(q)?;
+        let mut any = false;
+        for row in rows {
+            let (site_id, host, n) = row.map_err(q)?;
+            any = true;
+            let d = Destination { site_id, host };
+            out.push_str(&format!("  {n} people acknowledged by {d}\n"));
+        }
+        if !any {
+            out.push_str("  no acknowledgements yet\n");
+        }
+    } else {
+        out.push_str(
+            "  acknowledgements recorded by an older version, not tied to a workspace: \
+the next run sends everyone once\n",
+        );
+    }
+    out.push_str("\nlast runs:\n");
     let mut st = conn
         .prepare("SELECT id, started_at, ended_at, input, summary, exit_code FROM runs ORDER BY id DESC LIMIT 10")
         .map_err(q)?;

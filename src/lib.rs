@@ -18,6 +18,7 @@ pub mod record;
 pub mod report;
 pub mod sandbox;
 pub mod secret;
+pub mod seen;
 pub mod source;
 pub mod stop;
 pub mod tally;

@@ -4,16 +4,17 @@
 use crate::config::ImportConfig;
 use crate::convert;
 use crate::exit;
-use crate::ledger::{Ledger, LedgerWriter, Lookup};
-use crate::record::{Class, Failure, Identifier, Position, RawRow, Record};
+use crate::ledger::{Destination, Forgotten, Ledger, LedgerWriter, Lookup};
+use crate::record::{Class, Failure, IdKind, Identifier, Position, RawRow, Record};
 use crate::report::errors::ErrorsWriter;
 use crate::report::progress::{self, InputProgress};
 use crate::report::rejects::RejectsWriter;
 use crate::report::summary::Summary;
+use crate::seen::SeenFilter;
 use crate::source::{self, Item, Rows, SourceError};
 use crate::stop::{Stop, StopState};
 use crate::tally::Tally;
-use crate::track::batch::{self, Packed, Packer};
+use crate::track::batch::{Packed, Packer};
 use crate::track::{self, Answer, Api, Request, TrackClient};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use governor::clock::MonotonicClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,9 @@ pub enum Outcome {
     Sent(Vec<Record>),
     /// Did not make it.
     Failed(Failure),
+    /// About to be sent with values the ledger does not hold: the ledger forgets these
+    /// people (durably) and then says so, before the request goes out.
+    Forget(Vec<(IdKind, String)>, Forgotten),
 }
 
 /// A shared pause: a 429 stops every worker until its `Retry-After` (or backoff) has passed.
@@ -110,7 +114,8 @@ impl Pacer {
 #[derive(Debug)]
 enum Delivery {
     Acked {
-        body: Vec<u8>,
+        /// For a batch: the operations the API refused (index -> message).
+        errors: BTreeMap<usize, String>,
     },
     Refused {
         status: u16,
@@ -162,7 +167,7 @@ impl Ctx {
                 self.tally.bisect_requests.fetch_add(1, Relaxed);
             }
             match self.client.send(req).await {
-                Answer::Accepted { body, .. } => return (Delivery::Acked { body }, attempts),
+                Answer::Accepted { errors, .. } => return (Delivery::Acked { errors }, attempts),
                 Answer::Refused { status, message } => {
                     return (Delivery::Refused { status, message }, attempts)
                 }
@@ -264,6 +269,7 @@ async fn deliver_v1(ctx: &Ctx, mut rec: Record, paced: bool) -> Vec<Outcome> {
         method: reqwest::Method::PUT,
         path: track::v1_customer_path(&rec.identifier),
         body: Bytes::from(std::mem::take(&mut rec.payload)),
+        batch_ops: None,
     };
     let (delivery, attempts) = ctx.send_with_retry(&req, false, paced).await;
     match delivery {
@@ -285,22 +291,16 @@ fn deliver_batch(
             method: reqwest::Method::POST,
             path: "/api/v2/batch".to_string(),
             body: packed.body.clone(),
+            batch_ops: Some(records.len()),
         };
         let (delivery, attempts) = ctx.send_with_retry(&req, bisect, paced).await;
         let attempts = prior_attempts + attempts;
         match delivery {
-            Delivery::Acked { body } => {
-                let errors = batch::operation_errors(&body);
+            Delivery::Acked { errors } => {
                 ctx.tally.batches.fetch_add(1, Relaxed);
                 ctx.tally
                     .operations
                     .fetch_add(records.len() as u64, Relaxed);
-                if let Some(i) = errors.keys().find(|i| **i >= records.len()) {
-                    tracing::warn!(
-                        "the API listed batch_index {i} in a batch of {}",
-                        records.len()
-                    );
-                }
                 let mut sent = Vec::with_capacity(records.len());
                 let mut out = Vec::new();
                 for (i, rec) in records.into_iter().enumerate() {
@@ -332,6 +332,29 @@ fn deliver_batch(
                 out.extend(deliver_batch(ctx, right, rb, attempts, true, false).await);
                 out
             }
+            Delivery::Refused {
+                status: status @ (400 | 413),
+                message,
+            } if records.len() > 1 => {
+                // The run stopped before the batch could be halved: which of its rows the
+                // API refused is unknown, so none of them is called rejected.
+                let message = format!(
+                    "the API refused this row's batch ({status}: {message}) after the run \
+stopped, before the batch could be split to find the bad row; re-run to send it"
+                );
+                records
+                    .into_iter()
+                    .map(|r| {
+                        failure(
+                            r,
+                            Class::NotAttempted,
+                            Some(status),
+                            attempts,
+                            message.clone(),
+                        )
+                    })
+                    .collect()
+            }
             other => not_sent_outcomes(records, other, attempts),
         }
     })
@@ -346,12 +369,21 @@ enum Job {
 /// Keeps the rows of one person in file order across requests in flight: a job that carries
 /// someone an earlier, unfinished job also carries waits for that job first, so the later row
 /// is applied (and recorded in the ledger) last.
+///
+/// Memory holds only the jobs that have not finished: finished ones are pruned wherever they
+/// sit, so one stalled request does not keep every later job's people alive.
 #[derive(Default)]
 struct PersonOrder {
     last: HashMap<u64, (u64, watch::Receiver<bool>)>,
     recent: VecDeque<(u64, Vec<u64>, watch::Receiver<bool>)>,
     seq: u64,
+    /// People held in `recent`, and the count at which the next full prune runs.
+    held: usize,
+    prune_at: usize,
 }
+
+/// People held before the first full prune of [`PersonOrder`].
+const PRUNE_FIRST_AT: usize = 16_384;
 
 fn finished(rx: &watch::Receiver<bool>) -> bool {
     *rx.borrow() || rx.has_changed().is_err()
@@ -373,11 +405,23 @@ impl PersonOrder {
     ) -> (watch::Sender<bool>, Vec<watch::Receiver<bool>>) {
         while self.recent.front().is_some_and(|(_, _, rx)| finished(rx)) {
             if let Some((seq, keys, _)) = self.recent.pop_front() {
-                for k in keys {
-                    if self.last.get(&k).is_some_and(|(s, _)| *s == seq) {
-                        self.last.remove(&k);
-                    }
+                self.release(seq, keys);
+            }
+        }
+        if self.held >= self.prune_at.max(PRUNE_FIRST_AT) {
+            // An unfinished job holds the front: drop the finished ones behind it. Pruning
+            // again only once the held people double keeps this linear overall.
+            let recent = std::mem::take(&mut self.recent);
+            for (seq, keys, rx) in recent {
+                if finished(&rx) {
+                    self.release(seq, keys);
+                } else {
+                    self.recent.push_back((seq, keys, rx));
                 }
+            }
+            self.prune_at = self.held * 2;
+            if self.last.capacity() > 4 * self.last.len().max(PRUNE_FIRST_AT) {
+                self.last.shrink_to(2 * self.last.len());
             }
         }
         self.seq += 1;
@@ -393,8 +437,25 @@ impl PersonOrder {
             }
             keys.push(k);
         }
+        self.held += keys.len();
         self.recent.push_back((self.seq, keys, rx));
         (tx, deps.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// Forgets a finished job's people, unless a later job has claimed them since.
+    fn release(&mut self, seq: u64, keys: Vec<u64>) {
+        self.held -= keys.len();
+        for k in keys {
+            if self.last.get(&k).is_some_and(|(s, _)| *s == seq) {
+                self.last.remove(&k);
+            }
+        }
+    }
+
+    /// People held, for tests.
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        (self.held, self.last.len())
     }
 }
 
@@ -450,6 +511,39 @@ impl Dispatcher {
         tokio::spawn(async move {
             for mut d in deps {
                 let _ = d.wait_for(|v| *v).await;
+            }
+            // The ledger forgets what it knew of people about to get other values, and this
+            // is durable before the request goes out. After the waits above, so it comes
+            // after any earlier acknowledgement of the same people.
+            let records = match &job {
+                Job::One(r) => std::slice::from_ref(r),
+                Job::Batch(rs, _) => rs.as_slice(),
+            };
+            let forget: Vec<(IdKind, String)> = records
+                .iter()
+                .filter(|r| r.forget_first)
+                .map(|r| (r.identifier.kind, r.identifier.value.clone()))
+                .collect();
+            if !forget.is_empty() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let forgotten = out.send(Outcome::Forget(forget, tx)).await.is_ok()
+                    && rx.await.unwrap_or(false);
+                if !forgotten {
+                    let records = match job {
+                        Job::One(r) => vec![r],
+                        Job::Batch(rs, _) => rs,
+                    };
+                    for r in records {
+                        let msg = "not sent: the state file could not record that this person \
+is about to change (see the error above); re-run once it can be written";
+                        let _ = out
+                            .send(failure(r, Class::NotAttempted, None, 0, msg.into()))
+                            .await;
+                    }
+                    drop(done);
+                    drop(permit);
+                    return;
+                }
             }
             let outcomes = match job {
                 Job::One(r) => deliver_v1(&ctx, r, paced).await,
@@ -562,6 +656,13 @@ async fn send_all(
     d.finish().await;
 }
 
+/// What the reader needs of the ledger: lookups, `--full`, and whether sends are update-only.
+struct LedgerCheck {
+    lookup: Lookup,
+    full: bool,
+    update_only: bool,
+}
+
 struct ReaderEnd {
     error: Option<SourceError>,
     stopped_at_line: Option<u64>,
@@ -573,14 +674,15 @@ fn read_all(
     converter: convert::Converter,
     records: Option<mpsc::Sender<Chunk>>,
     chunk_rows: usize,
-    ledger: Option<(Lookup, bool)>,
+    ledger: Option<LedgerCheck>,
     out: mpsc::Sender<Outcome>,
     stop: Stop,
     tally: Arc<Tally>,
 ) -> ReaderEnd {
     // People sent earlier in this run: a later row of theirs is never skipped, so the file's
-    // last row wins even when the ledger already holds its hash.
-    let mut sent_this_run: HashSet<u64> = HashSet::new();
+    // last row wins even when the ledger already holds its hash. Fixed memory (a Bloom
+    // filter): a false positive only sends a row that could have been skipped.
+    let mut sent_this_run = ledger.as_ref().map(|_| SeenFilter::new());
     let mut lookup_failed = false;
     let mut last_line = 0;
     let send_failure = |f: Failure| {
@@ -630,24 +732,45 @@ fn read_all(
             }
             Item::Row { pos, raw } => {
                 last_line = pos.line;
-                let converted = converter.convert(pos, raw);
-                if let (Ok(rec), Some((lookup, full))) = (&converted, &ledger) {
-                    let key = person_key(&rec.identifier);
-                    if !*full && !sent_this_run.contains(&key) {
-                        match lookup.hash_of(&rec.identifier) {
-                            Ok(known) if known.is_some() && known == rec.hash => {
-                                tally.count(Class::Skipped, 1);
-                                continue;
-                            }
-                            Ok(_) => {}
-                            Err(e) if !lookup_failed => {
+                let mut converted = converter.convert(pos, raw);
+                if let (Ok(rec), Some(check), Some(seen)) =
+                    (&mut converted, &ledger, sent_this_run.as_mut())
+                {
+                    let key = xxhash_rust::xxh3::xxh3_128_with_seed(
+                        rec.identifier.value.as_bytes(),
+                        rec.identifier.kind as u64,
+                    );
+                    let sent_before = seen.may_contain(key);
+                    let known = match check.lookup.hash_of(&rec.identifier) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            if !lookup_failed {
                                 lookup_failed = true;
                                 tracing::warn!("{e}: rows are sent without checking the ledger");
                             }
-                            Err(_) => {}
+                            None
                         }
+                    };
+                    if !check.full
+                        && !sent_before
+                        && known.flatten().is_some_and(|k| rec.hash == Some(k))
+                    {
+                        tally.count(Class::Skipped, 1);
+                        continue;
                     }
-                    sent_this_run.insert(key);
+                    // What the ledger knows of this person stops being true once this row is
+                    // sent, whatever the answer: it is forgotten first. (When the ledger
+                    // already holds exactly this row's values, a send cannot change them.)
+                    rec.forget_first = match known {
+                        None => true,
+                        Some(k) => sent_before || k.is_some_and(|k| rec.hash != Some(k)),
+                    };
+                    if check.update_only {
+                        // An update-only send to someone who does not exist is answered 200
+                        // and changes nothing: its acknowledgement proves nothing.
+                        rec.hash = None;
+                    }
+                    seen.insert(key);
                 }
                 match converted {
                     Ok(_) if records.is_none() => tally.count(Class::Skipped, 1),
@@ -715,6 +838,12 @@ async fn report_all(
                     );
                 }
             }
+            Outcome::Forget(people, done) => match &ledger {
+                Some(l) => l.forget(people, Some(done)),
+                None => {
+                    let _ = done.send(true);
+                }
+            },
             Outcome::Failed(f) => {
                 tally.count(f.class, 1);
                 if let Some(l) = &ledger {
@@ -816,14 +945,30 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     let (_ledger, lookup, ledger_writer) = match &cfg.state {
         None => (None, None, None),
         Some(path) => {
-            let opened = Ledger::open(path, &input_name).and_then(|l| {
+            let site_id = cfg
+                .credentials
+                .as_ref()
+                .map(|c| c.site_id.as_str())
+                .unwrap_or("");
+            let dest = Destination::new(site_id, &cfg.endpoint);
+            let opened = Ledger::open(path, &input_name, &dest).and_then(|l| {
                 let stop = stop.clone();
                 let lookup = l.lookup()?;
                 let writer = l.writer(move |m| stop.local_fatal(m))?;
                 Ok((l, lookup, writer))
             });
             match opened {
-                Ok((l, lookup, writer)) => (Some(l), Some((lookup, cfg.full)), Some(writer)),
+                Ok((l, lookup, writer)) => {
+                    for note in l.notes() {
+                        tracing::warn!("{note}");
+                    }
+                    let check = LedgerCheck {
+                        lookup,
+                        full: cfg.full,
+                        update_only: cfg.convert.update_only,
+                    };
+                    (Some(l), Some(check), Some(writer))
+                }
                 Err(e) => return early_error(&tally, &mut summary_base, e.to_string(), started),
             }
         }
@@ -1005,6 +1150,46 @@ mod tests {
         let n = granted.load(Relaxed);
         assert!(n <= 200 + 10, "{n} permits in one second at 200/s");
         assert!(n >= 20, "{n}: the pacer hardly let anything through");
+    }
+
+    fn records(ids: std::ops::Range<u64>) -> Vec<Record> {
+        ids.map(|i| Record {
+            pos: Position {
+                row: i,
+                line: i + 1,
+            },
+            identifier: Identifier {
+                kind: IdKind::Id,
+                value: format!("p{i}"),
+            },
+            attributes: 0,
+            payload: Vec::new(),
+            raw: RawRow::Line(Vec::new()),
+            hash: None,
+            forget_first: false,
+        })
+        .collect()
+    }
+
+    /// Item 14: one stalled job must not keep every later job's people in memory.
+    #[test]
+    fn person_order_holds_only_unfinished_jobs_behind_a_stalled_one() {
+        let mut order = PersonOrder::default();
+        let (stalled, _) = order.register(&records(0..1_000));
+        for b in 1..1_000u64 {
+            let (done, deps) = order.register(&records(b * 1_000..(b + 1) * 1_000));
+            assert!(deps.is_empty());
+            drop(done);
+        }
+        let (held, mapped) = order.held();
+        assert!(
+            held <= 2 * PRUNE_FIRST_AT && mapped <= 2 * PRUNE_FIRST_AT,
+            "held {held} people and mapped {mapped} behind one stalled job of 1,000"
+        );
+        // The stalled job's people are still ordered: a later row of p5 waits for it.
+        let (_, deps) = order.register(&records(5..6));
+        assert_eq!(deps.len(), 1);
+        drop(stalled);
     }
 
     #[tokio::test]

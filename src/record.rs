@@ -88,8 +88,12 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// The row as read.
     pub raw: RawRow,
-    /// The hash of the attributes' canonical form, when a ledger is in use.
+    /// The hash of the attributes' canonical form, when a ledger is in use; `None` when an
+    /// acknowledgement would not prove what the person holds (update-only sends).
     pub hash: Option<[u8; 16]>,
+    /// The ledger may hold other values for this person: they are forgotten (durably)
+    /// before this row is sent, so a send whose outcome is unknown leaves no stale claim.
+    pub forget_first: bool,
 }
 
 /// The final class of a row. Every row ends in exactly one.

@@ -118,16 +118,46 @@ pub fn body_of<'a>(ops: impl Iterator<Item = &'a [u8]>) -> Packed {
     }
 }
 
-/// The per-operation errors in a batch answer (207, or defensively a 200): index -> message.
-/// A missing or empty `errors` means every operation was accepted.
-pub fn operation_errors(body: &[u8]) -> BTreeMap<usize, String> {
+/// The per-operation errors of a batch answer with `ops` operations: index -> message.
+///
+/// A 207 says that some operations were refused and all others accepted, so its body must
+/// say which: a JSON `errors` list whose every entry names a `batch_index` inside the batch.
+/// Anything else (a body cut off, not JSON, no list, an index outside the batch) leaves the
+/// outcome of every operation unknown, and is an `Err` describing what was wrong: the caller
+/// must not count any of them as sent. A 200 means all were accepted; its body is read
+/// defensively (a readable `errors` list is honoured, an unreadable body ignored).
+pub fn read_errors(
+    status: u16,
+    body: &[u8],
+    ops: usize,
+) -> Result<BTreeMap<usize, String>, String> {
     let mut out = BTreeMap::new();
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return out;
+    let parsed = serde_json::from_slice::<serde_json::Value>(body);
+    let list = match (&parsed, status) {
+        (Ok(v), _) => v.get("errors").and_then(|e| e.as_array()),
+        (Err(_), 207) => {
+            let shown: String = String::from_utf8_lossy(body).chars().take(80).collect();
+            return Err(format!(
+                "its body is not readable JSON ({} bytes: {shown:?})",
+                body.len()
+            ));
+        }
+        (Err(_), _) => None,
     };
-    if let Some(list) = v.get("errors").and_then(|e| e.as_array()) {
-        for e in list {
-            if let Some(i) = e.get("batch_index").and_then(|i| i.as_u64()) {
+    let Some(list) = list else {
+        return if status == 207 {
+            Err("its body lists no errors".into())
+        } else {
+            Ok(out)
+        };
+    };
+    if status == 207 && list.is_empty() {
+        return Err("its errors list is empty".into());
+    }
+    for e in list {
+        let i = e.get("batch_index").and_then(|i| i.as_u64());
+        match i {
+            Some(i) if (i as usize) < ops => {
                 let msg = super::error::v2_error_text(e);
                 out.entry(i as usize)
                     .and_modify(|m: &mut String| {
@@ -136,9 +166,11 @@ pub fn operation_errors(body: &[u8]) -> BTreeMap<usize, String> {
                     })
                     .or_insert(msg);
             }
+            Some(i) => return Err(format!("it names batch_index {i} in a batch of {ops}")),
+            None => return Err(format!("an error entry has no batch_index: {e}")),
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -149,11 +181,31 @@ mod tests {
     #[test]
     fn reads_207_errors_and_ignores_the_rest() {
         let body = br#"{"errors":[{"batch_index":2,"reason":"invalid","field":"identifiers","message":"bad"},{"batch_index":0,"reason":"x","message":"y"}]}"#;
-        let e = operation_errors(body);
+        let e = read_errors(207, body, 3).unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[&2], "invalid: bad (field 'identifiers')");
-        assert!(operation_errors(b"{}").is_empty());
-        assert!(operation_errors(b"").is_empty());
+        assert!(read_errors(200, b"{}", 3).unwrap().is_empty());
+        assert!(read_errors(200, b"", 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_207_is_an_unknown_outcome() {
+        for body in [
+            &b""[..],
+            b"{}",
+            b"<html>",
+            br#"{"errors":[{"batch_i"#,
+            br#"{"errors":[]}"#,
+            br#"{"errors":[{"batch_index":3}]}"#,
+            br#"{"errors":[{"reason":"x"}]}"#,
+        ] {
+            assert!(
+                read_errors(207, body, 3).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(read_errors(207, br#"{"errors":[{"batch_index":2}]}"#, 3).is_ok());
     }
 
     proptest! {

@@ -15,6 +15,8 @@ pub struct Request {
     pub path: String,
     /// The JSON body.
     pub body: Bytes,
+    /// For a batch, how many operations the body carries (so a 207 can be checked against it).
+    pub batch_ops: Option<usize>,
 }
 
 /// A Track API client bound to one base URL and one set of credentials.
@@ -108,8 +110,16 @@ impl TrackClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        match resp.bytes().await {
+        let answer = match resp.bytes().await {
             Ok(body) => classify(status, retry_after.as_deref(), body.to_vec()),
+            Err(e) if status == 207 && req.batch_ops.is_some() => Answer::Retry {
+                status: Some(207),
+                retry_after: None,
+                message: format!(
+                    "the API answered 207 but its body broke off ({}): which operations it refused is unknown",
+                    e.without_url()
+                ),
+            },
             Err(e) if (200..300).contains(&status) => {
                 // The server acknowledged but the body broke off: the status is what counts.
                 tracing::debug!(
@@ -119,6 +129,27 @@ impl TrackClient {
                 classify(status, None, Vec::new())
             }
             Err(e) => transport_error(e),
+        };
+        match (answer, req.batch_ops) {
+            (Answer::Accepted { status, body, .. }, Some(ops)) => {
+                match super::batch::read_errors(status, &body, ops) {
+                    Ok(errors) => Answer::Accepted {
+                        status,
+                        body,
+                        errors,
+                    },
+                    // Some operations may have been applied and some refused: retry the
+                    // whole batch (identify is idempotent) rather than guess.
+                    Err(why) => Answer::Retry {
+                        status: Some(status),
+                        retry_after: None,
+                        message: format!(
+                            "the API answered {status} but {why}: which operations it refused is unknown"
+                        ),
+                    },
+                }
+            }
+            (other, _) => other,
         }
     }
 }

@@ -11,6 +11,8 @@ pub enum Answer {
         status: u16,
         /// The response body.
         body: Vec<u8>,
+        /// For a batch: the operations the API refused (index -> message), read from a 207.
+        errors: std::collections::BTreeMap<usize, String>,
     },
     /// A 4xx that will not change on retry: the API refused the content.
     Refused {
@@ -43,7 +45,11 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Classifies an HTTP answer.
 pub fn classify(status: u16, retry_after: Option<&str>, body: Vec<u8>) -> Answer {
     match status {
-        200..=299 => Answer::Accepted { status, body },
+        200..=299 => Answer::Accepted {
+            status,
+            body,
+            errors: Default::default(),
+        },
         401 | 403 => Answer::Fatal {
             status,
             message: format!(
