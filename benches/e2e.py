@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """End-to-end benchmarks of cio-import against its own sandbox, on this machine.
 
-    python3 benches/e2e.py [ceiling] [limit] [memory] [resync] [inspect] [side]   (default: all)
+    python3 benches/e2e.py [ceiling] [limit] [memory] [anon] [resync] [inspect] [side]   (default: all)
+
+`anon` (peak anonymous memory, RssAnon, with --state at 10M people and with requests stalled
+for 2 minutes) takes about 10 minutes; set CIO_BENCH_OLD to another build of cio-import to
+measure it side by side.
 
 Builds the release binary and the row generator, runs each scenario, prints a Markdown table
 per scenario and writes every figure to target/bench/results.json. Only loopback is used.
@@ -155,6 +159,81 @@ def memory():
           ["rows", "input", "peak RSS", "rows/s", "elapsed"], rows)
 
 
+def anon_peak(import_args, gen_args, binary=BIN):
+    """Runs `gen_customers GEN_ARGS | cio-import import IMPORT_ARGS` and samples the importer's
+    RssAnon (anonymous memory: heap and stacks, not the ledger's memory-mapped file pages)
+    every 50 ms. Returns (summary, peak RssAnon in MiB)."""
+    import threading
+    summary = os.path.join(OUT, "summary.json")
+    if os.path.exists(summary):
+        os.remove(summary)
+    gen = subprocess.Popen([GEN, *gen_args], stdout=subprocess.PIPE)
+    imp = subprocess.Popen([binary, "import", *import_args, "-q", "--summary", summary,
+                            "--rejects", f"{OUT}/rejects.csv", "--errors", f"{OUT}/errors.csv"],
+                           stdin=gen.stdout, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env=ENV, cwd=OUT)
+    gen.stdout.close()
+    peak = [0]
+
+    def sample():
+        while imp.poll() is None:
+            try:
+                with open(f"/proc/{imp.pid}/status") as fh:
+                    for line in fh:
+                        if line.startswith("RssAnon:"):
+                            peak[0] = max(peak[0], int(line.split()[1]))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    imp.wait()
+    gen.wait()
+    t.join()
+    with open(summary) as fh:
+        s = json.load(fh)
+    return s, round(peak[0] / 1024, 1)
+
+
+def anon():
+    """Issue 10 item 14: peak RssAnon with --state at 10M distinct people, and while requests
+    stall for 2 minutes (back-pressure, not growth)."""
+    builds = [("this build", BIN)]
+    if os.environ.get("CIO_BENCH_OLD"):
+        builds.append(("CIO_BENCH_OLD", os.environ["CIO_BENCH_OLD"]))
+    rows = []
+    for name, binary in builds:
+        sb = Sandbox("--limit", "0", "--discard")
+        state = os.path.join(OUT, "anon-state.db")
+        for f in [state, state + "-wal", state + "-shm"]:
+            if os.path.exists(f):
+                os.remove(f)
+        n = 10_000_000
+        s, peak = anon_peak(["-", "--format", "csv", "--endpoint", sb.url, "--rate", "0",
+                             "--state", state], [str(n), "csv"], binary)
+        sb.stop()
+        assert s["sent"] == n, s
+        results[f"anon_state_10m_{name}"] = {"peak_rss_anon_mib": peak, "elapsed_s": s["elapsed_s"]}
+        rows.append([name, f"{n:,} distinct people, --state, fresh ledger", f"{peak} MiB",
+                     f"{s['elapsed_s']:.0f} s"])
+        # About 1% of requests answer only after 2 minutes (then 504, and are retried).
+        sb = Sandbox("--limit", "0", "--discard", "--slow-rate", "0.01", "--slow-ms", "120000",
+                     "--seed", "7")
+        n = 2_000_000
+        s, peak = anon_peak(["-", "--format", "csv", "--endpoint", sb.url, "--rate", "0",
+                             "--timeout", "180"], [str(n), "csv"], binary)
+        stats = sb.stats()
+        sb.stop()
+        assert s["sent"] == n, s
+        results[f"anon_stalled_{name}"] = {"peak_rss_anon_mib": peak, "elapsed_s": s["elapsed_s"],
+                                            "requests": s["requests"], "retries": s["retries"]}
+        rows.append([name, f"{n:,} rows, 1% of requests stalled 2 min ({s['retries']} retried)",
+                     f"{peak} MiB", f"{s['elapsed_s']:.0f} s"])
+    table("Peak anonymous memory (RssAnon, sampled every 50 ms; stdin, batch, sandbox without limit)",
+          ["build", "run", "peak RssAnon", "elapsed"], rows)
+
+
 def resync():
     path = os.path.join(OUT, "1m.csv")
     if not os.path.exists(path):
@@ -231,7 +310,7 @@ def main():
     wanted = sys.argv[1:] or ["ceiling", "limit", "memory", "resync", "inspect", "side"]
     results["machine"] = machine()
     print(f"machine: {results['machine']}")
-    steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "resync": resync,
+    steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "anon": anon, "resync": resync,
              "inspect": inspect, "side": side_by_side}
     for w in wanted:
         steps[w]()
