@@ -1030,7 +1030,13 @@ impl Tally {
             };
             self.add(name);
         }
-        let mut kinds: Vec<&'static str> = ran.findings.iter().map(|f| f.kind).collect();
+        let mut kinds: Vec<&'static str> = ran
+            .findings
+            .iter()
+            .map(|f| f.kind)
+            .filter(|k| *k != "context")
+            .collect();
+        kinds.sort();
         kinds.dedup();
         for f in &ran.findings {
             let e = self.found.entry(f.kind).or_default();
@@ -1052,6 +1058,9 @@ impl Tally {
             s.push_str("found: nothing\n");
         }
         for (k, (n, examples)) in &self.found {
+            if *k == "context" {
+                continue;
+            }
             s.push_str(&format!("found {k}: in {n} nights, e.g.\n"));
             for e in examples {
                 s.push_str(&format!("    {e}\n"));
