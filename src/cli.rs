@@ -317,6 +317,9 @@ pub struct SandboxArgs {
     /// Share of requests applied, then answered 500.
     #[arg(long, default_value_t = 0.0)]
     pub ambiguous_rate: f64,
+    /// Share of batch requests applied, then answered 207 with a cut-off or non-JSON body.
+    #[arg(long, default_value_t = 0.0)]
+    pub unreadable_207_rate: f64,
     /// Seed for the fault dice.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -403,6 +406,7 @@ impl SandboxArgs {
             slow: Duration::from_millis(self.slow_ms),
             outage,
             ambiguous_rate: rate_fraction("ambiguous-rate", self.ambiguous_rate)?,
+            unreadable_207_rate: rate_fraction("unreadable-207-rate", self.unreadable_207_rate)?,
             seed: self.seed,
             store_people: !self.discard,
             log_each_second: true,

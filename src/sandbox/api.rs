@@ -66,6 +66,18 @@ impl State {
     }
 }
 
+impl State {
+    /// Replaces the scripted faults.
+    pub fn set_script(&self, faults: Vec<super::Fault>) {
+        *self.script.lock().unwrap_or_else(|e| e.into_inner()) = faults.into();
+    }
+
+    /// Scripted faults not served yet.
+    pub fn script_left(&self) -> usize {
+        self.script.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 type Shared = Arc<State>;
 
 /// The routes: the Track API ones behind the checks, the `/__sandbox` ones without.
@@ -177,6 +189,7 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
         .unwrap_or_else(|e| e.into_inner())
         .pop_front();
     let mut ambiguous = false;
+    let mut unreadable: Option<bool> = None;
     match scripted {
         Some(super::Fault::Status(429)) => return retry_after_response(None),
         Some(super::Fault::Status(code)) => {
@@ -197,6 +210,7 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
             );
         }
         Some(super::Fault::Ambiguous) => ambiguous = true,
+        Some(super::Fault::Unreadable207 { truncated }) => unreadable = Some(truncated),
         Some(super::Fault::Pass) | None => {}
     }
     if let Some(l) = &s.limiter {
@@ -230,7 +244,16 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
             json!({"meta": {"error": "injected failure (sandbox)"}}),
         );
     }
+    let is_batch = req.uri().path() == "/api/v2/batch";
+    if unreadable.is_none() && is_batch && s.dice.roll(s.cfg.unreadable_207_rate) {
+        unreadable = Some(s.dice.roll(0.5));
+    }
     let resp = next.run(req).await;
+    if let (Some(truncated), true) = (unreadable, is_batch) {
+        if resp.status().is_success() {
+            return unreadable_207(resp, truncated).await;
+        }
+    }
     if resp.status().is_success() && (ambiguous || s.dice.roll(s.cfg.ambiguous_rate)) {
         // Applied, then the answer is lost in a 500, as a real server can do.
         return status_json(
@@ -239,6 +262,34 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
         );
     }
     resp
+}
+
+/// A 207 whose body cannot be read: the real answer's JSON cut in half (or `{"errors":[{"ba`
+/// when it was short), or an HTML page. The operations were applied as the real answer says.
+async fn unreadable_207(resp: Response, truncated: bool) -> Response {
+    let body = if truncated {
+        let real = axum::body::to_bytes(resp.into_body(), MAX_BATCH_BYTES)
+            .await
+            .unwrap_or_default();
+        let mut cut = real[..real.len() / 2].to_vec();
+        if cut.len() < 12 {
+            cut = br#"{"errors":[{"ba"#.to_vec();
+        }
+        cut
+    } else {
+        b"<html><body><h1>502 Bad Gateway</h1></body></html>".to_vec()
+    };
+    let content_type = if truncated {
+        "application/json"
+    } else {
+        "text/html"
+    };
+    (
+        StatusCode::MULTI_STATUS,
+        [(header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response()
 }
 
 async fn not_found(AxState(s): AxState<Shared>, uri: Uri) -> Response {

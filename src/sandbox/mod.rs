@@ -41,6 +41,9 @@ pub struct SandboxConfig {
     pub outage: Option<(Duration, Duration)>,
     /// Share of requests applied, then answered 500.
     pub ambiguous_rate: f64,
+    /// Share of batch requests applied, then answered 207 with a body that cannot be read
+    /// (cut off, or not JSON).
+    pub unreadable_207_rate: f64,
     /// Seed for the fault dice.
     pub seed: Option<u64>,
     /// Keep people (off for very large benchmarks).
@@ -71,6 +74,13 @@ pub enum Fault {
     Slow,
     /// Apply the request, then answer 500.
     Ambiguous,
+    /// On `/api/v2/batch`: apply the valid operations, then answer 207 with a body nobody can
+    /// read: cut off mid-JSON (`truncated`) or not JSON at all (an HTML error page). Other
+    /// paths serve normally.
+    Unreadable207 {
+        /// Cut off mid-JSON rather than HTML.
+        truncated: bool,
+    },
     /// Serve normally.
     Pass,
 }
@@ -89,6 +99,7 @@ impl Default for SandboxConfig {
             slow: Duration::from_secs(35),
             outage: None,
             ambiguous_rate: 0.0,
+            unreadable_207_rate: 0.0,
             seed: None,
             store_people: true,
             log_each_second: false,
@@ -183,6 +194,17 @@ impl Sandbox {
             shutdown: Some(tx),
             task: Some(task),
         })
+    }
+
+    /// Replaces the faults still to be served in order (see [`SandboxConfig::script`]): lets a
+    /// test that keeps one sandbox across runs give each run its own script.
+    pub fn set_script(&self, faults: Vec<Fault>) {
+        self.state.set_script(faults);
+    }
+
+    /// How many scripted faults are still waiting to be served.
+    pub fn script_left(&self) -> usize {
+        self.state.script_left()
     }
 
     /// What it has seen so far.

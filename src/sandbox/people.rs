@@ -67,6 +67,7 @@ impl People {
                     key,
                     mut attributes,
                 } => {
+                    // `_update` is an instruction, never an attribute, whatever its value.
                     let update_only = attributes.remove("_update") == Some(Value::Bool(true));
                     if update_only && !m.contains_key(&key) {
                         continue;
@@ -111,5 +112,45 @@ impl People {
         }
         w.flush()?;
         Ok(list.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn identify(p: &People, id: &str, attrs: Value) {
+        let attributes = attrs.as_object().cloned().unwrap_or_default();
+        p.apply(vec![Change::Identify {
+            key: ("id".into(), id.into()),
+            attributes,
+        }]);
+    }
+
+    fn held(p: &People, id: &str) -> Option<Value> {
+        p.list()
+            .into_iter()
+            .find(|x| x.identifier == id)
+            .map(|x| Value::Object(x.attributes))
+    }
+
+    /// TRACK_API.md: identify creates or merges; `_update: true` never creates and changes
+    /// nothing when no one matches; `""` is stored as sent (the "nullify" of a CSV upload);
+    /// `_update` is never stored, whatever its value.
+    #[test]
+    fn identify_merges_update_only_never_creates_and_update_is_never_stored() {
+        let p = People::new(true);
+        identify(&p, "1", json!({"a": "x", "b": "y"}));
+        identify(&p, "1", json!({"b": "z", "c": 3}));
+        assert_eq!(held(&p, "1"), Some(json!({"a": "x", "b": "z", "c": 3})));
+        identify(&p, "2", json!({"a": "x", "_update": true}));
+        assert_eq!(held(&p, "2"), None, "update-only created someone");
+        identify(&p, "1", json!({"a": "", "_update": true}));
+        assert_eq!(held(&p, "1"), Some(json!({"a": "", "b": "z", "c": 3})));
+        identify(&p, "3", json!({"a": "x", "_update": false}));
+        assert_eq!(held(&p, "3"), Some(json!({"a": "x"})));
+        p.apply(vec![Change::Delete(("id".into(), "1".into()))]);
+        assert_eq!(held(&p, "1"), None);
     }
 }

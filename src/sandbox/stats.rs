@@ -57,6 +57,9 @@ pub struct StatsSnapshot {
     pub max_requests_per_second: u64,
     /// Most requests being handled at once.
     pub max_in_flight: u64,
+    /// Requests in flight now (arrived, not yet answered or dropped).
+    #[serde(default)]
+    pub in_flight: u64,
     /// Bytes of the largest request body.
     pub largest_request_bytes: u64,
     /// How many protocol violations were seen.
@@ -187,6 +190,7 @@ impl Stats {
             resets: self.resets.load(Relaxed),
             max_requests_per_second: self.max_per_second.load(Relaxed),
             max_in_flight: self.max_in_flight.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
             largest_request_bytes: self.largest_request.load(Relaxed),
             violation_count: self.violation_count.load(Relaxed),
             violations: self

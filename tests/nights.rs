@@ -1,0 +1,1299 @@
+//! Many simulated nights (issue 10): the whole tool, run as the real binary, night after night
+//! against one sandbox workspace per seed, with a model of Customer.io's people to say what
+//! the workspace must hold.
+//!
+//! A seed fixes everything that is not timing: the source of every night (a population of
+//! 10-40 people edited, reverted, added, removed and duplicated, with an invalid row or a row
+//! the API refuses now and then), the options (`--update-only`, `--empty clear`, `--full`,
+//! `--api v1` or batch, a mapping or none; always `--state` on one ledger per seed), the
+//! sandbox's fault script (applied-then-500, unreadable 207 bodies, resets, 429s, 5xx, an
+//! outage) and when the importer is killed (kill -9 or SIGINT once the sandbox has seen the
+//! K-th request of the night). Where the kill lands depends on timing, so every check is an
+//! invariant that must hold wherever it lands. After every night:
+//! - (a) the summary's accounting identity, when the run wrote a summary;
+//! - (b) the rejects file holds exactly the rows the errors file lists as failed this night;
+//! - (c) the ledger never claims a person holds what the workspace does not hold;
+//! - (d) after a run that read its whole file and exited 0 or 2, every person in the source
+//!   with no failed row holds exactly what the model derives from the workspace as it stood
+//!   before the night and that person's rows; a person whose rows all failed validation or
+//!   were refused holds what they held before; people the API refuses never exist.
+//!
+//! CI: `cargo test --test nights` (a few hundred nights; `many_nights` is ignored until the
+//! issue-10 fixes land). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
+//! --ignored many_nights_long --nocapture`; `CIO_NIGHTS_SEED=S` replays one seed. Every
+//! finding names its seed and night.
+
+mod common;
+
+use cio_import::convert::{ConvertOptions, Converter};
+use cio_import::mapping::Mapping;
+use cio_import::record::{IdKind, Position, RawRow};
+use cio_import::sandbox::{Fault, SandboxConfig};
+use cio_import::secret::{ApiKey, Credentials};
+use cio_import::track::Api;
+use common::*;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The attribute columns of every source, after `id`.
+const ATTRS: [&str; 4] = ["name", "plan", "score", "city"];
+/// People the sandbox refuses (a 207 entry in a batch, a 400 in v1): they must never exist.
+const REFUSED: [&str; 2] = ["rj1", "rj2"];
+/// The mapping some nights use: a rename and a typed column.
+const MAPPING: &str =
+    "[columns.name]\nrename = \"full_name\"\n[columns.score]\ntype = \"integer\"\n";
+/// The other workspace some nights are pointed at, with the same ledger.
+const OTHER_SITE: &str = "other-workspace-site";
+const OTHER_KEY: &str = "other-workspace-key";
+
+type Cells = [String; 4];
+
+/// One source row.
+#[derive(Clone, Debug)]
+struct Row {
+    id: String,
+    cells: Cells,
+}
+
+impl Row {
+    fn new(id: &str, cells: [&str; 4]) -> Row {
+        Row {
+            id: id.into(),
+            cells: cells.map(String::from),
+        }
+    }
+}
+
+/// The options of one night.
+#[derive(Clone, Debug)]
+struct Opts {
+    update_only: bool,
+    clear: bool,
+    full: bool,
+    v1: bool,
+    mapping: bool,
+    batch_size: usize,
+    concurrency: usize,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            update_only: false,
+            clear: false,
+            full: false,
+            v1: false,
+            mapping: false,
+            batch_size: 4,
+            concurrency: 2,
+        }
+    }
+}
+
+/// Whether and how the importer is stopped: after the sandbox saw this many requests of the
+/// night.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kill {
+    None,
+    Sigkill(u64),
+    Sigint(u64),
+}
+
+/// Everything a night is: its source, options, fault script, kill, and workspace.
+#[derive(Clone, Debug)]
+struct Night {
+    rows: Vec<Row>,
+    opts: Opts,
+    faults: Vec<Fault>,
+    kill: Kill,
+    /// Against the other workspace (another site id), with the same ledger.
+    other: bool,
+    /// Delete the last night's rejects and errors files first.
+    fresh_reports: bool,
+}
+
+impl Night {
+    fn plain(rows: Vec<Row>) -> Night {
+        Night {
+            rows,
+            opts: Opts::default(),
+            faults: Vec::new(),
+            kill: Kill::None,
+            other: false,
+            fresh_reports: false,
+        }
+    }
+}
+
+/// Something a night got wrong: a kind (for the tally) and what, with seed and night.
+#[derive(Clone, Debug)]
+struct Finding {
+    kind: &'static str,
+    what: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// The model of Customer.io's people.
+
+/// What a row asks of a person under a night's options: each attribute to set, in the
+/// attribute's name after mapping; `""` for an empty cell under `--empty clear`, nothing for
+/// one under `ignore`. (Computed independently of the tool's converter.)
+fn implied(row: &Row, o: &Opts) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (i, cell) in row.cells.iter().enumerate() {
+        let name = match (o.mapping, ATTRS[i]) {
+            (true, "name") => "full_name",
+            (_, n) => n,
+        };
+        if cell.is_empty() {
+            if o.clear {
+                out.push((name.to_string(), Value::String(String::new())));
+            }
+            continue;
+        }
+        let value = match (o.mapping, ATTRS[i]) {
+            (true, "score") => Value::from(cell.parse::<i64>().expect("scores are digits")),
+            _ => Value::String(cell.clone()),
+        };
+        out.push((name.to_string(), value));
+    }
+    out
+}
+
+/// Identify: merge the attributes into the person, creating them unless update-only (which
+/// never creates). A refused or invalid row is never applied, so it never reaches here.
+fn identify(
+    person: Option<Map<String, Value>>,
+    attrs: &[(String, Value)],
+    update_only: bool,
+) -> Option<Map<String, Value>> {
+    if update_only && person.is_none() {
+        return None;
+    }
+    let mut m = person.unwrap_or_default();
+    for (k, v) in attrs {
+        m.insert(k.clone(), v.clone());
+    }
+    Some(m)
+}
+
+/// A person's attributes compared as Customer.io would show them: a cleared (`""`) attribute
+/// is the same as an absent one.
+fn shown(m: &Map<String, Value>) -> BTreeMap<String, Value> {
+    m.iter()
+        .filter(|(_, v)| v.as_str() != Some(""))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn show(p: Option<&Map<String, Value>>) -> String {
+    match p {
+        None => "nobody".into(),
+        Some(m) => Value::Object(shown(m).into_iter().collect()).to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The generator of nights.
+
+/// The source population of one seed and the random source of its nights.
+struct Gen {
+    rng: StdRng,
+    /// Issue-10 items whose triggers are left out (`CIO_NIGHTS_AVOID=1,2,...`), to look for
+    /// divergences beyond the known ones.
+    avoid: HashSet<u32>,
+    people: BTreeMap<String, Cells>,
+    history: HashMap<String, Vec<Cells>>,
+    removed: Vec<String>,
+    next: u32,
+}
+
+impl Gen {
+    fn new(seed: u64) -> Gen {
+        let mut g = Gen {
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed_2024),
+            avoid: std::env::var("CIO_NIGHTS_AVOID")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect(),
+            people: BTreeMap::new(),
+            history: HashMap::new(),
+            removed: Vec::new(),
+            next: 0,
+        };
+        let n = g.rng.random_range(10..=25);
+        for _ in 0..n {
+            g.add();
+        }
+        g
+    }
+
+    fn value(&mut self, i: usize) -> String {
+        if self.rng.random_bool(0.15) {
+            return String::new();
+        }
+        match i {
+            0 => ["Ada", "Grace", "Doe, Jane", "Émile", "O'Brien"]
+                .choose(&mut self.rng)
+                .map(|s| format!("{s} {}", self.rng.random_range(0..3)))
+                .unwrap_or_default(),
+            1 => ["free", "pro", "team"]
+                .choose(&mut self.rng)
+                .copied()
+                .unwrap_or_default()
+                .into(),
+            2 => self.rng.random_range(0..100).to_string(),
+            _ => ["Paris", "Lyon", "New York", "Zürich", "\"Quoted\" Town"]
+                .choose(&mut self.rng)
+                .copied()
+                .unwrap_or_default()
+                .into(),
+        }
+    }
+
+    fn cells(&mut self) -> Cells {
+        [self.value(0), self.value(1), self.value(2), self.value(3)]
+    }
+
+    fn set(&mut self, id: String, cells: Cells) {
+        self.history
+            .entry(id.clone())
+            .or_default()
+            .push(cells.clone());
+        self.people.insert(id, cells);
+    }
+
+    fn add(&mut self) {
+        let id = format!("p{}", self.next);
+        self.next += 1;
+        let c = self.cells();
+        self.set(id, c);
+    }
+
+    fn pick(&mut self) -> Option<String> {
+        let ids: Vec<String> = self.people.keys().cloned().collect();
+        ids.choose(&mut self.rng).cloned()
+    }
+
+    /// The next night: the population changes, then options, faults and a kill are drawn.
+    fn night(&mut self, n: usize) -> Night {
+        for _ in 0..self.rng.random_range(1..=5) {
+            match self.rng.random_range(0..100) {
+                0..40 => {
+                    if let Some(id) = self.pick() {
+                        let mut c = self.people[&id].clone();
+                        for _ in 0..self.rng.random_range(1..=2) {
+                            let i = self.rng.random_range(0..4);
+                            c[i] = self.value(i);
+                        }
+                        self.set(id, c);
+                    }
+                }
+                40..60 => {
+                    if let Some(id) = self.pick() {
+                        let old = self.history[&id].choose(&mut self.rng).cloned();
+                        if let Some(old) = old {
+                            self.set(id, old);
+                        }
+                    }
+                }
+                60..78 => self.add(),
+                78..90 => {
+                    if let Some(id) = self.pick() {
+                        self.people.remove(&id);
+                        self.removed.push(id);
+                    }
+                }
+                _ => {
+                    if !self.removed.is_empty() {
+                        let i = self.rng.random_range(0..self.removed.len());
+                        let id = self.removed.swap_remove(i);
+                        let old = self.history[&id].choose(&mut self.rng).cloned();
+                        if let Some(old) = old {
+                            self.set(id, old);
+                        }
+                    }
+                }
+            }
+        }
+        while self.people.len() > 40 {
+            if let Some(id) = self.pick() {
+                self.people.remove(&id);
+                self.removed.push(id);
+            }
+        }
+        while self.people.len() < 10 {
+            self.add();
+        }
+        let mut rows: Vec<Row> = self
+            .people
+            .iter()
+            .map(|(id, c)| Row {
+                id: id.clone(),
+                cells: c.clone(),
+            })
+            .collect();
+        rows.shuffle(&mut self.rng);
+        // A duplicate: another row for someone, earlier in the file than their real row.
+        if self.rng.random_bool(0.3) {
+            let i = self.rng.random_range(0..rows.len());
+            let extra = Row {
+                id: rows[i].id.clone(),
+                cells: self.cells(),
+            };
+            rows.insert(i, extra);
+        }
+        // An invalid row (a value over 1000 bytes), for this night only.
+        if self.rng.random_bool(0.1) {
+            let i = self.rng.random_range(0..rows.len());
+            rows[i].cells[3] = "x".repeat(1001);
+        }
+        // A row the API refuses.
+        if self.rng.random_bool(0.1) {
+            let id = REFUSED.choose(&mut self.rng).copied().unwrap_or("rj1");
+            let i = self.rng.random_range(0..=rows.len());
+            let cells = self.cells();
+            rows.insert(
+                i,
+                Row {
+                    id: id.into(),
+                    cells,
+                },
+            );
+        }
+        let opts = Opts {
+            update_only: self.rng.random_bool(0.2),
+            clear: self.rng.random_bool(0.3),
+            full: self.rng.random_bool(0.1),
+            v1: self.rng.random_bool(0.25),
+            mapping: self.rng.random_bool(0.25),
+            batch_size: self.rng.random_range(1..=8),
+            concurrency: self.rng.random_range(1..=4),
+        };
+        let mut faults = Vec::new();
+        if self.rng.random_bool(0.5) {
+            for _ in 0..self.rng.random_range(4..20) {
+                faults.push(match self.rng.random_range(0..100) {
+                    0..60 => Fault::Pass,
+                    60..70 => Fault::Ambiguous,
+                    70..80 => Fault::Unreadable207 {
+                        truncated: self.rng.random_bool(0.5),
+                    },
+                    80..88 => Fault::Reset,
+                    88..95 => Fault::Status(429),
+                    _ => Fault::Status(*[500, 502, 503].choose(&mut self.rng).unwrap_or(&500)),
+                });
+            }
+        }
+        if self.rng.random_bool(0.08) {
+            // An outage: more 503s in a row than one request's attempts.
+            let at = self.rng.random_range(0..=faults.len());
+            for _ in 0..12 {
+                faults.insert(at, Fault::Status(503));
+            }
+        }
+        let kill = match self.rng.random_range(0..100) {
+            0..6 => Kill::Sigkill(self.rng.random_range(1..=6)),
+            6..12 => Kill::Sigint(self.rng.random_range(1..=6)),
+            _ => Kill::None,
+        };
+        let mut night = Night {
+            rows,
+            opts,
+            faults,
+            kill,
+            other: n > 0 && self.rng.random_bool(0.07),
+            fresh_reports: false,
+        };
+        // The draws above are made whatever is avoided, so a seed's sources stay the same.
+        let avoid = |i: u32| self.avoid.contains(&i);
+        if avoid(1) {
+            night.other = false;
+        }
+        if avoid(2) {
+            night.opts.update_only = false;
+        }
+        if avoid(3) {
+            night
+                .faults
+                .retain(|f| matches!(f, Fault::Pass | Fault::Status(429)));
+            night.kill = Kill::None;
+        }
+        if avoid(4) {
+            night
+                .faults
+                .retain(|f| !matches!(f, Fault::Unreadable207 { .. }));
+        }
+        if avoid(9) {
+            night.fresh_reports = true;
+        }
+        night
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The world: workspaces, the ledger, and running a night.
+
+/// One simulated customer: a workspace kept across all nights of a seed, another workspace
+/// (started on first use), one directory with one ledger and fixed report paths.
+struct World {
+    seed: u64,
+    dir: tempfile::TempDir,
+    main: Sb,
+    other: Option<Sb>,
+    /// Every attribute hash the tool's converter gives any row of any night, with the
+    /// attributes that row sends: what a ledger hash claims a person holds.
+    hashes: HashMap<[u8; 16], Map<String, Value>>,
+    night: usize,
+}
+
+fn workspace(site: &str, key: &str) -> Sb {
+    sandbox(SandboxConfig {
+        limit: 0,
+        credentials: Some(Credentials {
+            site_id: site.into(),
+            api_key: ApiKey::new(key),
+        }),
+        reject_ids: REFUSED.map(String::from).to_vec(),
+        // Only scripted `Fault::Slow`s wait this long (the reduced tests use one to hold a
+        // request while the importer is killed).
+        slow: Duration::from_secs(2),
+        ..SandboxConfig::default()
+    })
+}
+
+fn people_of(sb: &Sb) -> HashMap<String, Map<String, Value>> {
+    sb.people()
+        .into_iter()
+        .map(|(id, p)| (id, p.attributes))
+        .collect()
+}
+
+/// Polls until the sandbox has nothing in flight (a killed importer's last request may still
+/// be applying), with a deadline.
+fn settle(sb: &Sb) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if sb.stats().in_flight == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// A person the ledger says was acknowledged with a hash. `destination` is the ledger's
+/// record of which workspace acknowledged it, when the schema has one.
+struct Claim {
+    destination: Option<String>,
+    identifier: String,
+    hash: [u8; 16],
+}
+
+/// What the ledger claims (the one place that knows its schema): `people(kind, identifier,
+/// hash, ...)`, plus a destination column if the ledger gains one (any of the names below).
+/// Returns `None` while the ledger's last run did not end (a kill -9 leaves no chance to
+/// write; the next run must deal with it before it trusts the ledger, and the check runs
+/// again after that run).
+fn ledger_claims(path: &Path) -> Option<Vec<Claim>> {
+    if !path.exists() {
+        return Some(Vec::new());
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("the ledger opens read-only");
+    let ended: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT ended_at FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if matches!(ended, Some(None)) {
+        return None;
+    }
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('people')")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default();
+    let dest = ["destination", "workspace", "site", "site_id", "dest"]
+        .into_iter()
+        .find(|c| columns.iter().any(|x| x == c));
+    let sql = match dest {
+        Some(d) => format!("SELECT identifier, hash, CAST({d} AS TEXT) FROM people"),
+        None => "SELECT identifier, hash, NULL FROM people".to_string(),
+    };
+    let mut st = conn.prepare(&sql).expect("people table");
+    let claims = st
+        .query_map([], |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            Ok(Claim {
+                identifier: r.get(0)?,
+                hash: hash.try_into().unwrap_or([0; 16]),
+                destination: r.get(2)?,
+            })
+        })
+        .expect("people rows")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("people rows");
+    Some(claims)
+}
+
+fn csv_text(rows: &[Row]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["id", "name", "plan", "score", "city"])
+        .unwrap();
+    for r in rows {
+        let mut rec = vec![r.id.as_str()];
+        rec.extend(r.cells.iter().map(String::as_str));
+        w.write_record(rec).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+fn converter(o: &Opts) -> Converter {
+    let opts = ConvertOptions {
+        hash: true,
+        mapping: o
+            .mapping
+            .then(|| std::sync::Arc::new(Mapping::parse(MAPPING, "nights").unwrap())),
+        clear_empty: o.clear,
+        update_only: o.update_only,
+        ..ConvertOptions::new(IdKind::Id, "id", if o.v1 { Api::V1 } else { Api::Batch })
+    };
+    let header: Vec<String> = ["id", "name", "plan", "score", "city"]
+        .map(String::from)
+        .to_vec();
+    Converter::new(opts, Some(&header)).unwrap()
+}
+
+/// What happened in one night, for the tally.
+struct Ran {
+    code: Option<i32>,
+    findings: Vec<Finding>,
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        World {
+            seed,
+            dir: tempdir(),
+            main: workspace(SITE, KEY),
+            other: None,
+            hashes: HashMap::new(),
+            night: 0,
+        }
+    }
+
+    /// Runs one night and checks it.
+    fn run(&mut self, night: &Night) -> Ran {
+        let n = self.night;
+        self.night += 1;
+        let tag = format!("seed {} night {n}", self.seed);
+        let dir = self.dir.path().to_path_buf();
+        std::fs::write(dir.join("people.csv"), csv_text(&night.rows)).unwrap();
+        std::fs::write(dir.join("map.toml"), MAPPING).unwrap();
+        let conv = converter(&night.opts);
+        for (i, r) in night.rows.iter().enumerate() {
+            let mut rec = vec![r.id.clone()];
+            rec.extend(r.cells.iter().cloned());
+            let pos = Position {
+                row: i as u64 + 1,
+                line: i as u64 + 2,
+            };
+            if let Ok(rec) = conv.convert(pos, RawRow::Csv(csv::StringRecord::from(rec))) {
+                if let Some(h) = rec.hash {
+                    let v: Value = serde_json::from_slice(&rec.payload).unwrap();
+                    let mut attrs = match v.get("attributes") {
+                        Some(Value::Object(m)) => m.clone(),
+                        _ => v.as_object().cloned().unwrap_or_default(),
+                    };
+                    attrs.remove("_update");
+                    self.hashes.insert(h, attrs);
+                }
+            }
+        }
+        if night.other && self.other.is_none() {
+            self.other = Some(workspace(OTHER_SITE, OTHER_KEY));
+        }
+        let ws = if night.other {
+            self.other.as_ref().unwrap()
+        } else {
+            &self.main
+        };
+        let before = people_of(ws);
+        ws.sb.set_script(night.faults.clone());
+        let _ = std::fs::remove_file(dir.join("summary.json"));
+        if night.fresh_reports {
+            let _ = std::fs::remove_file(dir.join("errors.csv"));
+            let _ = std::fs::remove_file(dir.join("rejects.csv"));
+        }
+
+        let o = &night.opts;
+        let mut args: Vec<String> = [
+            "people.csv",
+            "--state",
+            "state.db",
+            "--summary",
+            "summary.json",
+            "--rejects",
+            "rejects.csv",
+            "--errors",
+            "errors.csv",
+            "-q",
+            "--rate",
+            "0",
+            "--max-retries",
+            "3",
+            "--backoff-base-ms",
+            "1",
+            "--backoff-cap-ms",
+            "4",
+            "--timeout",
+            "5",
+            "--flush-ms",
+            "5",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend([
+            "--concurrency".into(),
+            o.concurrency.to_string(),
+            "--batch-size".into(),
+            o.batch_size.to_string(),
+        ]);
+        for (on, flag) in [
+            (o.update_only, "--update-only"),
+            (o.full, "--full"),
+            (o.v1, "--api=v1"),
+            (o.clear, "--empty=clear"),
+            (o.mapping, "--mapping=map.toml"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = import_command(&dir, &ws.url(), &argv);
+        if night.other {
+            cmd.env("CUSTOMERIO_SITE_ID", OTHER_SITE)
+                .env("CUSTOMERIO_TRACK_API_KEY", OTHER_KEY);
+        }
+        let stderr = std::fs::File::create(dir.join("stderr.txt")).unwrap();
+        let requests_before = ws.stats().requests;
+        let mut child = cmd
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut findings = Vec::new();
+        let mut find = |kind: &'static str, what: String| {
+            findings.push(Finding {
+                kind,
+                what: format!("{tag}: {what}"),
+            })
+        };
+        // The kill: once the sandbox saw the K-th request of the night (or the run ended).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        if let Kill::Sigkill(k) | Kill::Sigint(k) = night.kill {
+            while Instant::now() < deadline
+                && ws.stats().requests - requests_before < k
+                && child.try_wait().unwrap().is_none()
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if child.try_wait().unwrap().is_none() {
+                if night.kill == Kill::Sigkill(k) {
+                    let _ = child.kill();
+                } else {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-INT", &child.id().to_string()])
+                        .status();
+                }
+            }
+        }
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let code = status.and_then(|s| s.code());
+        if status.is_none() {
+            find("hang", "the importer ran for over 60 s".into());
+        }
+        if !settle(ws) {
+            find(
+                "hang",
+                "the sandbox still had requests in flight after 10 s".into(),
+            );
+        }
+        ws.sb.set_script(Vec::new());
+        let after = people_of(ws);
+        let err_text = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
+        let last_lines: String = {
+            let lines: Vec<&str> = err_text.lines().collect();
+            lines[lines.len().saturating_sub(6)..].join(" | ")
+        };
+
+        // (a) The accounting identity, when the run wrote a summary.
+        let summary: Option<Value> = std::fs::read(dir.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let g = |s: &Value, k: &str| s[k].as_u64().unwrap_or(u64::MAX / 8);
+        if let Some(s) = &summary {
+            let parts = [
+                "sent",
+                "skipped",
+                "invalid",
+                "rejected",
+                "exhausted",
+                "not_attempted",
+            ];
+            let sum: u64 = parts.iter().map(|k| g(s, k)).sum();
+            if g(s, "rows") != sum || s["accounted"] != Value::Bool(true) {
+                find("accounting", format!("rows != sum of classes: {s}"));
+            }
+            if s["exit_code"].as_i64() != code.map(i64::from) {
+                find(
+                    "accounting",
+                    format!(
+                        "summary exit_code {} but the process exited {code:?}",
+                        s["exit_code"]
+                    ),
+                );
+            }
+        } else if night.kill == Kill::None && code.is_some() {
+            find(
+                "accounting",
+                format!("no summary (exit {code:?}): {last_lines}"),
+            );
+        }
+
+        // (b) The rejects file holds exactly the rows that failed this night.
+        let errors = read_csv_maps(&dir.join("errors.csv"));
+        let failed_count = summary.as_ref().map(|s| {
+            ["invalid", "rejected", "exhausted", "not_attempted"]
+                .iter()
+                .map(|k| g(s, k))
+                .sum::<u64>()
+        });
+        if let Some(failed) = failed_count {
+            let rejects: Vec<Vec<String>> = if dir.join("rejects.csv").exists() {
+                csv::Reader::from_path(dir.join("rejects.csv"))
+                    .unwrap()
+                    .records()
+                    .map(|r| r.unwrap().iter().map(String::from).collect())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if errors.len() as u64 != failed || rejects.len() as u64 != failed {
+                find(
+                    "reports",
+                    format!(
+                        "{failed} rows failed, but the errors file lists {} and the rejects file holds {} (stale reports?)",
+                        errors.len(),
+                        rejects.len()
+                    ),
+                );
+            } else {
+                let mut expected = Vec::new();
+                for e in &errors {
+                    let class = e.get("class").map(String::as_str).unwrap_or("");
+                    if !["invalid", "rejected", "exhausted", "not_attempted"].contains(&class) {
+                        find(
+                            "reports",
+                            format!("errors file row with class '{class}': {e:?}"),
+                        );
+                    }
+                    let line: usize = e.get("line").and_then(|l| l.parse().ok()).unwrap_or(0);
+                    match line.checked_sub(2).and_then(|i| night.rows.get(i)) {
+                        Some(r) => {
+                            if e.get("identifier")
+                                .is_some_and(|i| !i.is_empty() && *i != r.id)
+                            {
+                                find(
+                                    "reports",
+                                    format!("errors file names {e:?}, but line {line} is {}", r.id),
+                                );
+                            }
+                            let mut rec = vec![r.id.clone()];
+                            rec.extend(r.cells.iter().cloned());
+                            expected.push(rec);
+                        }
+                        None => find("reports", format!("errors file line {line} is no row")),
+                    }
+                }
+                let mut got = rejects.clone();
+                got.sort();
+                expected.sort();
+                if got != expected {
+                    find(
+                        "reports",
+                        "the rejects file's rows are not the rows the errors file lists".into(),
+                    );
+                }
+            }
+        }
+
+        // (c) The ledger never claims a person holds what their workspace does not hold.
+        // A hash stands for the attributes of the rows that have it (the tool's own converter
+        // says which, under each night's options); the workspace that acknowledged the claim
+        // must hold every one of them now (a cleared "" as absent). Which workspace: the one
+        // the ledger names, or the main one when the ledger names none.
+        if let Some(claims) = ledger_claims(&dir.join("state.db")) {
+            let other_people = self.other.as_ref().map(people_of);
+            let main_people = if night.other {
+                people_of(&self.main)
+            } else {
+                after.clone()
+            };
+            for c in claims {
+                let names_other = c
+                    .destination
+                    .as_deref()
+                    .zip(self.other.as_ref())
+                    .is_some_and(|(d, o)| d.contains(OTHER_SITE) || d.contains(&o.url()));
+                let (held, which) = match (&other_people, names_other) {
+                    (Some(o), true) => (o, "the other workspace"),
+                    _ => (&main_people, "the main workspace"),
+                };
+                let Some(attrs) = self.hashes.get(&c.hash) else {
+                    find(
+                        "ledger",
+                        format!(
+                            "the ledger holds for {} a hash no row of any night has",
+                            c.identifier
+                        ),
+                    );
+                    continue;
+                };
+                let p = held.get(&c.identifier);
+                let holds = p.is_some_and(|p| {
+                    let p = shown(p);
+                    attrs.iter().all(|(k, v)| match v.as_str() {
+                        Some("") => !p.contains_key(k),
+                        _ => p.get(k) == Some(v),
+                    })
+                });
+                if !holds {
+                    find(
+                        "ledger",
+                        format!(
+                            "the ledger claims {} holds {} but {which} holds {} (exit {code:?})",
+                            c.identifier,
+                            Value::Object(attrs.clone()),
+                            show(p)
+                        ),
+                    );
+                }
+            }
+        }
+
+        // (d) What the workspace holds after a run that read its whole file.
+        for id in REFUSED {
+            if after.contains_key(id) {
+                find("workspace", format!("{id}, whom the API refuses, exists"));
+            }
+        }
+        let read_all = summary
+            .as_ref()
+            .is_some_and(|s| g(s, "rows") == night.rows.len() as u64);
+        if code == Some(0) && night.rows.iter().any(|r| REFUSED.contains(&r.id.as_str())) {
+            find(
+                "workspace",
+                "exit 0, but the source holds a row the API refuses".into(),
+            );
+        }
+        if matches!(code, Some(0) | Some(2)) && read_all {
+            let mut failed: HashMap<String, Vec<String>> = HashMap::new();
+            if failed_count.unwrap_or(0) > 0 {
+                for e in &errors {
+                    failed
+                        .entry(e.get("identifier").cloned().unwrap_or_default())
+                        .or_default()
+                        .push(e.get("class").cloned().unwrap_or_default());
+                }
+            }
+            let mut ids: Vec<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if REFUSED.contains(&id) {
+                    continue;
+                }
+                let rows: Vec<&Row> = night.rows.iter().filter(|r| r.id == id).collect();
+                let expected = match failed.get(id) {
+                    None => rows.iter().fold(before.get(id).cloned(), |p, r| {
+                        identify(p, &implied(r, o), o.update_only)
+                    }),
+                    Some(classes)
+                        if classes.len() == rows.len()
+                            && classes.iter().all(|c| c == "invalid" || c == "rejected") =>
+                    {
+                        before.get(id).cloned()
+                    }
+                    Some(_) => continue,
+                };
+                let got = after.get(id);
+                if expected.as_ref().map(shown) != got.map(shown) {
+                    find(
+                        "workspace",
+                        format!(
+                            "exit {code:?}: {id} should hold {} but holds {} (held {} before; rows {:?}; {:?})",
+                            show(expected.as_ref()),
+                            show(got),
+                            show(before.get(id)),
+                            rows.iter().map(|r| &r.cells).collect::<Vec<_>>(),
+                            o
+                        ),
+                    );
+                }
+            }
+        }
+        if !findings.is_empty() {
+            findings.push(Finding {
+                kind: "context",
+                what: format!(
+                    "{tag}: {:?} kill {:?} other {} faults {:?}; exit {code:?}; log: {last_lines}",
+                    night.opts, night.kill, night.other, night.faults
+                ),
+            });
+        }
+        Ran { code, findings }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Many nights, and the tally.
+
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<String, u64>,
+    /// Per finding kind: how many, and the first few.
+    found: BTreeMap<&'static str, (u64, Vec<String>)>,
+}
+
+impl Tally {
+    fn add(&mut self, k: impl Into<String>) {
+        *self.counts.entry(k.into()).or_default() += 1;
+    }
+
+    fn night(&mut self, night: &Night, ran: &Ran) {
+        self.add("nights");
+        self.add(format!("exit {:?}", ran.code));
+        let o = &night.opts;
+        self.add(if o.v1 { "api v1" } else { "api batch" });
+        for (on, what) in [
+            (o.update_only, "opt update-only"),
+            (o.clear, "opt empty=clear"),
+            (o.full, "opt full"),
+            (o.mapping, "opt mapping"),
+            (night.other, "other workspace"),
+        ] {
+            if on {
+                self.add(what);
+            }
+        }
+        match night.kill {
+            Kill::Sigkill(_) => self.add("kill -9"),
+            Kill::Sigint(_) => self.add("SIGINT"),
+            Kill::None => {}
+        }
+        for f in &night.faults {
+            let name = match f {
+                Fault::Pass => continue,
+                Fault::Status(s) => format!("fault {s}"),
+                Fault::Unreadable207 { .. } => "fault unreadable 207".into(),
+                other => format!("fault {other:?}"),
+            };
+            self.add(name);
+        }
+        let mut kinds: Vec<&'static str> = ran
+            .findings
+            .iter()
+            .map(|f| f.kind)
+            .filter(|k| *k != "context")
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        for f in &ran.findings {
+            let e = self.found.entry(f.kind).or_default();
+            if e.1.len() < 6 {
+                e.1.push(f.what.clone());
+            }
+        }
+        for k in kinds {
+            self.found.entry(k).or_default().0 += 1;
+        }
+    }
+
+    fn report(&self) -> String {
+        let mut s = String::from("nights ran:\n");
+        for (k, v) in &self.counts {
+            s.push_str(&format!("  {k:<24} {v}\n"));
+        }
+        if self.found.is_empty() {
+            s.push_str("found: nothing\n");
+        }
+        for (k, (n, examples)) in &self.found {
+            if *k == "context" {
+                continue;
+            }
+            s.push_str(&format!("found {k}: in {n} nights, e.g.\n"));
+            for e in examples {
+                s.push_str(&format!("    {e}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// Runs `nights` nights for each seed, seeds spread over `threads` threads.
+fn simulate(seeds: Vec<u64>, nights: usize, threads: usize) -> Tally {
+    let queue = Mutex::new(seeds);
+    let tally = Mutex::new(Tally::default());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let Some(seed) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let mut gen = Gen::new(seed);
+                let mut world = World::new(seed);
+                for n in 0..nights {
+                    let night = gen.night(n);
+                    let ran = world.run(&night);
+                    tally.lock().unwrap().night(&night, &ran);
+                }
+            });
+        }
+    });
+    tally.into_inner().unwrap()
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The CI run: a few hundred nights over a few seeds. Every finding names its seed and night;
+/// replay one with `CIO_NIGHTS_SEED=S cargo test --test nights -- --ignored many_nights_long`.
+#[test]
+#[ignore = "fails until issue 10 items 1-4 and 9 land: un-ignore with them"]
+fn many_nights() {
+    let started = Instant::now();
+    let tally = simulate((1..=6).collect(), 50, 2);
+    let report = tally.report();
+    eprintln!("{report}in {:.1?}", started.elapsed());
+    assert!(tally.counts["nights"] == 300, "{report}");
+    assert!(tally.found.is_empty(), "{report}");
+}
+
+/// The long run: `CIO_NIGHTS` nights in all (default 10,000), 50 per seed from seed 1000 (or
+/// only `CIO_NIGHTS_SEED`), with the tally of what ran and what it found.
+#[test]
+#[ignore = "long: CIO_NIGHTS=10000 cargo test --release --test nights -- --ignored many_nights_long --nocapture"]
+fn many_nights_long() {
+    let started = Instant::now();
+    let total = env_u64("CIO_NIGHTS").unwrap_or(10_000).max(1) as usize;
+    let per_seed = env_u64("CIO_NIGHTS_PER_SEED").unwrap_or(50).max(1) as usize;
+    let seeds: Vec<u64> = match env_u64("CIO_NIGHTS_SEED") {
+        Some(s) => vec![s],
+        None => (1000..1000 + total.div_ceil(per_seed) as u64)
+            .rev()
+            .collect(),
+    };
+    let threads = env_u64("CIO_NIGHTS_THREADS").unwrap_or(2) as usize;
+    let tally = simulate(seeds, per_seed, threads);
+    let report = tally.report();
+    eprintln!("{report}in {:.1?}", started.elapsed());
+    assert!(tally.found.is_empty(), "{report}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The simulation's own parts, and the divergences it found, each reduced to a few nights.
+
+fn assert_clean(ran: &Ran) {
+    let text: Vec<&str> = ran.findings.iter().map(|f| f.what.as_str()).collect();
+    assert!(ran.findings.is_empty(), "{}", text.join("\n"));
+}
+
+/// The simulation itself sees a plain night through: everyone arrives, the ledger agrees.
+#[test]
+fn a_plain_night_and_an_unchanged_one_are_clean() {
+    let mut w = World::new(0);
+    let rows = vec![
+        Row::new("a", ["Ada 1", "pro", "7", "Paris"]),
+        Row::new("b", ["", "free", "", "Lyon"]),
+        Row::new("b", ["Grace 2", "", "9", ""]),
+    ];
+    let ran = w.run(&Night::plain(rows.clone()));
+    assert_eq!(ran.code, Some(0));
+    assert_clean(&ran);
+    assert_eq!(people_of(&w.main).len(), 2);
+    let ran = w.run(&Night::plain(rows));
+    assert_eq!(ran.code, Some(0));
+    assert_clean(&ran);
+    assert!(!w.hashes.is_empty());
+}
+
+/// The model finds a workspace that does not hold what the source says (a planted change).
+#[test]
+fn the_checks_see_a_workspace_that_lost_a_change() {
+    let mut w = World::new(0);
+    let mut night = Night::plain(vec![Row::new("a", ["Ada 1", "pro", "7", "Paris"])]);
+    assert_clean(&w.run(&night));
+    // Another client changes the person behind the tool's back: the ledger's claim and the
+    // model's expectation both fail, whatever the tool does next.
+    let (status, _, _) = w.main.http(
+        "PUT",
+        "/api/v1/customers/a",
+        r#"{"plan":"free"}"#,
+        Some((SITE, KEY)),
+    );
+    assert_eq!(status, 200);
+    night.opts.full = false;
+    let ran = w.run(&night);
+    let kinds: HashSet<&str> = ran.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains("ledger"), "{:?}", ran.findings);
+    assert!(kinds.contains("workspace"), "{:?}", ran.findings);
+}
+
+/// The sandbox's new fault: a batch applied, then a 207 whose body is cut off or HTML.
+#[test]
+fn the_sandbox_serves_an_unreadable_207_after_applying() {
+    let sb = workspace(SITE, KEY);
+    for truncated in [true, false] {
+        sb.sb.set_script(vec![Fault::Unreadable207 { truncated }]);
+        let body = r#"{"batch":[{"type":"person","identifiers":{"id":"ok"},"action":"identify","attributes":{"a":"1"}},{"type":"person","identifiers":{"id":"rj1"},"action":"identify","attributes":{"a":"1"}}]}"#;
+        let (status, _, text) = sb.http("POST", "/api/v2/batch", body, Some((SITE, KEY)));
+        assert_eq!(status, 207);
+        assert!(
+            serde_json::from_str::<Value>(&text).is_err(),
+            "readable: {text}"
+        );
+        assert!(sb.people().contains_key("ok"));
+        assert!(!sb.people().contains_key("rj1"));
+        assert_eq!(sb.sb.script_left(), 0);
+    }
+}
+
+/// Runs the nights in order and asserts each is clean, naming the first that is not.
+fn nights_are_clean(nights: &[Night]) {
+    let mut w = World::new(0);
+    for night in nights {
+        let ran = w.run(night);
+        assert_clean(&ran);
+    }
+}
+
+fn alice(plan: &str) -> Row {
+    Row::new("alice", ["Alice 1", plan, "7", "Paris"])
+}
+
+/// Issue 10 item 2: an update-only send to someone who does not exist yet is answered 200
+/// and changes nothing; the ledger must not record it as delivered, or the next normal night
+/// skips the person for ever.
+#[test]
+#[ignore = "fails until issue 10 item 2 lands"]
+fn an_update_only_acknowledgement_is_not_a_delivery() {
+    let mut first = Night::plain(vec![alice("pro")]);
+    first.opts.update_only = true;
+    nights_are_clean(&[first, Night::plain(vec![alice("pro")])]);
+}
+
+/// Issue 10 item 3: a batch applied, then answered 500 on every attempt (exhausted), leaves
+/// the workspace holding that night's value; when the source reverts, the row must be sent.
+#[test]
+#[ignore = "fails until issue 10 item 3 lands"]
+fn a_failed_night_then_revert_is_not_skipped() {
+    let mut failed = Night::plain(vec![alice("team")]);
+    failed.opts.concurrency = 1;
+    failed.faults = vec![Fault::Ambiguous; 4];
+    let mut w = World::new(0);
+    assert_clean(&w.run(&Night::plain(vec![alice("pro")])));
+    let ran = w.run(&failed);
+    assert_eq!(ran.code, Some(2), "{:?}", ran.findings);
+    assert_clean(&ran);
+    assert_clean(&w.run(&Night::plain(vec![alice("pro")])));
+}
+
+/// Issue 10 item 3 (interrupted): a request applied, then the importer killed (kill -9)
+/// while its retry is out; the ledger must not go on claiming the old value.
+#[test]
+#[ignore = "fails until issue 10 item 3 lands"]
+fn a_killed_night_then_revert_is_not_skipped() {
+    let mut killed = Night::plain(vec![alice("team")]);
+    killed.opts.v1 = true;
+    killed.opts.concurrency = 1;
+    // The first attempt is applied then answered 500; the retry is held until the kill.
+    killed.faults = vec![Fault::Ambiguous, Fault::Slow];
+    killed.kill = Kill::Sigkill(2);
+    nights_are_clean(&[
+        Night::plain(vec![alice("pro")]),
+        killed,
+        Night::plain(vec![alice("pro")]),
+    ]);
+}
+
+/// Issue 10 item 4: a 207 whose body is cut off, or is not JSON, is an unknown outcome: the
+/// row the API refused in it must not be counted as sent, nor recorded in the ledger.
+#[test]
+#[ignore = "fails until issue 10 item 4 lands"]
+fn an_unreadable_207_is_not_acknowledged() {
+    for truncated in [true, false] {
+        let mut night = Night::plain(vec![alice("pro"), Row::new("rj1", ["R", "", "", ""])]);
+        night.faults = vec![Fault::Unreadable207 { truncated }];
+        nights_are_clean(&[night]);
+    }
+}
+
+/// Issue 10 item 1: a ledger filled against one workspace must not make a run against
+/// another workspace (another site id) skip people that workspace never received.
+#[test]
+#[ignore = "fails until issue 10 item 1 lands"]
+fn a_ledger_is_not_trusted_in_another_workspace() {
+    let rows = vec![
+        alice("pro"),
+        Row::new("bob", ["Bob 2", "free", "3", "Lyon"]),
+    ];
+    let mut other = Night::plain(rows.clone());
+    other.other = true;
+    let mut w = World::new(0);
+    assert_clean(&w.run(&Night::plain(rows)));
+    let ran = w.run(&other);
+    // Refusing with a clear message is allowed; an exit 0 must have delivered everyone.
+    if ran.code != Some(1) {
+        assert_clean(&ran);
+    }
+}
+
+/// Issue 10 item 9: a clean night must not leave yesterday's rejects and errors in place.
+#[test]
+#[ignore = "fails until issue 10 item 9 lands"]
+fn yesterdays_reports_do_not_survive_a_clean_night() {
+    let mut bad = alice("pro");
+    bad.cells[3] = "x".repeat(1001);
+    nights_are_clean(&[Night::plain(vec![bad]), Night::plain(vec![alice("pro")])]);
+}
