@@ -533,6 +533,10 @@ fn ledger_claims(path: &Path) -> Option<Vec<Claim>> {
         .into_iter()
         .find(|c| columns.iter().any(|x| x == c));
     let sql = match dest {
+        // The ledger names each destination (site id and host) in its own table.
+        Some("dest") => "SELECT p.identifier, p.hash, d.site_id || ' at ' || d.host \
+                         FROM people p JOIN destinations d ON d.id = p.dest"
+            .to_string(),
         Some(d) => format!("SELECT identifier, hash, CAST({d} AS TEXT) FROM people"),
         None => "SELECT identifier, hash, NULL FROM people".to_string(),
     };
@@ -1216,7 +1220,6 @@ fn alice(plan: &str) -> Row {
 /// and changes nothing; the ledger must not record it as delivered, or the next normal night
 /// skips the person for ever.
 #[test]
-#[ignore = "fails until issue 10 item 2 lands"]
 fn an_update_only_acknowledgement_is_not_a_delivery() {
     let mut first = Night::plain(vec![alice("pro")]);
     first.opts.update_only = true;
@@ -1226,7 +1229,6 @@ fn an_update_only_acknowledgement_is_not_a_delivery() {
 /// Issue 10 item 3: a batch applied, then answered 500 on every attempt (exhausted), leaves
 /// the workspace holding that night's value; when the source reverts, the row must be sent.
 #[test]
-#[ignore = "fails until issue 10 item 3 lands"]
 fn a_failed_night_then_revert_is_not_skipped() {
     let mut failed = Night::plain(vec![alice("team")]);
     failed.opts.concurrency = 1;
@@ -1242,7 +1244,6 @@ fn a_failed_night_then_revert_is_not_skipped() {
 /// Issue 10 item 3 (interrupted): a request applied, then the importer killed (kill -9)
 /// while its retry is out; the ledger must not go on claiming the old value.
 #[test]
-#[ignore = "fails until issue 10 item 3 lands"]
 fn a_killed_night_then_revert_is_not_skipped() {
     let mut killed = Night::plain(vec![alice("team")]);
     killed.opts.v1 = true;
@@ -1260,7 +1261,6 @@ fn a_killed_night_then_revert_is_not_skipped() {
 /// Issue 10 item 4: a 207 whose body is cut off, or is not JSON, is an unknown outcome: the
 /// row the API refused in it must not be counted as sent, nor recorded in the ledger.
 #[test]
-#[ignore = "fails until issue 10 item 4 lands"]
 fn an_unreadable_207_is_not_acknowledged() {
     for truncated in [true, false] {
         let mut night = Night::plain(vec![alice("pro"), Row::new("rj1", ["R", "", "", ""])]);
@@ -1272,7 +1272,6 @@ fn an_unreadable_207_is_not_acknowledged() {
 /// Issue 10 item 1: a ledger filled against one workspace must not make a run against
 /// another workspace (another site id) skip people that workspace never received.
 #[test]
-#[ignore = "fails until issue 10 item 1 lands"]
 fn a_ledger_is_not_trusted_in_another_workspace() {
     let rows = vec![
         alice("pro"),
