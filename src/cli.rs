@@ -1,6 +1,6 @@
 //! The command line: clap types, turned once into validated settings, and the subcommands' glue.
 
-use crate::config::ImportConfig;
+use crate::config::{self, ConfigError, ImportConfig};
 use crate::convert::ConvertOptions;
 use crate::exit;
 use crate::mapping::Mapping;
@@ -221,22 +221,22 @@ pub struct ImportArgs {
     /// Start a local sandbox and import into it (no account needed).
     #[arg(long, conflicts_with = "endpoint")]
     pub sandbox: bool,
-    /// Requests in flight at most.
+    /// Requests in flight at most (1 to 1000).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Requests per second, all workers and retries together (0 = no limit).
+    /// Requests per second, all workers and retries together (0 = no limit; at most 100000).
     #[arg(long, default_value_t = 100)]
     pub rate: u32,
-    /// Retries after the first attempt, for 408/429/5xx/timeouts/connection errors.
+    /// Retries after the first attempt, for 408/429/5xx/timeouts/connection errors (0 to 100).
     #[arg(long, default_value_t = 8)]
     pub max_retries: usize,
-    /// Timeout of one request, in seconds.
+    /// Timeout of one request, in seconds (0.001 to 3600).
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
-    /// Batch request body cap in bytes (at most 500000).
+    /// Batch request body cap in bytes (1000 to 500000).
     #[arg(long, default_value_t = 500_000)]
     pub batch_bytes: usize,
-    /// Cap on operations per batch request.
+    /// Cap on operations per batch request (1 to 100000).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Send a partial batch after this many milliseconds without a new row.
@@ -248,10 +248,12 @@ pub struct ImportArgs {
     /// Largest backoff delay in milliseconds.
     #[arg(long, default_value_t = 30_000, hide = true)]
     pub backoff_cap_ms: u64,
-    /// Where failed rows go, verbatim (default: <input stem>.rejects.<csv|jsonl>).
+    /// Where this run's failed rows go, verbatim; a run without failures removes the file
+    /// (default: <input stem>.rejects.<csv|jsonl> next to the input; stdin.rejects.* for stdin).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
-    /// Where the reasons go (default: <input stem>.errors.csv).
+    /// Where the reasons go; replaced by each run like --rejects
+    /// (default: <input stem>.errors.csv next to the input; stdin.errors.csv for stdin).
     #[arg(long)]
     pub errors: Option<PathBuf>,
     /// Write the summary as JSON here.
@@ -348,6 +350,12 @@ pub struct SandboxArgs {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+impl From<ConfigError> for UsageError {
+    fn from(e: ConfigError) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
 fn parse_delimiter(s: &str) -> Result<u8, UsageError> {
     match s {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
@@ -383,10 +391,11 @@ impl SandboxArgs {
                         .into(),
                 )),
             };
-        let outage = match &self.outage {
-            Some(v) if v.len() == 2 && v[0] >= 0.0 && v[1] >= 0.0 => {
-                Some((Duration::from_secs_f64(v[0]), Duration::from_secs_f64(v[1])))
-            }
+        let outage = match self.outage.as_deref() {
+            Some([start, len]) => Some((
+                config::seconds("--outage", *start, sandbox::OUTAGE_S, "5 10")?,
+                config::seconds("--outage", *len, sandbox::OUTAGE_S, "5 10")?,
+            )),
             Some(_) => {
                 return Err(UsageError(
                     "--outage START_S LEN_S: two non-negative numbers".into(),
@@ -394,7 +403,7 @@ impl SandboxArgs {
             }
             None => None,
         };
-        Ok(SandboxConfig {
+        let cfg = SandboxConfig {
             credentials,
             limit: self.limit,
             burst: self.burst,
@@ -413,7 +422,9 @@ impl SandboxArgs {
             script: Vec::new(),
             reject_ids: self.reject_ids.clone(),
             poison_ids: self.poison_ids.clone(),
-        })
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -508,24 +519,8 @@ or try --sandbox or --dry-run",
                 crate::secret::API_KEY_ENV
             )));
         }
-        if self.concurrency == 0 {
-            return Err(UsageError("--concurrency must be at least 1".into()));
-        }
-        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
-            return Err(UsageError(
-                "--timeout must be a positive number of seconds".into(),
-            ));
-        }
-        if self.batch_bytes > crate::validate::MAX_BATCH_BYTES || self.batch_bytes < 1_000 {
-            return Err(UsageError(format!(
-                "--batch-bytes {}: give a number between 1000 and {} (the API's limit)",
-                self.batch_bytes,
-                crate::validate::MAX_BATCH_BYTES
-            )));
-        }
-        if self.batch_size == Some(0) {
-            return Err(UsageError("--batch-size must be at least 1".into()));
-        }
+        // Checked before converting: a number such as 1e20 has no Duration (it would panic).
+        let timeout = config::seconds("--timeout", self.timeout, config::TIMEOUT_S, "30")?;
         let mut cfg = ImportConfig::new(input, reading.format, endpoint);
         cfg.delimiter = reading.delimiter;
         cfg.convert = ConvertOptions {
@@ -547,12 +542,12 @@ or try --sandbox or --dry-run",
         cfg.concurrency = self.concurrency;
         cfg.rate = self.rate;
         cfg.max_retries = self.max_retries;
-        cfg.timeout = Duration::from_secs_f64(self.timeout);
-        cfg.backoff_base = Duration::from_millis(self.backoff_base_ms.max(1));
-        cfg.backoff_cap = Duration::from_millis(self.backoff_cap_ms.max(self.backoff_base_ms));
+        cfg.timeout = timeout;
+        cfg.backoff_base = Duration::from_millis(self.backoff_base_ms);
+        cfg.backoff_cap = Duration::from_millis(self.backoff_cap_ms);
         cfg.batch_bytes = self.batch_bytes;
         cfg.batch_size = self.batch_size;
-        cfg.flush_after = Duration::from_millis(self.flush_ms.max(1));
+        cfg.flush_after = Duration::from_millis(self.flush_ms);
         if let Some(p) = &self.rejects {
             cfg.rejects = p.clone();
         }
@@ -566,6 +561,8 @@ or try --sandbox or --dry-run",
         } else {
             ProgressMode::Log
         };
+        // The same checks pipeline::run makes, here so that the message comes before anything.
+        cfg.validate()?;
         Ok(cfg)
     }
 }
@@ -708,8 +705,7 @@ async fn sync(config: &std::path::Path) -> u8 {
             return exit::USAGE_OR_IO;
         }
     };
-    let base = config.parent().unwrap_or(std::path::Path::new("."));
-    let args = match Cli::try_parse_from(job.to_args(base)) {
+    let args = match Cli::try_parse_from(job.to_args(config)) {
         Ok(Cli {
             command: Command::Import(a),
             ..
@@ -782,8 +778,8 @@ async fn import(args: ImportArgs, env_credentials: Option<Credentials>) -> u8 {
     };
     let summary_path = cfg.summary.clone();
     let input_for_save = match &cfg.input {
-        Input::Path(p) => p.clone(),
-        Input::Stdin => PathBuf::from("stdin"),
+        Input::Path(p) => Some(p.clone()),
+        Input::Stdin => None,
     };
     let mut summary = crate::pipeline::run(cfg, stop).await;
     if let Some(path) = &summary_path {
@@ -794,8 +790,7 @@ async fn import(args: ImportArgs, env_credentials: Option<Credentials>) -> u8 {
     }
     eprint!("{}", summary.table());
     if let Some(s) = sandbox {
-        let stem = crate::report::summary::input_stem(Some(&input_for_save));
-        let path = sandbox::default_save_path(&stem);
+        let path = sandbox::default_save_path(input_for_save.as_deref());
         match s.save_people(&path) {
             Ok(n) => eprintln!("sandbox: {n} people received; saved to {}", path.display()),
             Err(e) => eprintln!(
@@ -867,4 +862,40 @@ async fn run_sandbox(args: SandboxArgs) -> u8 {
     }
     sb.shutdown().await;
     exit::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox_args(extra: &[&str]) -> SandboxArgs {
+        let mut argv = vec!["cio-import", "sandbox"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Sandbox(a)) => a,
+            other => panic!("not a sandbox command line: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sandbox_numbers_out_of_range_are_usage_errors_naming_the_flag() {
+        for (flag, value) in [
+            ("--latency-ms", "18446744073709551615"),
+            ("--slow-ms", "18446744073709551615"),
+            ("--burst", "0"),
+            ("--limit", "4294967295"),
+            ("--retry-after", "18446744073709551615"),
+            ("--outage", "1e20"),
+        ] {
+            let mut args = vec![flag, value];
+            if flag == "--outage" {
+                args.push("1");
+            }
+            match sandbox_args(&args).to_config() {
+                Ok(_) => panic!("{flag} {value} was accepted"),
+                Err(e) => assert!(e.0.starts_with(flag) && e.0.contains("give"), "{e}"),
+            }
+        }
+        assert!(sandbox_args(&[]).to_config().is_ok());
+    }
 }

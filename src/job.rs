@@ -25,7 +25,9 @@ pub struct Job {
     /// Send everything and refresh the ledger.
     #[serde(default)]
     pub full: bool,
-    /// Where the rejects, errors and summary files go.
+    /// Where the rejects, errors and summary files go, named after the job file
+    /// (`nightly.toml` -> `nightly.rejects.csv`, `nightly.errors.csv`, `nightly.summary.json`),
+    /// so that jobs sharing the folder keep apart. Default: next to the input, named after it.
     pub reports_dir: Option<String>,
     /// `us` or `eu`.
     pub region: Option<String>,
@@ -67,8 +69,10 @@ pub fn load(path: &Path) -> Result<Job, String> {
 }
 
 impl Job {
-    /// The `import` arguments this job stands for, with paths resolved against `base`.
-    pub fn to_args(&self, base: &Path) -> Vec<String> {
+    /// The `import` arguments this job stands for, with paths resolved against the folder of
+    /// `job_file`, and reports in `reports_dir` named after it.
+    pub fn to_args(&self, job_file: &Path) -> Vec<String> {
+        let base = job_file.parent().unwrap_or(Path::new("."));
         let resolve = |p: &str| -> String {
             if p == "-" || Path::new(p).is_absolute() {
                 p.to_string()
@@ -105,7 +109,7 @@ impl Job {
         opt("timeout", self.timeout.map(|v| v.to_string()));
         if let Some(dir) = &self.reports_dir {
             let dir = PathBuf::from(resolve(dir));
-            let stem = crate::report::summary::input_stem(Some(Path::new(&self.input)));
+            let stem = crate::report::summary::input_stem(Some(job_file));
             let ext = match self.format.as_deref() {
                 Some("jsonl") => "jsonl",
                 Some(_) => "csv",
@@ -157,7 +161,7 @@ mod tests {
             "input = \"data/customers.csv\"\nstate = \"state.db\"\nreports_dir = \"/var/log/cio\"\nrate = 50\nfull = true\n",
         )
         .unwrap();
-        let args = job.to_args(Path::new("/etc/cio"));
+        let args = job.to_args(Path::new("/etc/cio/nightly.toml"));
         assert_eq!(
             &args[..3],
             ["cio-import", "import", "/etc/cio/data/customers.csv"]
@@ -165,7 +169,7 @@ mod tests {
         let joined = args.join(" ");
         assert!(joined.contains("--state /etc/cio/state.db"), "{joined}");
         assert!(
-            joined.contains("--rejects /var/log/cio/customers.rejects.csv"),
+            joined.contains("--rejects /var/log/cio/nightly.rejects.csv"),
             "{joined}"
         );
         assert!(

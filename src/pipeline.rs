@@ -893,6 +893,9 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         s.api = api_name.to_string();
         s.dry_run = cfg.dry_run;
     };
+    if let Err(e) = cfg.validate() {
+        return early_error(&tally, &mut summary_base, e.to_string(), started);
+    }
 
     let input_name = cfg.input.display();
     let opened = {

@@ -403,9 +403,10 @@ fn sync_runs_a_job_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(sb.people().len(), 10);
-    let s: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("reports/p.summary.json")).unwrap())
-            .unwrap();
+    let s: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("reports/job.summary.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(s["sent"], 10);
     assert!(dir.path().join("state.db").exists());
     // A mistake in the job file names the line and the key.

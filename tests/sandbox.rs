@@ -467,11 +467,18 @@ fn import_with_tls_needs_the_sandbox_certificate() {
 #[test]
 fn import_sandbox_runs_the_samples_with_no_account() {
     let dir = tempdir();
+    // A copy in the run's folder: the reports and the saved people go next to the input.
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/customers.csv");
+    std::fs::copy(&sample, dir.path().join("customers.csv")).unwrap();
     let out = std::process::Command::new(bin())
         .current_dir(dir.path())
-        .args(["import", "--sandbox", "--summary", "s.json"])
-        .arg(&sample)
+        .args([
+            "import",
+            "--sandbox",
+            "--summary",
+            "s.json",
+            "customers.csv",
+        ])
         .env_remove("CUSTOMERIO_SITE_ID")
         .env_remove("CUSTOMERIO_TRACK_API_KEY")
         .output()

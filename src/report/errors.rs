@@ -1,7 +1,7 @@
 //! The errors file: one line per failed row with its position, class, status and message.
 
 use super::rejects::csv_io;
-use super::{create_private, ReportError};
+use super::{clear_stale, create_private, ReportError};
 use crate::record::Failure;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,8 +24,11 @@ pub struct ErrorsWriter {
 }
 
 impl ErrorsWriter {
-    /// A writer for `path`.
+    /// A writer for `path`. Like the rejects file, what an earlier run left at `path` is cleared
+    /// at once (see [`clear_stale`]); [`ErrorsWriter::finish`] checks again.
     pub fn new(path: PathBuf) -> ErrorsWriter {
+        // A failure here is reported by finish(), which tries again.
+        let _ = clear_stale(&path);
         ErrorsWriter { path, writer: None }
     }
 
@@ -60,10 +63,13 @@ impl ErrorsWriter {
         .map_err(|e| csv_io(e, &self.path))
     }
 
-    /// Flushes to disk; reports whether a file was written.
+    /// Flushes to disk; reports whether a file was written. Without failures, nothing is left
+    /// at the path (an earlier run's file there is cleared, or the error says why it cannot be).
     pub fn finish(&mut self) -> Result<bool, ReportError> {
         match self.writer.as_mut() {
-            None => Ok(false),
+            None => clear_stale(&self.path)
+                .map(|_| false)
+                .map_err(ReportError::at(&self.path)),
             Some(w) => {
                 w.flush().map_err(ReportError::at(&self.path))?;
                 w.get_ref()

@@ -31,6 +31,27 @@ pub fn create_private(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Clears what an earlier run left at a report path, so that after this run the path holds this
+/// run's failures or nothing: a regular file is removed (no file = nothing failed, as when the
+/// path was never used); a symbolic link is kept and the regular file it points to emptied;
+/// devices, pipes and folders (`/dev/null`) are never touched. A missing path is fine.
+pub fn clear_stale(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => std::fs::remove_file(path),
+        Ok(m) if m.file_type().is_symlink() => match std::fs::metadata(path) {
+            Ok(t) if t.is_file() => OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)
+                .map(drop),
+            _ => Ok(()),
+        },
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A report file could not be written (disk full, permissions): the run must stop.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}: {source}; free some space or choose another path, then re-run")]

@@ -1,6 +1,6 @@
 //! The rejects file: failed rows verbatim, in the input's format, ready to import again.
 
-use super::{create_private, ReportError};
+use super::{clear_stale, create_private, ReportError};
 use crate::record::RawRow;
 use crate::source::CsvHeader;
 use std::fs::File;
@@ -20,8 +20,12 @@ pub struct RejectsWriter {
 }
 
 impl RejectsWriter {
-    /// A writer for `path`; `header` is the CSV header (None for JSONL).
+    /// A writer for `path`; `header` is the CSV header (None for JSONL). The run takes the path
+    /// over now: what an earlier run left there is cleared at once (see [`clear_stale`]), so that
+    /// even a killed run leaves only its own failures; [`RejectsWriter::finish`] checks again.
     pub fn new(path: PathBuf, header: Option<CsvHeader>) -> RejectsWriter {
+        // A failure here is reported by finish(), which tries again.
+        let _ = clear_stale(&path);
         RejectsWriter {
             path,
             header,
@@ -97,11 +101,14 @@ impl RejectsWriter {
         Ok(())
     }
 
-    /// Flushes to disk; reports whether a file was written.
+    /// Flushes to disk; reports whether a file was written. Without failures, nothing is left
+    /// at the path (an earlier run's file there is cleared, or the error says why it cannot be).
     pub fn finish(&mut self) -> Result<bool, ReportError> {
         let path = self.path.clone();
         match self.sink.as_mut() {
-            None => Ok(false),
+            None => clear_stale(&path)
+                .map(|_| false)
+                .map_err(ReportError::at(&path)),
             Some(Sink::Csv(w)) => {
                 w.flush().map_err(ReportError::at(&path))?;
                 w.get_ref().sync_all().map_err(ReportError::at(&path))?;

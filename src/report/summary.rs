@@ -204,12 +204,27 @@ pub fn input_stem(input: Option<&Path>) -> String {
         .unwrap_or_else(|| "stdin".to_string())
 }
 
-/// Default report paths: `<stem>.rejects.<ext>` and `<stem>.errors.csv`, in the current directory.
+/// The path of a file that belongs to one input: `<folder of the input>/<stem>.<suffix>`, so
+/// that `a/customers.csv` and `b/customers.csv` never share one. Stdin, and inputs that are
+/// not regular files (a pipe such as `/dev/fd/63`), have no folder of their own: theirs go in
+/// the current folder.
+pub fn beside_input(input: Option<&Path>, suffix: &str) -> PathBuf {
+    let name = format!("{}.{suffix}", input_stem(input));
+    let folder = input
+        .filter(|p| !std::fs::metadata(p).is_ok_and(|m| !m.is_file()))
+        .and_then(Path::parent);
+    match folder {
+        Some(f) => f.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+/// Default report paths: `<stem>.rejects.<ext>` and `<stem>.errors.csv`, next to the input
+/// (in the current folder for stdin).
 pub fn default_paths(input: Option<&Path>, ext: &str) -> (PathBuf, PathBuf) {
-    let stem = input_stem(input);
     (
-        PathBuf::from(format!("{stem}.rejects.{ext}")),
-        PathBuf::from(format!("{stem}.errors.csv")),
+        beside_input(input, &format!("rejects.{ext}")),
+        beside_input(input, "errors.csv"),
     )
 }
 
@@ -222,9 +237,20 @@ mod tests {
         assert_eq!(
             default_paths(Some(Path::new("data/customers.csv.gz")), "csv"),
             (
+                "data/customers.rejects.csv".into(),
+                "data/customers.errors.csv".into()
+            )
+        );
+        assert_eq!(
+            default_paths(Some(Path::new("customers.csv")), "csv"),
+            (
                 "customers.rejects.csv".into(),
                 "customers.errors.csv".into()
             )
+        );
+        assert_ne!(
+            default_paths(Some(Path::new("a/customers.csv")), "csv"),
+            default_paths(Some(Path::new("b/customers.csv")), "csv")
         );
         assert_eq!(
             default_paths(None, "jsonl"),

@@ -58,6 +58,62 @@ pub struct SandboxConfig {
     pub poison_ids: Vec<String>,
 }
 
+/// The range of `--outage START_S LEN_S`, each in seconds.
+pub const OUTAGE_S: (f64, f64) = (0.0, 86_400.0);
+
+impl SandboxConfig {
+    /// Checks every number against the range the sandbox accepts (the flags' names in the
+    /// messages); [`Sandbox::start`] calls it, so a configuration built in code gets it too.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::{seconds, Bounds, ConfigError};
+        let b = |option, max, unit, example| Bounds {
+            option,
+            min: 0,
+            max,
+            unit,
+            example,
+        };
+        b(
+            "--limit",
+            1_000_000,
+            "requests per second (0 = no limit)",
+            "100",
+        )
+        .check(u128::from(self.limit))?;
+        Bounds {
+            min: 1,
+            ..b("--burst", 1_000_000, "requests", "10")
+        }
+        .check(u128::from(self.burst))?;
+        if let Some(s) = self.retry_after {
+            b("--retry-after", 86_400, "seconds", "7").check(u128::from(s))?;
+        }
+        b("--latency-ms", 600_000, "milliseconds", "50").check_ms(self.latency)?;
+        b("--slow-ms", 600_000, "milliseconds", "35000").check_ms(self.slow)?;
+        if let Some((start, len)) = self.outage {
+            for d in [start, len] {
+                seconds("--outage", d.as_secs_f64(), OUTAGE_S, "5 10")?;
+            }
+        }
+        for (option, v) in [
+            ("--fail-rate", self.fail_rate),
+            ("--reset-rate", self.reset_rate),
+            ("--slow-rate", self.slow_rate),
+            ("--ambiguous-rate", self.ambiguous_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::OutOfRange {
+                    option,
+                    value: format!("{v:?}"),
+                    range: "a share between 0 and 1".into(),
+                    example: "0.02",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A fault the sandbox can be told to serve next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -167,6 +223,8 @@ impl Sandbox {
         bind: SocketAddr,
         tls: Option<&Tls>,
     ) -> std::io::Result<Sandbox> {
+        cfg.validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -239,6 +297,8 @@ impl Sandbox {
 }
 
 /// Where `import --sandbox` saves the people it received.
-pub fn default_save_path(input_stem: &str) -> PathBuf {
-    PathBuf::from(format!("{input_stem}.sandbox-people.jsonl"))
+/// `<stem>.sandbox-people.jsonl` next to the input, like the reports (in the current folder
+/// for stdin).
+pub fn default_save_path(input: Option<&Path>) -> PathBuf {
+    crate::report::summary::beside_input(input, "sandbox-people.jsonl")
 }
