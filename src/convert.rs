@@ -173,19 +173,27 @@ impl Converter {
                 ));
             }
         }
-        let constants: Vec<Fixed> = mapping
+        let mut constants: Vec<Fixed> = Vec::new();
+        for (k, v) in mapping
             .as_ref()
-            .map(|m| {
-                m.constants
-                    .iter()
-                    .map(|(k, v)| Fixed {
-                        name: k.clone(),
-                        key: json_key(k),
-                        value: v.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map(|m| m.constants.as_slice())
+            .unwrap_or(&[])
+        {
+            validate::attribute_name(k)
+                .map_err(|e| format!("the constant '{k}' in the mapping: {}", e.message))?;
+            let value = if k == CREATED_AT && !v.is_i64() {
+                timestamp::parse_json(v)
+                    .map(Value::from)
+                    .map_err(|e| format!("the constant created_at in the mapping: {e}"))?
+            } else {
+                v.clone()
+            };
+            constants.push(Fixed {
+                name: k.clone(),
+                key: json_key(k),
+                value,
+            });
+        }
         for k in &constants {
             if let Some(src) = seen.get(k.name.as_str()) {
                 return Err(format!(
@@ -343,24 +351,26 @@ or --identify-by email{}",
                 continue;
             }
             let cell = field(i);
-            if cell.is_empty() {
-                if self.opts.clear_empty {
-                    w.key_prepared(&col.key);
-                    w.str_value("");
-                    if let Some(c) = canon.as_mut() {
-                        c.str(&col.name, "");
-                    }
-                }
+            if cell.is_empty() && !self.opts.clear_empty {
                 continue;
             }
+            // Checked whenever the name is sent, an empty cell under `--empty clear` included.
             if let Some(p) = &col.name_problem {
                 return Err(Invalid {
                     identifier: Some(id.value),
                     violation: p.clone(),
                 });
             }
-            if let Some(rule) = &col.rule {
-                if rule.converts() {
+            if cell.is_empty() {
+                w.key_prepared(&col.key);
+                w.str_value("");
+                if let Some(c) = canon.as_mut() {
+                    c.str(&col.name, "");
+                }
+                continue;
+            }
+            match col.rule.as_ref().filter(|r| r.converts()) {
+                Some(rule) => {
                     let v = rule.convert_str(cell).map_err(|m| {
                         invalid(
                             Some(&id.value),
@@ -374,25 +384,23 @@ or --identify-by email{}",
                         )
                     })?;
                     self.write_value(&mut w, &mut canon, &id, &col.name, Some(&col.key), &v)?;
-                } else {
-                    self.write_str(&mut w, &mut canon, &id, col, cell)?;
                 }
+                None if col.role == Role::CreatedAt => {
+                    let secs = timestamp::parse_str(cell)
+                        .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
+                    w.key_prepared(&col.key);
+                    w.int_value(secs);
+                    if let Some(c) = canon.as_mut() {
+                        c.int(&col.name, secs);
+                    }
+                }
+                None => self.write_str(&mut w, &mut canon, &id, col, cell)?,
+            }
+            if let Some(rule) = &col.rule {
                 for (k, v) in &rule.set_when_present {
                     self.write_value(&mut w, &mut canon, &id, k, None, v)?;
                 }
-                continue;
             }
-            if col.role == Role::CreatedAt {
-                let secs = timestamp::parse_str(cell)
-                    .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
-                w.key_prepared(&col.key);
-                w.int_value(secs);
-                if let Some(c) = canon.as_mut() {
-                    c.int(&col.name, secs);
-                }
-                continue;
-            }
-            self.write_str(&mut w, &mut canon, &id, col, cell)?;
         }
         self.finish(id, w, canon)
     }
@@ -425,6 +433,16 @@ or --identify-by email{}",
         key: Option<&[u8]>,
         v: &Value,
     ) -> Result<(), Invalid> {
+        // `created_at` is Unix seconds whatever rule produced it (a value map, a string type).
+        let seconds;
+        let v = if name == CREATED_AT && !v.is_i64() {
+            seconds = timestamp::parse_json(v)
+                .map(Value::from)
+                .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
+            &seconds
+        } else {
+            v
+        };
         let size = validate::value_bytes(v);
         if size > MAX_VALUE_BYTES {
             return Err(value_too_long(&id.value, name, size));
@@ -469,7 +487,11 @@ or --identify-by email{}",
         let id_raw = fields
             .iter()
             .find(|(k, _)| *k == column)
-            .map(|(_, v)| serde_json::from_str::<Value>(v.get()).unwrap_or(Value::Null));
+            .map(|(_, v)| {
+                json_object::read(v)
+                    .map_err(|m| invalid(None, Some(column), format!("identifier '{column}' {m}")))
+            })
+            .transpose()?;
         let id_value = self.json_identifier(column, id_raw.as_ref())?;
         let id = self.identifier(self.opts.id_kind, column, &id_value)?;
         let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
@@ -479,25 +501,29 @@ or --identify-by email{}",
             if *name == self.opts.id_column {
                 continue;
             }
+            if text == "null" && !self.opts.clear_empty {
+                continue;
+            }
+            // Checked whenever the name is sent, a null under `--empty clear` included.
+            validate::attribute_name(name).map_err(|v| Invalid {
+                identifier: Some(id.value.clone()),
+                violation: v,
+            })?;
             if text == "null" {
-                if self.opts.clear_empty {
-                    w.key(name);
-                    w.str_value("");
-                    if let Some(c) = canon.as_mut() {
-                        c.str(name, "");
-                    }
+                w.key(name);
+                w.str_value("");
+                if let Some(c) = canon.as_mut() {
+                    c.str(name, "");
                 }
                 continue;
             }
             if name == "_timestamp" && !self.timestamp_warned.replace(true) {
                 warn_timestamp();
             }
-            validate::attribute_name(name).map_err(|v| Invalid {
-                identifier: Some(id.value.clone()),
-                violation: v,
-            })?;
+            json_object::check(value)
+                .map_err(|m| invalid(Some(&id.value), Some(name), format!("'{name}' {m}")))?;
             if name == CREATED_AT {
-                let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let parsed: Value = json_object::read(value).unwrap_or(Value::Null);
                 let secs = timestamp::parse_json(&parsed)
                     .map_err(|m| invalid(Some(&id.value), Some(CREATED_AT), m))?;
                 w.key(name);
@@ -510,13 +536,6 @@ or --identify-by email{}",
             let size = json_object::value_bytes(value, MAX_VALUE_BYTES);
             if size > MAX_VALUE_BYTES {
                 return Err(value_too_long(&id.value, name, size));
-            }
-            if !json_object::number_in_range(value) {
-                return Err(invalid(
-                    Some(&id.value),
-                    Some(name),
-                    format!("'{name}' is the number {text}, beyond what a 64-bit float holds: write it as a string"),
-                ));
             }
             w.key(name);
             w.raw_value(text);
@@ -533,15 +552,26 @@ or --identify-by email{}",
             return self.jsonl(line);
         };
         let fields = parse_object(line)?;
-        let values: Vec<(String, Value)> = fields
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    serde_json::from_str(v.get()).unwrap_or(Value::Null),
-                )
-            })
-            .collect();
+        let column = self.opts.id_column.as_str();
+        let mut values: Vec<(String, Value)> = Vec::with_capacity(fields.len());
+        for (k, v) in &fields {
+            match json_object::read(v) {
+                Ok(value) => values.push((k.to_string(), value)),
+                Err(msg) => {
+                    // Name the person when the identifier itself reads.
+                    let id = fields
+                        .iter()
+                        .find(|(s, _)| m.resolve(s).0.as_deref() == Some(column))
+                        .and_then(|(_, v)| json_object::read(v).ok())
+                        .and_then(|v| self.json_identifier(column, Some(&v)).ok());
+                    return Err(invalid(
+                        id.as_deref().filter(|s| !s.is_empty()),
+                        Some(k),
+                        format!("field '{k}' {msg}"),
+                    ));
+                }
+            }
+        }
         // (source name, attribute name, rule, value)
         let mut attrs: Vec<(String, String, Option<&Rule>, Value)> = Vec::new();
         for (source, value) in crate::mapping::reshape(m, values) {
@@ -553,7 +583,6 @@ or --identify-by email{}",
                 }
             }
         }
-        let column = self.opts.id_column.as_str();
         let find = |name: &str| attrs.iter().find(|a| a.1 == name).map(|a| &a.3);
         let mut id_value = self.json_identifier(column, find(column))?;
         let mut kind = self.opts.id_kind;
@@ -810,6 +839,29 @@ mod tests {
         }
         let (e, _) = jsonl(r#"{"id":{"a":1}}"#).unwrap_err();
         assert!(e.message().contains("JSON object"), "{}", e.message());
+    }
+
+    #[test]
+    fn mapping_constants_are_checked_and_created_at_is_unix_seconds() {
+        let with = |constants: &str| {
+            let m = Mapping::parse(&format!("[constants]\n{constants}\n"), "m").unwrap();
+            let o = ConvertOptions {
+                mapping: Some(std::sync::Arc::new(m)),
+                ..opts(Api::V1)
+            };
+            Converter::new(o, None)
+        };
+        let c = with("created_at = \"2024-05-01T12:00:00Z\"").unwrap();
+        let r = c
+            .convert(POS, RawRow::Line(br#"{"id":"1"}"#.to_vec()))
+            .unwrap();
+        assert_eq!(payload(&r), json!({"created_at": 1_714_564_800}));
+        let e = with("created_at = \"soon\"").unwrap_err();
+        assert!(e.contains("created_at") && e.contains("accepted:"), "{e}");
+        let e = with(&format!("{} = 1", "k".repeat(151))).unwrap_err();
+        assert!(e.contains("151 bytes") && e.contains("rename"), "{e}");
+        let e = with("\"\" = 1").unwrap_err();
+        assert!(e.contains("empty name"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Reading a JSON object's members in order, values left as raw JSON text: no map is built,
-//! so a row (or an operation) is parsed once and its values copied as they are.
+//! so a row (or an operation) is parsed once and its values copied as they are; and telling
+//! which raw values no JSON data can hold (`1e400`, a lone surrogate `"\ud800"`), and why.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -86,14 +87,116 @@ pub fn value_bytes(v: &RawValue, limit: usize) -> usize {
         .unwrap_or(t.len())
 }
 
-/// Whether a raw number stays finite as a 64-bit float (`1e400` does not); true for
-/// anything that is not a number.
-pub fn number_in_range(v: &RawValue) -> bool {
+/// Reads a raw value as data. The error says, for the errors report, what in it cannot be
+/// read (a number beyond a 64-bit float, a string with a lone UTF-16 surrogate, nesting too
+/// deep) and what to do; it follows the field's name: `'score' is the number 1e400, ...`.
+pub fn read(v: &RawValue) -> Result<serde_json::Value, String> {
     let t = v.get();
-    let numeric = t.starts_with(|c: char| c == '-' || c.is_ascii_digit());
-    !numeric
-        || t.len() < 16 && !t.contains(['e', 'E'])
-        || t.parse::<f64>().is_ok_and(f64::is_finite)
+    serde_json::from_str(t).map_err(|e| match first_unreadable(t) {
+        Some(u) => u.message(),
+        None if e.to_string().contains("recursion limit") => {
+            "is nested more than 128 levels deep, more than can be read: drop the field \
+(drop = true in the mapping) or flatten it in the source"
+                .to_string()
+        }
+        None => format!("cannot be read as JSON data ({e}): fix the value in the source"),
+    })
+}
+
+/// Checks, without building it, that a raw value can be sent as data, with [`read`]'s error.
+/// Its syntax was checked when the line was parsed; what is left is a number beyond a 64-bit
+/// float and a lone UTF-16 surrogate. Plain strings and short numbers pass at a glance; the
+/// rest is scanned once, without recursion (any depth is fine).
+pub fn check(v: &RawValue) -> Result<(), String> {
+    let t = v.get();
+    let plain = match t.as_bytes().first() {
+        Some(b'"') => !t.contains('\\'),
+        Some(b'-' | b'0'..=b'9') => t.len() < 16 && !t.contains(['e', 'E']),
+        Some(b't' | b'f' | b'n') => true,
+        _ => false,
+    };
+    if plain {
+        return Ok(());
+    }
+    first_unreadable(t).map_or(Ok(()), |u| Err(u.message()))
+}
+
+/// A part of valid JSON text that no JSON data can hold.
+enum Unreadable<'a> {
+    /// A number beyond a 64-bit float (`1e400`).
+    Number(&'a str),
+    /// A lone UTF-16 surrogate escape (`\ud800`).
+    Surrogate(&'a str),
+}
+
+impl Unreadable<'_> {
+    fn message(&self) -> String {
+        match self {
+            Unreadable::Number(n) => {
+                format!("is the number {n}, beyond what a 64-bit float holds: write it as a string")
+            }
+            Unreadable::Surrogate(s) => format!(
+                "holds the escape {s}, a lone UTF-16 surrogate (what is left when an export cuts \
+text in the middle of an emoji): repair or remove the broken character in the source"
+            ),
+        }
+    }
+}
+
+/// The first number beyond a 64-bit float or lone surrogate escape in valid JSON text.
+fn first_unreadable(text: &str) -> Option<Unreadable<'_>> {
+    let b = text.as_bytes();
+    let hex = |at: usize| {
+        text.get(at..at + 4)
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] != b'\\' {
+                        i += 1;
+                        continue;
+                    }
+                    if b.get(i + 1) != Some(&b'u') {
+                        i += 2;
+                        continue;
+                    }
+                    let unit = hex(i + 2)?;
+                    let escape = &text[i..i + 6];
+                    match unit {
+                        0xD800..=0xDBFF => {
+                            let low = (text.get(i + 6..i + 8) == Some("\\u"))
+                                .then(|| hex(i + 8))
+                                .flatten();
+                            match low {
+                                Some(0xDC00..=0xDFFF) => i += 12,
+                                _ => return Some(Unreadable::Surrogate(escape)),
+                            }
+                        }
+                        0xDC00..=0xDFFF => return Some(Unreadable::Surrogate(escape)),
+                        _ => i += 6,
+                    }
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let n = &text[start..i];
+                if !n.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Some(Unreadable::Number(n));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Whether a raw value is an integer (what `created_at` and `_timestamp` must be).
@@ -123,6 +226,45 @@ mod tests {
         );
         assert!(parse(b"[1]").is_err());
         assert!(parse(b"{} x").is_err());
+    }
+
+    fn raw(t: &str) -> &RawValue {
+        serde_json::from_str(t).unwrap()
+    }
+
+    #[test]
+    fn unreadable_values_are_named_with_the_fix() {
+        for ok in [
+            r#""plain""#,
+            r#""esc\"aped \u00e9 \ud83d\ude00""#,
+            "12",
+            "-1.5e300",
+            "true",
+            "null",
+            r#"{"a":[1,"\\ud800",{"b":2e10}]}"#,
+        ] {
+            assert_eq!(check(raw(ok)), Ok(()), "{ok}");
+            assert!(read(raw(ok)).is_ok(), "{ok}");
+        }
+        // Depth is no reason to refuse a value that is sent as it is; reading it into a
+        // value for a mapping says why it cannot.
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        assert_eq!(check(raw(&deep)), Ok(()));
+        let e = read(raw(&deep)).unwrap_err();
+        assert!(e.contains("128 levels") && e.contains("drop"), "{e}");
+        for (bad, needle) in [
+            ("1e400", "the number 1e400,"),
+            ("-1e400", "the number -1e400,"),
+            (r#"[1, {"x": 2e999}]"#, "the number 2e999,"),
+            (r#""cut \ud800""#, "escape \\ud800, a lone UTF-16 surrogate"),
+            (r#""\udc00 alone""#, "escape \\udc00,"),
+            (r#""\ud83d\u0041""#, "escape \\ud83d,"),
+            (r#"{"k":"\ud83d"}"#, "escape \\ud83d,"),
+        ] {
+            let e = check(raw(bad)).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+            assert_eq!(read(raw(bad)).unwrap_err(), e, "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::record::IdKind;
 use crate::timestamp;
-use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -20,7 +20,8 @@ pub enum ValueType {
     Float,
     /// true/false, yes/no, 1/0 (any case).
     Bool,
-    /// Unix seconds, from the `created_at` formats or a strftime `format`.
+    /// Unix seconds, from the `created_at` formats or a strftime `format`; a time without a
+    /// zone is read in the column's `timezone` (UTC if none).
     Timestamp,
     /// A JSON text parsed into its value.
     Json,
@@ -397,7 +398,7 @@ impl Rule {
 
     fn timestamp(&self, t: &str) -> Result<i64, String> {
         let Some(fmt) = &self.format else {
-            return timestamp::parse_str(t);
+            return timestamp::parse_str_in(t, self.timezone);
         };
         let bad = || format!("'{t}' does not match the format '{fmt}'");
         if fmt.contains("%z") || fmt.contains("%:z") {
@@ -411,14 +412,7 @@ impl Rule {
                     .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
             })
             .map_err(|_| bad())?;
-        match self.timezone {
-            None => Ok(naive.and_utc().timestamp()),
-            Some(tz) => tz
-                .from_local_datetime(&naive)
-                .earliest()
-                .map(|d| d.timestamp())
-                .ok_or_else(|| format!("'{t}' does not exist in {tz} (a daylight-saving gap)")),
-        }
+        timestamp::local_seconds(naive, self.timezone, t)
     }
 }
 

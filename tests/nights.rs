@@ -1104,7 +1104,6 @@ fn env_u64(name: &str) -> Option<u64> {
 /// The CI run: a few hundred nights over a few seeds. Every finding names its seed and night;
 /// replay one with `CIO_NIGHTS_SEED=S cargo test --test nights -- --ignored many_nights_long`.
 #[test]
-#[ignore = "fails until issue 10 items 1-4 and 9 land: un-ignore with them"]
 fn many_nights() {
     let started = Instant::now();
     let tally = simulate((1..=6).collect(), 50, 2);
@@ -1290,7 +1289,6 @@ fn a_ledger_is_not_trusted_in_another_workspace() {
 
 /// Issue 10 item 9: a clean night must not leave yesterday's rejects and errors in place.
 #[test]
-#[ignore = "fails until issue 10 item 9 lands"]
 fn yesterdays_reports_do_not_survive_a_clean_night() {
     let mut bad = alice("pro");
     bad.cells[3] = "x".repeat(1001);
