@@ -1,17 +1,20 @@
 //! `cio-import inspect FILE`: one streaming pass that tells, before anything is sent, what the
 //! columns hold, how well the identifier covers the rows, which rows would be invalid and why,
-//! what would break a Track API limit, and a mapping to start from.
+//! what would break a Track API limit, and a mapping that imports the file as it is. When the
+//! delimiter or the identifier was not chosen and the default does not fit, a file is read
+//! again with a better guess (said in the notes).
 
 use crate::cli::InspectArgs;
 use crate::convert::{ConvertOptions, Converter};
 use crate::exit;
-use crate::mapping::snake_case;
-use crate::record::Identifier;
+use crate::mapping::{snake_case, Mapping};
+use crate::record::{IdKind, Identifier};
 use crate::source::{self, Format, Input, Item, Rows};
 use crate::track::Api;
 use crate::validate::{MAX_ATTRIBUTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a column's values look like.
@@ -156,6 +159,8 @@ struct Report {
     invalid_by_reason: BTreeMap<String, u64>,
     invalid_examples: Vec<Example>,
     limit_problems: Vec<String>,
+    /// What inspect chose on its own (a delimiter, an identifier) or could not.
+    notes: Vec<String>,
     suggested_mapping: String,
 }
 
@@ -203,24 +208,39 @@ pub fn run(args: &InspectArgs) -> u8 {
     }
 }
 
-fn inspect(args: &InspectArgs) -> Result<(), String> {
-    let started = Instant::now();
-    let input = Input::from_arg(&args.input);
-    let reading = args.read.resolve(&input).map_err(|e| e.0)?;
-    let (format, delimiter, kind, id_column) = (
-        reading.format,
-        reading.delimiter,
-        reading.id_kind,
-        reading.id_column.clone(),
-    );
-    let mapping = reading.mapping;
-    let opened = source::open(&input).map_err(|e| e.to_string())?;
+/// How a pass reads the input and finds the people in it.
+#[derive(Clone)]
+struct Plan {
+    format: Format,
+    delimiter: u8,
+    kind: IdKind,
+    id_column: String,
+    mapping: Option<Arc<Mapping>>,
+}
+
+/// What one pass over the input found.
+struct Pass {
+    stats: Vec<ColumnStats>,
+    csv_columns: Option<usize>,
+    total: u64,
+    invalid: u64,
+    reasons: BTreeMap<String, u64>,
+    examples: Vec<Example>,
+    missing: u64,
+    duplicates: u64,
+    bytes: u64,
+    read_error: Option<String>,
+}
+
+/// One streaming pass: column statistics, identifier coverage, invalid rows.
+fn scan(input: &Input, plan: &Plan) -> Result<Pass, String> {
+    let opened = source::open(input).map_err(|e| e.to_string())?;
     let bytes_read = opened.bytes_read.clone();
-    let mut rows =
-        Rows::new(opened, format, delimiter, &input.display()).map_err(|e| e.to_string())?;
+    let mut rows = Rows::new(opened, plan.format, plan.delimiter, &input.display())
+        .map_err(|e| e.to_string())?;
     let header: Option<Vec<String>> = rows.csv_header().map(|h| h.names.clone());
-    let mut opts = ConvertOptions::new(kind, &id_column, Api::Batch);
-    opts.mapping = mapping.map(std::sync::Arc::new);
+    let mut opts = ConvertOptions::new(plan.kind, &plan.id_column, Api::Batch);
+    opts.mapping = plan.mapping.clone();
     let converter = Converter::new(opts, header.as_deref());
     let mut stats: Vec<ColumnStats> = header
         .iter()
@@ -274,8 +294,13 @@ fn inspect(args: &InspectArgs) -> Result<(), String> {
             }
             _ => {}
         }
+        // Coverage counts the rows whose identifier could be read: a row that cannot be read
+        // as one, or that no column can identify, is missing it.
         let message = match (bad, &converter) {
-            (Some(m), _) => Some(m),
+            (Some(m), _) => {
+                missing += 1;
+                Some(m)
+            }
             (None, Ok(c)) => match c.convert(pos, raw) {
                 Ok(rec) => {
                     let key = id_key(&rec.identifier);
@@ -285,13 +310,16 @@ fn inspect(args: &InspectArgs) -> Result<(), String> {
                     None
                 }
                 Err((inv, _)) => {
-                    if inv.violation.field.as_deref() == Some(id_column.as_str()) {
+                    if inv.violation.field.as_deref() == Some(plan.id_column.as_str()) {
                         missing += 1;
                     }
                     Some(inv.message())
                 }
             },
-            (None, Err(e)) => Some(e.clone()),
+            (None, Err(e)) => {
+                missing += 1;
+                Some(e.clone())
+            }
         };
         if let Some(m) = message {
             invalid += 1;
@@ -305,57 +333,139 @@ fn inspect(args: &InspectArgs) -> Result<(), String> {
             }
         }
     }
-    let mut limit_problems = Vec::new();
-    if stats.len() > MAX_ATTRIBUTES + 1 {
-        limit_problems.push(format!(
-            "{} columns: a person may have at most {MAX_ATTRIBUTES} attributes per call",
-            stats.len()
-        ));
+    Ok(Pass {
+        stats,
+        csv_columns: header.map(|h| h.len()),
+        total,
+        invalid,
+        reasons,
+        examples,
+        missing,
+        duplicates,
+        bytes: crate::tally::Tally::get(&bytes_read),
+        read_error,
+    })
+}
+
+/// The delimiter a one-column header was probably written with.
+fn likely_delimiter(header: &str) -> Option<u8> {
+    [b';', b'\t', b'|']
+        .into_iter()
+        .map(|d| (d, header.bytes().filter(|b| *b == d).count()))
+        .filter(|(_, n)| *n > 0)
+        .max_by_key(|(_, n)| *n)
+        .map(|(d, _)| d)
+}
+
+/// The column that most likely holds email addresses: named email (or like it), every sample
+/// an address.
+fn email_column(stats: &[ColumnStats]) -> Option<String> {
+    let looks_like_email =
+        |s: &&ColumnStats| s.filled > 0 && s.samples.iter().all(|v| v.contains('@'));
+    let by_name = |exact: bool| {
+        stats
+            .iter()
+            .filter(|s| {
+                let n = snake_case(&s.name);
+                if exact {
+                    n == "email"
+                } else {
+                    n.contains("email")
+                }
+            })
+            .filter(looks_like_email)
+            .max_by_key(|s| s.filled)
+            .map(|s| s.name.clone())
+    };
+    by_name(true).or_else(|| by_name(false))
+}
+
+fn delimiter_word(d: u8) -> String {
+    match d {
+        b'\t' => "tab".to_string(),
+        d => (d as char).to_string(),
     }
-    for s in &stats {
-        if s.name.len() > MAX_NAME_BYTES {
-            limit_problems.push(format!(
-                "column name '{}…' is {} bytes (at most {MAX_NAME_BYTES})",
-                s.name.chars().take(30).collect::<String>(),
-                s.name.len()
-            ));
-        }
-        if s.longest > MAX_VALUE_BYTES {
-            limit_problems.push(format!(
-                "column '{}' has values of up to {} bytes (at most {MAX_VALUE_BYTES})",
-                s.name, s.longest
-            ));
-        }
-    }
-    let mut suggested = String::from(
-        "# Suggested by cio-import inspect: check it, then --mapping this file\n[options]\n",
-    );
-    suggested.push_str(&format!(
-        "identify_by = \"{}\"\nid_column = \"{}\"\n",
-        kind.as_str(),
-        snake_case(&id_column)
-    ));
-    for s in &stats {
-        let target = snake_case(&s.name);
-        let ty = s.inferred();
-        let typed = matches!(ty, "integer" | "float" | "bool" | "timestamp");
-        if target != s.name || typed {
-            suggested.push_str(&format!("\n[columns.{:?}]\n", s.name));
-            if target != s.name {
-                suggested.push_str(&format!("rename = {target:?}\n"));
+}
+
+fn inspect(args: &InspectArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let input = Input::from_arg(&args.input);
+    let reading = args.read.resolve(&input).map_err(|e| e.0)?;
+    let mapping_text =
+        crate::cli::load_mapping(args.read.mapping.as_deref(), args.read.preset.as_deref())
+            .map_err(|e| e.0)?
+            .map(|(text, _)| text);
+    let delimiter_chosen = args.read.delimiter.is_some()
+        || reading
+            .mapping
+            .as_ref()
+            .is_some_and(|m| m.delimiter.is_some());
+    let id_chosen = args.read.identify_by.is_some()
+        || args.read.id_column.is_some()
+        || reading.mapping.is_some();
+    // A second pass is possible on a regular file only.
+    let rereadable =
+        matches!(&input, Input::Path(p) if std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+    let mut plan = Plan {
+        format: reading.format,
+        delimiter: reading.delimiter,
+        kind: reading.id_kind,
+        id_column: reading.id_column.clone(),
+        mapping: reading.mapping.map(Arc::new),
+    };
+    let mut notes = Vec::new();
+    let mut pass = scan(&input, &plan)?;
+    if let (Some(1), false, Some(first)) = (pass.csv_columns, delimiter_chosen, pass.stats.first())
+    {
+        if let Some(d) = likely_delimiter(&first.name) {
+            let (was, now) = (delimiter_word(plan.delimiter), delimiter_word(d));
+            if rereadable {
+                notes.push(format!(
+                    "read with '{was}' the header is one column: read with '{now}' instead (pass --delimiter to choose)"
+                ));
+                plan.delimiter = d;
+                pass = scan(&input, &plan)?;
+            } else {
+                notes.push(format!(
+                    "read with '{was}' the header is one column that contains '{now}': pass --delimiter '{now}'"
+                ));
             }
-            if typed && format == Format::Csv {
-                suggested.push_str(&format!("type = \"{ty}\"\n"));
-            }
         }
     }
-    let valid = total - invalid;
+    if !id_chosen && !pass.stats.iter().any(|s| s.name == plan.id_column) {
+        match email_column(&pass.stats) {
+            Some(col) if rereadable => {
+                notes.push(format!(
+                    "no column '{}': people identified by email from column '{col}' (pass --identify-by to choose)",
+                    plan.id_column
+                ));
+                plan.kind = IdKind::Email;
+                plan.id_column = col;
+                pass = scan(&input, &plan)?;
+            }
+            Some(col) => notes.push(format!(
+                "no column '{}': pass --identify-by email --id-column '{col}'",
+                plan.id_column
+            )),
+            None => notes.push(format!(
+                "no column '{}': choose the identifier with --identify-by and --id-column",
+                plan.id_column
+            )),
+        }
+    }
+    let suggested = match &mapping_text {
+        Some(text) => suggest_from_mapping(text, &plan, args, &input),
+        None => suggest(&pass.stats, &plan, args, &input),
+    };
+    let total = pass.total;
+    let valid = total - pass.invalid;
     let report = Report {
         input: input.display(),
         rows: total,
-        bytes: crate::tally::Tally::get(&bytes_read),
+        bytes: pass.bytes,
         elapsed_s: started.elapsed().as_secs_f64(),
-        columns: stats
+        columns: pass
+            .stats
             .iter()
             .map(|s| ColumnReport {
                 name: s.name.clone(),
@@ -370,20 +480,21 @@ fn inspect(args: &InspectArgs) -> Result<(), String> {
             })
             .collect(),
         identifier: IdentifierReport {
-            kind: kind.as_str().into(),
-            column: id_column.clone(),
+            kind: plan.kind.as_str().into(),
+            column: plan.id_column.clone(),
             coverage: if total == 0 {
                 0.0
             } else {
-                ((total - missing) as f64 / total as f64 * 1000.0).round() / 1000.0
+                ((total - pass.missing) as f64 / total as f64 * 1000.0).round() / 1000.0
             },
-            missing,
-            duplicates,
+            missing: pass.missing,
+            duplicates: pass.duplicates,
         },
-        invalid_rows: invalid,
-        invalid_by_reason: reasons,
-        invalid_examples: examples,
-        limit_problems,
+        invalid_rows: pass.invalid,
+        invalid_by_reason: pass.reasons,
+        invalid_examples: pass.examples,
+        limit_problems: limit_problems(&pass.stats),
+        notes,
         suggested_mapping: suggested,
     };
     if args.json {
@@ -394,9 +505,132 @@ fn inspect(args: &InspectArgs) -> Result<(), String> {
     } else {
         print!("{}", human(&report, valid));
     }
-    match read_error {
+    match pass.read_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+fn limit_problems(stats: &[ColumnStats]) -> Vec<String> {
+    let mut limit_problems = Vec::new();
+    if stats.len() > MAX_ATTRIBUTES + 1 {
+        limit_problems.push(format!(
+            "{} columns: a person may have at most {MAX_ATTRIBUTES} attributes per call",
+            stats.len()
+        ));
+    }
+    for s in stats {
+        if s.name.len() > MAX_NAME_BYTES {
+            limit_problems.push(format!(
+                "column name '{}…' is {} bytes (at most {MAX_NAME_BYTES})",
+                s.name.chars().take(30).collect::<String>(),
+                s.name.len()
+            ));
+        }
+        if s.longest > MAX_VALUE_BYTES {
+            limit_problems.push(format!(
+                "column '{}' has values of up to {} bytes (at most {MAX_VALUE_BYTES})",
+                s.name, s.longest
+            ));
+        }
+    }
+    limit_problems
+}
+
+const SUGGESTED_HEADER: &str =
+    "# Suggested by cio-import inspect: check it, then --mapping this file\n";
+
+/// The reading options a suggestion must carry so that `import --mapping` alone reads the
+/// file as this inspection did: (key, value).
+fn reading_options(plan: &Plan, args: &InspectArgs, input: &Input) -> Vec<(&'static str, String)> {
+    let mut o = Vec::new();
+    if args.read.format.is_some() {
+        o.push(("format", plan.format.extension().to_string()));
+    }
+    if plan.format == Format::Csv && plan.delimiter != source::default_delimiter(input) {
+        o.push(("delimiter", delimiter_word(plan.delimiter)));
+    }
+    o
+}
+
+/// A mapping from scratch: snake_case names, the inferred types of CSV columns, the identifier
+/// under its new name.
+fn suggest(stats: &[ColumnStats], plan: &Plan, args: &InspectArgs, input: &Input) -> String {
+    let mut targets: Vec<String> = Vec::with_capacity(stats.len());
+    let mut used: HashSet<String> = stats.iter().map(|s| s.name.clone()).collect();
+    for s in stats {
+        let t = snake_case(&s.name);
+        // A name that would collide with another column (or be empty) keeps its own.
+        if t != s.name && (t.is_empty() || used.contains(&t)) {
+            targets.push(s.name.clone());
+        } else {
+            used.insert(t.clone());
+            targets.push(t);
+        }
+    }
+    let id_target = stats
+        .iter()
+        .zip(&targets)
+        .find(|(s, _)| s.name == plan.id_column)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| plan.id_column.clone());
+    let mut out = format!("{SUGGESTED_HEADER}[options]\n");
+    out.push_str(&format!(
+        "identify_by = \"{}\"\nid_column = {id_target:?}\n",
+        plan.kind.as_str()
+    ));
+    for (k, v) in reading_options(plan, args, input) {
+        out.push_str(&format!("{k} = {v:?}\n"));
+    }
+    for (s, target) in stats.iter().zip(&targets) {
+        let ty = s.inferred();
+        // The identifier and created_at keep the converter's own handling.
+        let typed = matches!(ty, "integer" | "float" | "bool" | "timestamp")
+            && plan.format == Format::Csv
+            && s.name != plan.id_column
+            && target != crate::convert::CREATED_AT;
+        if *target != s.name || typed {
+            out.push_str(&format!("\n[columns.{:?}]\n", s.name));
+            if *target != s.name {
+                out.push_str(&format!("rename = {target:?}\n"));
+            }
+            if typed {
+                out.push_str(&format!("type = \"{ty}\"\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The mapping in use (a preset or `--mapping`), with the identifier and reading options this
+/// inspection used: as written when they already match, else rewritten with them.
+fn suggest_from_mapping(text: &str, plan: &Plan, args: &InspectArgs, input: &Input) -> String {
+    let mut wanted = vec![
+        ("identify_by", plan.kind.as_str().to_string()),
+        ("id_column", plan.id_column.clone()),
+    ];
+    wanted.extend(reading_options(plan, args, input));
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return format!("{SUGGESTED_HEADER}{text}");
+    };
+    let options = table
+        .entry("options")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(options) = options.as_table_mut() else {
+        return format!("{SUGGESTED_HEADER}{text}");
+    };
+    let same = wanted
+        .iter()
+        .all(|(k, v)| options.get(*k).and_then(|x| x.as_str()) == Some(v.as_str()));
+    if same {
+        return format!("{SUGGESTED_HEADER}{text}");
+    }
+    for (k, v) in wanted {
+        options.insert(k.to_string(), toml::Value::String(v));
+    }
+    match toml::to_string(&table) {
+        Ok(t) => format!("{SUGGESTED_HEADER}{t}"),
+        Err(_) => format!("{SUGGESTED_HEADER}{text}"),
     }
 }
 
@@ -447,6 +681,12 @@ fn human(r: &Report, valid: u64) -> String {
             "  e.g. row {} (line {}): {}\n",
             e.row, e.line, e.message
         ));
+    }
+    if !r.notes.is_empty() {
+        o.push_str("\nnotes:\n");
+        for n in &r.notes {
+            o.push_str(&format!("  {n}\n"));
+        }
     }
     if !r.limit_problems.is_empty() {
         o.push_str("\nTrack API limits:\n");

@@ -679,6 +679,8 @@ fn read_all(
     stop: Stop,
     tally: Arc<Tally>,
 ) -> ReaderEnd {
+    // A read waiting on a stalled pipe gives up once the run stops (the row loop then ends).
+    rows.stop_on(&stop);
     // People sent earlier in this run: a later row of theirs is never skipped, so the file's
     // last row wins even when the ledger already holds its hash. Fixed memory (a Bloom
     // filter): a false positive only sends a row that could have been skipped.

@@ -1,9 +1,10 @@
-//! CSV rows: header checks, ragged rows, invalid UTF-8, BOM, quoted newlines, positions.
+//! CSV rows: header checks, ragged rows, invalid UTF-8, BOM, quoted newlines, positions (the
+//! line a text editor shows where each record starts, whatever the line endings).
 
 use super::{read_error, Item, SourceError};
 use crate::record::{Position, RawRow};
-use std::collections::HashMap;
-use std::io::BufRead;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, BufRead, Read};
 
 /// The checked header of a CSV input.
 #[derive(Clone, Debug)]
@@ -16,9 +17,89 @@ pub struct CsvHeader {
     pub delimiter: u8,
 }
 
+/// Counts lines in the bytes on their way to the CSV parser, as a text editor does (a line
+/// ends at `\n`, `\r\n` or a lone `\r`), and remembers where each non-empty line starts.
+///
+/// The parser's own count is of no use for this: it stamps a record with its position before
+/// it skips the `\n` of a CRLF and any blank lines, so the record would be placed on the line
+/// (or the first blank line) before it. A record always starts at the first byte of a
+/// non-empty line at or after that position, and this finds its line.
+struct Lines<R> {
+    inner: R,
+    /// Bytes passed through so far.
+    offset: u64,
+    /// The 1-based line of the next byte.
+    line: u64,
+    /// The last byte was `\r` (its line break is counted; a `\n` right after adds none).
+    after_cr: bool,
+    /// The next byte that is not a line ending starts a non-empty line.
+    at_line_start: bool,
+    /// (offset, line) of the first byte of each non-empty line the parser may not have reached.
+    starts: VecDeque<(u64, u64)>,
+}
+
+impl<R> Lines<R> {
+    fn new(inner: R) -> Lines<R> {
+        Lines {
+            inner,
+            offset: 0,
+            line: 1,
+            after_cr: false,
+            at_line_start: true,
+            starts: VecDeque::new(),
+        }
+    }
+
+    fn content(&mut self, at: u64) {
+        if self.at_line_start {
+            self.starts.push_back((at, self.line));
+            self.at_line_start = false;
+        }
+        self.after_cr = false;
+    }
+
+    fn scan(&mut self, buf: &[u8]) {
+        let mut from = 0;
+        for end in memchr::memchr2_iter(b'\n', b'\r', buf) {
+            if end > from {
+                self.content(self.offset + from as u64);
+            }
+            if buf[end] == b'\r' {
+                self.line += 1;
+                self.after_cr = true;
+            } else if !std::mem::take(&mut self.after_cr) {
+                self.line += 1;
+            }
+            self.at_line_start = true;
+            from = end + 1;
+        }
+        if buf.len() > from {
+            self.content(self.offset + from as u64);
+        }
+        self.offset += buf.len() as u64;
+    }
+
+    /// The line of the record whose parse began at byte `from`: the first non-empty line
+    /// starting there or later. Forgets the lines before it.
+    fn record_line(&mut self, from: u64) -> Option<u64> {
+        while self.starts.front().is_some_and(|(at, _)| *at < from) {
+            self.starts.pop_front();
+        }
+        self.starts.front().map(|(_, line)| *line)
+    }
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scan(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Streams CSV records after checking the header.
 pub struct CsvRows {
-    reader: csv::Reader<Box<dyn BufRead + Send>>,
+    reader: csv::Reader<Lines<Box<dyn BufRead + Send>>>,
     header: CsvHeader,
     input_name: String,
     row: u64,
@@ -81,7 +162,7 @@ impl CsvRows {
             .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(reader);
+            .from_reader(Lines::new(reader));
         let fmt_err = |message: String| SourceError::Format {
             path: input_name.to_string(),
             message,
@@ -225,7 +306,7 @@ impl Iterator for CsvRows {
                 self.last_size = (rec.as_slice().len() + 16, rec.len());
                 let line = rec
                     .position()
-                    .map(|p| p.line())
+                    .and_then(|p| self.reader.get_mut().record_line(p.byte()))
                     .unwrap_or(self.last_line + 1);
                 self.last_line = line;
                 let pos = Position {
@@ -246,5 +327,48 @@ impl Iterator for CsvRows {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out one byte per read, so a CRLF is split across reads.
+    struct OneByte(Vec<u8>, usize);
+
+    impl Read for OneByte {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.get(self.1), buf.first_mut()) {
+                (Some(b), Some(out)) => {
+                    *out = *b;
+                    self.1 += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    /// The line of every record.
+    fn lines_of(content: &[u8]) -> Vec<u64> {
+        let reader: Box<dyn BufRead + Send> = Box::new(io::BufReader::with_capacity(
+            1,
+            OneByte(content.to_vec(), 0),
+        ));
+        let rows = CsvRows::new(reader, b',', "t").expect("a header");
+        rows.map(|item| match item {
+            Ok(Item::Row { pos, .. }) | Ok(Item::Bad { pos, .. }) => pos.line,
+            Err(e) => panic!("{e}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn records_are_placed_on_the_line_an_editor_shows() {
+        assert_eq!(lines_of(b"a,b\r\n1,2\r\n\r\n3,4\r\n"), vec![2, 4]);
+        assert_eq!(lines_of(b"a,b\n\n1,2\n\"x\ny\",z\n3,4"), vec![3, 4, 6]);
+        assert_eq!(lines_of(b"a,b\r1,2\r\r3,4\r"), vec![2, 4]);
+        assert_eq!(lines_of(b"a,b\r\n1,\"x\r\n\r\ny\"\r\n3,4\r\n"), vec![2, 5]);
     }
 }

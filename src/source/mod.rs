@@ -1,4 +1,6 @@
 //! Opening the input (file or stdin, plain or gzip) and streaming its rows with positions.
+//! Stdin and other pipes are read by a pump thread, so a stopped run never waits on a
+//! stalled producer.
 
 mod csv_rows;
 mod jsonl_rows;
@@ -7,12 +9,15 @@ pub use csv_rows::{CsvHeader, CsvRows};
 pub use jsonl_rows::JsonlRows;
 
 use crate::record::{Position, RawRow};
+use crate::stop::Stop;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// The input's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +144,98 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Where a read from a pipe learns that the run stopped (see [`Rows::stop_on`]). The default
+/// one is never told: reads from regular files do not stall, so they need none.
+#[derive(Clone, Debug, Default)]
+pub struct StopHook(Arc<OnceLock<Stop>>);
+
+impl StopHook {
+    fn stopped(&self) -> bool {
+        self.0.get().is_some_and(Stop::reading_should_stop)
+    }
+}
+
+/// How often a read waiting on a stalled pipe checks whether the run stopped.
+const PIPE_POLL: Duration = Duration::from_millis(50);
+/// Bytes per read(2) of the pump thread, and chunks it may hold ahead of the reader.
+const PIPE_CHUNK: usize = 64 * 1024;
+const PIPE_CHUNKS_AHEAD: usize = 4;
+
+/// The reading end of a pipe pumped by its own thread: waits for the producer's next bytes
+/// without blocking in read(2), and gives up with an error once the run stops. The pump
+/// thread ends at the producer's end of input (or error), or after its next read once this
+/// end is dropped; until then it may stay blocked in read(2), harmlessly.
+struct Pipe {
+    chunks: Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+    done: bool,
+    hook: StopHook,
+}
+
+impl Pipe {
+    fn spawn(mut inner: Box<dyn Read + Send>, hook: StopHook) -> io::Result<Pipe> {
+        let (tx, chunks) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_CHUNKS_AHEAD);
+        std::thread::Builder::new()
+            .name("cio-import-pipe".into())
+            .spawn(move || loop {
+                let mut buf = vec![0; PIPE_CHUNK];
+                match inner.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            })?;
+        Ok(Pipe {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+            done: false,
+            hook,
+        })
+    }
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.at < self.current.len() {
+                let n = buf.len().min(self.current.len() - self.at);
+                buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
+            if self.hook.stopped() {
+                return Err(io::Error::other("the run stopped while waiting for input"));
+            }
+            match self.chunks.recv_timeout(PIPE_POLL) {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.done = true,
+            }
+        }
+    }
+}
+
 /// An opened input: a buffered reader of decompressed bytes, and how far into the file it is.
 pub struct Opened {
     /// The decompressed bytes.
@@ -147,11 +244,14 @@ pub struct Opened {
     pub total_bytes: Option<u64>,
     /// Bytes of the file (compressed, for gzip) read so far.
     pub bytes_read: Arc<AtomicU64>,
+    /// Tells a pipe's reads that the run stopped.
+    pub stop_hook: StopHook,
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Opens a file or stdin; gzip is recognised by its magic bytes (and required by a `.gz` name).
+/// Stdin and other files that are not regular (pipes, FIFOs) are read through a pump thread.
 pub fn open(input: &Input) -> Result<Opened, SourceError> {
     let name = input.display();
     let io_err = |e: io::Error| SourceError::Io {
@@ -159,16 +259,23 @@ pub fn open(input: &Input) -> Result<Opened, SourceError> {
         message: format!("cannot read: {e}"),
     };
     let count = Arc::new(AtomicU64::new(0));
+    let hook = StopHook::default();
+    let pipe = |r: Box<dyn Read + Send>| -> Result<Box<dyn Read + Send>, SourceError> {
+        Ok(Box::new(Pipe::spawn(r, hook.clone()).map_err(io_err)?))
+    };
     let (raw, total, named_gz): (Box<dyn Read + Send>, Option<u64>, bool) = match input {
-        Input::Stdin => (Box::new(io::stdin()), None, false),
+        Input::Stdin => (pipe(Box::new(io::stdin()))?, None, false),
         Input::Path(p) => {
             let f = File::open(p).map_err(|e| SourceError::Io {
                 path: name.clone(),
                 message: format!("cannot open: {e}"),
             })?;
-            let total = f.metadata().ok().map(|m| m.len());
+            let meta = f.metadata().ok();
             let gz = p.to_string_lossy().to_lowercase().ends_with(".gz");
-            (Box::new(f), total, gz)
+            match meta {
+                Some(m) if !m.is_file() => (pipe(Box::new(f))?, None, gz),
+                m => (Box::new(f), m.map(|m| m.len()), gz),
+            }
         }
     };
     let mut buffered = BufReader::with_capacity(
@@ -198,6 +305,7 @@ pub fn open(input: &Input) -> Result<Opened, SourceError> {
         reader,
         total_bytes: total,
         bytes_read: count,
+        stop_hook: hook,
     })
 }
 
@@ -224,10 +332,13 @@ pub enum Item {
 }
 
 /// A stream of rows from either format.
-pub enum Rows {
-    /// CSV rows.
+pub struct Rows {
+    format: RowsOf,
+    stop_hook: StopHook,
+}
+
+enum RowsOf {
     Csv(Box<CsvRows>),
-    /// JSONL rows.
     Jsonl(JsonlRows),
 }
 
@@ -239,29 +350,39 @@ impl Rows {
         delimiter: u8,
         input_name: &str,
     ) -> Result<Rows, SourceError> {
-        Ok(match format {
-            Format::Csv => Rows::Csv(Box::new(CsvRows::new(
+        let rows = match format {
+            Format::Csv => RowsOf::Csv(Box::new(CsvRows::new(
                 opened.reader,
                 delimiter,
                 input_name,
             )?)),
-            Format::Jsonl => Rows::Jsonl(JsonlRows::new(opened.reader, input_name)),
+            Format::Jsonl => RowsOf::Jsonl(JsonlRows::new(opened.reader, input_name)),
+        };
+        Ok(Rows {
+            format: rows,
+            stop_hook: opened.stop_hook,
         })
+    }
+
+    /// Makes a read that waits on a pipe give up (with an error) once `stop` says reading
+    /// should stop, instead of waiting for the producer's next bytes.
+    pub fn stop_on(&self, stop: &Stop) {
+        let _ = self.stop_hook.0.set(stop.clone());
     }
 
     /// After a successful conversion: the compact form of a row to keep while it is in flight.
     pub fn compact(&mut self, raw: RawRow) -> RawRow {
-        match (self, raw) {
-            (Rows::Csv(c), RawRow::Csv(rec)) => c.compact(rec),
+        match (&mut self.format, raw) {
+            (RowsOf::Csv(c), RawRow::Csv(rec)) => c.compact(rec),
             (_, other) => other,
         }
     }
 
     /// The CSV header, for the rejects file.
     pub fn csv_header(&self) -> Option<&CsvHeader> {
-        match self {
-            Rows::Csv(c) => Some(c.header()),
-            Rows::Jsonl(_) => None,
+        match &self.format {
+            RowsOf::Csv(c) => Some(c.header()),
+            RowsOf::Jsonl(_) => None,
         }
     }
 }
@@ -269,9 +390,9 @@ impl Rows {
 impl Iterator for Rows {
     type Item = Result<Item, SourceError>;
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Rows::Csv(c) => c.next(),
-            Rows::Jsonl(j) => j.next(),
+        match &mut self.format {
+            RowsOf::Csv(c) => c.next(),
+            RowsOf::Jsonl(j) => j.next(),
         }
     }
 }
