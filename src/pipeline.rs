@@ -898,6 +898,16 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     if let Err(e) = cfg.validate() {
         return early_error(&tally, &mut summary_base, e.to_string(), started);
     }
+    // The reports must be writable before the first row is read: a read-only folder (the
+    // default is next to the input) is found now, not at the first failed row.
+    for path in [&cfg.rejects, &cfg.errors] {
+        if let Err(e) = crate::report::check_writable(path) {
+            let message = format!(
+                "{e}: the reports go next to the input unless --rejects and --errors say where"
+            );
+            return early_error(&tally, &mut summary_base, message, started);
+        }
+    }
 
     let input_name = cfg.input.display();
     let opened = {

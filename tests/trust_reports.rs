@@ -444,3 +444,69 @@ fn a_library_config_goes_through_the_same_checks() {
         assert!(reason.contains(flag), "{flag}: {reason}");
     }
 }
+
+/// A read-only input folder is found before the first row is read (not at the first failed
+/// row, half-way through a run), with a message that says what to do; nothing is sent.
+#[test]
+fn a_read_only_input_folder_stops_before_anything_is_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    if running_as_root() {
+        // root writes into read-only folders: use a path under /proc instead, never writable.
+        let sb = plain();
+        let dir = tempdir();
+        write(dir.path(), "p.csv", "id,plan\n1,free\n");
+        let run = import_reports_at(dir.path(), &sb.url(), "/proc/cio-import-rejects.csv");
+        assert_eq!(run.0, 1, "{}", run.1);
+        assert!(run.1.contains("--rejects"), "{}", run.1);
+        assert_eq!(sb.stats().requests, 0);
+        return;
+    }
+    let sb = plain();
+    let dir = tempdir();
+    let input = dir.path().join("exports");
+    std::fs::create_dir(&input).unwrap();
+    write(&input, "p.csv", "id,plan\n1,free\n");
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = std::process::Command::new(bin())
+        .current_dir(dir.path())
+        .args(["import", "exports/p.csv", "--endpoint", &sb.url(), "-q"])
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--rejects"), "{stderr}");
+    assert_eq!(sb.stats().requests, 0);
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+fn import_reports_at(dir: &Path, url: &str, rejects: &str) -> (i32, String) {
+    let out = std::process::Command::new(bin())
+        .current_dir(dir)
+        .args([
+            "import",
+            "p.csv",
+            "--endpoint",
+            url,
+            "-q",
+            "--rejects",
+            rejects,
+        ])
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

@@ -52,6 +52,35 @@ pub fn clear_stale(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Checks, before anything is read or sent, that a report can be written at `path`: an
+/// earlier run's file there can be cleared, and the folder takes a new file. A run that could
+/// only find out at its first failed row would stop half-way; this one stops before it starts.
+pub fn check_writable(path: &Path) -> Result<(), ReportError> {
+    clear_stale(path).map_err(ReportError::at(path))?;
+    if std::fs::metadata(path).is_ok() {
+        // A device or a link to a file: opened for writing as it will be.
+        return OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(ReportError::at(path));
+    }
+    let folder = match path.parent() {
+        Some(f) if !f.as_os_str().is_empty() => f,
+        _ => Path::new("."),
+    };
+    let probe = folder.join(format!(".cio-import-probe-{}", std::process::id()));
+    let created = OpenOptions::new().write(true).create_new(true).open(&probe);
+    match created {
+        Ok(f) => {
+            drop(f);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(ReportError::at(path)(e)),
+    }
+}
+
 /// A report file could not be written (disk full, permissions): the run must stop.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}: {source}; free some space or choose another path, then re-run")]
