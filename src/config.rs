@@ -87,6 +87,23 @@ pub enum ConfigError {
     },
 }
 
+/// Whether two paths name the same existing file (same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 /// An inclusive range of whole numbers an option accepts, with its unit and an example.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -278,6 +295,21 @@ impl ImportConfig {
                         problem: "that is the input file",
                     });
                 }
+            }
+        }
+        // The same file under another name, or standard input redirected from a report
+        // (`import - < stdin.rejects.csv`): clearing the report would destroy the input.
+        let input_path = match &self.input {
+            Input::Path(p) => p.clone(),
+            Input::Stdin => PathBuf::from("/dev/stdin"),
+        };
+        for (option, path) in [("--rejects", &self.rejects), ("--errors", &self.errors)] {
+            if same_file(&input_path, path) {
+                return Err(ConfigError::ReportPath {
+                    option,
+                    path: path.display().to_string(),
+                    problem: "that is the file being read (standard input comes from it)",
+                });
             }
         }
         if rejects.is_some() && rejects == errors {

@@ -317,6 +317,12 @@ or --identify-by email{}",
                 format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per person: drop columns"),
             ));
         }
+        // An `_update` attribute from the data itself makes the send conditional (it never
+        // creates anyone): its acknowledgement proves nothing, so the ledger neither skips
+        // nor records it (no hash).
+        if w.has_update_key() {
+            canon = None;
+        }
         if self.opts.update_only {
             w.key("_update");
             w.raw_value("true");

@@ -251,11 +251,12 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         &self.notes
     }
 
-    /// A read connection for the reader thread (memory-mapped, with a large page cache: a
-    /// re-sync looks every row up).
+    /// A read connection for the reader thread. The file is memory-mapped (a re-sync looks
+    /// every row up; mapped pages are the kernel's, not the heap's); the page cache, which
+    /// holds pages read from the WAL while this run writes, is kept to 8 MiB.
     pub fn lookup(&self) -> Result<Lookup, LedgerError> {
         let conn = connect(&self.path)?;
-        conn.execute_batch("PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536;")
+        conn.execute_batch("PRAGMA mmap_size=1073741824; PRAGMA cache_size=-8192;")
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(Lookup {
             conn,

@@ -132,6 +132,19 @@ enum Delivery {
     Stopped {
         last: Option<String>,
     },
+    /// The run stopped while the request was out, and no answer came within [`STOP_GRACE`]:
+    /// it may have been applied.
+    Abandoned,
+}
+
+/// How long requests in flight may still take once the run stops (Ctrl-C, SIGTERM, a 401):
+/// long enough for a normal answer, short enough for a container's stop grace period.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves [`STOP_GRACE`] after the run stops.
+async fn grace_over(stop: &Stop) {
+    stop.stopped().await;
+    tokio::time::sleep(STOP_GRACE).await;
 }
 
 struct Ctx {
@@ -166,7 +179,11 @@ impl Ctx {
             if bisect {
                 self.tally.bisect_requests.fetch_add(1, Relaxed);
             }
-            match self.client.send(req).await {
+            let answer = tokio::select! {
+                a = self.client.send(req) => a,
+                _ = grace_over(&self.stop) => return (Delivery::Abandoned, attempts),
+            };
+            match answer {
                 Answer::Accepted { errors, .. } => return (Delivery::Acked { errors }, attempts),
                 Answer::Refused { status, message } => {
                     return (Delivery::Refused { status, message }, attempts)
@@ -255,6 +272,15 @@ fn not_sent_outcomes(records: Vec<Record>, delivery: Delivery, attempts: u32) ->
                 }
                 None => "run stopped before this row was sent".to_string(),
             },
+        ),
+        Delivery::Abandoned => (
+            Class::NotAttempted,
+            None,
+            format!(
+                "the run stopped while this row's request was in flight, and no answer came \
+within {} s: it may have been applied; re-run to send it again",
+                STOP_GRACE.as_secs()
+            ),
         ),
         Delivery::Acked { .. } => unreachable!("acknowledged rows are not failures"),
     };
@@ -915,8 +941,9 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         let format = cfg.format;
         let delimiter = cfg.delimiter;
         let name = input_name.clone();
+        let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
-            let opened = source::open(&input)?;
+            let opened = source::open_until(&input, Some(&stop))?;
             let progress = InputProgress {
                 bytes_read: opened.bytes_read.clone(),
                 total_bytes: opened.total_bytes,
@@ -927,6 +954,14 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     };
     let (rows, input_progress) = match opened {
         Ok(Ok(x)) => x,
+        Ok(Err(_)) if stop.state() == StopState::Interrupted => {
+            // Ctrl-C or SIGTERM before the input's first line (a producer that stalls).
+            let mut s = early_error(&tally, &mut summary_base, String::new(), started);
+            s.outcome = "interrupted".into();
+            s.stop_reason = Some("interrupted before the input's first line arrived".into());
+            s.exit_code = exit::INTERRUPTED;
+            return s;
+        }
         Ok(Err(e)) => return early_error(&tally, &mut summary_base, e.to_string(), started),
         Err(e) => return early_error(&tally, &mut summary_base, e.to_string(), started),
     };

@@ -543,3 +543,34 @@ fn a_ledger_from_before_workspaces_sends_everyone_once() {
     let again = import(dir.path(), Some(&sb.url()), &args, None);
     assert_eq!((again.n("sent"), again.n("skipped")), (0, 5));
 }
+
+/// Red-team finding: an `_update` attribute in the data makes a send conditional just like
+/// `--update-only`; its acknowledgement must not be recorded either. (Whether Customer.io reads
+/// a CSV's string "true" as the flag is unknown, so the ledger treats any `_update` as one.)
+#[test]
+fn an_update_attribute_in_the_data_is_not_recorded_as_delivered() {
+    for (file, content) in [
+        ("p.jsonl", "{\"id\":\"u1\",\"a\":\"x\",\"_update\":true}\n"),
+        ("p.csv", "id,a,_update\nu1,x,true\n"),
+    ] {
+        let sb = plain();
+        let dir = tempdir();
+        write(dir.path(), file, content);
+        let args = [file, "--state", "state.db"];
+        let first = import(dir.path(), Some(&sb.url()), &args, None);
+        assert_eq!((first.code, first.n("sent")), (0, 1), "{}", first.stderr);
+        if file.ends_with(".jsonl") {
+            assert_eq!(
+                sb.people().len(),
+                0,
+                "{file}: an update-only send creates nobody"
+            );
+        }
+        let again = import(dir.path(), Some(&sb.url()), &args, None);
+        assert_eq!(
+            (again.n("sent"), again.n("skipped")),
+            (1, 0),
+            "{file}: the ledger must not vouch for a conditional send"
+        );
+    }
+}

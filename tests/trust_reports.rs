@@ -510,3 +510,36 @@ fn import_reports_at(dir: &Path, url: &str, rejects: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// Red-team finding: `cio-import import - < stdin.rejects.csv` (the summary's advice, through
+/// stdin) cleared the very file it was reading. It is refused, and the file is kept.
+#[test]
+fn a_rejects_file_fed_through_stdin_is_not_cleared_before_it_is_read() {
+    let sb = plain();
+    let dir = tempdir();
+    let rejects = write(dir.path(), "stdin.rejects.csv", "id,plan\n1,free\n2,free\n");
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "import",
+            "-",
+            "--format",
+            "csv",
+            "--endpoint",
+            &sb.url(),
+            "-q",
+        ])
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
+        .stdin(std::fs::File::open(&rejects).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--rejects"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap(),
+        "id,plan\n1,free\n2,free\n",
+        "the file being read is kept"
+    );
+}

@@ -425,3 +425,147 @@ fn sigint_stops_a_run_reading_a_stalled_stdin() {
 fn sigterm_stops_a_run_reading_a_stalled_stdin() {
     interrupt_while_stdin_stalls("-TERM");
 }
+
+/// Waits until the process catches SIGINT and SIGTERM (its handlers are installed), so that a
+/// signal sent next is handled rather than killing it.
+fn wait_for_signal_handlers(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        // Bit n-1 stands for signal n: SIGINT is 2, SIGTERM 15.
+        if caught & (1 << 1) != 0 && caught & (1 << 14) != 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the importer never installed its handlers"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Red-team finding: a producer that stalls before its first line (no header yet, or half of
+/// it) held the run forever, whatever the signal.
+#[test]
+fn a_signal_stops_a_run_whose_producer_stalls_before_the_header() {
+    for (signal, format, sent) in [
+        ("-TERM", "csv", &b""[..]),
+        ("-INT", "csv", b"id,na"),
+        ("-INT", "jsonl", b""),
+    ] {
+        let sb = plain();
+        let dir = tempdir();
+        let mut child = import_command(
+            dir.path(),
+            &sb.url(),
+            &["-", "--format", format, "--summary", "s.json", "-q"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let mut producer = child.stdin.take().unwrap();
+        producer.write_all(sent).unwrap();
+        producer.flush().unwrap();
+        wait_for_signal_handlers(child.id());
+        let signalled = Instant::now();
+        let st = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if signalled.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{signal} {format}: still running 5 s after the signal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(producer);
+        assert_eq!(status.code(), Some(130), "{signal} {format}");
+        let s: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
+        assert_accounted(&s);
+        assert_eq!(s["outcome"], "interrupted", "{s}");
+        assert_eq!(sb.stats().requests, 0);
+    }
+}
+
+/// Red-team finding: SIGTERM waited for a request in flight up to `--timeout` (30 s by
+/// default), past a container's stop grace period. Requests in flight now get 5 s, then their
+/// rows are reported `not_attempted` as possibly applied, and the run writes its reports.
+#[test]
+fn sigterm_does_not_wait_out_a_stalled_request() {
+    let sb = sandbox(cio_import::sandbox::SandboxConfig {
+        script: vec![cio_import::sandbox::Fault::Slow],
+        slow: Duration::from_secs(60),
+        ..cio_import::sandbox::SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    write(dir.path(), "p.csv", "id,plan\n1,free\n2,free\n");
+    let mut child = import_command(
+        dir.path(),
+        &sb.url(),
+        &[
+            "p.csv",
+            "--summary",
+            "s.json",
+            "--errors",
+            "e.csv",
+            "-q",
+            "--timeout",
+            "60",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.stats().in_flight < 1 {
+        assert!(Instant::now() < deadline, "the request never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for_signal_handlers(child.id());
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if signalled.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 20 s after SIGTERM (waiting out a request in flight)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let s: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
+    assert_accounted(&s);
+    assert_eq!(
+        (s["sent"].as_u64(), s["not_attempted"].as_u64()),
+        (Some(0), Some(2)),
+        "{s}"
+    );
+    let errors = common::read_csv_maps(&dir.path().join("e.csv"));
+    assert!(
+        errors[0]["message"].contains("may have been applied"),
+        "{errors:?}"
+    );
+}

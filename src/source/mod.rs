@@ -253,6 +253,12 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Opens a file or stdin; gzip is recognised by its magic bytes (and required by a `.gz` name).
 /// Stdin and other files that are not regular (pipes, FIFOs) are read through a pump thread.
 pub fn open(input: &Input) -> Result<Opened, SourceError> {
+    open_until(input, None)
+}
+
+/// [`open`], with reads from a pipe giving up once `stop` says reading should stop: from the
+/// very first byte, so a producer that stalls before its header does not hold the run.
+pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceError> {
     let name = input.display();
     let io_err = |e: io::Error| SourceError::Io {
         path: name.clone(),
@@ -260,6 +266,9 @@ pub fn open(input: &Input) -> Result<Opened, SourceError> {
     };
     let count = Arc::new(AtomicU64::new(0));
     let hook = StopHook::default();
+    if let Some(stop) = stop {
+        let _ = hook.0.set(stop.clone());
+    }
     let pipe = |r: Box<dyn Read + Send>| -> Result<Box<dyn Read + Send>, SourceError> {
         Ok(Box::new(Pipe::spawn(r, hook.clone()).map_err(io_err)?))
     };

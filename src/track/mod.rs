@@ -27,6 +27,7 @@ pub struct PayloadWriter {
     api: Api,
     buf: Vec<u8>,
     attributes: usize,
+    update_key: bool,
 }
 
 /// Appends `s` as a JSON string (quoted and escaped).
@@ -69,11 +70,13 @@ impl PayloadWriter {
             api,
             buf,
             attributes: 0,
+            update_key: false,
         }
     }
 
     /// Starts an attribute whose `"name":` text was prepared with [`json_key`].
     pub fn key_prepared(&mut self, key: &[u8]) {
+        self.update_key |= key == br#""_update":"#;
         if self.attributes > 0 {
             self.buf.push(b',');
         }
@@ -83,6 +86,7 @@ impl PayloadWriter {
 
     /// Starts an attribute by name.
     pub fn key(&mut self, name: &str) {
+        self.update_key |= name == "_update";
         if self.attributes > 0 {
             self.buf.push(b',');
         }
@@ -112,6 +116,11 @@ impl PayloadWriter {
     }
 
     /// How many attributes were written.
+    /// Whether an attribute named `_update` was written (the send then never creates anyone).
+    pub fn has_update_key(&self) -> bool {
+        self.update_key
+    }
+
     pub fn attributes(&self) -> usize {
         self.attributes
     }
