@@ -590,7 +590,7 @@ fn init_logging(verbose: u8) {
 fn watch_signals(stop: Stop) {
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("\ninterrupted: finishing requests in flight and writing the reports (Ctrl-C again to quit at once)");
+        eprintln!("\ninterrupted: finishing requests in flight (5 s at most) and writing the reports (Ctrl-C again to quit at once)");
         stop.interrupt();
         wait_for_signal().await;
         eprintln!("interrupted again: quitting now");
