@@ -385,24 +385,12 @@ fn interrupt_while_stdin_stalls(signal: &str) {
         assert!(Instant::now() < deadline, "the rows never arrived");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let signalled = Instant::now();
-    let st = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if signalled.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{signal}: still running 5 s after the signal (reading a stalled stdin)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let waited = signalled.elapsed();
+    let (status, waited) = signal_and_wait(
+        &mut child,
+        signal,
+        Duration::from_secs(5),
+        "reading a stalled stdin",
+    );
     drop(producer);
     assert_eq!(status.code(), Some(130), "{signal}");
     assert!(waited < Duration::from_secs(2), "{signal}: took {waited:?}");
@@ -424,6 +412,33 @@ fn sigint_stops_a_run_reading_a_stalled_stdin() {
 #[test]
 fn sigterm_stops_a_run_reading_a_stalled_stdin() {
     interrupt_while_stdin_stalls("-TERM");
+}
+
+/// Sends `signal` (`-INT`, `-TERM`) to `child` and waits for it to exit, at most `limit`
+/// (then it is killed and the test fails, naming `what`). Returns the status and the wait.
+fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: &str,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, Duration) {
+    let signalled = Instant::now();
+    let st = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s, signalled.elapsed());
+        }
+        if signalled.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running {limit:?} after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until the process catches SIGINT and SIGTERM (its handlers are installed), so that a
@@ -474,23 +489,8 @@ fn a_signal_stops_a_run_whose_producer_stalls_before_the_header() {
         producer.write_all(sent).unwrap();
         producer.flush().unwrap();
         wait_for_signal_handlers(child.id());
-        let signalled = Instant::now();
-        let st = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if signalled.elapsed() > Duration::from_secs(5) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{signal} {format}: still running 5 s after the signal");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let what = format!("{format}, producer stalled before the header");
+        let (status, _) = signal_and_wait(&mut child, signal, Duration::from_secs(5), &what);
         drop(producer);
         assert_eq!(status.code(), Some(130), "{signal} {format}");
         let s: Value =
@@ -537,23 +537,12 @@ fn sigterm_does_not_wait_out_a_stalled_request() {
         std::thread::sleep(Duration::from_millis(20));
     }
     wait_for_signal_handlers(child.id());
-    let signalled = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if signalled.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running 20 s after SIGTERM (waiting out a request in flight)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, _) = signal_and_wait(
+        &mut child,
+        "-TERM",
+        Duration::from_secs(20),
+        "waiting out a request in flight",
+    );
     assert_eq!(status.code(), Some(130));
     let s: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
