@@ -224,9 +224,16 @@ pub struct ImportArgs {
     /// Requests in flight at most.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Requests per second, all workers and retries together (0 = no limit).
+    /// Most requests per second, all workers and retries together: the ceiling of the
+    /// closed-loop rate, which follows the server's 429s (0 = no ceiling).
     #[arg(long, default_value_t = 100)]
     pub rate: u32,
+    /// Pace at exactly --rate (open loop, every worker paused on a 429), for a known limit.
+    #[arg(long)]
+    pub fixed_rate: bool,
+    /// Seconds a request keeps retrying 429s while nothing at all is acknowledged.
+    #[arg(long, default_value_t = 300.0)]
+    pub throttle_budget: f64,
     /// Retries after the first attempt, for 408/429/5xx/timeouts/connection errors.
     #[arg(long, default_value_t = 8)]
     pub max_retries: usize,
@@ -338,6 +345,45 @@ pub struct SandboxArgs {
     /// Where to write that certificate (PEM).
     #[arg(long, requires = "tls")]
     pub cert_out: Option<PathBuf>,
+    /// A limit that changes mid-run: SECS:REQ_PER_S steps, e.g. 0:100,20:40,40:100 (overrides --limit).
+    #[arg(long)]
+    pub limit_schedule: Option<String>,
+    /// Simulated live traffic spending the same quota, in requests per second (Poisson).
+    #[arg(long, default_value_t = 0)]
+    pub background_rate: u32,
+}
+
+/// Parses `--limit-schedule 0:100,20:40,40:100`: start times in seconds, increasing.
+fn parse_limit_schedule(s: &str) -> Result<Vec<(Duration, u32)>, UsageError> {
+    let bad = |why: &str| {
+        UsageError(format!(
+            "--limit-schedule '{s}': {why}; give SECS:REQ_PER_S steps, e.g. 0:100,20:40,40:100"
+        ))
+    };
+    let mut steps: Vec<(Duration, u32)> = Vec::new();
+    for part in s.split(',') {
+        let (at, limit) = part
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| bad(&format!("'{part}' has no ':'")))?;
+        let at: f64 = at
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("'{at}' is not a number of seconds")))?;
+        let limit: u32 = limit
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("'{limit}' is not a whole number of requests")))?;
+        if !(0.0..=86_400.0).contains(&at) {
+            return Err(bad("start times go from 0 to 86400 seconds"));
+        }
+        let at = Duration::from_secs_f64(at);
+        if steps.last().is_some_and(|(prev, _)| *prev >= at) {
+            return Err(bad("start times must increase"));
+        }
+        steps.push((at, limit));
+    }
+    Ok(steps)
 }
 
 /// A usage or configuration problem, reported before anything runs.
@@ -409,6 +455,11 @@ impl SandboxArgs {
             script: Vec::new(),
             reject_ids: self.reject_ids.clone(),
             poison_ids: self.poison_ids.clone(),
+            limit_schedule: match &self.limit_schedule {
+                Some(s) => parse_limit_schedule(s)?,
+                None => Vec::new(),
+            },
+            background_rate: self.background_rate,
         })
     }
 }
@@ -519,6 +570,12 @@ or try --sandbox or --dry-run",
                 crate::validate::MAX_BATCH_BYTES
             )));
         }
+        if !(self.throttle_budget >= 1.0 && self.throttle_budget <= 86_400.0) {
+            return Err(UsageError(format!(
+                "--throttle-budget {}: give a number of seconds between 1 and 86400",
+                self.throttle_budget
+            )));
+        }
         if self.batch_size == Some(0) {
             return Err(UsageError("--batch-size must be at least 1".into()));
         }
@@ -542,6 +599,8 @@ or try --sandbox or --dry-run",
         cfg.ca_cert = self.ca_cert.clone();
         cfg.concurrency = self.concurrency;
         cfg.rate = self.rate;
+        cfg.fixed_rate = self.fixed_rate;
+        cfg.throttle_budget = Duration::from_secs_f64(self.throttle_budget);
         cfg.max_retries = self.max_retries;
         cfg.timeout = Duration::from_secs_f64(self.timeout);
         cfg.backoff_base = Duration::from_millis(self.backoff_base_ms.max(1));

@@ -26,8 +26,13 @@ pub struct ImportConfig {
     pub ca_cert: Option<PathBuf>,
     /// Requests in flight at most.
     pub concurrency: usize,
-    /// Requests per second for all workers together; 0 = no limit.
+    /// Requests per second for all workers together: the ceiling of the closed-loop rate
+    /// (or the fixed rate with `fixed_rate`); 0 = no ceiling.
     pub rate: u32,
+    /// Open-loop pacing at exactly `rate` (the behaviour before issue 11).
+    pub fixed_rate: bool,
+    /// A request retries 429s until nothing at all was acknowledged for this long.
+    pub throttle_budget: Duration,
     /// Retries after the first attempt.
     pub max_retries: usize,
     /// Timeout of one request.
@@ -78,6 +83,8 @@ impl ImportConfig {
             ca_cert: None,
             concurrency: 32,
             rate: 100,
+            fixed_rate: false,
+            throttle_budget: crate::pipeline::DEFAULT_THROTTLE_BUDGET,
             max_retries: 8,
             timeout: Duration::from_secs(30),
             backoff_base: Duration::from_millis(500),
