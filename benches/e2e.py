@@ -398,7 +398,7 @@ def pacing():
           ["Retry-After", "pacing", "importer acked req/s", "of 60", "live 429 share", "live requests"], rows)
     # 3. The limit drops from 100 to 40 at 20 s and comes back at 40 s.
     rows = []
-    for ra in [[], ["--retry-after", "1"]]:
+    for ra in [[]]:
         for mode, flags in MODES:
             sb = Sandbox("--limit-schedule", "0:100,20:40,40:100", "--burst", "10", "--latency-ms",
                          "50", "--discard", *ra)

@@ -40,6 +40,9 @@ use tokio::time::Instant;
 
 /// The multiplicative cut: the rate after a 429 is this share of the rate that drew it.
 pub const BETA: f64 = 0.7;
+/// The cut when the server also asked for a pause (`Retry-After`): the hold has already
+/// emptied the queue at the server, so the rate needs less of a cut to drain it.
+pub const BETA_HELD: f64 = 0.8;
 /// Seconds to climb back to the last 429 rate when the server gave no `Retry-After`.
 pub const K0: f64 = 1.5;
 /// Extra seconds of recovery per second of `Retry-After` (a failed probe costs that hold).
@@ -103,26 +106,41 @@ impl Law {
     }
 
     /// The cut after a 429 answered at `now` while the rate was `current` (`measured`: the
-    /// rate actually used over the last second). `resume` is when growth may start again
-    /// (the end of a `Retry-After` hold). Returns the rate after the cut.
+    /// rate actually used over the last second; `admitted`: the requests the server answered
+    /// with something other than 429 over the last second, when that second was not held).
+    /// `resume` is when growth may start again (the end of a `Retry-After` hold). Returns the
+    /// rate after the cut.
     pub fn cut(
         &mut self,
         now: Instant,
         current: f64,
         measured: Option<f64>,
+        admitted: Option<f64>,
         retry_after: Option<Duration>,
         resume: Instant,
     ) -> f64 {
         // When far fewer requests went out than the rate allowed (few rows, slow reader,
         // every worker busy), the rate actually used is what drew the 429.
-        let w = match measured {
+        let mut w = match measured {
             Some(m) if !current.is_finite() || m < 0.8 * current => m,
             _ if current.is_finite() => current,
             _ => 100.0,
+        };
+        // Overloaded, the server admits about its limit: that is the rate to come back to
+        // (instead of stepping down from a rate far above it one cut at a time).
+        if let Some(a) = admitted {
+            if a >= FLOOR && a < w {
+                w = a;
+            }
         }
-        .max(FLOOR);
+        let w = w.max(FLOOR);
+        let beta = if retry_after.is_some() {
+            BETA_HELD
+        } else {
+            BETA
+        };
         self.w_max = w;
-        self.r0 = (BETA * w).max(FLOOR);
+        self.r0 = (beta * w).max(FLOOR);
         self.k = K0 + HOLD_K * retry_after.map_or(0.0, |d| d.as_secs_f64().min(10.0));
         self.origin = resume.max(now);
         self.r0
@@ -191,9 +209,13 @@ impl Usage {
 struct State {
     law: Law,
     usage: Usage,
+    /// Answers other than 429 (the server admitted the request), per second.
+    admitted: Usage,
     /// GCRA: the earliest time of the next permit (with the burst tolerance subtracted).
     next: Instant,
     hold_until: Option<Instant>,
+    /// When the last hold ended (or ends).
+    last_hold_end: Option<Instant>,
     /// Figures.
     rate_min: f64,
     throttled: Duration,
@@ -246,8 +268,15 @@ impl Controller {
                     count: 0,
                     previous: 0,
                 },
+                admitted: Usage {
+                    started: now,
+                    window: now,
+                    count: 0,
+                    previous: 0,
+                },
                 next: now,
                 hold_until: None,
+                last_hold_end: None,
                 rate_min: start,
                 throttled: Duration::ZERO,
                 recovering_since: None,
@@ -319,11 +348,23 @@ impl Controller {
         }
     }
 
+    /// The server answered a request with something other than 429: it admitted it.
+    pub fn admitted(&self) {
+        self.lock().admitted.grant(Instant::now());
+    }
+
     /// A 429 for a request sent in `epoch`: holds the bucket for `retry_after`, and cuts the
     /// rate once per congestion episode.
     pub fn throttled(&self, epoch: u64, retry_after: Option<Duration>) {
         let now = Instant::now();
         let mut s = self.lock();
+        // Whether the previous hold ended (a hold set now must not hide it).
+        if let Some(h) = s.hold_until.filter(|h| *h <= now) {
+            s.last_hold_end = Some(h);
+        }
+        let was_held = s.hold_until.is_some_and(|h| h > now);
+        // The rate that drew this 429, before a new hold moves the law's origin.
+        let current = s.rate(now);
         if let Some(ra) = retry_after {
             let until = now + ra;
             if s.hold_until.is_none_or(|h| h < until) {
@@ -341,10 +382,20 @@ impl Controller {
         {
             return; // already cut for this episode
         }
-        let current = s.rate(now);
         let measured = s.usage.measured(now);
+        // A second with a hold in it says nothing about what the server admits.
+        let unheld = !was_held
+            && s.last_hold_end
+                .is_none_or(|h| now.saturating_duration_since(h) >= Duration::from_secs(2));
+        let admitted = if unheld && measured.is_some() {
+            s.admitted.measured(now)
+        } else {
+            None
+        };
         let resume = s.hold_until.unwrap_or(now);
-        let r = s.law.cut(now, current, measured, retry_after, resume);
+        let r = s
+            .law
+            .cut(now, current, measured, admitted, retry_after, resume);
         s.rate_min = s.rate_min.min(r);
         s.recovering_since.get_or_insert(now);
         self.tally.set_rate(r);
@@ -420,7 +471,7 @@ mod tests {
         let t0 = Instant::now();
         let mut law = Law::new(Some(100.0), t0);
         assert_eq!(law.rate(t0, None), 100.0);
-        let r = law.cut(t0, 60.0, Some(60.0), None, t0);
+        let r = law.cut(t0, 60.0, Some(60.0), None, None, t0);
         assert!((r - 42.0).abs() < 1e-9, "{r}");
         let k = K0;
         // Concave: most of the way back in the first half of K.
@@ -442,8 +493,8 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Law::new(None, t0);
         let mut b = Law::new(None, t0);
-        a.cut(t0, 50.0, Some(50.0), None, t0);
-        b.cut(t0, 50.0, Some(50.0), Some(Duration::from_secs(1)), t0);
+        a.cut(t0, 50.0, Some(50.0), None, None, t0);
+        b.cut(t0, 50.0, Some(50.0), None, Some(Duration::from_secs(1)), t0);
         // At 90% of the way back the one without Retry-After is already probing above.
         let t = at(t0, K0 + 1.0);
         assert!(a.rate(t, None) > 50.0 && b.rate(t, None) < 50.0);

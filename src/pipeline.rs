@@ -139,6 +139,17 @@ impl Pacer {
         }
     }
 
+    /// An answer other than 429 arrived (`acked`: a 2xx). Feeds the controller's estimate of
+    /// what the server admits, and the 429 budget's notion of progress.
+    fn answered(&self, acked: bool) {
+        if acked {
+            self.budget.acked();
+        }
+        if let Some(c) = &self.adaptive {
+            c.admitted();
+        }
+    }
+
     /// The congestion epoch when a request goes out (see [`Controller::epoch`]).
     fn epoch(&self) -> u64 {
         self.adaptive.as_ref().map_or(0, Controller::epoch)
@@ -245,13 +256,15 @@ impl Ctx {
             let epoch = self.pacer.epoch();
             match self.client.send(req).await {
                 Answer::Accepted { errors, .. } => {
-                    self.pacer.budget.acked();
+                    self.pacer.answered(true);
                     return (Delivery::Acked { errors }, attempts);
                 }
                 Answer::Refused { status, message } => {
-                    return (Delivery::Refused { status, message }, attempts)
+                    self.pacer.answered(false);
+                    return (Delivery::Refused { status, message }, attempts);
                 }
                 Answer::Fatal { status, message } => {
+                    self.pacer.answered(false);
                     self.stop.api_fatal(message.clone());
                     return (Delivery::Fatal { status, message }, attempts);
                 }
@@ -307,6 +320,9 @@ impl Ctx {
                     retry_after,
                     message,
                 } => {
+                    if status.is_some() {
+                        self.pacer.answered(false);
+                    }
                     let Some(step) = delays.next() else {
                         if status.is_none() && message.starts_with("could not connect") {
                             // Nothing answers at all: every other row would wait out the same
