@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end benchmarks of cio-import against its own sandbox, on this machine.
 
-    python3 benches/e2e.py [ceiling] [limit] [memory] [anon] [resync] [inspect] [side]   (default: all)
+    python3 benches/e2e.py [ceiling] [limit] [memory] [anon] [resync] [inspect] [side] [pacing]   (default: all but anon and pacing)
+
+`pacing` (issue 11's goals, closed loop side by side with --fixed-rate, about 10 minutes) runs
+each case for a bounded time, stops the importer with SIGINT and reads its summary.
 
 `anon` (peak anonymous memory, RssAnon, with --state at 10M people and with requests stalled
 for 2 minutes) takes about 10 minutes; set CIO_BENCH_OLD to another build of cio-import to
@@ -305,6 +308,161 @@ def side_by_side():
           [[k, f"{v:,.1f}", f"{n / v:.2f} s", f"{v / base:,.1f}x"] for k, v in out.items()])
 
 
+def timed_import(args, seconds):
+    """Runs an import for at most `seconds`, then SIGINT (the summary is still written).
+    Returns the summary."""
+    summary = os.path.join(OUT, "summary.json")
+    if os.path.exists(summary):
+        os.remove(summary)
+    p = subprocess.Popen([BIN, "import", *args, "-q", "--summary", summary, "--rejects",
+                          f"{OUT}/rejects.csv", "--errors", f"{OUT}/errors.csv"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=OUT)
+    try:
+        p.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+    with open(summary) as fh:
+        return json.load(fh)
+
+
+def arrivals(sb):
+    with urllib.request.urlopen(sb.url + "/__sandbox/arrivals") as r:
+        return json.load(r)
+
+
+def per_second(arr, t0_ms=0.0):
+    """[(requests, 2xx, 429)] per whole second since t0."""
+    bins = {}
+    for a in arr:
+        b = int((a["at_ms"] - t0_ms) // 1000)
+        r = bins.setdefault(b, [0, 0, 0])
+        r[0] += 1
+        r[1] += 200 <= a["status"] < 300
+        r[2] += a["status"] == 429
+    n = max(bins) + 1 if bins else 0
+    return [tuple(bins.get(i, [0, 0, 0])) for i in range(n)]
+
+
+MODES = [("closed loop (default)", []), ("--fixed-rate (open loop, as before)", ["--fixed-rate"])]
+
+
+def pacing():
+    """Issue 11's goals, each case with the closed loop and with --fixed-rate."""
+    os.makedirs(OUT, exist_ok=True)
+    big = os.path.join(OUT, "pacing-2m.csv")
+    if not os.path.exists(big):
+        sh(f"{GEN} 2000000 csv > {big}")
+    out = {}
+    # 1. The server allows 50 req/s; default settings (--rate 100).
+    rows = []
+    for api in ["v1", "batch"]:
+        for ra in [["--retry-after", "1"], []]:
+            for mode, flags in MODES:
+                sb = Sandbox("--limit", "50", "--burst", "10", "--latency-ms", "50", "--discard", *ra)
+                s = timed_import([big, "--endpoint", sb.url, "--api", api, *flags], 30)
+                st = sb.stats()
+                sb.stop()
+                ok = st["by_status"].get("200", 0)
+                share429 = st["by_status"].get("429", 0) / max(1, st["requests"])
+                key = f"limit50_{api}_{'ra' if ra else 'nora'}_{'fixed' if flags else 'closed'}"
+                out[key] = {"acked_req_per_s": round(ok / s["elapsed_s"], 1),
+                            "share_429": round(share429, 4), "rate_final": s["rate_final"],
+                            "rate_min": s["rate_min"], "throttled_s": s["throttled_s"],
+                            "exhausted": s["exhausted"]}
+                rows.append([api, "1" if ra else "none", mode, f"{ok / s['elapsed_s']:.1f}",
+                             f"{ok / s['elapsed_s'] / 50:.0%}", f"{share429:.1%}",
+                             s["rate_final"], s["rate_min"], s["throttled_s"]])
+    table("Pacing 1: the server allows 50 req/s (burst 10, 50 ms latency), default --rate 100, 30 s each "
+          "(goal: at least 90% of 50 acknowledged, at most 5% of requests answered 429)",
+          ["api", "Retry-After", "pacing", "acked req/s", "of 50", "429 share", "rate_final",
+           "rate_min", "throttled_s"], rows)
+    # 2. A 100 req/s quota shared with 40 req/s of live traffic.
+    rows = []
+    for ra in [[], ["--retry-after", "1"]]:
+        for mode, flags in MODES:
+            sb = Sandbox("--limit", "100", "--burst", "10", "--latency-ms", "50", "--discard",
+                         "--background-rate", "40", "--seed", "11", *ra)
+            s = timed_import([big, "--endpoint", sb.url, "--api", "v1", *flags], 30)
+            st = sb.stats()
+            sb.stop()
+            ok = st["by_status"].get("200", 0)
+            bg = st["background_429s"] / max(1, st["background_requests"])
+            key = f"shared_{'ra' if ra else 'nora'}_{'fixed' if flags else 'closed'}"
+            out[key] = {"importer_acked_req_per_s": round(ok / s["elapsed_s"], 1),
+                        "importer_share_of_60": round(ok / s["elapsed_s"] / 60, 3),
+                        "live_429_share": round(bg, 4), "live_requests": st["background_requests"]}
+            rows.append(["1" if ra else "none", mode, f"{ok / s['elapsed_s']:.1f}",
+                         f"{ok / s['elapsed_s'] / 60:.0%}", f"{bg:.2%}", st["background_requests"]])
+    table("Pacing 2: 100 req/s quota, 40 req/s of live traffic (Poisson), v1, 30 s each "
+          "(goal: importer at least 80% of the 60 left, live traffic 429 on at most 2%)",
+          ["Retry-After", "pacing", "importer acked req/s", "of 60", "live 429 share", "live requests"], rows)
+    # 3. The limit drops from 100 to 40 at 20 s and comes back at 40 s.
+    rows = []
+    for ra in [[]]:
+        for mode, flags in MODES:
+            sb = Sandbox("--limit-schedule", "0:100,20:40,40:100", "--burst", "10", "--latency-ms",
+                         "50", "--discard", *ra)
+            s = timed_import([big, "--endpoint", sb.url, "--api", "v1", *flags], 60)
+            sec = per_second(arrivals(sb))
+            sb.stop()
+            # Down: from 20 s until two seconds in a row carry at most 110% of 40 requests.
+            down = next((i - 20 for i in range(20, 39) if sec[i][0] <= 44 and sec[i + 1][0] <= 44), None)
+            # Up: from 40 s until the end of the first second with at least 90 acknowledged.
+            up = next((i + 1 - 40 for i in range(40, min(len(sec), 60)) if sec[i][1] >= 90), None)
+            r429 = sum(x[2] for x in sec) / max(1, sum(x[0] for x in sec))
+            key = f"schedule_{'ra' if ra else 'nora'}_{'fixed' if flags else 'closed'}"
+            out[key] = {"follow_down_s": down, "follow_up_s": up, "share_429": round(r429, 4),
+                        "acked_per_second": [x[1] for x in sec]}
+            rows.append(["1" if ra else "none", mode, "never" if down is None else f"{down} s",
+                         "never" if up is None else f"{up} s", f"{r429:.1%}",
+                         f"{sum(x[1] for x in sec[20:40]) / 20:.1f}", s["rate_min"]])
+    table("Pacing 3: limit 100, 40 from 20 s, 100 from 40 s (v1, 60 s each; goal: follows within 5 s each way). "
+          "Down = seconds until two seconds in a row carry at most 44 requests; up = seconds until a second "
+          "with at least 90 acknowledged",
+          ["Retry-After", "pacing", "down", "up", "429 share", "acked req/s at 40", "rate_min"], rows)
+    # 4. A fault storm with --rate twice the server's limit.
+    rows = []
+    n = 3000
+    path = os.path.join(OUT, "pacing-3k.csv")
+    sh(f"{GEN} {n} csv > {path}")
+    for mode, flags in MODES:
+        sb = Sandbox("--limit", "150", "--burst", "15", "--latency-ms", "50", "--retry-after", "1",
+                     "--fail-rate", "0.15", "--reset-rate", "0.05", "--slow-rate", "0.01",
+                     "--slow-ms", "5000", "--seed", "7", "--discard")
+        t = time.time()
+        s = timed_import([path, "--endpoint", sb.url, "--api", "v1", "--rate", "300", "--timeout", "2",
+                          *flags], 90)
+        st = sb.stats()
+        sb.stop()
+        ack = s["sent"] / s["elapsed_s"]
+        key = f"storm_{'fixed' if flags else 'closed'}"
+        out[key] = {"sent": s["sent"], "exhausted": s["exhausted"], "not_attempted": s["not_attempted"],
+                    "elapsed_s": s["elapsed_s"], "rows_per_s": round(ack, 1),
+                    "of_limit": round(ack / 150, 3), "retries": s["retries"], "429s": s["429s"]}
+        rows.append([mode, f"{s['sent']:,} of {n:,}", s["exhausted"], f"{s['elapsed_s']:.1f} s",
+                     f"{ack:.1f}", f"{ack / 150:.0%}", s["429s"], s["retries"]])
+    table("Pacing 4: fault storm: limit 150 with Retry-After: 1, --rate 300, 15% 5xx, 5% resets, 1% slower "
+          "than --timeout 2, v1, 3,000 rows (stopped at 90 s if not done; goal: all delivered, none "
+          "exhausted, at least 60% of 150 rows/s)",
+          ["pacing", "delivered", "exhausted", "elapsed", "rows/s", "of 150", "429s", "retries"], rows)
+    # 5. --rate right: 100 against 100.
+    rows = []
+    for mode, flags in MODES:
+        sb = Sandbox("--limit", "100", "--burst", "10", "--latency-ms", "50", "--discard")
+        s = timed_import([big, "--endpoint", sb.url, "--api", "v1", "--rate", "100", *flags], 20)
+        st = sb.stats()
+        sb.stop()
+        req_s = st["requests"] / s["elapsed_s"]
+        key = f"right_{'fixed' if flags else 'closed'}"
+        out[key] = {"req_per_s": round(req_s, 1), "max_in_1s": st["max_requests_per_second"],
+                    "answers_429": st["by_status"].get("429", 0)}
+        rows.append([mode, f"{req_s:.1f}", st["max_requests_per_second"], st["by_status"].get("429", 0)])
+    table("Pacing 5: --rate right, 100 against a 100 req/s limit (v1, 20 s each; goal: at least 97 req/s, "
+          "no second above 110, zero 429s)", ["pacing", "req/s", "most in any 1 s", "429s"], rows)
+    results["pacing"] = out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     sh(f"cd {ROOT} && cargo build --release --quiet --bin cio-import --example gen_customers")
@@ -312,7 +470,7 @@ def main():
     results["machine"] = machine()
     print(f"machine: {results['machine']}")
     steps = {"ceiling": ceiling, "limit": at_limit, "memory": memory, "anon": anon, "resync": resync,
-             "inspect": inspect, "side": side_by_side}
+             "inspect": inspect, "side": side_by_side, "pacing": pacing}
     for w in wanted:
         steps[w]()
     path = os.path.join(OUT, "results.json")

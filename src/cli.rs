@@ -224,9 +224,16 @@ pub struct ImportArgs {
     /// Requests in flight at most (1 to 1000).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Requests per second, all workers and retries together (0 = no limit; at most 100000).
+    /// Most requests per second, all workers and retries together: the ceiling of the
+    /// closed-loop rate, which follows the server's 429s (0 = no ceiling; at most 100000).
     #[arg(long, default_value_t = 100)]
     pub rate: u32,
+    /// Pace at exactly --rate (open loop, every worker paused on a 429), for a known limit.
+    #[arg(long)]
+    pub fixed_rate: bool,
+    /// Seconds a request keeps retrying 429s while nothing at all is acknowledged (1 to 86400).
+    #[arg(long, default_value_t = 300.0)]
+    pub throttle_budget: f64,
     /// Retries after the first attempt, for 408/429/5xx/timeouts/connection errors (0 to 100).
     #[arg(long, default_value_t = 8)]
     pub max_retries: usize,
@@ -343,6 +350,45 @@ pub struct SandboxArgs {
     /// Where to write that certificate (PEM).
     #[arg(long, requires = "tls")]
     pub cert_out: Option<PathBuf>,
+    /// A limit that changes mid-run: SECS:REQ_PER_S steps, e.g. 0:100,20:40,40:100 (overrides --limit).
+    #[arg(long)]
+    pub limit_schedule: Option<String>,
+    /// Simulated live traffic spending the same quota, in requests per second (Poisson).
+    #[arg(long, default_value_t = 0)]
+    pub background_rate: u32,
+}
+
+/// Parses `--limit-schedule 0:100,20:40,40:100`: start times in seconds, increasing.
+fn parse_limit_schedule(s: &str) -> Result<Vec<(Duration, u32)>, UsageError> {
+    let bad = |why: &str| {
+        UsageError(format!(
+            "--limit-schedule '{s}': {why}; give SECS:REQ_PER_S steps, e.g. 0:100,20:40,40:100"
+        ))
+    };
+    let mut steps: Vec<(Duration, u32)> = Vec::new();
+    for part in s.split(',') {
+        let (at, limit) = part
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| bad(&format!("'{part}' has no ':'")))?;
+        let at: f64 = at
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("'{at}' is not a number of seconds")))?;
+        let limit: u32 = limit
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("'{limit}' is not a whole number of requests")))?;
+        if !(0.0..=86_400.0).contains(&at) {
+            return Err(bad("start times go from 0 to 86400 seconds"));
+        }
+        let at = Duration::from_secs_f64(at);
+        if steps.last().is_some_and(|(prev, _)| *prev >= at) {
+            return Err(bad("start times must increase"));
+        }
+        steps.push((at, limit));
+    }
+    Ok(steps)
 }
 
 /// A usage or configuration problem, reported before anything runs.
@@ -422,6 +468,11 @@ impl SandboxArgs {
             script: Vec::new(),
             reject_ids: self.reject_ids.clone(),
             poison_ids: self.poison_ids.clone(),
+            limit_schedule: match &self.limit_schedule {
+                Some(s) => parse_limit_schedule(s)?,
+                None => Vec::new(),
+            },
+            background_rate: self.background_rate,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -521,6 +572,12 @@ or try --sandbox or --dry-run",
         }
         // Checked before converting: a number such as 1e20 has no Duration (it would panic).
         let timeout = config::seconds("--timeout", self.timeout, config::TIMEOUT_S, "30")?;
+        let throttle_budget = config::seconds(
+            "--throttle-budget",
+            self.throttle_budget,
+            config::THROTTLE_BUDGET_S,
+            "300",
+        )?;
         let mut cfg = ImportConfig::new(input, reading.format, endpoint);
         cfg.delimiter = reading.delimiter;
         cfg.convert = ConvertOptions {
@@ -541,6 +598,8 @@ or try --sandbox or --dry-run",
         cfg.ca_cert = self.ca_cert.clone();
         cfg.concurrency = self.concurrency;
         cfg.rate = self.rate;
+        cfg.fixed_rate = self.fixed_rate;
+        cfg.throttle_budget = throttle_budget;
         cfg.max_retries = self.max_retries;
         cfg.timeout = timeout;
         cfg.backoff_base = Duration::from_millis(self.backoff_base_ms);

@@ -26,8 +26,13 @@ pub struct ImportConfig {
     pub ca_cert: Option<PathBuf>,
     /// Requests in flight at most.
     pub concurrency: usize,
-    /// Requests per second for all workers together; 0 = no limit.
+    /// Requests per second for all workers together: the ceiling of the closed-loop rate
+    /// (or the fixed rate with `fixed_rate`); 0 = no ceiling.
     pub rate: u32,
+    /// Open-loop pacing at exactly `rate` (the behaviour before issue 11).
+    pub fixed_rate: bool,
+    /// A request retries 429s until nothing at all was acknowledged for this long.
+    pub throttle_budget: Duration,
     /// Retries after the first attempt.
     pub max_retries: usize,
     /// Timeout of one request.
@@ -211,6 +216,8 @@ pub const FLUSH_MS: Bounds = Bounds {
 };
 /// The request timeout's range in seconds (`--timeout`): (min, max).
 pub const TIMEOUT_S: (f64, f64) = (0.001, 3_600.0);
+/// `--throttle-budget` in seconds.
+pub const THROTTLE_BUDGET_S: (f64, f64) = (1.0, 86_400.0);
 
 /// Seconds given by a user (`--timeout 30`, `--outage 5 10`) as a `Duration`, never panicking:
 /// NaN, infinities, negatives and values outside `min..=max` are an [`ConfigError::OutOfRange`].
@@ -261,6 +268,10 @@ impl ImportConfig {
         let t = self.timeout.as_secs_f64();
         if !(TIMEOUT_S.0..=TIMEOUT_S.1).contains(&t) {
             seconds("--timeout", t, TIMEOUT_S, "30")?;
+        }
+        let b = self.throttle_budget.as_secs_f64();
+        if !(THROTTLE_BUDGET_S.0..=THROTTLE_BUDGET_S.1).contains(&b) {
+            seconds("--throttle-budget", b, THROTTLE_BUDGET_S, "300")?;
         }
         BACKOFF_BASE_MS.check_ms(self.backoff_base)?;
         BACKOFF_CAP_MS.check_ms(self.backoff_cap)?;
@@ -341,6 +352,8 @@ impl ImportConfig {
             ca_cert: None,
             concurrency: 32,
             rate: 100,
+            fixed_rate: false,
+            throttle_budget: crate::pipeline::DEFAULT_THROTTLE_BUDGET,
             max_retries: 8,
             timeout: Duration::from_secs(30),
             backoff_base: Duration::from_millis(500),

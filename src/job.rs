@@ -37,6 +37,11 @@ pub struct Job {
     pub ca_cert: Option<String>,
     /// Requests per second.
     pub rate: Option<u32>,
+    /// Pace at exactly `rate` (open loop).
+    #[serde(default)]
+    pub fixed_rate: bool,
+    /// Seconds a request retries 429s while nothing is acknowledged.
+    pub throttle_budget: Option<f64>,
     /// Requests in flight.
     pub concurrency: Option<usize>,
     /// Retries per request.
@@ -104,6 +109,10 @@ impl Job {
         opt("endpoint", self.endpoint.clone());
         opt("ca-cert", self.ca_cert.as_deref().map(resolve));
         opt("rate", self.rate.map(|v| v.to_string()));
+        opt(
+            "throttle-budget",
+            self.throttle_budget.map(|v| v.to_string()),
+        );
         opt("concurrency", self.concurrency.map(|v| v.to_string()));
         opt("max-retries", self.max_retries.map(|v| v.to_string()));
         opt("timeout", self.timeout.map(|v| v.to_string()));
@@ -141,6 +150,7 @@ impl Job {
             (self.full, "--full"),
             (self.drop_unmapped, "--drop-unmapped"),
             (self.update_only, "--update-only"),
+            (self.fixed_rate, "--fixed-rate"),
         ] {
             if on {
                 a.push(flag.into());

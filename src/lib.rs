@@ -13,6 +13,7 @@ pub mod job;
 pub mod json_object;
 pub mod ledger;
 pub mod mapping;
+pub mod pace;
 pub mod pipeline;
 pub mod record;
 pub mod report;

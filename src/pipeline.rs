@@ -5,6 +5,7 @@ use crate::config::ImportConfig;
 use crate::convert;
 use crate::exit;
 use crate::ledger::{Destination, Forgotten, Ledger, LedgerWriter, Lookup};
+use crate::pace::{Controller, ThrottleBudget};
 use crate::record::{Class, Failure, IdKind, Identifier, Position, RawRow, Record};
 use crate::report::errors::ErrorsWriter;
 use crate::report::progress::{self, InputProgress};
@@ -45,6 +46,8 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 pub struct Pause {
     until: Mutex<Option<tokio::time::Instant>>,
+    /// Milliseconds paused in all (for the summary's `throttled_s`).
+    paused_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Pause {
@@ -52,6 +55,9 @@ impl Pause {
     pub fn extend(&self, until: tokio::time::Instant) {
         let mut g = self.until.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none_or(|u| until > u) {
+            let from = g.unwrap_or(until).max(tokio::time::Instant::now());
+            let added = until.saturating_duration_since(from).as_millis() as u64;
+            self.paused_ms.fetch_add(added, Relaxed);
             *g = Some(until);
         }
     }
@@ -73,13 +79,20 @@ impl Pause {
     }
 }
 
-/// The pacing shared by all workers: one token bucket, one pause.
+/// The pacing shared by all workers: one token bucket. Closed loop by default (its rate
+/// follows the server's answers, see [`crate::pace`]); with `--fixed-rate`, open loop: a
+/// governor bucket at `--rate` and one pause for every worker on a 429.
 pub struct Pacer {
     limiter: Option<
         RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
     >,
     pause: Pause,
+    adaptive: Option<Controller>,
+    budget: ThrottleBudget,
 }
+
+/// How long a request keeps retrying 429s without any acknowledgement, by default.
+pub const DEFAULT_THROTTLE_BUDGET: Duration = Duration::from_secs(300);
 
 impl Pacer {
     /// `rate` requests per second (0 = unlimited), with a burst of a twentieth of it: no
@@ -94,11 +107,78 @@ impl Pacer {
         Pacer {
             limiter,
             pause: Pause::default(),
+            adaptive: None,
+            budget: ThrottleBudget::new(DEFAULT_THROTTLE_BUDGET),
+        }
+    }
+
+    /// Closed-loop pacing with `rate` as the ceiling (0 = none), reporting in `tally`; a
+    /// request gives up on 429s only after `budget` without any acknowledgement.
+    pub fn adaptive(rate: u32, budget: Duration, tally: Arc<Tally>) -> Pacer {
+        let ceiling = (rate > 0).then_some(f64::from(rate));
+        Pacer {
+            limiter: None,
+            pause: Pause::default(),
+            adaptive: Some(Controller::new(ceiling, tally)),
+            budget: ThrottleBudget::new(budget),
+        }
+    }
+
+    /// Open-loop pacing at `rate` (0 = unlimited) as before issue 11, reporting in `tally`.
+    pub fn fixed(rate: u32, budget: Duration, tally: &Tally) -> Pacer {
+        let r = if rate == 0 {
+            f64::INFINITY
+        } else {
+            f64::from(rate)
+        };
+        tally.set_rate(r);
+        tally.set_rate_min(r);
+        Pacer {
+            budget: ThrottleBudget::new(budget),
+            ..Pacer::new(rate)
+        }
+    }
+
+    /// An answer other than 429 arrived (`acked`: a 2xx). Feeds the controller's estimate of
+    /// what the server admits, and the 429 budget's notion of progress.
+    fn answered(&self, acked: bool) {
+        if acked {
+            self.budget.acked();
+        }
+        if let Some(c) = &self.adaptive {
+            c.admitted();
+        }
+    }
+
+    /// The congestion epoch when a request goes out (see [`Controller::epoch`]).
+    fn epoch(&self) -> u64 {
+        self.adaptive.as_ref().map_or(0, Controller::epoch)
+    }
+
+    /// A 429 for a request sent in `epoch`: the controller cuts and holds; the fixed pacer
+    /// pauses every worker for `delay`.
+    fn throttled(&self, epoch: u64, retry_after: Option<Duration>, delay: Duration) {
+        match &self.adaptive {
+            Some(c) => c.throttled(epoch, retry_after),
+            None => self
+                .pause
+                .extend(tokio::time::Instant::now() + delay.max(Duration::from_millis(100))),
+        }
+    }
+
+    /// Seconds throttled: held or climbing back after cuts (closed loop), paused (open loop).
+    pub fn throttled_s(&self) -> f64 {
+        match &self.adaptive {
+            Some(c) => c.throttled_s(),
+            None => self.pause.paused_ms.load(Relaxed) as f64 / 1000.0,
         }
     }
 
     /// Waits for the shared pause and a permit. False when the run stopped meanwhile.
     async fn ready(&self, stop: &Stop) -> bool {
+        if let Some(c) = &self.adaptive {
+            return c.acquire(stop).await;
+        }
         self.pause.wait(stop).await;
         if let Some(l) = &self.limiter {
             tokio::select! {
@@ -153,6 +233,9 @@ struct Ctx {
     stop: Stop,
     tally: Arc<Tally>,
     backoff: ExponentialBuilder,
+    /// The first and largest backoff delays (the 429 schedule uses them too).
+    backoff_base: Duration,
+    backoff_cap: Duration,
 }
 
 impl Ctx {
@@ -167,6 +250,10 @@ impl Ctx {
         let mut delays = self.backoff.build();
         let mut attempts = 0u32;
         let mut last: Option<String> = None;
+        // 429s are the server asking to slow down, not a fault of this request: they do not
+        // spend `--max-retries`; the request keeps trying while the run makes progress.
+        let mut throttled = 0u32;
+        let mut first_429: Option<tokio::time::Instant> = None;
         loop {
             if !std::mem::take(&mut paced) && !self.pacer.ready(&self.stop).await {
                 return (Delivery::Stopped { last }, attempts);
@@ -179,24 +266,80 @@ impl Ctx {
             if bisect {
                 self.tally.bisect_requests.fetch_add(1, Relaxed);
             }
+            let epoch = self.pacer.epoch();
             let answer = tokio::select! {
                 a = self.client.send(req) => a,
                 _ = grace_over(&self.stop) => return (Delivery::Abandoned, attempts),
             };
             match answer {
-                Answer::Accepted { errors, .. } => return (Delivery::Acked { errors }, attempts),
+                Answer::Accepted { errors, .. } => {
+                    self.pacer.answered(true);
+                    return (Delivery::Acked { errors }, attempts);
+                }
                 Answer::Refused { status, message } => {
-                    return (Delivery::Refused { status, message }, attempts)
+                    self.pacer.answered(false);
+                    return (Delivery::Refused { status, message }, attempts);
                 }
                 Answer::Fatal { status, message } => {
+                    self.pacer.answered(false);
                     self.stop.api_fatal(message.clone());
                     return (Delivery::Fatal { status, message }, attempts);
+                }
+                Answer::Retry {
+                    status: Some(429),
+                    retry_after,
+                    message,
+                } => {
+                    self.tally.answers_429.fetch_add(1, Relaxed);
+                    throttled += 1;
+                    let first = *first_429.get_or_insert_with(tokio::time::Instant::now);
+                    if self.pacer.budget.spent(first) {
+                        let secs = self.pacer.budget.budget().as_secs();
+                        let message = format!(
+                            "{message} (429 for {secs} s while nothing at all was acknowledged)"
+                        );
+                        return (
+                            Delivery::GaveUp {
+                                status: Some(429),
+                                message,
+                            },
+                            attempts,
+                        );
+                    }
+                    // Full jitter over an exponential step; the closed-loop bucket does the
+                    // real slowing down, so there the step stays short.
+                    let cap = if self.pacer.adaptive.is_some() {
+                        self.backoff_cap.min(Duration::from_secs(2))
+                    } else {
+                        self.backoff_cap
+                    };
+                    let step = self
+                        .backoff_base
+                        .saturating_mul(1u32 << (throttled - 1).min(16))
+                        .min(cap);
+                    let jittered = Duration::from_millis(rand::random_range(
+                        0..=step.as_millis().min(u64::MAX as u128) as u64,
+                    ));
+                    let delay = retry_after.unwrap_or(jittered);
+                    self.pacer.throttled(epoch, retry_after, delay);
+                    tracing::debug!("attempt {attempts} throttled (429); retrying in {delay:?}");
+                    last = Some(message);
+                    self.tally.retries_429.fetch_add(1, Relaxed);
+                    self.tally.retrying.fetch_add(1, Relaxed);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.stop.stopped() => {}
+                    }
+                    self.tally.retrying.fetch_sub(1, Relaxed);
                 }
                 Answer::Retry {
                     status,
                     retry_after,
                     message,
                 } => {
+                    if status.is_some() {
+                        self.pacer.answered(false);
+                    }
                     let Some(step) = delays.next() else {
                         if status.is_none() && message.starts_with("could not connect") {
                             // Nothing answers at all: every other row would wait out the same
@@ -213,11 +356,6 @@ check the network, a proxy, or --endpoint / --region, then re-run"
                         0..=step.as_millis().min(u64::MAX as u128) as u64,
                     ));
                     let delay = retry_after.unwrap_or(jittered);
-                    if status == Some(429) {
-                        self.pacer.pause.extend(
-                            tokio::time::Instant::now() + delay.max(Duration::from_millis(100)),
-                        );
-                    }
                     tracing::debug!("attempt {attempts} failed ({message}); retrying in {delay:?}");
                     last = Some(message);
                     self.tally.retrying.fetch_add(1, Relaxed);
@@ -1055,28 +1193,36 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
             .with_min_delay(cfg.backoff_base)
             .with_max_delay(cfg.backoff_cap)
             .with_max_times(cfg.max_retries);
+        let pacer = if cfg.fixed_rate {
+            Pacer::fixed(cfg.rate, cfg.throttle_budget, &tally)
+        } else {
+            Pacer::adaptive(cfg.rate, cfg.throttle_budget, tally.clone())
+        };
         let ctx = Arc::new(Ctx {
             client,
-            pacer: Pacer::new(cfg.rate),
+            pacer,
             stop: stop.clone(),
             tally: tally.clone(),
             backoff,
+            backoff_base: cfg.backoff_base,
+            backoff_cap: cfg.backoff_cap,
         });
         let d = Dispatcher {
-            ctx,
+            ctx: ctx.clone(),
             slots: Arc::new(Semaphore::new(cfg.concurrency)),
             concurrency: cfg.concurrency,
             out: out_tx.clone(),
             order: PersonOrder::default(),
         };
-        tokio::spawn(send_all(
+        let task = tokio::spawn(send_all(
             rec_rx,
             d,
             cfg.convert.api,
             cfg.batch_bytes,
             cfg.batch_size,
             cfg.flush_after,
-        ))
+        ));
+        (task, ctx)
     });
     let reader = {
         let stop = stop.clone();
@@ -1096,10 +1242,12 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         }),
         stopped_at_line: None,
     });
-    if let Some(s) = sender {
+    let mut throttled_s = 0.0;
+    if let Some((s, ctx)) = sender {
         if let Err(e) = s.await {
             tracing::error!("the sender failed: {e}");
         }
+        throttled_s = ctx.pacer.throttled_s();
     }
     let files = reporter.await.unwrap_or(ReportFiles {
         rejects: None,
@@ -1111,6 +1259,7 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
 
     let mut s = Summary::counts_from(&tally);
     summary_base(&mut s);
+    s.throttled_s = (throttled_s * 10.0).round() / 10.0;
     s.elapsed_s = started.elapsed().as_secs_f64();
     s.rows_per_s = if s.elapsed_s > 0.0 {
         (s.rows as f64 / s.elapsed_s).round()

@@ -32,6 +32,14 @@ pub struct Tally {
     pub batches: AtomicU64,
     /// Extra requests spent halving batches the API refused whole.
     pub bisect_requests: AtomicU64,
+    /// Answers 429 (too many requests).
+    pub answers_429: AtomicU64,
+    /// Attempts after a 429 (also counted in `retries`; they do not spend `--max-retries`).
+    pub retries_429: AtomicU64,
+    /// The pacing rate now, requests per second (`f64` bits; infinite = no limit).
+    pub rate_bits: AtomicU64,
+    /// The lowest pacing rate so far (`f64` bits).
+    pub rate_min_bits: AtomicU64,
 }
 
 impl Tally {
@@ -59,6 +67,26 @@ impl Tally {
             + self.rejected.load(Relaxed)
             + self.exhausted.load(Relaxed)
             + self.not_attempted.load(Relaxed)
+    }
+
+    /// Sets the current pacing rate (requests per second; infinite = no limit).
+    pub fn set_rate(&self, r: f64) {
+        self.rate_bits.store(r.to_bits(), Relaxed);
+    }
+
+    /// The current pacing rate (0 before any was set).
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate_bits.load(Relaxed))
+    }
+
+    /// Sets the lowest pacing rate so far.
+    pub fn set_rate_min(&self, r: f64) {
+        self.rate_min_bits.store(r.to_bits(), Relaxed);
+    }
+
+    /// The lowest pacing rate so far (0 before any was set).
+    pub fn rate_min(&self) -> f64 {
+        f64::from_bits(self.rate_min_bits.load(Relaxed))
     }
 
     /// Reads a counter.

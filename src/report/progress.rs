@@ -28,14 +28,22 @@ fn status(t: &Tally, started: Instant) -> String {
     let g = Tally::get;
     let done = t.done();
     let secs = started.elapsed().as_secs_f64().max(0.001);
+    let rate = t.rate();
+    let rate = if rate.is_finite() {
+        format!("{rate:.1}/s")
+    } else {
+        "no limit".to_string()
+    };
     format!(
-        "{} rows done ({:.0}/s): {} sent, {} failed, {} retrying, {} requests",
+        "{} rows done ({:.0}/s): {} sent, {} failed, {} retrying, {} requests, {} 429s, rate {}",
         done,
         done as f64 / secs,
         g(&t.sent),
         t.failed(),
         g(&t.retrying),
-        g(&t.requests)
+        g(&t.requests),
+        g(&t.answers_429),
+        rate
     )
 }
 

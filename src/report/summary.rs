@@ -39,6 +39,18 @@ pub struct Summary {
     pub mean_batch_rows: f64,
     /// Extra requests spent halving refused batches.
     pub bisect_requests: u64,
+    /// Answers 429 (too many requests).
+    #[serde(rename = "429s")]
+    pub answers_429: u64,
+    /// Attempts after a 429 (part of `retries`; they do not spend `--max-retries`).
+    pub retries_429: u64,
+    /// The pacing rate at the end, requests per second (`None`: no limit, or nothing sent).
+    pub rate_final: Option<f64>,
+    /// The lowest pacing rate of the run (`None`: never limited, or nothing sent).
+    pub rate_min: Option<f64>,
+    /// Seconds held by `Retry-After` or climbing back after 429 cuts (with `--fixed-rate`:
+    /// seconds every worker was paused by 429s).
+    pub throttled_s: f64,
     /// Wall time of the run.
     pub elapsed_s: f64,
     /// Rows per second over the run.
@@ -85,6 +97,11 @@ impl Summary {
                 round2(operations as f64 / batches as f64)
             },
             bisect_requests: g(&t.bisect_requests),
+            answers_429: g(&t.answers_429),
+            retries_429: g(&t.retries_429),
+            rate_final: finite_rate(t.rate()),
+            rate_min: finite_rate(t.rate_min()),
+            throttled_s: 0.0,
             elapsed_s: 0.0,
             rows_per_s: 0.0,
             accounted: false,
@@ -151,6 +168,13 @@ impl Summary {
                 );
             }
         }
+        if !self.dry_run {
+            let rate = |r: Option<f64>| r.map_or("no limit".to_string(), |r| format!("{r:.1}/s"));
+            line(&mut out, "429s", self.answers_429.to_string());
+            line(&mut out, "rate final", rate(self.rate_final));
+            line(&mut out, "rate min", rate(self.rate_min));
+            line(&mut out, "throttled", format!("{:.1}s", self.throttled_s));
+        }
         line(&mut out, "elapsed", format!("{:.2}s", self.elapsed_s));
         line(&mut out, "rows/s", format!("{:.0}", self.rows_per_s));
         out.push_str(&format!(
@@ -182,6 +206,11 @@ impl Summary {
         }
         out
     }
+}
+
+/// A pacing rate for the summary: rounded to 0.1; `None` when unlimited or never set.
+fn finite_rate(r: f64) -> Option<f64> {
+    (r.is_finite() && r > 0.0).then(|| (r * 10.0).round() / 10.0)
 }
 
 fn round2(x: f64) -> f64 {

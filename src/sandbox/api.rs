@@ -44,15 +44,68 @@ pub struct State {
     started: Instant,
     v1_errors: AtomicU64,
     script: std::sync::Mutex<std::collections::VecDeque<super::Fault>>,
+    /// `limit_schedule`'s limiters, each from its start time on.
+    schedule: Vec<(std::time::Duration, Option<Limiter>)>,
+}
+
+type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+
+fn new_limiter(limit: u32, burst: u32) -> Option<Limiter> {
+    NonZeroU32::new(limit).map(|l| {
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        RateLimiter::direct_with_clock(Quota::per_second(l).allow_burst(burst), MonotonicClock)
+    })
+}
+
+impl State {
+    /// The rate limiter in force now (the schedule's current step, or the fixed one).
+    fn current_limiter(&self) -> Option<&Limiter> {
+        if self.schedule.is_empty() {
+            return self.limiter.as_ref();
+        }
+        let t = self.started.elapsed();
+        self.schedule
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .and_then(|(_, l)| l.as_ref())
+    }
+}
+
+/// The customer's live traffic: Poisson arrivals at `background_rate` that spend the same
+/// quota as the importer; ends when the sandbox is gone.
+pub async fn background_traffic(state: std::sync::Weak<State>) {
+    use rand::{Rng, SeedableRng};
+    let (rate, seed) = match state.upgrade() {
+        Some(s) => (f64::from(s.cfg.background_rate), s.cfg.seed),
+        None => return,
+    };
+    let mut rng = match seed {
+        Some(s) => rand::rngs::StdRng::seed_from_u64(s ^ 0x5eed_b4c6),
+        None => rand::rngs::StdRng::from_os_rng(),
+    };
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let u: f64 = rng.random_range(f64::EPSILON..1.0);
+        next += std::time::Duration::from_secs_f64(-u.ln() / rate);
+        tokio::time::sleep_until(next).await;
+        let Some(s) = state.upgrade() else { return };
+        let ok = s.current_limiter().is_none_or(|l| l.check().is_ok());
+        s.stats.background(ok);
+    }
 }
 
 impl State {
     pub fn new(cfg: SandboxConfig, url: String) -> State {
-        let limiter = NonZeroU32::new(cfg.limit).map(|l| {
-            let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct_with_clock(Quota::per_second(l).allow_burst(burst), MonotonicClock)
-        });
+        let limiter = new_limiter(cfg.limit, cfg.burst);
+        let schedule = cfg
+            .limit_schedule
+            .iter()
+            .map(|(from, l)| (*from, new_limiter(*l, cfg.burst)))
+            .collect();
         State {
+            schedule,
             dice: Dice::new(cfg.seed),
             people: People::new(cfg.store_people),
             limiter,
@@ -213,7 +266,7 @@ async fn checked(s: &State, req: Request, next: Next) -> Response {
         Some(super::Fault::Unreadable207 { truncated }) => unreadable = Some(truncated),
         Some(super::Fault::Pass) | None => {}
     }
-    if let Some(l) = &s.limiter {
+    if let Some(l) = s.current_limiter() {
         if l.check().is_err() {
             return retry_after_response(s.cfg.retry_after);
         }

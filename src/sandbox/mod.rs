@@ -56,6 +56,12 @@ pub struct SandboxConfig {
     pub reject_ids: Vec<String>,
     /// Identifiers that make the whole batch request fail with 400 (for tests of bisection).
     pub poison_ids: Vec<String>,
+    /// A rate limit that changes over time: (from this long after start, requests per second;
+    /// 0 = no limit), in order. Empty: `limit` all along. Each change starts a full burst.
+    pub limit_schedule: Vec<(Duration, u32)>,
+    /// Simulated live traffic (the customer's app) spending the same quota: requests per
+    /// second, Poisson arrivals; its answers are counted apart (`background_*` in the stats).
+    pub background_rate: u32,
 }
 
 /// The range of `--outage START_S LEN_S`, each in seconds.
@@ -162,6 +168,8 @@ impl Default for SandboxConfig {
             script: Vec::new(),
             reject_ids: Vec::new(),
             poison_ids: Vec::new(),
+            limit_schedule: Vec::new(),
+            background_rate: 0,
         }
     }
 }
@@ -244,6 +252,9 @@ impl Sandbox {
         ));
         if state.cfg.log_each_second {
             tokio::spawn(stats::log_each_second(state.clone()));
+        }
+        if state.cfg.background_rate > 0 {
+            tokio::spawn(api::background_traffic(Arc::downgrade(&state)));
         }
         Ok(Sandbox {
             url,

@@ -26,6 +26,8 @@ pub struct Stats {
     second: [AtomicU64; 5],
     arrivals: Mutex<Vec<Arrival>>,
     epoch: std::sync::OnceLock<Instant>,
+    background_requests: AtomicU64,
+    background_429s: AtomicU64,
 }
 
 /// Most arrivals kept for [`Stats::arrivals`].
@@ -66,6 +68,12 @@ pub struct StatsSnapshot {
     pub violation_count: u64,
     /// The first violations, described.
     pub violations: Vec<String>,
+    /// Requests of the simulated live traffic (`--background-rate`).
+    #[serde(default)]
+    pub background_requests: u64,
+    /// Of those, the ones answered 429.
+    #[serde(default)]
+    pub background_429s: u64,
 }
 
 impl StatsSnapshot {
@@ -155,6 +163,14 @@ impl Stats {
         self.second[slot].fetch_add(1, Relaxed);
     }
 
+    /// Counts a request of the simulated live traffic, and whether it got through.
+    pub fn background(&self, ok: bool) {
+        self.background_requests.fetch_add(1, Relaxed);
+        if !ok {
+            self.background_429s.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Counts a deliberate reset.
     pub fn reset(&self) {
         self.resets.fetch_add(1, Relaxed);
@@ -198,6 +214,8 @@ impl Stats {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            background_requests: self.background_requests.load(Relaxed),
+            background_429s: self.background_429s.load(Relaxed),
         }
     }
 }

@@ -1,0 +1,561 @@
+//! Closed-loop pacing: the rate controller behind the one shared token bucket. It owns the
+//! bucket's rate (cut on a 429, regrown CUBIC-style, never above `--rate`), the `Retry-After`
+//! hold, the progress-based budget for 429 retries, and the pacing figures of the run
+//! (current and lowest rate, seconds throttled, 429 answers).
+//!
+//! # Why this law
+//! TCP's AIMD (add a constant per round trip, halve on loss) converges, but its linear growth
+//! is tuned to round trips, not seconds, and a fixed additive step is either too slow at
+//! 1,000 req/s or too coarse at 30. CUBIC, which the AWS SDKs' "adaptive" retry mode also
+//! drives its client-side token bucket with, grows as a function of the time since the last
+//! cut: `r(t) = W + C (t - K)^3`, where `W` is the rate that drew the last 429 and `K` the time
+//! to climb back to it. The curve is concave below `W` (a quick recovery, then a slow approach),
+//! nearly flat around `W` (careful probing where the last 429 was), and convex beyond it (once
+//! the old limit is passed without a 429, the limit has moved and growth speeds up). That is
+//! the shape the issue asks for, so this module uses it, with two changes:
+//! - `C` scales with `W` (`C = (1 - BETA) W / K^3`): the time to recover is `K` seconds at
+//!   30 req/s and at 3,000, instead of AWS's fixed `C = 0.4` tuned for small rates.
+//! - `K` grows with the server's `Retry-After`: a probe that fails with `Retry-After: 1`
+//!   costs a whole second of holding the bucket, so the controller probes that much more
+//!   rarely (`K = K0 + HOLD_K * retry_after`). Without `Retry-After` a failed probe costs a
+//!   few 429s and probing can be brisk, which also lets the rate follow a rising limit fast.
+//!
+//! One cut per congestion episode: every request carries the controller's epoch at the moment
+//! it went out; only a 429 for a request sent since the last cut cuts again (as TCP reacts once
+//! per window). A burst of 429s from requests that were already in flight is one episode.
+//!
+//! The bucket is a GCRA ("virtual scheduling") token bucket with a burst of a twentieth of the
+//! rate, the same guarantee as the fixed-rate governor bucket (no second above 105% of the
+//! rate). It is hand-written because governor's quota is fixed when it is built: swapping a
+//! new limiter in at every rate change would hand out a fresh burst each time. Waiters queue in
+//! FIFO order and only the head sleeps, so a cut or a hold takes effect at the very next permit
+//! and the end of a hold releases one permit per interval, never every worker at once.
+
+use crate::stop::Stop;
+use crate::tally::Tally;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The multiplicative cut: the rate after a 429 is this share of the rate that drew it.
+pub const BETA: f64 = 0.7;
+/// The cut when the server also asked for a pause (`Retry-After`): the hold has already
+/// emptied the queue at the server, so the rate needs less of a cut to drain it.
+pub const BETA_HELD: f64 = 0.8;
+/// Seconds to climb back to the last 429 rate when the server gave no `Retry-After`.
+pub const K0: f64 = 1.5;
+/// Extra seconds of recovery per second of `Retry-After` (a failed probe costs that hold).
+pub const HOLD_K: f64 = 8.0;
+/// The lowest rate the controller goes down to, in requests per second.
+pub const FLOOR: f64 = 1.0;
+/// Longest sleep of the waiting head before it looks at the rate again (the rate grows).
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// The rate law and its state (no clock of its own: every method takes `now`).
+#[derive(Debug, Clone)]
+pub struct Law {
+    ceiling: Option<f64>,
+    /// The rate that drew the last 429 (`W`); infinite while unlimited and never cut.
+    w_max: f64,
+    /// The rate right after the last cut.
+    r0: f64,
+    /// Seconds to climb from `r0` back to `w_max`; 0 before the first cut.
+    k: f64,
+    /// When growth (re)started: the last cut, or the end of its hold.
+    origin: Instant,
+}
+
+impl Law {
+    /// Starts at the ceiling (`None`: unlimited until the first 429).
+    pub fn new(ceiling: Option<f64>, now: Instant) -> Law {
+        let start = ceiling.unwrap_or(f64::INFINITY);
+        Law {
+            ceiling,
+            w_max: start,
+            r0: start,
+            k: 0.0,
+            origin: now,
+        }
+    }
+
+    /// The rate at `now`, before the app-limited cap and the ceiling.
+    fn raw(&self, now: Instant) -> f64 {
+        if self.k <= 0.0 {
+            return self.w_max;
+        }
+        let t = now.saturating_duration_since(self.origin).as_secs_f64();
+        let c = (self.w_max - self.r0) / self.k.powi(3);
+        self.w_max + c * (t - self.k).powi(3)
+    }
+
+    /// The rate at `now`. `measured` is the rate actually used over the last second, when
+    /// known: beyond the last 429 rate the law grows to at most twice that (no credit for
+    /// capacity nobody used).
+    pub fn rate(&self, now: Instant, measured: Option<f64>) -> f64 {
+        let mut r = self.raw(now);
+        if r > self.w_max {
+            if let Some(m) = measured {
+                r = r.min(self.w_max.max(2.0 * m));
+            }
+        }
+        if let Some(c) = self.ceiling {
+            r = r.min(c);
+        }
+        r.max(FLOOR)
+    }
+
+    /// The cut after a 429 answered at `now` while the rate was `current` (`measured`: the
+    /// rate actually used over the last second; `admitted`: the requests the server answered
+    /// with something other than 429 over the last second, when that second was not held).
+    /// `resume` is when growth may start again (the end of a `Retry-After` hold). Returns the
+    /// rate after the cut.
+    pub fn cut(
+        &mut self,
+        now: Instant,
+        current: f64,
+        measured: Option<f64>,
+        admitted: Option<f64>,
+        retry_after: Option<Duration>,
+        resume: Instant,
+    ) -> f64 {
+        // When far fewer requests went out than the rate allowed (few rows, slow reader,
+        // every worker busy), the rate actually used is what drew the 429.
+        let mut w = match measured {
+            Some(m) if !current.is_finite() || m < 0.8 * current => m,
+            _ if current.is_finite() => current,
+            _ => 100.0,
+        };
+        // Overloaded, the server admits about its limit: that is the rate to come back to
+        // (instead of stepping down from a rate far above it one cut at a time).
+        if let Some(a) = admitted {
+            if a >= FLOOR && a < w {
+                w = a;
+            }
+        }
+        let w = w.max(FLOOR);
+        let beta = if retry_after.is_some() {
+            BETA_HELD
+        } else {
+            BETA
+        };
+        self.w_max = w;
+        self.r0 = (beta * w).max(FLOOR);
+        self.k = K0 + HOLD_K * retry_after.map_or(0.0, |d| d.as_secs_f64().min(10.0));
+        self.origin = resume.max(now);
+        self.r0
+    }
+
+    /// Moves the start of growth to the end of a longer hold.
+    fn hold(&mut self, until: Instant) {
+        if self.k > 0.0 {
+            self.origin = self.origin.max(until);
+        }
+    }
+
+    /// Whether the rate is back at the last 429 rate (or the ceiling): the episode is over.
+    fn recovered(&self, now: Instant, rate: f64) -> bool {
+        self.k <= 0.0
+            || rate >= self.w_max * 0.999
+            || self.ceiling.is_some_and(|c| rate >= c)
+            || now.saturating_duration_since(self.origin).as_secs_f64() >= self.k
+    }
+}
+
+/// Requests granted per one-second window: the rate actually used.
+#[derive(Debug)]
+struct Usage {
+    started: Instant,
+    window: Instant,
+    count: u64,
+    previous: u64,
+}
+
+impl Usage {
+    fn grant(&mut self, now: Instant) {
+        self.roll(now);
+        self.count += 1;
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let age = now.saturating_duration_since(self.window);
+        if age >= Duration::from_secs(2) {
+            self.previous = 0;
+            self.count = 0;
+            self.window = now;
+        } else if age >= Duration::from_secs(1) {
+            self.previous = self.count;
+            self.count = 0;
+            self.window += Duration::from_secs(1);
+        }
+    }
+
+    /// Requests over the last second (interpolated); `None` in the very first instants.
+    fn measured(&mut self, now: Instant) -> Option<f64> {
+        self.roll(now);
+        let since_start = now.saturating_duration_since(self.started).as_secs_f64();
+        if since_start < 1.0 {
+            return (since_start >= 0.2).then(|| self.count as f64 / since_start);
+        }
+        let frac = now
+            .saturating_duration_since(self.window)
+            .as_secs_f64()
+            .min(1.0);
+        Some(self.previous as f64 * (1.0 - frac) + self.count as f64)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    law: Law,
+    usage: Usage,
+    /// Answers other than 429 (the server admitted the request), per second.
+    admitted: Usage,
+    /// GCRA: the earliest time of the next permit (with the burst tolerance subtracted).
+    next: Instant,
+    hold_until: Option<Instant>,
+    /// When the last hold ended (or ends).
+    last_hold_end: Option<Instant>,
+    /// Figures.
+    rate_min: f64,
+    throttled: Duration,
+    recovering_since: Option<Instant>,
+}
+
+impl State {
+    fn rate(&mut self, now: Instant) -> f64 {
+        let measured = self.usage.measured(now);
+        let r = self.law.rate(now, measured);
+        if let Some(s) = self.recovering_since {
+            if self.law.recovered(now, r) && self.hold_until.is_none_or(|h| h <= now) {
+                self.throttled += now.saturating_duration_since(s);
+                self.recovering_since = None;
+            }
+        }
+        r
+    }
+}
+
+/// The adaptive pacer: one token bucket whose rate the [`Law`] sets from the server's answers.
+#[derive(Debug)]
+pub struct Controller {
+    state: Mutex<State>,
+    queue: tokio::sync::Mutex<()>,
+    epoch: AtomicU64,
+    tally: Arc<Tally>,
+}
+
+/// The burst of the bucket at rate `r`: a twentieth of it, at least one.
+fn burst(r: f64) -> f64 {
+    (r / 20.0).floor().max(1.0)
+}
+
+impl Controller {
+    /// A controller that starts at `ceiling` (`None`: no ceiling, unlimited until a 429) and
+    /// reports its figures in `tally`.
+    pub fn new(ceiling: Option<f64>, tally: Arc<Tally>) -> Controller {
+        let now = Instant::now();
+        let law = Law::new(ceiling, now);
+        let start = ceiling.unwrap_or(f64::INFINITY);
+        tally.set_rate(start);
+        tally.set_rate_min(start);
+        Controller {
+            state: Mutex::new(State {
+                law,
+                usage: Usage {
+                    started: now,
+                    window: now,
+                    count: 0,
+                    previous: 0,
+                },
+                admitted: Usage {
+                    started: now,
+                    window: now,
+                    count: 0,
+                    previous: 0,
+                },
+                next: now,
+                hold_until: None,
+                last_hold_end: None,
+                rate_min: start,
+                throttled: Duration::ZERO,
+                recovering_since: None,
+            }),
+            queue: tokio::sync::Mutex::new(()),
+            epoch: AtomicU64::new(0),
+            tally,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The congestion epoch: read it when a request goes out, give it back with its 429.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
+    }
+
+    /// The current rate (infinite when unlimited).
+    pub fn rate(&self) -> f64 {
+        let now = Instant::now();
+        let r = self.lock().rate(now);
+        self.tally.set_rate(r);
+        r
+    }
+
+    /// Waits for a permit. False when the run stopped first.
+    pub async fn acquire(&self, stop: &Stop) -> bool {
+        let _turn = tokio::select! {
+            t = self.queue.lock() => t,
+            _ = stop.stopped() => return false,
+        };
+        loop {
+            let now = Instant::now();
+            let wait_until = {
+                let mut s = self.lock();
+                let r = s.rate(now);
+                self.tally.set_rate(r);
+                let held = s.hold_until.filter(|h| *h > now);
+                if let Some(h) = held {
+                    Some(h)
+                } else if !r.is_finite() {
+                    s.usage.grant(now);
+                    None
+                } else {
+                    let interval = Duration::from_secs_f64(1.0 / r);
+                    let tolerance = interval.mul_f64(burst(r) - 1.0);
+                    let mut base = s.next.max(now.checked_sub(tolerance).unwrap_or(now));
+                    if let Some(h) = s.hold_until {
+                        base = base.max(h);
+                    }
+                    if base <= now {
+                        s.next = base + interval;
+                        s.usage.grant(now);
+                        None
+                    } else {
+                        Some(base)
+                    }
+                }
+            };
+            let Some(at) = wait_until else {
+                return !stop.is_stopped();
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.min(now + RECHECK)) => {}
+                _ = stop.stopped() => return false,
+            }
+        }
+    }
+
+    /// The server answered a request with something other than 429: it admitted it.
+    pub fn admitted(&self) {
+        self.lock().admitted.grant(Instant::now());
+    }
+
+    /// A 429 for a request sent in `epoch`: holds the bucket for `retry_after`, and cuts the
+    /// rate once per congestion episode.
+    pub fn throttled(&self, epoch: u64, retry_after: Option<Duration>) {
+        let now = Instant::now();
+        let mut s = self.lock();
+        // Whether the previous hold ended (a hold set now must not hide it).
+        if let Some(h) = s.hold_until.filter(|h| *h <= now) {
+            s.last_hold_end = Some(h);
+        }
+        let was_held = s.hold_until.is_some_and(|h| h > now);
+        // The rate that drew this 429, before a new hold moves the law's origin.
+        let current = s.rate(now);
+        if let Some(ra) = retry_after {
+            let until = now + ra;
+            if s.hold_until.is_none_or(|h| h < until) {
+                s.hold_until = Some(until);
+                // No burst credit builds up while held: permits resume one interval apart.
+                s.next = s.next.max(until);
+                s.law.hold(until);
+            }
+            s.recovering_since.get_or_insert(now);
+        }
+        if self
+            .epoch
+            .compare_exchange(epoch, epoch + 1, Relaxed, Relaxed)
+            .is_err()
+        {
+            return; // already cut for this episode
+        }
+        let measured = s.usage.measured(now);
+        // A second with a hold in it says nothing about what the server admits.
+        let unheld = !was_held
+            && s.last_hold_end
+                .is_none_or(|h| now.saturating_duration_since(h) >= Duration::from_secs(2));
+        let admitted = if unheld && measured.is_some() {
+            s.admitted.measured(now)
+        } else {
+            None
+        };
+        let resume = s.hold_until.unwrap_or(now);
+        let r = s
+            .law
+            .cut(now, current, measured, admitted, retry_after, resume);
+        s.rate_min = s.rate_min.min(r);
+        s.recovering_since.get_or_insert(now);
+        self.tally.set_rate(r);
+        self.tally.set_rate_min(s.rate_min);
+        tracing::debug!(
+            "429: rate cut from {current:.1} to {r:.1} req/s{}",
+            retry_after.map_or(String::new(), |d| format!(
+                ", bucket held {:.1} s",
+                d.as_secs_f64()
+            ))
+        );
+    }
+
+    /// Seconds spent held by `Retry-After` or climbing back after a cut, up to now.
+    pub fn throttled_s(&self) -> f64 {
+        let now = Instant::now();
+        let mut s = self.lock();
+        let _ = s.rate(now);
+        let open = s
+            .recovering_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        (s.throttled + open).as_secs_f64()
+    }
+}
+
+/// How long a request keeps retrying 429s: as long as the run makes progress. It gives up
+/// only when nothing at all was acknowledged for `budget` since its first 429.
+#[derive(Debug)]
+pub struct ThrottleBudget {
+    started: Instant,
+    last_ack_ms: AtomicU64,
+    budget: Duration,
+}
+
+impl ThrottleBudget {
+    /// A budget of `budget` without progress.
+    pub fn new(budget: Duration) -> ThrottleBudget {
+        ThrottleBudget {
+            started: Instant::now(),
+            last_ack_ms: AtomicU64::new(0),
+            budget,
+        }
+    }
+
+    /// Some request was acknowledged: the run progresses.
+    pub fn acked(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ack_ms.fetch_max(ms, Relaxed);
+    }
+
+    /// Whether a request throttled since `first_429` should give up now.
+    pub fn spent(&self, first_429: Instant) -> bool {
+        let last_ack = self.started + Duration::from_millis(self.last_ack_ms.load(Relaxed));
+        Instant::now().saturating_duration_since(last_ack.max(first_429)) > self.budget
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, s: f64) -> Instant {
+        base + Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn the_law_cuts_then_climbs_back_concave_flat_convex() {
+        let t0 = Instant::now();
+        let mut law = Law::new(Some(100.0), t0);
+        assert_eq!(law.rate(t0, None), 100.0);
+        let r = law.cut(t0, 60.0, Some(60.0), None, None, t0);
+        assert!((r - 42.0).abs() < 1e-9, "{r}");
+        let k = K0;
+        // Concave: most of the way back in the first half of K.
+        let half = law.rate(at(t0, k / 2.0), None);
+        assert!(half > 42.0 + 0.8 * 18.0 && half < 60.0, "{half}");
+        // Flat around the last 429 rate.
+        let near = law.rate(at(t0, k), None);
+        assert!((near - 60.0).abs() < 0.01, "{near}");
+        // Convex beyond: the limit has moved, growth speeds up; the ceiling holds.
+        let later = law.rate(at(t0, k + 2.0), None);
+        assert!(later > 75.0, "{later}");
+        assert_eq!(law.rate(at(t0, k + 30.0), None), 100.0);
+        // No credit for unused capacity beyond the last 429 rate.
+        assert!(law.rate(at(t0, k + 2.0), Some(20.0)) <= 60.0 + 1e-9);
+    }
+
+    #[test]
+    fn retry_after_makes_probing_rarer() {
+        let t0 = Instant::now();
+        let mut a = Law::new(None, t0);
+        let mut b = Law::new(None, t0);
+        a.cut(t0, 50.0, Some(50.0), None, None, t0);
+        b.cut(t0, 50.0, Some(50.0), None, Some(Duration::from_secs(1)), t0);
+        // At 90% of the way back the one without Retry-After is already probing above.
+        let t = at(t0, K0 + 1.0);
+        assert!(a.rate(t, None) > 50.0 && b.rate(t, None) < 50.0);
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_429s_from_one_episode_cuts_once() {
+        let tally = Arc::new(Tally::default());
+        let c = Controller::new(Some(100.0), tally.clone());
+        let e = c.epoch();
+        for _ in 0..10 {
+            c.throttled(e, None);
+        }
+        // 70 right after the cut (the law climbs back at most a little in a few ms).
+        assert!((69.9..72.0).contains(&c.rate()), "{}", c.rate());
+        // A 429 for a request sent after the cut is a new episode.
+        c.throttled(c.epoch(), None);
+        assert!((48.9..51.0).contains(&c.rate()), "{}", c.rate());
+        assert!((48.9..51.0).contains(&tally.rate_min()));
+    }
+
+    #[tokio::test]
+    async fn a_hold_releases_permits_one_interval_apart() {
+        let tally = Arc::new(Tally::default());
+        let c = Arc::new(Controller::new(Some(100.0), tally));
+        let stop = Stop::new();
+        let start = Instant::now();
+        let hold = Duration::from_millis(300);
+        c.throttled(c.epoch(), Some(hold));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (c, stop) = (c.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                assert!(c.acquire(&stop).await);
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.push(t.await.unwrap());
+        }
+        times.sort();
+        assert!(times[0] >= start + hold, "granted during the hold");
+        // 20 permits at about 70/s after the hold take about 0.27 s, not an instant. (Late
+        // wake-ups can only spread them more.)
+        let spread = times[19] - times[0];
+        assert!(spread >= Duration::from_millis(200), "{spread:?}");
+    }
+
+    #[tokio::test]
+    async fn the_budget_counts_from_the_last_acknowledgement() {
+        let b = ThrottleBudget::new(Duration::from_secs(1));
+        let first = Instant::now();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        b.acked();
+        let acked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        if acked.elapsed() < Duration::from_millis(950) {
+            assert!(!b.spent(first), "others progressed under a second ago");
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(b.spent(first));
+    }
+}
