@@ -1,0 +1,70 @@
+//! Red-team findings (issue 10, trust first): an unclosed CSV quote is reported instead of
+//! swallowing the rest of the file; default report names are distinct per input; integral JSON
+//! number ids keep their integer spelling; `--empty clear` never sends an empty `created_at`.
+
+mod common;
+
+use common::*;
+
+// ---------------------------------------------------------------------------------------------
+// 1. An unclosed quote.
+
+#[test]
+fn an_unclosed_quote_is_reported_invalid_at_its_line_not_swallowed() {
+    let dir = tempdir();
+    write(dir.path(), "swallow.csv", "id,plan\n1,a\n2,\"b\n3,c\n4,d\n");
+    let sb = plain();
+    let run = import(dir.path(), Some(&sb.url()), &["swallow.csv"], None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!((run.n("rows"), run.n("sent"), run.n("invalid")), (2, 1, 1));
+    let people = sb.people();
+    assert!(people.contains_key("1"));
+    assert!(
+        !people.contains_key("2"),
+        "person 2 swallowed the rest of the file"
+    );
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["line"], "3");
+    assert_eq!(errors[0]["class"], "invalid");
+    let msg = &errors[0]["message"];
+    assert!(
+        msg.contains("line 3 opens a quote that is never closed")
+            && msg.contains("lines 3-5")
+            && msg.contains("close the quote"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn quotes_that_close_or_are_literal_are_not_taken_for_an_unclosed_one() {
+    let dir = tempdir();
+    // A literal quote inside an unquoted field, an escaped quote, a closed multi-line field,
+    // and a last line without a line ending: all well-formed.
+    write(
+        dir.path(),
+        "fine.csv",
+        "id,plan\n1,5\" screen\n2,\"say \"\"hi\"\"\"\n3,\"two\nlines\"\n4,7\"",
+    );
+    let sb = plain();
+    let run = import(dir.path(), Some(&sb.url()), &["fine.csv"], None);
+    assert_eq!(run.code, 0, "{} {:?}", run.stderr, run.errors());
+    assert_eq!((run.n("rows"), run.n("sent")), (4, 4));
+}
+
+#[test]
+fn an_unclosed_quote_on_the_last_line_without_a_line_ending_is_reported() {
+    let dir = tempdir();
+    write(dir.path(), "last.csv", "id,plan\r\n1,a\r\n2,\"b");
+    let sb = plain();
+    let run = import(dir.path(), Some(&sb.url()), &["last.csv"], None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["line"], "3");
+    assert!(
+        errors[0]["message"].contains("line 3 opens a quote"),
+        "{:?}",
+        errors[0]
+    );
+}
