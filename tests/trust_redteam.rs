@@ -68,3 +68,76 @@ fn an_unclosed_quote_on_the_last_line_without_a_line_ending_is_reported() {
         errors[0]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. Default report names are distinct per input file name.
+
+/// `cio-import import NAME --dry-run -q` in `dir` with default report paths: the exit code.
+fn dry_run(dir: &std::path::Path, name: &str) -> i32 {
+    let o = std::process::Command::new(bin())
+        .current_dir(dir)
+        .args(["import", name, "--dry-run", "-q", "--summary", "s.json"])
+        .env_remove("CUSTOMERIO_SITE_ID")
+        .env_remove("CUSTOMERIO_TRACK_API_KEY")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    o.status.code().unwrap_or(-1)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn inputs_that_differ_only_by_extension_keep_their_own_reports() {
+    let dir = tempdir();
+    let d = dir.path();
+    // customers.csv fails one row; customers.jsonl and customers.csv.gz are clean.
+    write(d, "customers.csv", "id,created_at\n1,2023-01-01\n2,never\n");
+    write(d, "customers.jsonl", "{\"id\":\"1\"}\n");
+    write(
+        d,
+        "customers.csv.gz",
+        gzip(b"id,created_at\n1,2023-01-01\n"),
+    );
+    assert_eq!(dry_run(d, "customers.csv"), 2);
+    let errors = d.join("customers.csv.errors.csv");
+    let rejects = d.join("customers.csv.rejects.csv");
+    assert!(
+        errors.exists() && rejects.exists(),
+        "reports of customers.csv are named after its whole file name"
+    );
+    // A clean run of each sibling removes its own reports only.
+    assert_eq!(dry_run(d, "customers.jsonl"), 0);
+    assert_eq!(dry_run(d, "customers.csv.gz"), 0);
+    assert!(
+        errors.exists(),
+        "a sibling's clean run deleted the errors file"
+    );
+    assert!(
+        rejects.exists(),
+        "a sibling's clean run deleted the rejects file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap(),
+        "id,created_at\n2,never\n"
+    );
+    // And a failing sibling writes its own.
+    write(
+        d,
+        "customers.jsonl",
+        "{\"id\":\"1\",\"created_at\":\"never\"}\n",
+    );
+    assert_eq!(dry_run(d, "customers.jsonl"), 2);
+    assert!(d.join("customers.jsonl.errors.csv").exists());
+    assert!(d.join("customers.jsonl.rejects.jsonl").exists());
+    assert_eq!(
+        read_csv_maps(&errors).len(),
+        1,
+        "the csv's errors file was overwritten"
+    );
+}
