@@ -141,3 +141,47 @@ fn inputs_that_differ_only_by_extension_keep_their_own_reports() {
         "the csv's errors file was overwritten"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. JSON number identifiers.
+
+const NUMBER_IDS: &str = "{\"id\":123.0,\"plan\":\"a\"}\n{\"id\":1e2,\"plan\":\"b\"}\n\
+{\"id\":1.5,\"plan\":\"c\"}\n{\"id\":7,\"plan\":\"d\"}\n{\"id\":-4.0,\"plan\":\"e\"}\n\
+{\"id\":9007199254740993.0,\"plan\":\"f\"}\n";
+
+#[test]
+fn integral_json_number_ids_keep_their_integer_spelling_with_or_without_a_mapping() {
+    let dir = tempdir();
+    write(dir.path(), "ids.jsonl", NUMBER_IDS);
+    write(
+        dir.path(),
+        "renamed.jsonl",
+        NUMBER_IDS.replace("\"id\"", "\"user_id\""),
+    );
+    write(dir.path(), "m.toml", "[columns.user_id]\nrename = \"id\"\n");
+    let plain_args: &[&str] = &["ids.jsonl"];
+    let mapped_args: &[&str] = &["renamed.jsonl", "--mapping", "m.toml"];
+    for args in [plain_args, mapped_args] {
+        let sb = plain();
+        let run = import(dir.path(), Some(&sb.url()), args, None);
+        let ctx = format!("{args:?}: {}", run.stderr);
+        assert_eq!(run.code, 2, "{ctx}");
+        assert_eq!((run.n("sent"), run.n("invalid")), (4, 2), "{ctx}");
+        let mut ids: Vec<String> = sb.people().keys().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, ["-4", "100", "123", "7"], "{ctx}");
+        let errors = run.errors();
+        let mut lines: Vec<&str> = errors.iter().map(|e| e["line"].as_str()).collect();
+        lines.sort();
+        assert_eq!(lines, ["3", "6"], "{ctx}");
+        for e in &errors {
+            let m = &e["message"];
+            assert!(
+                m.contains("identifier 'id'") && m.contains("as a string"),
+                "{ctx}: {m}"
+            );
+        }
+        let half = errors.iter().find(|e| e["line"] == "3").unwrap();
+        assert!(half["message"].contains("1.5") && half["message"].contains("whole number"));
+    }
+}
