@@ -181,7 +181,7 @@ pub struct InspectArgs {
 pub enum EmptyArg {
     /// Leave empty cells out (Customer.io's "ignore empty values").
     Ignore,
-    /// Send them as "" to clear the attribute ("nullify").
+    /// Send them as "" to clear the attribute ("nullify"); an empty created_at is left out.
     Clear,
 }
 

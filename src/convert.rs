@@ -357,7 +357,9 @@ or --identify-by email{}",
                 continue;
             }
             let cell = field(i);
-            if cell.is_empty() && !self.opts.clear_empty {
+            // An empty `created_at` is left out even under `--empty clear`: the API cannot
+            // clear a creation date, and `""` is not Unix seconds.
+            if cell.is_empty() && (!self.opts.clear_empty || col.name == CREATED_AT) {
                 continue;
             }
             // Checked whenever the name is sent, an empty cell under `--empty clear` included.
@@ -507,7 +509,7 @@ or --identify-by email{}",
             if *name == self.opts.id_column {
                 continue;
             }
-            if text == "null" && !self.opts.clear_empty {
+            if text == "null" && (!self.opts.clear_empty || *name == CREATED_AT) {
                 continue;
             }
             // Checked whenever the name is sent, a null under `--empty clear` included.
@@ -611,7 +613,7 @@ or --identify-by email{}",
                 continue;
             }
             if value.is_null() {
-                if self.opts.clear_empty {
+                if self.opts.clear_empty && name != CREATED_AT {
                     converted.push((name, Value::String(String::new())));
                 }
                 continue;

@@ -185,3 +185,65 @@ fn integral_json_number_ids_keep_their_integer_spelling_with_or_without_a_mappin
         assert!(half["message"].contains("1.5") && half["message"].contains("whole number"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. `--empty clear` and an empty `created_at`.
+
+#[test]
+fn empty_clear_leaves_an_empty_created_at_out_in_every_path() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "in.csv",
+        "id,created_at,plan\n1,,a\n2,2024-05-01,b\n",
+    );
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"id\":\"1\",\"created_at\":null,\"plan\":\"a\"}\n{\"id\":\"2\",\"created_at\":\"2024-05-01\",\"plan\":\"b\"}\n",
+    );
+    write(
+        dir.path(),
+        "renamed.csv",
+        "id,signup,plan\n1,,a\n2,2024-05-01,b\n",
+    );
+    write(
+        dir.path(),
+        "renamed.jsonl",
+        "{\"id\":\"1\",\"signup\":null,\"plan\":\"a\"}\n{\"id\":\"2\",\"signup\":\"2024-05-01\",\"plan\":\"b\"}\n",
+    );
+    write(
+        dir.path(),
+        "m.toml",
+        "[columns.signup]\nrename = \"created_at\"\n",
+    );
+    let cases: &[&[&str]] = &[
+        &["in.csv"],
+        &["in.jsonl"],
+        &["renamed.csv", "--mapping", "m.toml"],
+        &["renamed.jsonl", "--mapping", "m.toml"],
+    ];
+    for case in cases {
+        let sb = plain();
+        let mut args = case.to_vec();
+        args.extend_from_slice(&["--empty", "clear"]);
+        let run = import(dir.path(), Some(&sb.url()), &args, None);
+        let ctx = format!("{case:?}: {} {:?}", run.stderr, run.errors());
+        assert_eq!(run.code, 0, "{ctx}");
+        assert_eq!(run.n("sent"), 2, "{ctx}");
+        let people = sb.people();
+        let one = attrs(&people["1"]);
+        assert_eq!(one.get("plan"), Some(&serde_json::json!("a")), "{ctx}");
+        assert!(!one.contains_key("created_at"), "{ctx}: {one:?}");
+        assert_eq!(
+            attrs(&people["2"]).get("created_at"),
+            Some(&serde_json::json!(1_714_521_600)),
+            "{ctx}"
+        );
+        assert!(
+            sb.stats().violations.is_empty(),
+            "{ctx}: {:?}",
+            sb.stats().violations
+        );
+    }
+}
