@@ -181,7 +181,7 @@ pub struct InspectArgs {
 pub enum EmptyArg {
     /// Leave empty cells out (Customer.io's "ignore empty values").
     Ignore,
-    /// Send them as "" to clear the attribute ("nullify").
+    /// Send them as "" to clear the attribute ("nullify"); an empty created_at is left out.
     Clear,
 }
 
@@ -256,11 +256,11 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 30_000, hide = true)]
     pub backoff_cap_ms: u64,
     /// Where this run's failed rows go, verbatim; a run without failures removes the file
-    /// (default: <input stem>.rejects.<csv|jsonl> next to the input; stdin.rejects.* for stdin).
+    /// (default: <input file name>.rejects.<csv|jsonl> next to the input, e.g. customers.csv.rejects.csv; stdin.rejects.* for stdin).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
     /// Where the reasons go; replaced by each run like --rejects
-    /// (default: <input stem>.errors.csv next to the input; stdin.errors.csv for stdin).
+    /// (default: <input file name>.errors.csv next to the input, e.g. customers.csv.errors.csv; stdin.errors.csv for stdin).
     #[arg(long)]
     pub errors: Option<PathBuf>,
     /// Write the summary as JSON here.

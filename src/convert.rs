@@ -357,7 +357,9 @@ or --identify-by email{}",
                 continue;
             }
             let cell = field(i);
-            if cell.is_empty() && !self.opts.clear_empty {
+            // An empty `created_at` is left out even under `--empty clear`: the API cannot
+            // clear a creation date, and `""` is not Unix seconds.
+            if cell.is_empty() && (!self.opts.clear_empty || col.name == CREATED_AT) {
                 continue;
             }
             // Checked whenever the name is sent, an empty cell under `--empty clear` included.
@@ -474,7 +476,7 @@ or --identify-by email{}",
         match raw {
             None => Err(self.missing_id()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::Number(n)) => number_identifier(column, n),
             Some(Value::Null) => Ok(String::new()),
             Some(other) => Err(invalid(
                 None,
@@ -507,7 +509,7 @@ or --identify-by email{}",
             if *name == self.opts.id_column {
                 continue;
             }
-            if text == "null" && !self.opts.clear_empty {
+            if text == "null" && (!self.opts.clear_empty || *name == CREATED_AT) {
                 continue;
             }
             // Checked whenever the name is sent, a null under `--empty clear` included.
@@ -611,7 +613,7 @@ or --identify-by email{}",
                 continue;
             }
             if value.is_null() {
-                if self.opts.clear_empty {
+                if self.opts.clear_empty && name != CREATED_AT {
                     converted.push((name, Value::String(String::new())));
                 }
                 continue;
@@ -644,6 +646,35 @@ or --identify-by email{}",
         }
         self.finish(id, w, canon)
     }
+}
+
+/// The largest magnitude below which every integer is exactly a double (2^53).
+const EXACT_DOUBLE: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON number as an identifier: integers as written; a whole number written as a float
+/// (`123.0`, `1e2`, as pandas exports integer ids) as that integer (`123`, `100`), never its
+/// float spelling. A fraction, or a float too large to stand for one integer exactly, makes
+/// the row invalid.
+fn number_identifier(column: &str, n: &serde_json::Number) -> Result<String, Invalid> {
+    if n.is_i64() || n.is_u64() {
+        return Ok(n.to_string());
+    }
+    let x = n.as_f64().unwrap_or(f64::NAN);
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < EXACT_DOUBLE {
+        return Ok((x as i64).to_string());
+    }
+    let problem = if x.is_finite() && x.fract() != 0.0 {
+        "not a whole number"
+    } else {
+        "too large to be read exactly"
+    };
+    Err(invalid(
+        None,
+        Some(column),
+        format!(
+            "identifier '{column}' is the number {n}, {problem}: write the identifier as a string (\"...\") or as a whole number"
+        ),
+    ))
 }
 
 /// What a conversion yields: identifier, attribute count, payload, attribute hash.
@@ -828,6 +859,25 @@ mod tests {
             payload(&r),
             json!({"age":32,"vip":true,"tags":["a","b"],"created_at":1700000000})
         );
+    }
+
+    #[test]
+    fn whole_float_ids_are_spelled_as_integers_and_fractions_are_invalid() {
+        let id = |line: &str| jsonl(line).map(|r| r.identifier.value);
+        assert_eq!(id(r#"{"id":123.0}"#).unwrap(), "123");
+        assert_eq!(id(r#"{"id":1e2}"#).unwrap(), "100");
+        assert_eq!(
+            id(r#"{"id":18446744073709551615}"#).unwrap(),
+            "18446744073709551615"
+        );
+        let (e, _) = jsonl(r#"{"id":1.5}"#).unwrap_err();
+        assert_eq!(e.violation.field.as_deref(), Some("id"));
+        assert!(
+            e.violation.message.contains("1.5"),
+            "{}",
+            e.violation.message
+        );
+        assert!(jsonl(r#"{"id":1e300}"#).is_err());
     }
 
     #[test]

@@ -46,8 +46,9 @@ const CASES: &[Case] = &[
     ("only_commas.csv", &[], 2, 3, 1, &[2, 4]),
     ("spaces_around.csv", &[], 0, 2, 2, &[]),
     ("many_rows.csv", &[], 0, 2000, 2000, &[]),
-    // An unclosed quote runs to the end of the file, as CSV defines: row 3 becomes part of row 2.
-    ("unterminated_quote.csv", &[], 0, 2, 2, &[]),
+    // An unclosed quote would run to the end of the file (row 3 would become part of row 2):
+    // row 2 is reported invalid at its line instead.
+    ("unterminated_quote.csv", &[], 2, 2, 1, &[3]),
     ("multi_member.csv.gz", &[], 0, 3, 3, &[]),
     // Rows before the break are delivered; the run then stops with an I/O error.
     ("truncated.csv.gz", &[], 1, 2494, 2494, &[]),

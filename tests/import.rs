@@ -564,7 +564,10 @@ fn dry_run_needs_no_credentials_and_sends_nothing() {
         ),
         (Some(0), Some(1), Some(1))
     );
-    assert!(dir.path().join("p.errors.csv").exists() && dir.path().join("p.rejects.csv").exists());
+    assert!(
+        dir.path().join("p.csv.errors.csv").exists()
+            && dir.path().join("p.csv.rejects.csv").exists()
+    );
 }
 
 #[test]
@@ -654,7 +657,7 @@ fn ctrl_c_stops_reading_writes_reports_and_exits_130() {
         "sent must match what arrived"
     );
     // Every row read but not sent is in the rejects file as not_attempted.
-    let errors = read_csv_maps(&dir.path().join("p.errors.csv"));
+    let errors = read_csv_maps(&dir.path().join("p.csv.errors.csv"));
     assert_eq!(errors.len() as u64, s["not_attempted"].as_u64().unwrap());
     assert!(errors.iter().all(|e| e["class"] == "not_attempted"));
 }

@@ -494,10 +494,11 @@ fn import_sandbox_runs_the_samples_with_no_account() {
     assert_accounted(&s);
     assert_eq!(s["invalid"], 6);
     assert_eq!(s["sent"], 2995);
-    let saved = std::fs::read_to_string(dir.path().join("customers.sandbox-people.jsonl")).unwrap();
+    let saved =
+        std::fs::read_to_string(dir.path().join("customers.csv.sandbox-people.jsonl")).unwrap();
     assert_eq!(saved.lines().count(), 2995);
     assert!(
-        stderr.contains("saved to customers.sandbox-people.jsonl"),
+        stderr.contains("saved to customers.csv.sandbox-people.jsonl"),
         "{stderr}"
     );
 }

@@ -38,8 +38,8 @@ fn a_clean_run_removes_yesterdays_rejects_and_errors() {
     let o = run_in(dir.path(), &["import", "p.csv", "--dry-run", "-q"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let (rejects, errors) = (
-        dir.path().join("p.rejects.csv"),
-        dir.path().join("p.errors.csv"),
+        dir.path().join("p.csv.rejects.csv"),
+        dir.path().join("p.csv.errors.csv"),
     );
     assert!(rejects.exists() && errors.exists());
     // Tonight the source is fixed: yesterday's failed row must not stay around to be re-imported.
@@ -117,9 +117,9 @@ fn a_run_with_failures_leaves_only_its_own_failures() {
     );
     let o = run_in(dir.path(), &["import", "p.csv", "--dry-run", "-q"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let rejects = std::fs::read_to_string(dir.path().join("p.rejects.csv")).unwrap();
+    let rejects = std::fs::read_to_string(dir.path().join("p.csv.rejects.csv")).unwrap();
     assert_eq!(rejects, "id,created_at\n3,nope\n");
-    let errors = read_csv_maps(&dir.path().join("p.errors.csv"));
+    let errors = read_csv_maps(&dir.path().join("p.csv.errors.csv"));
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["identifier"], "3");
 }
@@ -176,8 +176,8 @@ fn same_file_name_in_two_folders_never_shares_reports() {
         }
     }
     // The default is next to the input, named after it.
-    assert_eq!(files[0].0, "a/customers.rejects.csv");
-    assert_eq!(files[1].1, "b/customers.errors.csv");
+    assert_eq!(files[0].0, "a/customers.csv.rejects.csv");
+    assert_eq!(files[1].1, "b/customers.csv.errors.csv");
 }
 
 #[test]
@@ -272,14 +272,17 @@ fn the_sandbox_saves_its_people_next_to_the_input() {
         &["import", "a/customers.csv", "--sandbox", "-q"],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let saved = dir.path().join("a/customers.sandbox-people.jsonl");
+    let saved = dir.path().join("a/customers.csv.sandbox-people.jsonl");
     assert_eq!(std::fs::read_to_string(&saved).unwrap().lines().count(), 2);
     assert!(
-        stderr(&o).contains("saved to a/customers.sandbox-people.jsonl"),
+        stderr(&o).contains("saved to a/customers.csv.sandbox-people.jsonl"),
         "{}",
         stderr(&o)
     );
-    assert!(!dir.path().join("customers.sandbox-people.jsonl").exists());
+    assert!(!dir
+        .path()
+        .join("customers.csv.sandbox-people.jsonl")
+        .exists());
 }
 
 // ---- item 15: every numeric option is range-checked, nothing panics ----

@@ -217,8 +217,8 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The name reports are named after: the file name without `.gz` and its extension
-/// (`data/customers.csv.gz` -> `customers`), or `stdin`.
+/// A file name without `.gz` and its extension (`jobs/nightly.toml` -> `nightly`), or `stdin`:
+/// what a job's reports in its `reports_dir` are named after.
 pub fn input_stem(input: Option<&Path>) -> String {
     input
         .and_then(|p| p.file_name())
@@ -233,12 +233,22 @@ pub fn input_stem(input: Option<&Path>) -> String {
         .unwrap_or_else(|| "stdin".to_string())
 }
 
-/// The path of a file that belongs to one input: `<folder of the input>/<stem>.<suffix>`, so
-/// that `a/customers.csv` and `b/customers.csv` never share one. Stdin, and inputs that are
-/// not regular files (a pipe such as `/dev/fd/63`), have no folder of their own: theirs go in
-/// the current folder.
+/// The name files that belong to one input start with: its whole file name, extensions kept
+/// (`data/customers.csv.gz` -> `customers.csv.gz`), so `customers.csv`, `customers.jsonl`
+/// and `customers.csv.gz` never share one; `stdin` for standard input.
+pub fn input_name(input: Option<&Path>) -> String {
+    input
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "stdin".to_string())
+}
+
+/// The path of a file that belongs to one input: `<folder of the input>/<file name>.<suffix>`,
+/// so that `a/customers.csv` and `b/customers.csv`, or `customers.csv` and `customers.jsonl`,
+/// never share one. Stdin, and inputs that are not regular files (a pipe such as
+/// `/dev/fd/63`), have no folder of their own: theirs go in the current folder.
 pub fn beside_input(input: Option<&Path>, suffix: &str) -> PathBuf {
-    let name = format!("{}.{suffix}", input_stem(input));
+    let name = format!("{}.{suffix}", input_name(input));
     let folder = input
         .filter(|p| !std::fs::metadata(p).is_ok_and(|m| !m.is_file()))
         .and_then(Path::parent);
@@ -248,8 +258,9 @@ pub fn beside_input(input: Option<&Path>, suffix: &str) -> PathBuf {
     }
 }
 
-/// Default report paths: `<stem>.rejects.<ext>` and `<stem>.errors.csv`, next to the input
-/// (in the current folder for stdin).
+/// Default report paths: `<file name>.rejects.<ext>` and `<file name>.errors.csv`, next to
+/// the input (`customers.csv` -> `customers.csv.rejects.csv`); `stdin.rejects.<ext>` and
+/// `stdin.errors.csv` in the current folder for stdin.
 pub fn default_paths(input: Option<&Path>, ext: &str) -> (PathBuf, PathBuf) {
     (
         beside_input(input, &format!("rejects.{ext}")),
@@ -266,24 +277,29 @@ mod tests {
         assert_eq!(
             default_paths(Some(Path::new("data/customers.csv.gz")), "csv"),
             (
-                "data/customers.rejects.csv".into(),
-                "data/customers.errors.csv".into()
+                "data/customers.csv.gz.rejects.csv".into(),
+                "data/customers.csv.gz.errors.csv".into()
             )
         );
         assert_eq!(
             default_paths(Some(Path::new("customers.csv")), "csv"),
             (
-                "customers.rejects.csv".into(),
-                "customers.errors.csv".into()
+                "customers.csv.rejects.csv".into(),
+                "customers.csv.errors.csv".into()
             )
         );
         assert_ne!(
             default_paths(Some(Path::new("a/customers.csv")), "csv"),
             default_paths(Some(Path::new("b/customers.csv")), "csv")
         );
+        let csv = default_paths(Some(Path::new("customers.csv")), "csv");
+        let jsonl = default_paths(Some(Path::new("customers.jsonl")), "jsonl");
+        let gz = default_paths(Some(Path::new("customers.csv.gz")), "csv");
+        assert!(csv.1 != jsonl.1 && csv.1 != gz.1 && csv.0 != gz.0);
         assert_eq!(
             default_paths(None, "jsonl"),
             ("stdin.rejects.jsonl".into(), "stdin.errors.csv".into())
         );
+        assert_eq!(input_stem(Some(Path::new("jobs/nightly.toml"))), "nightly");
     }
 }

@@ -307,9 +307,9 @@ impl Sandbox {
     }
 }
 
-/// Where `import --sandbox` saves the people it received.
-/// `<stem>.sandbox-people.jsonl` next to the input, like the reports (in the current folder
-/// for stdin).
+/// Where `import --sandbox` saves the people it received: `<file name>.sandbox-people.jsonl`
+/// next to the input (`customers.csv.sandbox-people.jsonl`), like the reports (in the current
+/// folder for stdin).
 pub fn default_save_path(input: Option<&Path>) -> PathBuf {
     crate::report::summary::beside_input(input, "sandbox-people.jsonl")
 }

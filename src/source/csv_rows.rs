@@ -36,10 +36,26 @@ struct Lines<R> {
     at_line_start: bool,
     /// (offset, line) of the first byte of each non-empty line the parser may not have reached.
     starts: VecDeque<(u64, u64)>,
+    /// The line of the last non-empty line seen.
+    last_content_line: u64,
+    /// The delimiter: a quote right after it (or a line ending, or at the start) opens a field.
+    delimiter: u8,
+    /// The last byte of the previous read, if any.
+    prev: Option<u8>,
+    /// The parser is inside a quoted field (as csv-core decides: a quote opens one only at the
+    /// start of a field; inside, `""` is a quote and a lone `"` closes it).
+    quote_open: bool,
+    /// A quote inside a quoted field whose next byte decides: `"` makes it an escaped quote,
+    /// anything else closes the field.
+    quote_pending: Option<u64>,
+    /// The line of the quote that opened the current quoted field.
+    open_line: u64,
+    /// The inner reader reported the end of its data.
+    eof: bool,
 }
 
 impl<R> Lines<R> {
-    fn new(inner: R) -> Lines<R> {
+    fn new(inner: R, delimiter: u8) -> Lines<R> {
         Lines {
             inner,
             offset: 0,
@@ -47,20 +63,64 @@ impl<R> Lines<R> {
             after_cr: false,
             at_line_start: true,
             starts: VecDeque::new(),
+            last_content_line: 1,
+            delimiter,
+            prev: None,
+            quote_open: false,
+            quote_pending: None,
+            open_line: 1,
+            eof: false,
         }
     }
 
     fn content(&mut self, at: u64) {
         if self.at_line_start {
             self.starts.push_back((at, self.line));
+            self.last_content_line = self.line;
             self.at_line_start = false;
         }
         self.after_cr = false;
     }
 
+    /// A quote at byte `at`, after the byte `prev` (none at the start of the input).
+    fn quote(&mut self, at: u64, prev: Option<u8>) {
+        if let Some(pending) = self.quote_pending.take() {
+            if pending + 1 == at {
+                // `""` inside a quoted field: one quote, the field goes on.
+                return;
+            }
+            // The pending quote closed the field.
+            self.quote_open = false;
+        }
+        if self.quote_open {
+            self.quote_pending = Some(at);
+        } else if prev.is_none_or(|b| b == self.delimiter || b == b'\n' || b == b'\r') {
+            self.quote_open = true;
+            self.open_line = self.line;
+        }
+    }
+
+    /// The input ended inside a quoted field: `Some((line of its opening quote, last non-empty
+    /// line))`. Known only once the inner reader reached its end.
+    fn unclosed(&self) -> Option<(u64, u64)> {
+        (self.eof && self.quote_open && self.quote_pending.is_none())
+            .then_some((self.open_line, self.last_content_line.max(self.open_line)))
+    }
+
     fn scan(&mut self, buf: &[u8]) {
         let mut from = 0;
-        for end in memchr::memchr2_iter(b'\n', b'\r', buf) {
+        for end in memchr::memchr3_iter(b'\n', b'\r', b'"', buf) {
+            if buf[end] == b'"' {
+                self.content(self.offset + from as u64);
+                let prev = if end > 0 {
+                    Some(buf[end - 1])
+                } else {
+                    self.prev
+                };
+                self.quote(self.offset + end as u64, prev);
+                from = end + 1;
+                continue;
+            }
             if end > from {
                 self.content(self.offset + from as u64);
             }
@@ -75,6 +135,9 @@ impl<R> Lines<R> {
         }
         if buf.len() > from {
             self.content(self.offset + from as u64);
+        }
+        if let Some(&last) = buf.last() {
+            self.prev = Some(last);
         }
         self.offset += buf.len() as u64;
     }
@@ -92,6 +155,9 @@ impl<R> Lines<R> {
 impl<R: Read> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
         self.scan(&buf[..n]);
         Ok(n)
     }
@@ -151,6 +217,19 @@ impl LineEncoder {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+fn opens_unclosed(line: u64) -> String {
+    format!("line {line} opens a quote that is never closed")
+}
+
+/// "lines 3-5", or "line 3" when the quote is on the last line.
+fn line_span(first: u64, last: u64) -> String {
+    if last > first {
+        format!("lines {first}-{last}")
+    } else {
+        format!("line {first}")
+    }
+}
+
 impl CsvRows {
     /// Reads the header; duplicate, empty or non-UTF-8 names are a fatal error.
     pub fn new(
@@ -162,7 +241,7 @@ impl CsvRows {
             .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(Lines::new(reader));
+            .from_reader(Lines::new(reader, delimiter));
         let fmt_err = |message: String| SourceError::Format {
             path: input_name.to_string(),
             message,
@@ -178,6 +257,13 @@ impl CsvRows {
             return Err(fmt_err(
                 "the file is empty: a CSV input needs a header row naming its columns".into(),
             ));
+        }
+        if let Some((first, last)) = reader.get_ref().unclosed() {
+            return Err(fmt_err(format!(
+                "{}: the rest of the file ({}) became part of the header; close the quote (or remove it) and import again",
+                opens_unclosed(first),
+                line_span(first, last)
+            )));
         }
         let mut names = Vec::with_capacity(raw.len());
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -313,6 +399,19 @@ impl Iterator for CsvRows {
                     row: self.row,
                     line,
                 };
+                // The input ended inside a quoted field: this last record swallowed the lines
+                // after the quote, so it is reported rather than sent.
+                if let Some((first, last)) = self.reader.get_ref().unclosed() {
+                    return Some(Ok(Item::Bad {
+                        pos,
+                        message: format!(
+                            "{}: the rest of the file ({}) became part of this row; close the quote (or remove it) and import again",
+                            opens_unclosed(first),
+                            line_span(first, last)
+                        ),
+                        raw: RawRow::CsvBytes(rec),
+                    }));
+                }
                 Some(Ok(self.classify(pos, rec)))
             }
             Err(e) => {
@@ -362,6 +461,52 @@ mod tests {
             Err(e) => panic!("{e}"),
         })
         .collect()
+    }
+
+    /// (line, message) of every bad record.
+    fn bad_of(content: &[u8]) -> Vec<(u64, String)> {
+        let reader: Box<dyn BufRead + Send> = Box::new(io::BufReader::with_capacity(
+            1,
+            OneByte(content.to_vec(), 0),
+        ));
+        let rows = CsvRows::new(reader, b',', "t").expect("a header");
+        rows.filter_map(|item| match item {
+            Ok(Item::Bad { pos, message, .. }) => Some((pos.line, message)),
+            Ok(Item::Row { .. }) => None,
+            Err(e) => panic!("{e}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn an_input_that_ends_inside_a_quote_is_found_whatever_the_reads() {
+        // Open: an escaped quote keeps the field open.
+        let bad = bad_of(b"a,b\n1,x\n2,\"x\"\"\n3,y\n");
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, 3);
+        assert!(
+            bad[0].1.starts_with(
+                "line 3 opens a quote that is never closed: the rest of the file (lines 3-4)"
+            ),
+            "{}",
+            bad[0].1
+        );
+        // The opening quote on a later line of a record that started earlier.
+        let bad = bad_of(b"a,b\r\n1,\"x\r\ny\",\"z\r\n");
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].1.starts_with("line 3 opens a quote"), "{}", bad[0].1);
+        // Closed, literal, empty quoted fields.
+        assert!(bad_of(b"a,b\n1,\"x\"\"\"\n2,5\" \"\n3,\"\"\n4,\"\"\"\"").is_empty());
+        assert!(bad_of(b"a,b\n1,\"x\"y\"\n").is_empty());
+    }
+
+    #[test]
+    fn a_header_that_opens_a_quote_never_closed_is_fatal() {
+        let reader: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(b"id,\"n\n1,a\n".to_vec()));
+        match CsvRows::new(reader, b',', "t") {
+            Err(e) => assert!(e.to_string().contains("line 1 opens a quote"), "{e}"),
+            Ok(_) => panic!("accepted"),
+        }
     }
 
     #[test]
