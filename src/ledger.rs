@@ -253,10 +253,10 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
 
     /// A read connection for the reader thread. The file is memory-mapped (a re-sync looks
     /// every row up; mapped pages are the kernel's, not the heap's); the page cache, which
-    /// holds pages read from the WAL while this run writes, is kept to 8 MiB.
+    /// holds pages read from the WAL while this run writes, is kept to 2 MiB.
     pub fn lookup(&self) -> Result<Lookup, LedgerError> {
         let conn = connect(&self.path)?;
-        conn.execute_batch("PRAGMA mmap_size=1073741824; PRAGMA cache_size=-8192;")
+        conn.execute_batch("PRAGMA mmap_size=1073741824; PRAGMA cache_size=-2048;")
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(Lookup {
             conn,
@@ -272,7 +272,9 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         on_error: impl Fn(String) + Send + 'static,
     ) -> Result<LedgerWriter, LedgerError> {
         let conn = connect(&self.path)?;
-        let (tx, rx) = mpsc::channel::<Msg>();
+        // Bounded: when commits fall behind, acknowledgements wait here (back-pressure)
+        // instead of piling up in memory.
+        let (tx, rx) = mpsc::sync_channel::<Msg>(WRITER_BACKLOG);
         let (run_id, dest) = (self.run_id, self.dest);
         let path = self.path.clone();
         let thread = std::thread::Builder::new()
@@ -357,9 +359,12 @@ enum Msg {
     },
 }
 
+/// Messages (a batch's acknowledgements, a failure, a forget) waiting for the writer at most.
+const WRITER_BACKLOG: usize = 64;
+
 /// Sends acknowledgements to the ledger's thread, which commits them in transactions.
 pub struct LedgerWriter {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     thread: Option<JoinHandle<()>>,
 }
 
