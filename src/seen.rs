@@ -7,7 +7,7 @@
 //! filter takes [`SeenFilter::BYTES`] whatever the file. It never forgets a person it was
 //! told of; it may wrongly claim one (a false positive), which only costs a request: that
 //! row is sent instead of skipped. After 10 million people about 0.8% of lookups are false
-//! positives; after a million, about one in ten million.
+//! positives; after a million, about one in twenty-five million.
 
 /// A fixed-size Bloom filter over 128-bit person keys.
 pub struct SeenFilter {
