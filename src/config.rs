@@ -291,44 +291,56 @@ impl ImportConfig {
             BATCH_SIZE.check(n as u128)?;
         }
         FLUSH_MS.check_ms(self.flush_after)?;
-        let rejects = resolved(&self.rejects);
-        let errors = resolved(&self.errors);
-        if let Input::Path(input) = &self.input {
-            let input = std::fs::canonicalize(input).ok();
-            for (option, path, r) in [
-                ("--rejects", &self.rejects, &rejects),
-                ("--errors", &self.errors, &errors),
-            ] {
-                if input.is_some() && *r == input {
-                    return Err(ConfigError::ReportPath {
-                        option,
-                        path: path.display().to_string(),
-                        problem: "that is the input file",
-                    });
-                }
-            }
-        }
-        // The same file under another name, or standard input redirected from a report
-        // (`import - < stdin.rejects.csv`): clearing the report would destroy the input.
+        // What this run writes must never be what it reads or keeps: the input (under any
+        // name, or behind standard input: `import - < stdin.rejects.csv`), the state file
+        // and its companions, or another of its outputs.
         let input_path = match &self.input {
             Input::Path(p) => p.clone(),
             Input::Stdin => PathBuf::from("/dev/stdin"),
         };
-        for (option, path) in [("--rejects", &self.rejects), ("--errors", &self.errors)] {
-            if same_file(&input_path, path) {
-                return Err(ConfigError::ReportPath {
-                    option,
-                    path: path.display().to_string(),
-                    problem: "that is the file being read (standard input comes from it)",
-                });
+        let mut kept: Vec<(PathBuf, &'static str)> = vec![(
+            input_path,
+            "that is the file being read (the input, or the file behind standard input)",
+        )];
+        if let Some(state) = &self.state {
+            kept.push((state.clone(), "that is the --state file"));
+            for side in ["-wal", "-shm", ".lock"] {
+                let mut p = state.clone().into_os_string();
+                p.push(side);
+                kept.push((
+                    PathBuf::from(p),
+                    "that is one of the --state file's own files",
+                ));
             }
         }
-        if rejects.is_some() && rejects == errors {
-            return Err(ConfigError::ReportPath {
-                option: "--errors",
-                path: self.errors.display().to_string(),
-                problem: "that is also the rejects file",
-            });
+        let mut outputs: Vec<(&'static str, &PathBuf)> =
+            vec![("--rejects", &self.rejects), ("--errors", &self.errors)];
+        if let Some(summary) = &self.summary {
+            outputs.push(("--summary", summary));
+        }
+        for (i, (option, path)) in outputs.iter().enumerate() {
+            let r = resolved(path);
+            for (other, problem) in &kept {
+                if same_file(other, path) || (r.is_some() && r == resolved(other)) {
+                    return Err(ConfigError::ReportPath {
+                        option,
+                        path: path.display().to_string(),
+                        problem,
+                    });
+                }
+            }
+            for (other_option, other) in &outputs[..i] {
+                if r.is_some() && r == resolved(other) {
+                    return Err(ConfigError::ReportPath {
+                        option,
+                        path: path.display().to_string(),
+                        problem: match *other_option {
+                            "--rejects" => "that is also the rejects file",
+                            _ => "that is also the errors file",
+                        },
+                    });
+                }
+            }
         }
         Ok(())
     }

@@ -546,3 +546,111 @@ fn a_rejects_file_fed_through_stdin_is_not_cleared_before_it_is_read() {
         "the file being read is kept"
     );
 }
+
+/// Second red-team pass: an output path that names the state file (or one of its companions)
+/// or the input must be refused before anything is cleared: `--rejects l.db` deleted the
+/// ledger, `--summary in.csv` overwrote the input.
+#[test]
+fn no_output_path_may_be_the_state_file_or_the_input() {
+    let dir = tempdir();
+    write(dir.path(), "p.csv", GOOD);
+    write(
+        dir.path(),
+        "l.db",
+        "not really a ledger, but it must survive",
+    );
+    for (option, path) in [
+        ("--rejects", "l.db"),
+        ("--errors", "l.db"),
+        ("--summary", "l.db"),
+        ("--errors", "l.db-wal"),
+        ("--summary", "p.csv"),
+        ("--summary", "./p.csv"),
+    ] {
+        let o = run_in(
+            dir.path(),
+            &[
+                "import",
+                "p.csv",
+                "--dry-run",
+                "-q",
+                "--state",
+                "l.db",
+                option,
+                path,
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1), "{option} {path}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(option),
+            "{option} {path}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("l.db")).unwrap(),
+            "not really a ledger, but it must survive"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("p.csv")).unwrap(),
+            GOOD
+        );
+    }
+    // --summary and a report may not share a file either.
+    let o = run_in(
+        dir.path(),
+        &[
+            "import",
+            "p.csv",
+            "--dry-run",
+            "-q",
+            "--errors",
+            "x.csv",
+            "--summary",
+            "x.csv",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+/// Second red-team pass: a named pipe as a report path was opened and closed by the start-up
+/// check (ending its reader), so the first failed row then blocked forever opening it again.
+#[test]
+fn a_named_pipe_as_the_errors_file_receives_the_errors() {
+    let dir = tempdir();
+    write(dir.path(), "bad.csv", "id,name\n1,a\n,b\n");
+    let fifo = dir.path().join("ff");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // The reader: holds the pipe open until the writer closes it, then returns what it read.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["import", "bad.csv", "--dry-run", "-q", "--errors", "ff"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            // Unblock the reader thread so the test ends.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("the import hung on the named pipe");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let got = reader.join().unwrap();
+    assert!(got.contains("identifier column 'id' is empty"), "{got}");
+}

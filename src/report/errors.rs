@@ -72,9 +72,7 @@ impl ErrorsWriter {
                 .map_err(ReportError::at(&self.path)),
             Some(w) => {
                 w.flush().map_err(ReportError::at(&self.path))?;
-                w.get_ref()
-                    .sync_all()
-                    .map_err(ReportError::at(&self.path))?;
+                super::sync_file(w.get_ref()).map_err(ReportError::at(&self.path))?;
                 Ok(true)
             }
         }

@@ -31,6 +31,16 @@ pub fn create_private(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Makes a report durable: fsync for a regular file; nothing for a pipe or a device, which
+/// have nothing to sync (and refuse it: EINVAL on a named pipe).
+pub fn sync_file(f: &File) -> io::Result<()> {
+    if f.metadata()?.is_file() {
+        f.sync_all()
+    } else {
+        Ok(())
+    }
+}
+
 /// Clears what an earlier run left at a report path, so that after this run the path holds this
 /// run's failures or nothing: a regular file is removed (no file = nothing failed, as when the
 /// path was never used); a symbolic link is kept and the regular file it points to emptied;
@@ -57,13 +67,19 @@ pub fn clear_stale(path: &Path) -> io::Result<()> {
 /// only find out at its first failed row would stop half-way; this one stops before it starts.
 pub fn check_writable(path: &Path) -> Result<(), ReportError> {
     clear_stale(path).map_err(ReportError::at(path))?;
-    if std::fs::metadata(path).is_ok() {
-        // A device or a link to a file: opened for writing as it will be.
-        return OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map(drop)
-            .map_err(ReportError::at(path));
+    match std::fs::metadata(path) {
+        // A link to a regular file (emptied above): opened for writing as it will be.
+        Ok(m) if m.is_file() => {
+            return OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(ReportError::at(path));
+        }
+        // A device or a named pipe: never opened here (closing a pipe's only writer would
+        // end its reader, and opening one without a reader blocks).
+        Ok(_) => return Ok(()),
+        Err(_) => {}
     }
     let folder = match path.parent() {
         Some(f) if !f.as_os_str().is_empty() => f,

@@ -111,12 +111,12 @@ impl RejectsWriter {
                 .map_err(ReportError::at(&path)),
             Some(Sink::Csv(w)) => {
                 w.flush().map_err(ReportError::at(&path))?;
-                w.get_ref().sync_all().map_err(ReportError::at(&path))?;
+                super::sync_file(w.get_ref()).map_err(ReportError::at(&path))?;
                 Ok(true)
             }
             Some(Sink::Lines(w)) => {
                 w.flush().map_err(ReportError::at(&path))?;
-                w.get_ref().sync_all().map_err(ReportError::at(&path))?;
+                super::sync_file(w.get_ref()).map_err(ReportError::at(&path))?;
                 Ok(true)
             }
         }

@@ -128,7 +128,7 @@ impl Summary {
         let text = serde_json::to_string_pretty(self).unwrap_or_default();
         f.write_all(text.as_bytes())
             .and_then(|_| f.write_all(b"\n"))
-            .and_then(|_| f.sync_all())
+            .and_then(|_| super::sync_file(&f))
             .map_err(ReportError::at(path))
     }
 
