@@ -412,16 +412,6 @@ fn parse_delimiter(s: &str) -> Result<u8, UsageError> {
     }
 }
 
-fn rate_fraction(name: &str, v: f64) -> Result<f64, UsageError> {
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(UsageError(format!(
-            "--{name} {v}: give a share between 0 and 1"
-        )))
-    }
-}
-
 impl SandboxArgs {
     /// The sandbox settings these flags describe.
     pub fn to_config(&self) -> Result<SandboxConfig, UsageError> {
@@ -455,13 +445,13 @@ impl SandboxArgs {
             burst: self.burst,
             retry_after: self.retry_after,
             latency: Duration::from_millis(self.latency_ms),
-            fail_rate: rate_fraction("fail-rate", self.fail_rate)?,
-            reset_rate: rate_fraction("reset-rate", self.reset_rate)?,
-            slow_rate: rate_fraction("slow-rate", self.slow_rate)?,
+            fail_rate: self.fail_rate,
+            reset_rate: self.reset_rate,
+            slow_rate: self.slow_rate,
             slow: Duration::from_millis(self.slow_ms),
             outage,
-            ambiguous_rate: rate_fraction("ambiguous-rate", self.ambiguous_rate)?,
-            unreadable_207_rate: rate_fraction("unreadable-207-rate", self.unreadable_207_rate)?,
+            ambiguous_rate: self.ambiguous_rate,
+            unreadable_207_rate: self.unreadable_207_rate,
             seed: self.seed,
             store_people: !self.discard,
             log_each_second: true,

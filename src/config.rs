@@ -265,14 +265,9 @@ impl ImportConfig {
         CONCURRENCY.check(self.concurrency as u128)?;
         RATE.check(u128::from(self.rate))?;
         MAX_RETRIES.check(self.max_retries as u128)?;
-        let t = self.timeout.as_secs_f64();
-        if !(TIMEOUT_S.0..=TIMEOUT_S.1).contains(&t) {
-            seconds("--timeout", t, TIMEOUT_S, "30")?;
-        }
-        let b = self.throttle_budget.as_secs_f64();
-        if !(THROTTLE_BUDGET_S.0..=THROTTLE_BUDGET_S.1).contains(&b) {
-            seconds("--throttle-budget", b, THROTTLE_BUDGET_S, "300")?;
-        }
+        seconds("--timeout", self.timeout.as_secs_f64(), TIMEOUT_S, "30")?;
+        let budget = self.throttle_budget.as_secs_f64();
+        seconds("--throttle-budget", budget, THROTTLE_BUDGET_S, "300")?;
         BACKOFF_BASE_MS.check_ms(self.backoff_base)?;
         BACKOFF_CAP_MS.check_ms(self.backoff_cap)?;
         if self.backoff_cap < self.backoff_base {

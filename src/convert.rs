@@ -250,13 +250,14 @@ or --identify-by email{}",
             }
         };
         match built {
-            Ok((identifier, attributes, payload, hash)) => Ok(Record {
+            Ok((identifier, attributes, payload, hash, conditional)) => Ok(Record {
                 pos,
                 identifier,
                 attributes,
                 payload,
                 raw,
                 hash,
+                conditional,
                 forget_first: false,
             }),
             Err(inv) => Err((inv, raw)),
@@ -317,16 +318,12 @@ or --identify-by email{}",
                 format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per person: drop columns"),
             ));
         }
-        // An `_update` attribute from the data itself makes the send conditional (it never
-        // creates anyone): its acknowledgement proves nothing, so the ledger neither skips
-        // nor records it (no hash).
-        if w.has_update_key() {
-            canon = None;
-        }
         if self.opts.update_only {
             w.key("_update");
             w.raw_value("true");
         }
+        // `_update`, from --update-only or from the data itself, makes the send conditional.
+        let conditional = w.has_update_key();
         let payload = w.finish();
         if self.opts.api == Api::Batch {
             validate::operation_size(payload.len()).map_err(|v| Invalid {
@@ -334,7 +331,7 @@ or --identify-by email{}",
                 violation: v,
             })?;
         }
-        Ok((id, n, payload, canon.map(Canon::hash)))
+        Ok((id, n, payload, canon.map(Canon::hash), conditional))
     }
 
     fn csv(&self, rec: &csv::StringRecord) -> Result<Built, Invalid> {
@@ -677,8 +674,9 @@ fn number_identifier(column: &str, n: &serde_json::Number) -> Result<String, Inv
     ))
 }
 
-/// What a conversion yields: identifier, attribute count, payload, attribute hash.
-type Built = (Identifier, usize, Vec<u8>, Option<[u8; 16]>);
+/// What a conversion yields: identifier, attribute count, payload, attribute hash, and
+/// whether the send is conditional (`_update`).
+type Built = (Identifier, usize, Vec<u8>, Option<[u8; 16]>, bool);
 
 /// The canonical form of a row's attributes, for the ledger's hash: sorted by name, each value
 /// tagged with its exact type (the string "42" and the number 42 differ; so do 1 and 1.0),

@@ -172,6 +172,15 @@ struct Usage {
 }
 
 impl Usage {
+    fn new(now: Instant) -> Usage {
+        Usage {
+            started: now,
+            window: now,
+            count: 0,
+            previous: 0,
+        }
+    }
+
     fn grant(&mut self, now: Instant) {
         self.roll(now);
         self.count += 1;
@@ -213,11 +222,9 @@ struct State {
     admitted: Usage,
     /// GCRA: the earliest time of the next permit (with the burst tolerance subtracted).
     next: Instant,
+    /// The end of the latest hold (it only ever moves later).
     hold_until: Option<Instant>,
-    /// When the last hold ended (or ends).
-    last_hold_end: Option<Instant>,
     /// Figures.
-    rate_min: f64,
     throttled: Duration,
     recovering_since: Option<Instant>,
 }
@@ -262,22 +269,10 @@ impl Controller {
         Controller {
             state: Mutex::new(State {
                 law,
-                usage: Usage {
-                    started: now,
-                    window: now,
-                    count: 0,
-                    previous: 0,
-                },
-                admitted: Usage {
-                    started: now,
-                    window: now,
-                    count: 0,
-                    previous: 0,
-                },
+                usage: Usage::new(now),
+                admitted: Usage::new(now),
                 next: now,
                 hold_until: None,
-                last_hold_end: None,
-                rate_min: start,
                 throttled: Duration::ZERO,
                 recovering_since: None,
             }),
@@ -325,10 +320,8 @@ impl Controller {
                 } else {
                     let interval = Duration::from_secs_f64(1.0 / r);
                     let tolerance = interval.mul_f64(burst(r) - 1.0);
-                    let mut base = s.next.max(now.checked_sub(tolerance).unwrap_or(now));
-                    if let Some(h) = s.hold_until {
-                        base = base.max(h);
-                    }
+                    // An ended hold needs no check here: a hold moves `next` past its end.
+                    let base = s.next.max(now.checked_sub(tolerance).unwrap_or(now));
                     if base <= now {
                         s.next = base + interval;
                         s.usage.grant(now);
@@ -358,11 +351,11 @@ impl Controller {
     pub fn throttled(&self, epoch: u64, retry_after: Option<Duration>) {
         let now = Instant::now();
         let mut s = self.lock();
-        // Whether the previous hold ended (a hold set now must not hide it).
-        if let Some(h) = s.hold_until.filter(|h| *h <= now) {
-            s.last_hold_end = Some(h);
-        }
-        let was_held = s.hold_until.is_some_and(|h| h > now);
+        // A second with a hold in it (one still on, or ended under 2 s ago) says nothing
+        // about what the server admits. Read before a hold set now moves `hold_until`.
+        let unheld = s
+            .hold_until
+            .is_none_or(|h| now.saturating_duration_since(h) >= Duration::from_secs(2));
         // The rate that drew this 429, before a new hold moves the law's origin.
         let current = s.rate(now);
         if let Some(ra) = retry_after {
@@ -383,10 +376,6 @@ impl Controller {
             return; // already cut for this episode
         }
         let measured = s.usage.measured(now);
-        // A second with a hold in it says nothing about what the server admits.
-        let unheld = !was_held
-            && s.last_hold_end
-                .is_none_or(|h| now.saturating_duration_since(h) >= Duration::from_secs(2));
         let admitted = if unheld && measured.is_some() {
             s.admitted.measured(now)
         } else {
@@ -396,10 +385,9 @@ impl Controller {
         let r = s
             .law
             .cut(now, current, measured, admitted, retry_after, resume);
-        s.rate_min = s.rate_min.min(r);
         s.recovering_since.get_or_insert(now);
         self.tally.set_rate(r);
-        self.tally.set_rate_min(s.rate_min);
+        self.tally.lower_rate_min(r);
         tracing::debug!(
             "429: rate cut from {current:.1} to {r:.1} req/s{}",
             retry_after.map_or(String::new(), |d| format!(

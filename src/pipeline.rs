@@ -232,13 +232,30 @@ struct Ctx {
     pacer: Pacer,
     stop: Stop,
     tally: Arc<Tally>,
+    /// Steps between fault retries, `--max-retries` of them.
     backoff: ExponentialBuilder,
-    /// The first and largest backoff delays (the 429 schedule uses them too).
-    backoff_base: Duration,
-    backoff_cap: Duration,
+    /// Steps between 429 retries: unbounded in number (the throttle budget ends them).
+    throttle_backoff: ExponentialBuilder,
+}
+
+/// Full jitter: anywhere between zero and `step`.
+fn full_jitter(step: Duration) -> Duration {
+    Duration::from_millis(rand::random_range(
+        0..=step.as_millis().min(u64::MAX as u128) as u64,
+    ))
 }
 
 impl Ctx {
+    /// Waits `delay` before a retry, or until the run stops; counted in `retrying`.
+    async fn wait_to_retry(&self, delay: Duration) {
+        self.tally.retrying.fetch_add(1, Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.stop.stopped() => {}
+        }
+        self.tally.retrying.fetch_sub(1, Relaxed);
+    }
+
     /// Sends `req` until it is answered for good or the retries run out. `paced` says the
     /// first attempt already has its permit (the dispatcher took it before handing over).
     async fn send_with_retry(
@@ -248,11 +265,11 @@ impl Ctx {
         mut paced: bool,
     ) -> (Delivery, u32) {
         let mut delays = self.backoff.build();
+        let mut throttle_delays = self.throttle_backoff.build();
         let mut attempts = 0u32;
         let mut last: Option<String> = None;
         // 429s are the server asking to slow down, not a fault of this request: they do not
         // spend `--max-retries`; the request keeps trying while the run makes progress.
-        let mut throttled = 0u32;
         let mut first_429: Option<tokio::time::Instant> = None;
         loop {
             if !std::mem::take(&mut paced) && !self.pacer.ready(&self.stop).await {
@@ -291,7 +308,6 @@ impl Ctx {
                     message,
                 } => {
                     self.tally.answers_429.fetch_add(1, Relaxed);
-                    throttled += 1;
                     let first = *first_429.get_or_insert_with(tokio::time::Instant::now);
                     if self.pacer.budget.spent(first) {
                         let secs = self.pacer.budget.budget().as_secs();
@@ -306,31 +322,13 @@ impl Ctx {
                             attempts,
                         );
                     }
-                    // Full jitter over an exponential step; the closed-loop bucket does the
-                    // real slowing down, so there the step stays short.
-                    let cap = if self.pacer.adaptive.is_some() {
-                        self.backoff_cap.min(Duration::from_secs(2))
-                    } else {
-                        self.backoff_cap
-                    };
-                    let step = self
-                        .backoff_base
-                        .saturating_mul(1u32 << (throttled - 1).min(16))
-                        .min(cap);
-                    let jittered = Duration::from_millis(rand::random_range(
-                        0..=step.as_millis().min(u64::MAX as u128) as u64,
-                    ));
-                    let delay = retry_after.unwrap_or(jittered);
+                    let step = throttle_delays.next().unwrap_or_default();
+                    let delay = retry_after.unwrap_or_else(|| full_jitter(step));
                     self.pacer.throttled(epoch, retry_after, delay);
                     tracing::debug!("attempt {attempts} throttled (429); retrying in {delay:?}");
                     last = Some(message);
                     self.tally.retries_429.fetch_add(1, Relaxed);
-                    self.tally.retrying.fetch_add(1, Relaxed);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.stop.stopped() => {}
-                    }
-                    self.tally.retrying.fetch_sub(1, Relaxed);
+                    self.wait_to_retry(delay).await;
                 }
                 Answer::Retry {
                     status,
@@ -351,19 +349,10 @@ check the network, a proxy, or --endpoint / --region, then re-run"
                         }
                         return (Delivery::GaveUp { status, message }, attempts);
                     };
-                    // Full jitter: anywhere between zero and the exponential step.
-                    let jittered = Duration::from_millis(rand::random_range(
-                        0..=step.as_millis().min(u64::MAX as u128) as u64,
-                    ));
-                    let delay = retry_after.unwrap_or(jittered);
+                    let delay = retry_after.unwrap_or_else(|| full_jitter(step));
                     tracing::debug!("attempt {attempts} failed ({message}); retrying in {delay:?}");
                     last = Some(message);
-                    self.tally.retrying.fetch_add(1, Relaxed);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.stop.stopped() => {}
-                    }
-                    self.tally.retrying.fetch_sub(1, Relaxed);
+                    self.wait_to_retry(delay).await;
                 }
             }
         }
@@ -530,6 +519,24 @@ enum Job {
     Batch(Vec<Record>, Packed),
 }
 
+impl Job {
+    /// The rows it carries.
+    fn records(&self) -> &[Record] {
+        match self {
+            Job::One(r) => std::slice::from_ref(r),
+            Job::Batch(rs, _) => rs,
+        }
+    }
+
+    /// The rows it carries, taken back (the job is not sent).
+    fn into_records(self) -> Vec<Record> {
+        match self {
+            Job::One(r) => vec![r],
+            Job::Batch(rs, _) => rs,
+        }
+    }
+}
+
 /// Keeps the rows of one person in file order across requests in flight: a job that carries
 /// someone an earlier, unfinished job also carries waits for that job first, so the later row
 /// is applied (and recorded in the ledger) last.
@@ -642,10 +649,7 @@ struct Dispatcher {
 
 impl Dispatcher {
     async fn dispatch(&mut self, job: Job) {
-        let (done, deps) = match &job {
-            Job::One(r) => self.order.register(std::slice::from_ref(r)),
-            Job::Batch(rs, _) => self.order.register(rs),
-        };
+        let (done, deps) = self.order.register(job.records());
         let done = JobDone(done);
         let permit = tokio::select! {
             p = self.slots.clone().acquire_owned() => p.ok(),
@@ -660,12 +664,8 @@ impl Dispatcher {
             _ => None,
         };
         let Some(permit) = permit else {
-            let records = match job {
-                Job::One(r) => vec![r],
-                Job::Batch(rs, _) => rs,
-            };
             let delivery = Delivery::Stopped { last: None };
-            for o in not_sent_outcomes(records, delivery, 0) {
+            for o in not_sent_outcomes(job.into_records(), delivery, 0) {
                 let _ = self.out.send(o).await;
             }
             return;
@@ -679,11 +679,8 @@ impl Dispatcher {
             // The ledger forgets what it knew of people about to get other values, and this
             // is durable before the request goes out. After the waits above, so it comes
             // after any earlier acknowledgement of the same people.
-            let records = match &job {
-                Job::One(r) => std::slice::from_ref(r),
-                Job::Batch(rs, _) => rs.as_slice(),
-            };
-            let forget: Vec<(IdKind, String)> = records
+            let forget: Vec<(IdKind, String)> = job
+                .records()
                 .iter()
                 .filter(|r| r.forget_first)
                 .map(|r| (r.identifier.kind, r.identifier.value.clone()))
@@ -693,11 +690,7 @@ impl Dispatcher {
                 let forgotten = out.send(Outcome::Forget(forget, tx)).await.is_ok()
                     && rx.await.unwrap_or(false);
                 if !forgotten {
-                    let records = match job {
-                        Job::One(r) => vec![r],
-                        Job::Batch(rs, _) => rs,
-                    };
-                    for r in records {
+                    for r in job.into_records() {
                         let msg = "not sent: the state file could not record that this person \
 is about to change (see the error above); re-run once it can be written";
                         let _ = out
@@ -820,11 +813,10 @@ async fn send_all(
     d.finish().await;
 }
 
-/// What the reader needs of the ledger: lookups, `--full`, and whether sends are update-only.
+/// What the reader needs of the ledger: lookups, and `--full`.
 struct LedgerCheck {
     lookup: Lookup,
     full: bool,
-    update_only: bool,
 }
 
 struct ReaderEnd {
@@ -843,8 +835,6 @@ fn read_all(
     stop: Stop,
     tally: Arc<Tally>,
 ) -> ReaderEnd {
-    // A read waiting on a stalled pipe gives up once the run stops (the row loop then ends).
-    rows.stop_on(&stop);
     // People sent earlier in this run: a later row of theirs is never skipped, so the file's
     // last row wins even when the ledger already holds its hash. Fixed memory (a Bloom
     // filter): a false positive only sends a row that could have been skipped.
@@ -931,7 +921,7 @@ fn read_all(
                         None => true,
                         Some(k) => sent_before || k.is_some_and(|k| rec.hash != Some(k)),
                     };
-                    if check.update_only {
+                    if rec.conditional {
                         // An update-only send to someone who does not exist is answered 200
                         // and changes nothing: its acknowledgement proves nothing.
                         rec.hash = None;
@@ -1153,7 +1143,6 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
                     let check = LedgerCheck {
                         lookup,
                         full: cfg.full,
-                        update_only: cfg.convert.update_only,
                     };
                     (Some(l), Some(check), Some(writer))
                 }
@@ -1193,6 +1182,17 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
             .with_min_delay(cfg.backoff_base)
             .with_max_delay(cfg.backoff_cap)
             .with_max_times(cfg.max_retries);
+        // The closed-loop bucket does the real slowing down on 429s, so there the step
+        // between 429 retries stays short.
+        let throttle_cap = if cfg.fixed_rate {
+            cfg.backoff_cap
+        } else {
+            cfg.backoff_cap.min(Duration::from_secs(2))
+        };
+        let throttle_backoff = ExponentialBuilder::default()
+            .with_min_delay(cfg.backoff_base.min(throttle_cap))
+            .with_max_delay(throttle_cap)
+            .without_max_times();
         let pacer = if cfg.fixed_rate {
             Pacer::fixed(cfg.rate, cfg.throttle_budget, &tally)
         } else {
@@ -1204,8 +1204,7 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
             stop: stop.clone(),
             tally: tally.clone(),
             backoff,
-            backoff_base: cfg.backoff_base,
-            backoff_cap: cfg.backoff_cap,
+            throttle_backoff,
         });
         let d = Dispatcher {
             ctx: ctx.clone(),
@@ -1365,6 +1364,7 @@ mod tests {
             payload: Vec::new(),
             raw: RawRow::Line(Vec::new()),
             hash: None,
+            conditional: false,
             forget_first: false,
         })
         .collect()

@@ -88,9 +88,11 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// The row as read.
     pub raw: RawRow,
-    /// The hash of the attributes' canonical form, when a ledger is in use; `None` when an
-    /// acknowledgement would not prove what the person holds (update-only sends).
+    /// The hash of the attributes' canonical form, when a ledger is in use.
     pub hash: Option<[u8; 16]>,
+    /// The payload carries `_update` (from `--update-only` or the data): the send never
+    /// creates anyone, so its acknowledgement proves nothing and is not recorded.
+    pub conditional: bool,
     /// The ledger may hold other values for this person: they are forgotten (durably)
     /// before this row is sent, so a send whose outcome is unknown leaves no stale claim.
     pub forget_first: bool,

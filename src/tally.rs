@@ -84,6 +84,12 @@ impl Tally {
         self.rate_min_bits.store(r.to_bits(), Relaxed);
     }
 
+    /// Lowers the lowest pacing rate so far to `r` if it is lower (rates are non-negative, so
+    /// their `f64` bits order as the numbers do).
+    pub fn lower_rate_min(&self, r: f64) {
+        self.rate_min_bits.fetch_min(r.to_bits(), Relaxed);
+    }
+
     /// The lowest pacing rate so far (0 before any was set).
     pub fn rate_min(&self) -> f64 {
         f64::from_bits(self.rate_min_bits.load(Relaxed))

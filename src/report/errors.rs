@@ -24,11 +24,10 @@ pub struct ErrorsWriter {
 }
 
 impl ErrorsWriter {
-    /// A writer for `path`. Like the rejects file, what an earlier run left at `path` is cleared
-    /// at once (see [`clear_stale`]); [`ErrorsWriter::finish`] checks again.
+    /// A writer for `path`. Like the rejects file, what an earlier run left at `path` was
+    /// cleared before the run started (see [`super::check_writable`]);
+    /// [`ErrorsWriter::finish`] checks again.
     pub fn new(path: PathBuf) -> ErrorsWriter {
-        // A failure here is reported by finish(), which tries again.
-        let _ = clear_stale(&path);
         ErrorsWriter { path, writer: None }
     }
 

@@ -20,12 +20,10 @@ pub struct RejectsWriter {
 }
 
 impl RejectsWriter {
-    /// A writer for `path`; `header` is the CSV header (None for JSONL). The run takes the path
-    /// over now: what an earlier run left there is cleared at once (see [`clear_stale`]), so that
+    /// A writer for `path`; `header` is the CSV header (None for JSONL). What an earlier run
+    /// left at `path` was cleared before the run started (see [`super::check_writable`]), so
     /// even a killed run leaves only its own failures; [`RejectsWriter::finish`] checks again.
     pub fn new(path: PathBuf, header: Option<CsvHeader>) -> RejectsWriter {
-        // A failure here is reported by finish(), which tries again.
-        let _ = clear_stale(&path);
         RejectsWriter {
             path,
             header,

@@ -106,6 +106,7 @@ impl SandboxConfig {
             ("--reset-rate", self.reset_rate),
             ("--slow-rate", self.slow_rate),
             ("--ambiguous-rate", self.ambiguous_rate),
+            ("--unreadable-207-rate", self.unreadable_207_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(ConfigError::OutOfRange {

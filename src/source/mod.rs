@@ -16,7 +16,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The input's format.
@@ -144,17 +144,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Where a read from a pipe learns that the run stopped (see [`Rows::stop_on`]). The default
-/// one is never told: reads from regular files do not stall, so they need none.
-#[derive(Clone, Debug, Default)]
-pub struct StopHook(Arc<OnceLock<Stop>>);
-
-impl StopHook {
-    fn stopped(&self) -> bool {
-        self.0.get().is_some_and(Stop::reading_should_stop)
-    }
-}
-
 /// How often a read waiting on a stalled pipe checks whether the run stopped.
 const PIPE_POLL: Duration = Duration::from_millis(50);
 /// Bytes per read(2) of the pump thread, and chunks it may hold ahead of the reader.
@@ -170,11 +159,12 @@ struct Pipe {
     current: Vec<u8>,
     at: usize,
     done: bool,
-    hook: StopHook,
+    /// Where it learns that the run stopped (none: it waits for the producer).
+    stop: Option<Stop>,
 }
 
 impl Pipe {
-    fn spawn(mut inner: Box<dyn Read + Send>, hook: StopHook) -> io::Result<Pipe> {
+    fn spawn(mut inner: Box<dyn Read + Send>, stop: Option<Stop>) -> io::Result<Pipe> {
         let (tx, chunks) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_CHUNKS_AHEAD);
         std::thread::Builder::new()
             .name("cio-import-pipe".into())
@@ -200,7 +190,7 @@ impl Pipe {
             current: Vec::new(),
             at: 0,
             done: false,
-            hook,
+            stop,
         })
     }
 }
@@ -217,7 +207,7 @@ impl Read for Pipe {
             if self.done {
                 return Ok(0);
             }
-            if self.hook.stopped() {
+            if self.stop.as_ref().is_some_and(Stop::reading_should_stop) {
                 return Err(io::Error::other("the run stopped while waiting for input"));
             }
             match self.chunks.recv_timeout(PIPE_POLL) {
@@ -244,8 +234,6 @@ pub struct Opened {
     pub total_bytes: Option<u64>,
     /// Bytes of the file (compressed, for gzip) read so far.
     pub bytes_read: Arc<AtomicU64>,
-    /// Tells a pipe's reads that the run stopped.
-    pub stop_hook: StopHook,
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -265,12 +253,8 @@ pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceEr
         message: format!("cannot read: {e}"),
     };
     let count = Arc::new(AtomicU64::new(0));
-    let hook = StopHook::default();
-    if let Some(stop) = stop {
-        let _ = hook.0.set(stop.clone());
-    }
     let pipe = |r: Box<dyn Read + Send>| -> Result<Box<dyn Read + Send>, SourceError> {
-        Ok(Box::new(Pipe::spawn(r, hook.clone()).map_err(io_err)?))
+        Ok(Box::new(Pipe::spawn(r, stop.cloned()).map_err(io_err)?))
     };
     let (raw, total, named_gz): (Box<dyn Read + Send>, Option<u64>, bool) = match input {
         Input::Stdin => (pipe(Box::new(io::stdin()))?, None, false),
@@ -314,7 +298,6 @@ pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceEr
         reader,
         total_bytes: total,
         bytes_read: count,
-        stop_hook: hook,
     })
 }
 
@@ -341,13 +324,10 @@ pub enum Item {
 }
 
 /// A stream of rows from either format.
-pub struct Rows {
-    format: RowsOf,
-    stop_hook: StopHook,
-}
-
-enum RowsOf {
+pub enum Rows {
+    /// CSV rows.
     Csv(Box<CsvRows>),
+    /// JSONL rows.
     Jsonl(JsonlRows),
 }
 
@@ -359,39 +339,29 @@ impl Rows {
         delimiter: u8,
         input_name: &str,
     ) -> Result<Rows, SourceError> {
-        let rows = match format {
-            Format::Csv => RowsOf::Csv(Box::new(CsvRows::new(
+        Ok(match format {
+            Format::Csv => Rows::Csv(Box::new(CsvRows::new(
                 opened.reader,
                 delimiter,
                 input_name,
             )?)),
-            Format::Jsonl => RowsOf::Jsonl(JsonlRows::new(opened.reader, input_name)),
-        };
-        Ok(Rows {
-            format: rows,
-            stop_hook: opened.stop_hook,
+            Format::Jsonl => Rows::Jsonl(JsonlRows::new(opened.reader, input_name)),
         })
-    }
-
-    /// Makes a read that waits on a pipe give up (with an error) once `stop` says reading
-    /// should stop, instead of waiting for the producer's next bytes.
-    pub fn stop_on(&self, stop: &Stop) {
-        let _ = self.stop_hook.0.set(stop.clone());
     }
 
     /// After a successful conversion: the compact form of a row to keep while it is in flight.
     pub fn compact(&mut self, raw: RawRow) -> RawRow {
-        match (&mut self.format, raw) {
-            (RowsOf::Csv(c), RawRow::Csv(rec)) => c.compact(rec),
+        match (self, raw) {
+            (Rows::Csv(c), RawRow::Csv(rec)) => c.compact(rec),
             (_, other) => other,
         }
     }
 
     /// The CSV header, for the rejects file.
     pub fn csv_header(&self) -> Option<&CsvHeader> {
-        match &self.format {
-            RowsOf::Csv(c) => Some(c.header()),
-            RowsOf::Jsonl(_) => None,
+        match self {
+            Rows::Csv(c) => Some(c.header()),
+            Rows::Jsonl(_) => None,
         }
     }
 }
@@ -399,9 +369,9 @@ impl Rows {
 impl Iterator for Rows {
     type Item = Result<Item, SourceError>;
     fn next(&mut self) -> Option<Self::Item> {
-        match &mut self.format {
-            RowsOf::Csv(c) => c.next(),
-            RowsOf::Jsonl(j) => j.next(),
+        match self {
+            Rows::Csv(c) => c.next(),
+            Rows::Jsonl(j) => j.next(),
         }
     }
 }

@@ -110,46 +110,18 @@ impl TrackClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let answer = match resp.bytes().await {
-            Ok(body) => classify(status, retry_after.as_deref(), body.to_vec()),
-            Err(e) if status == 207 && req.batch_ops.is_some() => Answer::Retry {
-                status: Some(207),
-                retry_after: None,
-                message: format!(
-                    "the API answered 207 but its body broke off ({}): which operations it refused is unknown",
-                    e.without_url()
-                ),
-            },
+        match resp.bytes().await {
+            Ok(body) => classify(status, retry_after.as_deref(), &body, req.batch_ops),
             Err(e) if (200..300).contains(&status) => {
-                // The server acknowledged but the body broke off: the status is what counts.
+                // The server acknowledged but the body broke off: the status is what counts
+                // (and a 207's unread errors make it an unknown outcome).
                 tracing::debug!(
                     "body of a {status} answer could not be read: {}",
                     e.without_url()
                 );
-                classify(status, None, Vec::new())
+                classify(status, None, &[], req.batch_ops)
             }
             Err(e) => transport_error(e),
-        };
-        match (answer, req.batch_ops) {
-            (Answer::Accepted { status, body, .. }, Some(ops)) => {
-                match super::batch::read_errors(status, &body, ops) {
-                    Ok(errors) => Answer::Accepted {
-                        status,
-                        body,
-                        errors,
-                    },
-                    // Some operations may have been applied and some refused: retry the
-                    // whole batch (identify is idempotent) rather than guess.
-                    Err(why) => Answer::Retry {
-                        status: Some(status),
-                        retry_after: None,
-                        message: format!(
-                            "the API answered {status} but {why}: which operations it refused is unknown"
-                        ),
-                    },
-                }
-            }
-            (other, _) => other,
         }
     }
 }

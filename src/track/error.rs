@@ -9,8 +9,6 @@ pub enum Answer {
     Accepted {
         /// The HTTP status.
         status: u16,
-        /// The response body.
-        body: Vec<u8>,
         /// For a batch: the operations the API refused (index -> message), read from a 207.
         errors: std::collections::BTreeMap<usize, String>,
     },
@@ -42,30 +40,46 @@ pub enum Answer {
 /// The longest `Retry-After` honoured as given; longer ones are cut to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// Classifies an HTTP answer.
-pub fn classify(status: u16, retry_after: Option<&str>, body: Vec<u8>) -> Answer {
+/// Classifies an HTTP answer. For a batch of `batch_ops` operations, a 2xx is read for the
+/// operations it refused; one whose errors cannot be read ([`super::batch::read_errors`]) is
+/// an unknown outcome, retried like a 5xx (identify is idempotent) rather than guessed at.
+pub fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    batch_ops: Option<usize>,
+) -> Answer {
     match status {
-        200..=299 => Answer::Accepted {
-            status,
-            body,
-            errors: Default::default(),
+        200..=299 => match batch_ops.map(|ops| super::batch::read_errors(status, body, ops)) {
+            None => Answer::Accepted {
+                status,
+                errors: Default::default(),
+            },
+            Some(Ok(errors)) => Answer::Accepted { status, errors },
+            Some(Err(why)) => Answer::Retry {
+                status: Some(status),
+                retry_after: None,
+                message: format!(
+                    "the API answered {status} but {why}: which operations it refused is unknown"
+                ),
+            },
         },
         401 | 403 => Answer::Fatal {
             status,
             message: format!(
                 "the Track API answered {status} ({}): check CUSTOMERIO_SITE_ID, CUSTOMERIO_TRACK_API_KEY \
 (a Track API key, not an App API key) and --region (us or eu)",
-                api_message(&body)
+                api_message(body)
             ),
         },
         408 | 429 | 500..=599 => Answer::Retry {
             status: Some(status),
             retry_after: retry_after.and_then(parse_retry_after),
-            message: format!("HTTP {status}: {}", api_message(&body)),
+            message: format!("HTTP {status}: {}", api_message(body)),
         },
         _ => Answer::Refused {
             status,
-            message: api_message(&body),
+            message: api_message(body),
         },
     }
 }
@@ -168,26 +182,32 @@ mod tests {
     #[test]
     fn statuses_map_to_what_to_do() {
         assert!(matches!(
-            classify(200, None, vec![]),
+            classify(200, None, &[], None),
             Answer::Accepted { .. }
         ));
-        assert!(matches!(classify(401, None, vec![]), Answer::Fatal { .. }));
-        assert!(matches!(classify(403, None, vec![]), Answer::Fatal { .. }));
         assert!(matches!(
-            classify(400, None, vec![]),
+            classify(401, None, &[], None),
+            Answer::Fatal { .. }
+        ));
+        assert!(matches!(
+            classify(403, None, &[], None),
+            Answer::Fatal { .. }
+        ));
+        assert!(matches!(
+            classify(400, None, &[], None),
             Answer::Refused { .. }
         ));
         assert!(matches!(
-            classify(413, None, vec![]),
+            classify(413, None, &[], None),
             Answer::Refused { .. }
         ));
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(
-                matches!(classify(s, None, vec![]), Answer::Retry { .. }),
+                matches!(classify(s, None, &[], None), Answer::Retry { .. }),
                 "{s}"
             );
         }
-        match classify(429, Some("7"), vec![]) {
+        match classify(429, Some("7"), &[], None) {
             Answer::Retry { retry_after, .. } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(7)))
             }

@@ -115,12 +115,12 @@ impl PayloadWriter {
         self.buf.extend_from_slice(json.as_bytes());
     }
 
-    /// How many attributes were written.
     /// Whether an attribute named `_update` was written (the send then never creates anyone).
     pub fn has_update_key(&self) -> bool {
         self.update_key
     }
 
+    /// How many attributes were written.
     pub fn attributes(&self) -> usize {
         self.attributes
     }
