@@ -55,7 +55,9 @@ impl Pause {
     pub fn extend(&self, until: tokio::time::Instant) {
         let mut g = self.until.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none_or(|u| until > u) {
-            let from = g.unwrap_or(until).max(tokio::time::Instant::now());
+            // Only the time this extension adds: from now, or from the current end if later.
+            let now = tokio::time::Instant::now();
+            let from = g.map_or(now, |u| u.max(now));
             let added = until.saturating_duration_since(from).as_millis() as u64;
             self.paused_ms.fetch_add(added, Relaxed);
             *g = Some(until);
@@ -1389,6 +1391,21 @@ mod tests {
         let (_, deps) = order.register(&records(5..6));
         assert_eq!(deps.len(), 1);
         drop(stalled);
+    }
+
+    /// Review finding: the first pause of a run was counted as 0 ms in `throttled_s`. The
+    /// clock is paused, so the figures are exact.
+    #[tokio::test(start_paused = true)]
+    async fn every_pause_counts_in_the_paused_time_the_first_too() {
+        let pause = Pause::default();
+        let now = tokio::time::Instant::now();
+        pause.extend(now + Duration::from_millis(300));
+        let first = pause.paused_ms.load(Relaxed);
+        assert_eq!(first, 300, "a 300 ms pause");
+        // Extending it counts only the added part.
+        pause.extend(now + Duration::from_millis(500));
+        let both = pause.paused_ms.load(Relaxed);
+        assert_eq!(both, 500, "after extending it to 500 ms");
     }
 
     #[tokio::test]
