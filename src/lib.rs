@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod event_id;
 pub mod exit;
 pub mod inspect;
 pub mod job;

@@ -14,6 +14,11 @@ pub const MAX_ATTRIBUTES: usize = 300;
 pub const MAX_OPERATION_BYTES: usize = 32_000;
 /// Most bytes of one batch request body.
 pub const MAX_BATCH_BYTES: usize = 500_000;
+/// Most bytes in an event name.
+pub const MAX_EVENT_NAME_BYTES: usize = 100;
+/// Most bytes of an event's data (its JSON text); in a batch the 32,000 bytes of an
+/// operation come first.
+pub const MAX_EVENT_DATA_BYTES: usize = 100_000;
 
 /// A broken rule: which field and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,17 +1,17 @@
 //! The sandbox's endpoints and the checks in front of them: auth, rate limit, faults, limits.
 
 use super::faults::Dice;
-use super::people::{Change, People};
+use super::people::{Change, Event, Key, People};
 use super::server::ResetConnection;
-use super::stats::Stats;
+use super::stats::{Action, Stats, Tally};
 use super::SandboxConfig;
 use crate::json_object::{self, Members, Object};
 use crate::validate::{
-    MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_OPERATION_BYTES,
-    MAX_VALUE_BYTES,
+    MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_EVENT_DATA_BYTES, MAX_EVENT_NAME_BYTES, MAX_ID_BYTES,
+    MAX_NAME_BYTES, MAX_OPERATION_BYTES, MAX_VALUE_BYTES,
 };
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State as AxState};
+use axum::extract::{Path, Query, Request, State as AxState};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -137,6 +137,18 @@ type Shared = Arc<State>;
 pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/api/v1/customers/{id}", put(identify_v1).delete(delete_v1))
+        .route(
+            "/api/v1/customers/{id}/events",
+            post(event_v1).fallback(not_found),
+        )
+        .route(
+            "/api/v1/customers/{id}/suppress",
+            post(suppress_v1).fallback(not_found),
+        )
+        .route(
+            "/api/v1/customers/{id}/unsuppress",
+            post(unsuppress_v1).fallback(not_found),
+        )
         .route("/api/v2/entity", post(entity))
         .route("/api/v2/batch", post(batch))
         .route("/api/v1/accounts/region", get(region))
@@ -145,6 +157,9 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/__sandbox/stats", get(stats))
         .route("/__sandbox/people", get(people))
+        .route("/__sandbox/people/{id}", get(person))
+        .route("/__sandbox/events", get(events))
+        .route("/__sandbox/suppressed", get(suppressed))
         .route("/__sandbox/arrivals", get(arrivals))
         .merge(api)
         .with_state(state)
@@ -160,6 +175,48 @@ async fn arrivals(AxState(s): AxState<Shared>) -> Response {
 
 async fn people(AxState(s): AxState<Shared>) -> Response {
     Json(s.people.list()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct KindQuery {
+    kind: Option<String>,
+}
+
+/// One person with their events (`events: []` when none), by identifier: told apart as in a
+/// v1 path (`cio_` prefix, an `@`, else an id) unless `?kind=` names the kind. 404 when
+/// nobody holds it, saying whether the identifier is suppressed.
+async fn person(
+    AxState(s): AxState<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<KindQuery>,
+) -> Response {
+    let key = match q.kind {
+        Some(kind) => (kind, id),
+        None => v1_key(&id),
+    };
+    match s.people.get(&key) {
+        Some(p) => {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.entry("events").or_insert_with(|| json!([]));
+                o.insert("suppressed".into(), json!(false));
+            }
+            Json(v).into_response()
+        }
+        None => status_json(
+            StatusCode::NOT_FOUND,
+            json!({"kind": key.0, "identifier": key.1, "suppressed": s.people.is_suppressed(&key),
+                "meta": {"error": "no such person"}}),
+        ),
+    }
+}
+
+async fn events(AxState(s): AxState<Shared>) -> Response {
+    Json(s.people.events()).into_response()
+}
+
+async fn suppressed(AxState(s): AxState<Shared>) -> Response {
+    Json(s.people.suppressed()).into_response()
 }
 
 fn status_json(code: StatusCode, body: Value) -> Response {
@@ -371,7 +428,9 @@ fn v1_key(decoded: &str) -> (String, String) {
 }
 
 fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
-    let raw = uri.path().trim_start_matches("/api/v1/customers/");
+    // The identifier is the segment after `/customers/` (`/events` and the like follow it).
+    let rest = uri.path().trim_start_matches("/api/v1/customers/");
+    let raw = rest.split('/').next().unwrap_or_default();
     if let Some(b) = raw
         .bytes()
         .find(|b| !(b.is_ascii_alphanumeric() || b"-._~%".contains(b)))
@@ -458,26 +517,70 @@ fn attribute_map(s: &State, members: &Members) -> Map<String, Value> {
         .collect()
 }
 
+/// The identifier a v1 path names, after the checks every v1 call gets.
+fn v1_person(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
+    let id = raw_identifier(s, uri)?;
+    if id.trim().is_empty() {
+        return Err(Box::new(v1_error(
+            s,
+            StatusCode::BAD_REQUEST,
+            "id attribute cannot be an empty string".into(),
+        )));
+    }
+    if id.len() > MAX_ID_BYTES + 4 {
+        return Err(Box::new(v1_error(
+            s,
+            StatusCode::BAD_REQUEST,
+            format!("id attribute cannot be longer than {MAX_ID_BYTES} bytes"),
+        )));
+    }
+    Ok(id)
+}
+
+/// The 400 for an identifier the sandbox was told to refuse (`--reject-id`).
+fn v1_refused(s: &State, id: &str) -> Option<Response> {
+    s.cfg.reject_ids.iter().any(|r| r == id).then(|| {
+        v1_error(
+            s,
+            StatusCode::BAD_REQUEST,
+            format!("identifier '{id}' is refused (sandbox --reject-id)"),
+        )
+    })
+}
+
+/// Which action a change is, for the counts.
+fn action_of(c: &Change) -> Action {
+    match c {
+        Change::Identify { .. } => Action::Identify,
+        Change::Event { .. } => Action::Event,
+        Change::Delete(_) => Action::Delete,
+        Change::Suppress(_) => Action::Suppress,
+        Change::Unsuppress(_) => Action::Unsuppress,
+    }
+}
+
+/// Applies accepted changes and counts them.
+fn apply(s: &State, changes: Vec<Change>) {
+    let mut tally = Tally::default();
+    for c in &changes {
+        tally[action_of(c) as usize] += 1;
+    }
+    let applied = s.people.apply(changes);
+    s.stats.accepted(&tally, applied);
+}
+
+/// Applies one accepted v1 change and answers 200 `{}`.
+fn apply_v1(s: &State, change: Change) -> Response {
+    apply(s, vec![change]);
+    status_json(StatusCode::OK, json!({}))
+}
+
 async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Response {
     s.stats.body_size(body.len());
-    let id = match raw_identifier(&s, &uri) {
+    let id = match v1_person(&s, &uri) {
         Ok(id) => id,
         Err(r) => return *r,
     };
-    if id.trim().is_empty() {
-        return v1_error(
-            &s,
-            StatusCode::BAD_REQUEST,
-            "id attribute cannot be an empty string".into(),
-        );
-    }
-    if id.len() > MAX_ID_BYTES + 4 {
-        return v1_error(
-            &s,
-            StatusCode::BAD_REQUEST,
-            format!("id attribute cannot be longer than {MAX_ID_BYTES} bytes"),
-        );
-    }
     let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
     let attrs = match json_object::parse(body) {
         Ok(m) => m,
@@ -492,33 +595,190 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
     if let Err((_, msg)) = check_attributes(&attrs) {
         return v1_error(&s, StatusCode::BAD_REQUEST, msg);
     }
-    if s.cfg.reject_ids.contains(&id) {
-        return v1_error(
-            &s,
-            StatusCode::BAD_REQUEST,
-            format!("identifier '{id}' is refused (sandbox --reject-id)"),
-        );
+    if let Some(r) = v1_refused(&s, &id) {
+        return r;
     }
     note_attribute_violations(&s, &attrs);
-    if s.cfg.store_people {
-        let attributes = serde_json::from_slice(body).unwrap_or_default();
-        s.people.apply(vec![Change::Identify {
+    let attributes = if s.cfg.store_people {
+        serde_json::from_slice(body).unwrap_or_default()
+    } else {
+        Map::new()
+    };
+    apply_v1(
+        &s,
+        Change::Identify {
             key: v1_key(&id),
             attributes,
-        }]);
-    }
-    s.stats.applied(1);
-    status_json(StatusCode::OK, json!({}))
+        },
+    )
 }
 
 async fn delete_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
-    let id = match raw_identifier(&s, &uri) {
+    let id = match v1_person(&s, &uri) {
         Ok(id) => id,
         Err(r) => return *r,
     };
-    s.people.apply(vec![Change::Delete(v1_key(&id))]);
-    s.stats.applied(1);
-    status_json(StatusCode::OK, json!({}))
+    if let Some(r) = v1_refused(&s, &id) {
+        return r;
+    }
+    apply_v1(&s, Change::Delete(v1_key(&id)))
+}
+
+async fn suppress_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
+    let id = match v1_person(&s, &uri) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    if let Some(r) = v1_refused(&s, &id) {
+        return r;
+    }
+    apply_v1(&s, Change::Suppress(v1_key(&id)))
+}
+
+async fn unsuppress_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
+    let id = match v1_person(&s, &uri) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    if let Some(r) = v1_refused(&s, &id) {
+        return r;
+    }
+    apply_v1(&s, Change::Unsuppress(v1_key(&id)))
+}
+
+/// An event's fields as sent, before their checks (v1 body or v2 operation).
+struct EventFields<'a> {
+    name: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    timestamp: Option<&'a RawValue>,
+}
+
+/// Unix seconds beyond this (the year 5138) are surely milliseconds.
+const MAX_PLAUSIBLE_SECONDS: i64 = 100_000_000_000;
+
+/// Checks an event's name, id and timestamp (the same rules and words in v1 and v2); returns
+/// the event without data, or `(field, message)`.
+fn check_event(s: &State, f: EventFields) -> Result<Event, (String, String)> {
+    let err = |field: &str, msg: String| Err((field.to_string(), msg));
+    let name = match f.name.map(|r| serde_json::from_str::<String>(r.get())) {
+        None => return err("name", "event name must be present".into()),
+        Some(Err(_)) => return err("name", "event name must be a string".into()),
+        Some(Ok(n)) => n,
+    };
+    // Customer.io trims leading and trailing spaces from event names.
+    let name = name.trim();
+    if name.is_empty() {
+        return err("name", "event name cannot be an empty string".into());
+    }
+    if name.len() > MAX_EVENT_NAME_BYTES {
+        return err(
+            "name",
+            format!("event name cannot be longer than {MAX_EVENT_NAME_BYTES} bytes"),
+        );
+    }
+    let id = match f.id {
+        None => None,
+        Some(r) => match serde_json::from_str::<String>(r.get())
+            .ok()
+            .and_then(|v| crate::event_id::normalize(&v))
+        {
+            Some(v) => Some(v),
+            None => {
+                return err(
+                    "id",
+                    "event id must be a ULID: 26 characters of Crockford base32".into(),
+                )
+            }
+        },
+    };
+    let timestamp = match f.timestamp {
+        None => None,
+        Some(r) => match r.get().parse::<i64>() {
+            Ok(t) if json_object::is_integer(r) => {
+                if t > MAX_PLAUSIBLE_SECONDS {
+                    s.stats.violation(format!(
+                        "event timestamp {t} looks like milliseconds, not Unix seconds"
+                    ));
+                }
+                Some(t)
+            }
+            _ => return err("timestamp", "timestamp must be integer Unix seconds".into()),
+        },
+    };
+    Ok(Event {
+        id,
+        name: name.to_string(),
+        timestamp,
+        data: Map::new(),
+    })
+}
+
+async fn event_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Response {
+    s.stats.body_size(body.len());
+    let id = match v1_person(&s, &uri) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    #[derive(serde::Deserialize)]
+    struct View<'a> {
+        #[serde(borrow, default)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        timestamp: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        data: Option<&'a RawValue>,
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    let bad = |msg: String| v1_error(&s, StatusCode::BAD_REQUEST, msg);
+    let view: View = match serde_json::from_slice(&body) {
+        Ok(v) if body.trim_ascii_start().starts_with(b"{") => v,
+        _ => return bad("body must be a JSON object with the event's name".into()),
+    };
+    match view.kind.as_deref() {
+        None | Some("event") => {}
+        Some(k @ ("page" | "screen")) => {
+            return bad(format!(
+                "event type '{k}' is not supported by the sandbox yet"
+            ))
+        }
+        Some(k) => return bad(format!("unknown event type '{k}'")),
+    }
+    let mut event = match check_event(
+        &s,
+        EventFields {
+            name: view.name,
+            id: view.id,
+            timestamp: view.timestamp,
+        },
+    ) {
+        Ok(e) => e,
+        Err((_, msg)) => return bad(msg),
+    };
+    if let Some(d) = view.data {
+        let members = match json_object::parse(d.get().as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return bad("data must be a JSON object".into()),
+        };
+        if d.get().len() > MAX_EVENT_DATA_BYTES {
+            return bad(format!(
+                "event data cannot be longer than {MAX_EVENT_DATA_BYTES} bytes"
+            ));
+        }
+        event.data = attribute_map(&s, &members);
+    }
+    if let Some(r) = v1_refused(&s, &id) {
+        return r;
+    }
+    apply_v1(
+        &s,
+        Change::Event {
+            key: v1_key(&id),
+            event,
+        },
+    )
 }
 
 async fn region(AxState(s): AxState<Shared>) -> Response {
@@ -528,12 +788,14 @@ async fn region(AxState(s): AxState<Shared>) -> Response {
     )
 }
 
-const ACTIONS: [&str; 10] = [
-    "identify",
-    "delete",
-    "suppress",
-    "unsuppress",
-    "event",
+/// The person actions the sandbox applies.
+const APPLIED: [&str; 5] = super::stats::ACTIONS;
+
+/// Person actions of the Track API the sandbox does not apply yet: answered as invalid
+/// operations, never accepted silently.
+const NOT_YET: [&str; 7] = [
+    "page",
+    "screen",
     "add_relationships",
     "delete_relationships",
     "add_device",
@@ -552,10 +814,16 @@ struct OpView<'a> {
     identifiers: Option<Object<'a>>,
     #[serde(borrow, default)]
     attributes: Option<Object<'a>>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
 }
 
 /// Checks one v2 operation; returns the change to apply, or `(field, message)`.
-fn check_operation(s: &State, op: &RawValue) -> Result<Option<Change>, (String, String)> {
+fn check_operation(s: &State, op: &RawValue) -> Result<Change, (String, String)> {
     let view: OpView = serde_json::from_str(op.get()).map_err(|e| {
         (
             String::new(),
@@ -573,7 +841,13 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Option<Change>, (String, 
         None => return Err(("type".into(), "type is required".into())),
     }
     let action = view.action.as_deref().unwrap_or("");
-    if !ACTIONS.contains(&action) {
+    if NOT_YET.contains(&action) {
+        return Err((
+            "action".into(),
+            format!("action '{action}' is not supported by the sandbox yet"),
+        ));
+    }
+    if !APPLIED.contains(&action) {
         return Err(("action".into(), format!("unknown action '{action}'")));
     }
     let ids = match &view.identifiers {
@@ -639,19 +913,37 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Option<Change>, (String, 
             "a cio_ prefix inside a v2 cio_id identifier: {value}"
         ));
     }
-    let key = (kind, value);
+    let key: Key = (kind, value);
     match action {
         "identify" => {
             let members = view.attributes.map(|o| o.0).unwrap_or_default();
             check_attributes(&members)?;
             note_attribute_violations(s, &members);
-            Ok(Some(Change::Identify {
+            Ok(Change::Identify {
                 key,
                 attributes: attribute_map(s, &members),
-            }))
+            })
         }
-        "delete" => Ok(Some(Change::Delete(key))),
-        _ => Ok(None),
+        "event" => {
+            let mut event = check_event(
+                s,
+                EventFields {
+                    name: view.name,
+                    id: view.id,
+                    timestamp: view.timestamp,
+                },
+            )?;
+            // The data's own limit (100,000 bytes) is beyond the 32,000 bytes an operation
+            // may have, checked before this: nothing more to check here.
+            if let Some(o) = view.attributes {
+                event.data = attribute_map(s, &o.0);
+            }
+            Ok(Change::Event { key, event })
+        }
+        "delete" => Ok(Change::Delete(key)),
+        "suppress" => Ok(Change::Suppress(key)),
+        "unsuppress" => Ok(Change::Unsuppress(key)),
+        other => Err(("action".into(), format!("unknown action '{other}'"))),
     }
 }
 
@@ -686,8 +978,7 @@ async fn entity(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     };
     match check_operation(&s, op) {
         Ok(change) => {
-            s.people.apply(change.into_iter().collect());
-            s.stats.applied(1);
+            apply(&s, vec![change]);
             status_json(StatusCode::OK, json!({}))
         }
         Err((field, message)) => status_json(
@@ -772,15 +1063,13 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     let mut changes = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         match check_operation(&s, op) {
-            Ok(c) => changes.extend(c),
+            Ok(c) => changes.push(c),
             Err((field, message)) => errors.push(
                 json!({"batch_index": i, "reason": "invalid", "field": field, "message": message}),
             ),
         }
     }
-    let applied = (ops.len() - errors.len()) as u64;
-    s.people.apply(changes);
-    s.stats.applied(applied);
+    apply(&s, changes);
     if errors.is_empty() {
         status_json(StatusCode::OK, json!({}))
     } else {

@@ -1,5 +1,7 @@
 //! A local stand-in for the Track API: the documented endpoints, limits and answers, a rate
-//! limit, faults on demand, and a record of what it received (`/__sandbox/stats`, `/people`).
+//! limit, faults on demand, and a record of what it received (`/__sandbox/stats`, `/people`,
+//! `/events`, `/suppressed`). It applies the person actions identify, event, delete, suppress
+//! and unsuppress, through v1 and v2 alike.
 
 mod api;
 mod faults;
@@ -7,7 +9,7 @@ mod people;
 mod server;
 mod stats;
 
-pub use people::Person;
+pub use people::{Event, Person, PersonEvent, Suppressed};
 pub use stats::{Arrival, StatsSnapshot};
 
 use crate::secret::Credentials;
@@ -287,12 +289,22 @@ impl Sandbox {
         self.state.stats.arrivals()
     }
 
-    /// Every person with their merged attributes, sorted by identifier.
+    /// Every person with their merged attributes and events, sorted by identifier.
     pub fn people(&self) -> Vec<Person> {
         self.state.people.list()
     }
 
-    /// Writes the people as JSONL (owner-only: it is customer data).
+    /// Every stored event with its person, by person and then in arrival order.
+    pub fn events(&self) -> Vec<PersonEvent> {
+        self.state.people.events()
+    }
+
+    /// The identifiers on the suppression list, sorted.
+    pub fn suppressed(&self) -> Vec<Suppressed> {
+        self.state.people.suppressed()
+    }
+
+    /// Writes the people as JSONL, each with their events (owner-only: it is customer data).
     pub fn save_people(&self, path: &Path) -> std::io::Result<usize> {
         self.state.people.save(path)
     }

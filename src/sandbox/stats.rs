@@ -28,7 +28,31 @@ pub struct Stats {
     epoch: std::sync::OnceLock<Instant>,
     background_requests: AtomicU64,
     background_429s: AtomicU64,
+    by_action: [AtomicU64; ACTIONS.len()],
+    duplicate_events: AtomicU64,
+    ignored_suppressed: AtomicU64,
 }
+
+/// The person actions the sandbox applies, in the order of [`Action`].
+pub const ACTIONS: [&str; 5] = ["identify", "event", "delete", "suppress", "unsuppress"];
+
+/// A person action the sandbox applies (its index in [`ACTIONS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create or update a person.
+    Identify = 0,
+    /// Record an event.
+    Event = 1,
+    /// Delete a person.
+    Delete = 2,
+    /// Delete and suppress a person's identifier.
+    Suppress = 3,
+    /// Take an identifier off the suppression list.
+    Unsuppress = 4,
+}
+
+/// Accepted operations of one request, counted by [`Action`].
+pub type Tally = [u64; ACTIONS.len()];
 
 /// Most arrivals kept for [`Stats::arrivals`].
 const MAX_ARRIVALS_KEPT: usize = 200_000;
@@ -49,8 +73,20 @@ pub struct Arrival {
 pub struct StatsSnapshot {
     /// Requests to the API endpoints (not `/__sandbox`).
     pub requests: u64,
-    /// Person operations applied (v1 identify/delete count one each).
+    /// Person operations accepted and applied (a v1 request counts one).
     pub operations: u64,
+    /// Those operations by action: `identify`, `event`, `delete`, `suppress`, `unsuppress`
+    /// (every one listed, zeros too), over v1 and v2 alike.
+    #[serde(default)]
+    pub by_action: BTreeMap<String, u64>,
+    /// Events accepted whose id had been received before, so not stored again (counted in
+    /// `by_action.event` too).
+    #[serde(default)]
+    pub duplicate_events: u64,
+    /// Identify and event operations accepted for a suppressed identifier, and ignored as
+    /// Customer.io ignores them (counted in `by_action` too).
+    #[serde(default)]
+    pub ignored_suppressed: u64,
     /// Answers by HTTP status.
     pub by_status: BTreeMap<String, u64>,
     /// Connections closed without an answer on purpose.
@@ -80,6 +116,11 @@ impl StatsSnapshot {
     /// Answers with the given status.
     pub fn status(&self, code: u16) -> u64 {
         self.by_status.get(&code.to_string()).copied().unwrap_or(0)
+    }
+
+    /// Accepted operations of one action (`"event"`, ...).
+    pub fn action(&self, name: &str) -> u64 {
+        self.by_action.get(name).copied().unwrap_or(0)
     }
 }
 
@@ -176,9 +217,25 @@ impl Stats {
         self.resets.fetch_add(1, Relaxed);
     }
 
-    /// Counts applied operations.
-    pub fn applied(&self, n: u64) {
-        self.operations.fetch_add(n, Relaxed);
+    /// Counts accepted operations, by action, and what applying them reported.
+    pub fn accepted(&self, tally: &Tally, applied: super::people::Applied) {
+        let n: u64 = tally.iter().sum();
+        if n > 0 {
+            self.operations.fetch_add(n, Relaxed);
+        }
+        for (slot, k) in self.by_action.iter().zip(tally) {
+            if *k > 0 {
+                slot.fetch_add(*k, Relaxed);
+            }
+        }
+        if applied.duplicate_events > 0 {
+            self.duplicate_events
+                .fetch_add(applied.duplicate_events, Relaxed);
+        }
+        if applied.ignored_suppressed > 0 {
+            self.ignored_suppressed
+                .fetch_add(applied.ignored_suppressed, Relaxed);
+        }
     }
 
     /// Records a protocol violation by the client.
@@ -196,6 +253,13 @@ impl Stats {
         StatsSnapshot {
             requests: self.requests.load(Relaxed),
             operations: self.operations.load(Relaxed),
+            by_action: ACTIONS
+                .iter()
+                .zip(&self.by_action)
+                .map(|(name, n)| (name.to_string(), n.load(Relaxed)))
+                .collect(),
+            duplicate_events: self.duplicate_events.load(Relaxed),
+            ignored_suppressed: self.ignored_suppressed.load(Relaxed),
             by_status: self
                 .by_status
                 .lock()
