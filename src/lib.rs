@@ -9,7 +9,6 @@ pub mod config;
 pub mod convert;
 pub mod exit;
 pub mod inspect;
-pub mod job;
 pub mod json_object;
 pub mod ledger;
 pub mod mapping;
