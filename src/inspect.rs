@@ -8,7 +8,7 @@ use crate::config::{ConfigError, ReadOptions};
 use crate::convert::{ConvertOptions, Converter};
 use crate::mapping::{snake_case, Mapping};
 use crate::record::{IdKind, Identifier};
-use crate::source::{self, Format, Input, Item, Rows};
+use crate::source::{self, Format, Input, Item, Rows, SourceError};
 use crate::track::Api;
 use crate::validate::{MAX_ATTRIBUTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use serde::Serialize;
@@ -213,9 +213,9 @@ pub enum InspectError {
     /// The reading options or the mapping.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The input could not be read (the report printed covers what was read before).
-    #[error("{0}")]
-    Read(String),
+    /// The input could not be opened or read (a report printed covers what was read before).
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// How a pass reads the input and finds the people in it.
@@ -239,15 +239,14 @@ struct Pass {
     missing: u64,
     duplicates: u64,
     bytes: u64,
-    read_error: Option<String>,
+    read_error: Option<SourceError>,
 }
 
 /// One streaming pass: column statistics, identifier coverage, invalid rows.
-fn scan(input: &Input, plan: &Plan) -> Result<Pass, String> {
-    let opened = source::open(input).map_err(|e| e.to_string())?;
+fn scan(input: &Input, plan: &Plan) -> Result<Pass, SourceError> {
+    let opened = source::open(input)?;
     let bytes_read = opened.bytes_read.clone();
-    let mut rows = Rows::new(opened, plan.format, plan.delimiter, &input.display())
-        .map_err(|e| e.to_string())?;
+    let mut rows = Rows::new(opened, plan.format, plan.delimiter, &input.display())?;
     let header: Option<Vec<String>> = rows.csv_header().map(|h| h.names.clone());
     let mut opts = ConvertOptions::new(plan.kind, &plan.id_column, Api::Batch);
     opts.mapping = plan.mapping.clone();
@@ -269,7 +268,7 @@ fn scan(input: &Input, plan: &Plan) -> Result<Pass, String> {
         let item = match item {
             Ok(i) => i,
             Err(e) => {
-                read_error = Some(e.to_string());
+                read_error = Some(e);
                 break;
             }
         };
@@ -422,7 +421,7 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
         mapping: reading.mapping.map(Arc::new),
     };
     let mut notes = Vec::new();
-    let mut pass = scan(&input, &plan).map_err(InspectError::Read)?;
+    let mut pass = scan(&input, &plan)?;
     if let (Some(1), false, Some(first)) = (pass.csv_columns, delimiter_chosen, pass.stats.first())
     {
         if let Some(d) = likely_delimiter(&first.name) {
@@ -432,7 +431,7 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
                     "read with '{was}' the header is one column: read with '{now}' instead (pass --delimiter to choose)"
                 ));
                 plan.delimiter = d;
-                pass = scan(&input, &plan).map_err(InspectError::Read)?;
+                pass = scan(&input, &plan)?;
             } else {
                 notes.push(format!(
                     "read with '{was}' the header is one column that contains '{now}': pass --delimiter '{now}'"
@@ -449,7 +448,7 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
                 ));
                 plan.kind = IdKind::Email;
                 plan.id_column = col;
-                pass = scan(&input, &plan).map_err(InspectError::Read)?;
+                pass = scan(&input, &plan)?;
             }
             Some(col) => notes.push(format!(
                 "no column '{}': pass --identify-by email --id-column '{col}'",
@@ -514,7 +513,7 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
         print!("{}", human(&report, valid));
     }
     match pass.read_error {
-        Some(e) => Err(InspectError::Read(e)),
+        Some(e) => Err(InspectError::Source(e)),
         None => Ok(()),
     }
 }
