@@ -375,6 +375,22 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_job_file_is_a_valid_job() {
+        let job = Job::parse(
+            include_str!("../../samples/job.toml"),
+            Path::new("samples/job.toml"),
+        )
+        .expect("the sample parses");
+        let args = job.import_args().expect("a valid command line");
+        assert_eq!(args.input, Some(PathBuf::from("samples/customers.csv")));
+        assert_eq!(
+            args.summary,
+            Some(PathBuf::from("samples/./job.summary.json"))
+        );
+        assert_eq!(job.site_id_env.as_deref(), Some("CUSTOMERIO_SITE_ID"));
+    }
+
+    #[test]
     fn a_value_starting_with_a_dash_stays_a_value() {
         let args = job("input = \"-\"\nformat = \"csv\"\nid_column = \"-id\"\ndelimiter = \"-\"\n")
             .import_args()
