@@ -73,7 +73,7 @@ pub struct ImportConfig {
 }
 
 /// A setting outside what the tool accepts, found before anything runs. The messages name the
-/// command-line option (`--timeout`), the job file key is the same name with `_` for `-`, and
+/// command-line option (`--timeout`), the job file key is the same name (with `_` or `-`), and
 /// the field of [`ImportConfig`] or [`crate::sandbox::SandboxConfig`] is named after it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
