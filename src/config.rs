@@ -1,10 +1,19 @@
-//! Validated, ready-to-use settings of an import; the engine never sees clap.
+//! Validated, ready-to-use settings of an import, and the checked builder that makes them.
+//!
+//! The command line (`crate::cli`) and the job files of `sync` describe an import with the
+//! same options; both hand them to [`ImportConfigBuilder`] with domain types ([`Api`],
+//! [`Region`], [`IdKind`], [`Format`]), and [`ImportConfigBuilder::build`] checks every one of
+//! them. The engine gets an [`ImportConfig`] and never sees clap.
 
 use crate::convert::ConvertOptions;
+use crate::mapping::Mapping;
+use crate::record::IdKind;
 use crate::report::progress::ProgressMode;
 use crate::secret::Credentials;
-use crate::source::{Format, Input};
+use crate::source::{self, Format, Input};
+use crate::track::{self, Api, Region};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything an import run needs.
@@ -64,7 +73,7 @@ pub struct ImportConfig {
 }
 
 /// A setting outside what the tool accepts, found before anything runs. The messages name the
-/// command-line option (`--timeout`), the job file key is the same name with `_` for `-`, and
+/// command-line option (`--timeout`), the job file key is the same name (with `_` or `-`), and
 /// the field of [`ImportConfig`] or [`crate::sandbox::SandboxConfig`] is named after it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -90,6 +99,48 @@ pub enum ConfigError {
         /// What it collides with.
         problem: &'static str,
     },
+    /// A delimiter that is neither one ASCII character nor `tab`.
+    #[error("--delimiter '{0}': give one ASCII character (e.g. ';') or 'tab'")]
+    Delimiter(String),
+    /// A mapping file that cannot be read.
+    #[error("--mapping {path}: cannot read: {reason}")]
+    MappingUnreadable {
+        /// The file.
+        path: String,
+        /// Why (the system's message).
+        reason: String,
+    },
+    /// A preset name that does not exist.
+    #[error("--preset {name}: no such preset (there are: {known})")]
+    UnknownPreset {
+        /// The name given.
+        name: String,
+        /// The built-in presets, comma-separated.
+        known: String,
+    },
+    /// A mapping (file or preset) with a mistake; the message names the file, line and fix.
+    #[error("{0}")]
+    Mapping(String),
+    /// The input's format cannot be told (stdin without `--format`, an unknown extension).
+    #[error("{0}")]
+    Format(String),
+    /// An endpoint that is not a URL, or plain HTTP to a host that is not loopback.
+    #[error("{0}")]
+    Endpoint(String),
+    /// `--drop-unmapped` without a mapping to keep the columns of.
+    #[error("--drop-unmapped needs --mapping or --preset")]
+    DropUnmappedWithoutMapping,
+    /// `--full` without a ledger to refresh.
+    #[error("--full needs --state: it sends every row anyway and refreshes the ledger")]
+    FullWithoutState,
+    /// A run that sends, without credentials.
+    #[error(
+        "no credentials: set {} and {} (Settings > API Credentials in Customer.io), \
+or try --sandbox or --dry-run",
+        crate::secret::SITE_ID_ENV,
+        crate::secret::API_KEY_ENV
+    )]
+    NoCredentials,
 }
 
 /// Whether two paths name the same existing file (same device and inode).
@@ -357,17 +408,17 @@ impl ImportConfig {
             endpoint,
             credentials: None,
             ca_cert: None,
-            concurrency: 32,
-            rate: 100,
+            concurrency: DEFAULT_CONCURRENCY,
+            rate: DEFAULT_RATE,
             fixed_rate: false,
             throttle_budget: crate::pipeline::DEFAULT_THROTTLE_BUDGET,
-            max_retries: 8,
-            timeout: Duration::from_secs(30),
-            backoff_base: Duration::from_millis(500),
-            backoff_cap: Duration::from_secs(30),
-            batch_bytes: crate::validate::MAX_BATCH_BYTES,
+            max_retries: DEFAULT_MAX_RETRIES,
+            timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_S),
+            backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),
+            backoff_cap: Duration::from_millis(DEFAULT_BACKOFF_CAP_MS),
+            batch_bytes: DEFAULT_BATCH_BYTES,
             batch_size: None,
-            flush_after: Duration::from_millis(250),
+            flush_after: Duration::from_millis(DEFAULT_FLUSH_MS),
             rejects,
             errors,
             summary: None,
@@ -376,6 +427,486 @@ impl ImportConfig {
             full: false,
             progress: ProgressMode::Log,
         }
+    }
+}
+
+/// Requests in flight by default (`--concurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// The rate ceiling by default, in requests per second (`--rate`).
+pub const DEFAULT_RATE: u32 = 100;
+/// Retries after the first attempt by default (`--max-retries`).
+pub const DEFAULT_MAX_RETRIES: usize = 8;
+/// The request timeout by default, in seconds (`--timeout`).
+pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
+/// How long 429s are retried while nothing is acknowledged, by default (`--throttle-budget`).
+pub const DEFAULT_THROTTLE_BUDGET_S: f64 = 300.0;
+/// The first backoff delay by default (`--backoff-base-ms`).
+pub const DEFAULT_BACKOFF_BASE_MS: u64 = 500;
+/// The largest backoff delay by default (`--backoff-cap-ms`).
+pub const DEFAULT_BACKOFF_CAP_MS: u64 = 30_000;
+/// The batch body cap by default (`--batch-bytes`): the API's own.
+pub const DEFAULT_BATCH_BYTES: usize = crate::validate::MAX_BATCH_BYTES;
+/// How long a partial batch waits for more rows by default (`--flush-ms`).
+pub const DEFAULT_FLUSH_MS: u64 = 250;
+
+/// Where a mapping comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MappingSource {
+    /// A mapping file (TOML), `--mapping FILE`.
+    File(PathBuf),
+    /// A built-in mapping, `--preset NAME`.
+    Preset(String),
+}
+
+/// How to read an input and find the people in it, as chosen (shared by `import` and
+/// `inspect`). Anything left `None` comes from the mapping, then from the file name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// CSV or JSONL.
+    pub format: Option<Format>,
+    /// The CSV delimiter as given: one ASCII character, or `tab`.
+    pub delimiter: Option<String>,
+    /// Which identifier addresses people.
+    pub identify_by: Option<IdKind>,
+    /// The identifier's column after mapping.
+    pub id_column: Option<String>,
+    /// The mapping, if any.
+    pub mapping: Option<MappingSource>,
+}
+
+/// What [`ReadOptions`] resolve to for one input.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// CSV or JSONL.
+    pub format: Format,
+    /// The CSV delimiter.
+    pub delimiter: u8,
+    /// The identifier kind.
+    pub id_kind: IdKind,
+    /// The identifier's column after mapping.
+    pub id_column: String,
+    /// The mapping, if any.
+    pub mapping: Option<Mapping>,
+    /// The mapping's text (the file's, or the preset's), if any.
+    pub mapping_text: Option<String>,
+}
+
+impl ReadOptions {
+    /// The options, then the mapping's, then the file name's: checked and resolved.
+    pub fn resolve(&self, input: &Input) -> Result<Reading, ConfigError> {
+        let (mapping_text, mapping) = match load_mapping(self.mapping.as_ref())? {
+            Some((text, m)) => (Some(text), Some(m)),
+            None => (None, None),
+        };
+        let format = source::detect_format(
+            input,
+            self.format.or(mapping.as_ref().and_then(|m| m.format)),
+        )
+        .map_err(ConfigError::Format)?;
+        let delimiter = match (&self.delimiter, mapping.as_ref().and_then(|m| m.delimiter)) {
+            (Some(d), _) => parse_delimiter(d)?,
+            (None, Some(d)) => d,
+            (None, None) => source::default_delimiter(input),
+        };
+        let (id_kind, id_column) = self.id_choice(mapping.as_ref());
+        Ok(Reading {
+            format,
+            delimiter,
+            id_kind,
+            id_column,
+            mapping,
+            mapping_text,
+        })
+    }
+
+    /// The identifier kind and column: the options', else the mapping's, else `id`.
+    fn id_choice(&self, mapping: Option<&Mapping>) -> (IdKind, String) {
+        let kind = self
+            .identify_by
+            .or_else(|| mapping.and_then(|m| m.identify_by))
+            .unwrap_or(IdKind::Id);
+        let column = match (&self.id_column, mapping) {
+            (Some(c), _) => c.clone(),
+            // The mapping's column stands for its identifier kind; `identify_by` overrides both.
+            (None, Some(m)) if self.identify_by.is_none() => m
+                .id_column
+                .clone()
+                .unwrap_or_else(|| kind.as_str().to_string()),
+            _ => kind.as_str().to_string(),
+        };
+        (kind, column)
+    }
+}
+
+/// A delimiter as a user gives it: one ASCII character, or `tab` (also `\t`).
+pub fn parse_delimiter(s: &str) -> Result<u8, ConfigError> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        _ => Err(ConfigError::Delimiter(s.to_string())),
+    }
+}
+
+/// The mapping of a file or a preset, if any: (its text, parsed).
+pub fn load_mapping(
+    source: Option<&MappingSource>,
+) -> Result<Option<(String, Mapping)>, ConfigError> {
+    let (text, name) = match source {
+        None => return Ok(None),
+        Some(MappingSource::File(p)) => (
+            std::fs::read_to_string(p).map_err(|e| ConfigError::MappingUnreadable {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            p.display().to_string(),
+        ),
+        Some(MappingSource::Preset(n)) => {
+            let p = crate::mapping::preset(n).ok_or_else(|| ConfigError::UnknownPreset {
+                name: n.clone(),
+                known: crate::mapping::PRESETS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            (p.text.to_string(), format!("preset {}", p.name))
+        }
+    };
+    let m = Mapping::parse(&text, &name).map_err(ConfigError::Mapping)?;
+    Ok(Some((text, m)))
+}
+
+/// Where the requests of an import go.
+#[derive(Clone, Debug)]
+enum Endpoint {
+    /// A Customer.io region's Track API.
+    Region(Region),
+    /// A base URL as given (checked when built).
+    Given(String),
+    /// A URL chosen by the program itself (a local sandbox), used as it is.
+    Resolved(reqwest::Url),
+}
+
+/// Builds an [`ImportConfig`] from what a user chose, checking everything when it builds:
+/// the reading options and the mapping, the endpoint, the credentials, every number, and the
+/// report paths. Unset options keep the documented defaults (those of `--help`).
+///
+/// ```
+/// use cio_import::config::{ConfigError, ImportConfig};
+/// use cio_import::source::Input;
+///
+/// let built = ImportConfig::builder(Input::Path("customers.csv".into()))
+///     .dry_run(true)
+///     .rate(1_000_000)
+///     .build();
+/// assert!(matches!(built, Err(ConfigError::OutOfRange { option: "--rate", .. })));
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ImportConfigBuilder {
+    input: Input,
+    read: ReadOptions,
+    drop_unmapped: bool,
+    update_only: bool,
+    clear_empty: bool,
+    api: Api,
+    endpoint: Endpoint,
+    credentials: Option<Credentials>,
+    ca_cert: Option<PathBuf>,
+    concurrency: usize,
+    rate: u32,
+    fixed_rate: bool,
+    throttle_budget_s: f64,
+    max_retries: usize,
+    timeout_s: f64,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+    batch_bytes: usize,
+    batch_size: Option<usize>,
+    flush_after: Duration,
+    rejects: Option<PathBuf>,
+    errors: Option<PathBuf>,
+    summary: Option<PathBuf>,
+    dry_run: bool,
+    state: Option<PathBuf>,
+    full: bool,
+    progress: ProgressMode,
+}
+
+impl ImportConfig {
+    /// A checked builder for an import of `input`, starting from the documented defaults.
+    pub fn builder(input: Input) -> ImportConfigBuilder {
+        ImportConfigBuilder {
+            input,
+            read: ReadOptions::default(),
+            drop_unmapped: false,
+            update_only: false,
+            clear_empty: false,
+            api: Api::Batch,
+            endpoint: Endpoint::Region(Region::Us),
+            credentials: None,
+            ca_cert: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            rate: DEFAULT_RATE,
+            fixed_rate: false,
+            throttle_budget_s: DEFAULT_THROTTLE_BUDGET_S,
+            max_retries: DEFAULT_MAX_RETRIES,
+            timeout_s: DEFAULT_TIMEOUT_S,
+            backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),
+            backoff_cap: Duration::from_millis(DEFAULT_BACKOFF_CAP_MS),
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            batch_size: None,
+            flush_after: Duration::from_millis(DEFAULT_FLUSH_MS),
+            rejects: None,
+            errors: None,
+            summary: None,
+            dry_run: false,
+            state: None,
+            full: false,
+            progress: ProgressMode::Log,
+        }
+    }
+}
+
+impl ImportConfigBuilder {
+    /// How to read the input and find the people in it.
+    pub fn read(mut self, read: ReadOptions) -> Self {
+        self.read = read;
+        self
+    }
+
+    /// Keep only the columns the mapping names (needs a mapping).
+    pub fn drop_unmapped(mut self, on: bool) -> Self {
+        self.drop_unmapped = on;
+        self
+    }
+
+    /// Update existing people only (`_update: true`); never create anyone.
+    pub fn update_only(mut self, on: bool) -> Self {
+        self.update_only = on;
+        self
+    }
+
+    /// Send empty cells as `""` to clear the attribute, instead of leaving them out.
+    pub fn clear_empty(mut self, on: bool) -> Self {
+        self.clear_empty = on;
+        self
+    }
+
+    /// The API that carries the people (default: batch).
+    pub fn api(mut self, api: Api) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// The workspace's region (default: US); replaces an endpoint set before.
+    pub fn region(mut self, region: Region) -> Self {
+        self.endpoint = Endpoint::Region(region);
+        self
+    }
+
+    /// A base URL instead of the region's (https, or http for loopback hosts only).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Endpoint::Given(url.into());
+        self
+    }
+
+    /// A base URL the program chose itself (a local sandbox's), taken without the checks.
+    pub fn resolved_endpoint(mut self, url: reqwest::Url) -> Self {
+        self.endpoint = Endpoint::Resolved(url);
+        self
+    }
+
+    /// Site id and API key (required unless it is a dry run).
+    pub fn credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// An extra trusted root certificate (PEM).
+    pub fn ca_cert(mut self, path: Option<PathBuf>) -> Self {
+        self.ca_cert = path;
+        self
+    }
+
+    /// Requests in flight at most.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// The ceiling of the closed-loop rate, in requests per second (0 = no ceiling).
+    pub fn rate(mut self, per_second: u32) -> Self {
+        self.rate = per_second;
+        self
+    }
+
+    /// Pace at exactly the rate (open loop).
+    pub fn fixed_rate(mut self, on: bool) -> Self {
+        self.fixed_rate = on;
+        self
+    }
+
+    /// Seconds a request retries 429s while nothing at all is acknowledged.
+    pub fn throttle_budget_secs(mut self, seconds: f64) -> Self {
+        self.throttle_budget_s = seconds;
+        self
+    }
+
+    /// Retries after the first attempt.
+    pub fn max_retries(mut self, n: usize) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Timeout of one request, in seconds.
+    pub fn timeout_secs(mut self, seconds: f64) -> Self {
+        self.timeout_s = seconds;
+        self
+    }
+
+    /// The first backoff delay.
+    pub fn backoff_base(mut self, d: Duration) -> Self {
+        self.backoff_base = d;
+        self
+    }
+
+    /// The largest backoff delay.
+    pub fn backoff_cap(mut self, d: Duration) -> Self {
+        self.backoff_cap = d;
+        self
+    }
+
+    /// The batch body cap in bytes.
+    pub fn batch_bytes(mut self, n: usize) -> Self {
+        self.batch_bytes = n;
+        self
+    }
+
+    /// A cap on operations per batch.
+    pub fn batch_size(mut self, n: Option<usize>) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// How long a partial batch waits for a new row before it is sent.
+    pub fn flush_after(mut self, d: Duration) -> Self {
+        self.flush_after = d;
+        self
+    }
+
+    /// The rejects file (default: named after the input, next to it).
+    pub fn rejects(mut self, path: Option<PathBuf>) -> Self {
+        self.rejects = path;
+        self
+    }
+
+    /// The errors file (default: named after the input, next to it).
+    pub fn errors(mut self, path: Option<PathBuf>) -> Self {
+        self.errors = path;
+        self
+    }
+
+    /// Where the summary JSON goes, if anywhere.
+    pub fn summary(mut self, path: Option<PathBuf>) -> Self {
+        self.summary = path;
+        self
+    }
+
+    /// Read, convert and validate only; send nothing (no credentials needed).
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+
+    /// The ledger (SQLite) for delta syncs and resume.
+    pub fn state(mut self, path: Option<PathBuf>) -> Self {
+        self.state = path;
+        self
+    }
+
+    /// With a ledger: send every row anyway and refresh it.
+    pub fn full(mut self, on: bool) -> Self {
+        self.full = on;
+        self
+    }
+
+    /// How progress is shown.
+    pub fn progress(mut self, mode: ProgressMode) -> Self {
+        self.progress = mode;
+        self
+    }
+
+    /// The settings, once every one of them is checked; the first problem otherwise, naming
+    /// the option and the fix.
+    pub fn build(self) -> Result<ImportConfig, ConfigError> {
+        let reading = self.read.resolve(&self.input)?;
+        let mut mapping = reading.mapping;
+        match mapping.as_mut() {
+            Some(m) => m.drop_unmapped |= self.drop_unmapped,
+            None if self.drop_unmapped => return Err(ConfigError::DropUnmappedWithoutMapping),
+            None => {}
+        }
+        let endpoint = match self.endpoint {
+            Endpoint::Resolved(url) => url,
+            Endpoint::Given(raw) => track::check_endpoint(&raw).map_err(ConfigError::Endpoint)?,
+            Endpoint::Region(r) => {
+                track::check_endpoint(r.base_url()).map_err(ConfigError::Endpoint)?
+            }
+        };
+        if !self.dry_run && self.credentials.is_none() {
+            return Err(ConfigError::NoCredentials);
+        }
+        if self.full && self.state.is_none() {
+            return Err(ConfigError::FullWithoutState);
+        }
+        // Checked before converting: a number such as 1e20 has no Duration (it would panic).
+        let timeout = seconds("--timeout", self.timeout_s, TIMEOUT_S, "30")?;
+        let throttle_budget = seconds(
+            "--throttle-budget",
+            self.throttle_budget_s,
+            THROTTLE_BUDGET_S,
+            "300",
+        )?;
+        let mut cfg = ImportConfig::new(self.input, reading.format, endpoint);
+        cfg.delimiter = reading.delimiter;
+        cfg.convert = ConvertOptions {
+            id_kind: reading.id_kind,
+            id_column: reading.id_column,
+            api: self.api,
+            hash: self.state.is_some(),
+            mapping: mapping.map(Arc::new),
+            clear_empty: self.clear_empty,
+            update_only: self.update_only,
+        };
+        cfg.state = self.state;
+        cfg.full = self.full;
+        cfg.credentials = self.credentials;
+        cfg.ca_cert = self.ca_cert;
+        cfg.concurrency = self.concurrency;
+        cfg.rate = self.rate;
+        cfg.fixed_rate = self.fixed_rate;
+        cfg.throttle_budget = throttle_budget;
+        cfg.max_retries = self.max_retries;
+        cfg.timeout = timeout;
+        cfg.backoff_base = self.backoff_base;
+        cfg.backoff_cap = self.backoff_cap;
+        cfg.batch_bytes = self.batch_bytes;
+        cfg.batch_size = self.batch_size;
+        cfg.flush_after = self.flush_after;
+        if let Some(p) = self.rejects {
+            cfg.rejects = p;
+        }
+        if let Some(p) = self.errors {
+            cfg.errors = p;
+        }
+        cfg.summary = self.summary;
+        cfg.dry_run = self.dry_run;
+        cfg.progress = self.progress;
+        // The same checks the engine makes before it runs, here so that the message comes
+        // before anything is opened.
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -425,6 +956,137 @@ mod tests {
                 "{option}: {e}"
             );
             assert!(e.to_string().starts_with(option), "{e}");
+        }
+    }
+
+    /// A builder for a dry run of `dir/p.csv` (which exists), reports in `dir`.
+    fn builder(dir: &Path) -> ImportConfigBuilder {
+        let input = dir.join("p.csv");
+        std::fs::write(&input, "id\n1\n").expect("a temporary file");
+        ImportConfig::builder(Input::Path(input))
+            .dry_run(true)
+            .rejects(Some(dir.join("r.csv")))
+            .errors(Some(dir.join("e.csv")))
+    }
+
+    #[test]
+    fn the_builder_defaults_are_those_of_new_and_of_the_engine() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let built = builder(dir.path()).build().expect("the defaults pass");
+        let new = ImportConfig::new(
+            built.input.clone(),
+            Format::Csv,
+            reqwest::Url::parse(Region::Us.base_url()).expect("a valid URL"),
+        );
+        assert_eq!(built.endpoint, new.endpoint);
+        assert_eq!(
+            (built.concurrency, built.rate, built.max_retries),
+            (new.concurrency, new.rate, new.max_retries)
+        );
+        assert_eq!(
+            (built.timeout, built.throttle_budget, built.flush_after),
+            (new.timeout, new.throttle_budget, new.flush_after)
+        );
+        assert_eq!(
+            (built.backoff_base, built.backoff_cap, built.batch_bytes),
+            (new.backoff_base, new.backoff_cap, new.batch_bytes)
+        );
+        assert_eq!(
+            new.throttle_budget,
+            Duration::from_secs_f64(DEFAULT_THROTTLE_BUDGET_S)
+        );
+        assert_eq!((built.format, built.delimiter), (Format::Csv, b','));
+        assert_eq!(built.convert.id_column, "id");
+    }
+
+    #[test]
+    fn the_builder_resolves_what_it_is_given() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let cfg = builder(dir.path())
+            .read(ReadOptions {
+                delimiter: Some("tab".into()),
+                identify_by: Some(IdKind::Email),
+                mapping: Some(MappingSource::Preset("mailchimp".into())),
+                ..ReadOptions::default()
+            })
+            .region(Region::Eu)
+            .api(Api::V1)
+            .state(Some(dir.path().join("s.db")))
+            .full(true)
+            .timeout_secs(0.5)
+            .build()
+            .expect("valid settings");
+        assert_eq!(cfg.delimiter, b'\t');
+        assert_eq!(cfg.convert.id_kind, IdKind::Email);
+        assert_eq!(cfg.convert.id_column, "email");
+        assert_eq!(cfg.convert.api, Api::V1);
+        assert!(cfg.convert.hash && cfg.convert.mapping.is_some() && cfg.full);
+        assert_eq!(cfg.endpoint.as_str(), "https://track-eu.customer.io/");
+        assert_eq!(cfg.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_builder_refuses_bad_values_naming_the_option() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let d = dir.path();
+        type Change = fn(ImportConfigBuilder, &Path) -> ImportConfigBuilder;
+        let cases: Vec<(&str, Change)> = vec![
+            ("--rate", |b, _| b.rate(100_001)),
+            ("--concurrency", |b, _| b.concurrency(0)),
+            ("--timeout", |b, _| b.timeout_secs(f64::NAN)),
+            ("--timeout", |b, _| b.timeout_secs(1e20)),
+            ("--throttle-budget", |b, _| b.throttle_budget_secs(0.5)),
+            ("--batch-size", |b, _| b.batch_size(Some(0))),
+            ("--backoff-cap-ms", |b, _| {
+                b.backoff_base(Duration::from_secs(5))
+                    .backoff_cap(Duration::from_secs(1))
+            }),
+            ("--delimiter ';;'", |b, _| {
+                b.read(ReadOptions {
+                    delimiter: Some(";;".into()),
+                    ..ReadOptions::default()
+                })
+            }),
+            ("--delimiter 'é'", |b, _| {
+                b.read(ReadOptions {
+                    delimiter: Some("é".into()),
+                    ..ReadOptions::default()
+                })
+            }),
+            ("--preset nope: no such preset (there are: ", |b, _| {
+                b.read(ReadOptions {
+                    mapping: Some(MappingSource::Preset("nope".into())),
+                    ..ReadOptions::default()
+                })
+            }),
+            ("--mapping ", |b, d| {
+                b.read(ReadOptions {
+                    mapping: Some(MappingSource::File(d.join("missing.toml"))),
+                    ..ReadOptions::default()
+                })
+            }),
+            ("--drop-unmapped needs --mapping", |b, _| {
+                b.drop_unmapped(true)
+            }),
+            ("--full needs --state", |b, _| b.full(true)),
+            ("--endpoint 'http://example.com'", |b, _| {
+                b.endpoint("http://example.com")
+            }),
+            ("no credentials: set CUSTOMERIO_SITE_ID", |b, _| {
+                b.dry_run(false)
+            }),
+            // Conflicting outputs: a report that is the input, the ledger or another report.
+            ("--rejects", |b, d| b.rejects(Some(d.join("p.csv")))),
+            ("--errors", |b, d| b.errors(Some(d.join("r.csv")))),
+            ("--summary", |b, d| b.summary(Some(d.join("e.csv")))),
+            ("--rejects", |b, d| {
+                b.state(Some(d.join("s.db")))
+                    .rejects(Some(d.join("s.db-wal")))
+            }),
+        ];
+        for (start, change) in cases {
+            let e = change(builder(d), d).build().expect_err(start).to_string();
+            assert!(e.starts_with(start), "{start}: {e}");
         }
     }
 

@@ -4,12 +4,11 @@
 //! delimiter or the identifier was not chosen and the default does not fit, a file is read
 //! again with a better guess (said in the notes).
 
-use crate::cli::InspectArgs;
+use crate::config::{ConfigError, ReadOptions};
 use crate::convert::{ConvertOptions, Converter};
-use crate::exit;
 use crate::mapping::{snake_case, Mapping};
 use crate::record::{IdKind, Identifier};
-use crate::source::{self, Format, Input, Item, Rows};
+use crate::source::{self, Format, Input, Item, Rows, SourceError};
 use crate::track::Api;
 use crate::validate::{MAX_ATTRIBUTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use serde::Serialize;
@@ -197,15 +196,26 @@ fn reason_of(message: &str) -> String {
     out.chars().take(120).collect()
 }
 
-/// Runs `inspect`; returns the exit code.
-pub fn run(args: &InspectArgs) -> u8 {
-    match inspect(args) {
-        Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE_OR_IO
-        }
-    }
+/// What to inspect and how.
+#[derive(Clone, Debug)]
+pub struct InspectOptions {
+    /// The file, or stdin.
+    pub input: Input,
+    /// How to read it; what is left unset is guessed, and a better guess said in the notes.
+    pub read: ReadOptions,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
+/// Why an inspection could not be made or finished.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The reading options or the mapping.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The input could not be opened or read (a report printed covers what was read before).
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// How a pass reads the input and finds the people in it.
@@ -229,15 +239,14 @@ struct Pass {
     missing: u64,
     duplicates: u64,
     bytes: u64,
-    read_error: Option<String>,
+    read_error: Option<SourceError>,
 }
 
 /// One streaming pass: column statistics, identifier coverage, invalid rows.
-fn scan(input: &Input, plan: &Plan) -> Result<Pass, String> {
-    let opened = source::open(input).map_err(|e| e.to_string())?;
+fn scan(input: &Input, plan: &Plan) -> Result<Pass, SourceError> {
+    let opened = source::open(input)?;
     let bytes_read = opened.bytes_read.clone();
-    let mut rows = Rows::new(opened, plan.format, plan.delimiter, &input.display())
-        .map_err(|e| e.to_string())?;
+    let mut rows = Rows::new(opened, plan.format, plan.delimiter, &input.display())?;
     let header: Option<Vec<String>> = rows.csv_header().map(|h| h.names.clone());
     let mut opts = ConvertOptions::new(plan.kind, &plan.id_column, Api::Batch);
     opts.mapping = plan.mapping.clone();
@@ -259,7 +268,7 @@ fn scan(input: &Input, plan: &Plan) -> Result<Pass, String> {
         let item = match item {
             Ok(i) => i,
             Err(e) => {
-                read_error = Some(e.to_string());
+                read_error = Some(e);
                 break;
             }
         };
@@ -387,14 +396,12 @@ fn delimiter_word(d: u8) -> String {
     }
 }
 
-fn inspect(args: &InspectArgs) -> Result<(), String> {
+/// Runs `inspect`: prints the report on stdout (as far as the input could be read).
+pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
     let started = Instant::now();
-    let input = Input::from_arg(&args.input);
-    let reading = args.read.resolve(&input).map_err(|e| e.0)?;
-    let mapping_text =
-        crate::cli::load_mapping(args.read.mapping.as_deref(), args.read.preset.as_deref())
-            .map_err(|e| e.0)?
-            .map(|(text, _)| text);
+    let input = args.input.clone();
+    let reading = args.read.resolve(&input)?;
+    let mapping_text = reading.mapping_text;
     let delimiter_chosen = args.read.delimiter.is_some()
         || reading
             .mapping
@@ -506,7 +513,7 @@ fn inspect(args: &InspectArgs) -> Result<(), String> {
         print!("{}", human(&report, valid));
     }
     match pass.read_error {
-        Some(e) => Err(e),
+        Some(e) => Err(InspectError::Source(e)),
         None => Ok(()),
     }
 }
@@ -542,7 +549,11 @@ const SUGGESTED_HEADER: &str =
 
 /// The reading options a suggestion must carry so that `import --mapping` alone reads the
 /// file as this inspection did: (key, value).
-fn reading_options(plan: &Plan, args: &InspectArgs, input: &Input) -> Vec<(&'static str, String)> {
+fn reading_options(
+    plan: &Plan,
+    args: &InspectOptions,
+    input: &Input,
+) -> Vec<(&'static str, String)> {
     let mut o = Vec::new();
     if args.read.format.is_some() {
         o.push(("format", plan.format.extension().to_string()));
@@ -555,7 +566,7 @@ fn reading_options(plan: &Plan, args: &InspectArgs, input: &Input) -> Vec<(&'sta
 
 /// A mapping from scratch: snake_case names, the inferred types of CSV columns, the identifier
 /// under its new name.
-fn suggest(stats: &[ColumnStats], plan: &Plan, args: &InspectArgs, input: &Input) -> String {
+fn suggest(stats: &[ColumnStats], plan: &Plan, args: &InspectOptions, input: &Input) -> String {
     let mut targets: Vec<String> = Vec::with_capacity(stats.len());
     let mut used: HashSet<String> = stats.iter().map(|s| s.name.clone()).collect();
     for s in stats {
@@ -604,7 +615,7 @@ fn suggest(stats: &[ColumnStats], plan: &Plan, args: &InspectArgs, input: &Input
 
 /// The mapping in use (a preset or `--mapping`), with the identifier and reading options this
 /// inspection used: as written when they already match, else rewritten with them.
-fn suggest_from_mapping(text: &str, plan: &Plan, args: &InspectArgs, input: &Input) -> String {
+fn suggest_from_mapping(text: &str, plan: &Plan, args: &InspectOptions, input: &Input) -> String {
     let mut wanted = vec![
         ("identify_by", plan.kind.as_str().to_string()),
         ("id_column", plan.id_column.clone()),

@@ -2,7 +2,8 @@
 //! paced to the rate limit, retried, and with every row accounted for.
 //!
 //! The binary is a thin shell over [`pipeline::run`]; an embedder builds an
-//! [`config::ImportConfig`] and calls it. [`sandbox`] is a local stand-in for the Track API.
+//! [`config::ImportConfig`] (with [`ImportConfig::builder`], which checks every setting) and
+//! calls it. [`sandbox`] is a local stand-in for the Track API.
 
 pub mod cli;
 pub mod config;
@@ -10,7 +11,6 @@ pub mod convert;
 pub mod event_id;
 pub mod exit;
 pub mod inspect;
-pub mod job;
 pub mod json_object;
 pub mod ledger;
 pub mod mapping;

@@ -23,5 +23,9 @@ fn main() -> ExitCode {
     // about 20% of the CPU-bound ceiling, which the API's rate limit never reaches.
     // SAFETY: a plain C call that sets an integer option, made before any other thread exists.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    ExitCode::from(cio_import::cli::main())
+    let code = match cio_import::cli::parse() {
+        Ok(cli) => cio_import::cli::run(cli),
+        Err(code) => code,
+    };
+    ExitCode::from(code)
 }

@@ -1,0 +1,289 @@
+//! `cio-import import FILE`: the import options (declared once, here, for the command line
+//! and the `sync` job files alike), their conversion into a checked [`ImportConfig`], and the
+//! run itself (with `--sandbox`, a local stand-in started first).
+
+use super::read::ReadArgs;
+use super::{watch_signals, UsageError};
+use crate::config::{self, ImportConfig};
+use crate::exit;
+use crate::report::progress::ProgressMode;
+use crate::sandbox::{self, Sandbox, SandboxConfig};
+use crate::secret::{ApiKey, Credentials};
+use crate::source::Input;
+use crate::stop::Stop;
+use crate::track::{Api, Region};
+use anyhow::anyhow;
+use clap::{Args, ValueEnum};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `--api`
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ApiArg {
+    /// POST /api/v2/batch, many people per request.
+    Batch,
+    /// PUT /api/v1/customers/{id}, one person per request.
+    V1,
+}
+
+impl From<ApiArg> for Api {
+    fn from(a: ApiArg) -> Api {
+        match a {
+            ApiArg::Batch => Api::Batch,
+            ApiArg::V1 => Api::V1,
+        }
+    }
+}
+
+/// `--region`
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RegionArg {
+    /// track.customer.io
+    Us,
+    /// track-eu.customer.io
+    Eu,
+}
+
+impl From<RegionArg> for Region {
+    fn from(r: RegionArg) -> Region {
+        match r {
+            RegionArg::Us => Region::Us,
+            RegionArg::Eu => Region::Eu,
+        }
+    }
+}
+
+/// `--empty`
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmptyArg {
+    /// Leave empty cells out (Customer.io's "ignore empty values").
+    Ignore,
+    /// Send them as "" to clear the attribute ("nullify"); an empty created_at is left out.
+    Clear,
+}
+
+/// Options of `import`: the one declaration of the import options. A `sync` job file takes
+/// the same options as keys (`rate = 50` for `--rate 50`), read from this declaration, and
+/// the command line becomes an [`ImportConfig`] through [`ImportArgs::config`].
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The input file (.csv, .tsv, .jsonl, .ndjson, optionally .gz), or - for stdin.
+    #[arg(required_unless_present = "print_mapping")]
+    pub input: Option<PathBuf>,
+    /// How to read it.
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Print the mapping (of --preset or --mapping) as a file to start editing from, and exit.
+    #[arg(long)]
+    pub print_mapping: bool,
+    /// Keep only the columns the mapping names.
+    #[arg(long)]
+    pub drop_unmapped: bool,
+    /// Update existing people only (`_update: true`); never create anyone.
+    #[arg(long)]
+    pub update_only: bool,
+    /// What an empty cell does.
+    #[arg(long, value_enum, default_value = "ignore")]
+    pub empty: EmptyArg,
+    /// The API to use.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub api: ApiArg,
+    /// Customer.io region of the workspace.
+    #[arg(long, value_enum, default_value = "us")]
+    pub region: RegionArg,
+    /// Base URL instead of the region's (http:// only for loopback hosts).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Trust this extra root certificate (PEM), e.g. a TLS-inspecting proxy's or the sandbox's.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Start a local sandbox and import into it (no account needed).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub sandbox: bool,
+    /// Requests in flight at most (1 to 1000).
+    #[arg(long, default_value_t = config::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Most requests per second, all workers and retries together: the ceiling of the
+    /// closed-loop rate, which follows the server's 429s (0 = no ceiling; at most 100000).
+    #[arg(long, default_value_t = config::DEFAULT_RATE)]
+    pub rate: u32,
+    /// Pace at exactly --rate (open loop, every worker paused on a 429), for a known limit.
+    #[arg(long)]
+    pub fixed_rate: bool,
+    /// Seconds a request keeps retrying 429s while nothing at all is acknowledged (1 to 86400).
+    #[arg(long, default_value_t = config::DEFAULT_THROTTLE_BUDGET_S)]
+    pub throttle_budget: f64,
+    /// Retries after the first attempt, for 408/429/5xx/timeouts/connection errors (0 to 100).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_RETRIES)]
+    pub max_retries: usize,
+    /// Timeout of one request, in seconds (0.001 to 3600).
+    #[arg(long, default_value_t = config::DEFAULT_TIMEOUT_S)]
+    pub timeout: f64,
+    /// Batch request body cap in bytes (1000 to 500000).
+    #[arg(long, default_value_t = config::DEFAULT_BATCH_BYTES)]
+    pub batch_bytes: usize,
+    /// Cap on operations per batch request (1 to 100000).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Send a partial batch after this many milliseconds without a new row.
+    #[arg(long, default_value_t = config::DEFAULT_FLUSH_MS, hide = true)]
+    pub flush_ms: u64,
+    /// First backoff delay in milliseconds.
+    #[arg(long, default_value_t = config::DEFAULT_BACKOFF_BASE_MS, hide = true)]
+    pub backoff_base_ms: u64,
+    /// Largest backoff delay in milliseconds.
+    #[arg(long, default_value_t = config::DEFAULT_BACKOFF_CAP_MS, hide = true)]
+    pub backoff_cap_ms: u64,
+    /// Where this run's failed rows go, verbatim; a run without failures removes the file
+    /// (default: <input file name>.rejects.<csv|jsonl> next to the input, e.g. customers.csv.rejects.csv; stdin.rejects.* for stdin).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Where the reasons go; replaced by each run like --rejects
+    /// (default: <input file name>.errors.csv next to the input, e.g. customers.csv.errors.csv; stdin.errors.csv for stdin).
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Read, convert and validate everything; send nothing; no credentials needed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A local ledger (SQLite): rows unchanged since they were last acknowledged are skipped,
+    /// and a killed run resumes where it stopped.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// With --state: send every row anyway and refresh the ledger.
+    #[arg(long, requires = "state")]
+    pub full: bool,
+    /// No progress bar; a status line in the log every 10 seconds instead.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl ImportArgs {
+    /// Checked settings: every flag goes through [`config::ImportConfigBuilder`].
+    /// `endpoint_override` replaces the region/endpoint (for `--sandbox`).
+    pub fn config(
+        &self,
+        credentials: Option<Credentials>,
+        endpoint_override: Option<reqwest::Url>,
+    ) -> Result<ImportConfig, UsageError> {
+        let input = self.input.as_ref().ok_or(UsageError::MissingInput)?;
+        let builder = ImportConfig::builder(Input::from_arg(input))
+            .read(self.read.options())
+            .drop_unmapped(self.drop_unmapped)
+            .update_only(self.update_only)
+            .clear_empty(self.empty == EmptyArg::Clear)
+            .api(self.api.into());
+        let builder = match (endpoint_override, &self.endpoint) {
+            (Some(url), _) => builder.resolved_endpoint(url),
+            (None, Some(e)) => builder.endpoint(e.clone()),
+            (None, None) => builder.region(self.region.into()),
+        };
+        let progress = if !self.quiet && std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Log
+        };
+        let cfg = builder
+            .credentials(credentials)
+            .ca_cert(self.ca_cert.clone())
+            .concurrency(self.concurrency)
+            .rate(self.rate)
+            .fixed_rate(self.fixed_rate)
+            .throttle_budget_secs(self.throttle_budget)
+            .max_retries(self.max_retries)
+            .timeout_secs(self.timeout)
+            .backoff_base(Duration::from_millis(self.backoff_base_ms))
+            .backoff_cap(Duration::from_millis(self.backoff_cap_ms))
+            .batch_bytes(self.batch_bytes)
+            .batch_size(self.batch_size)
+            .flush_after(Duration::from_millis(self.flush_ms))
+            .rejects(self.rejects.clone())
+            .errors(self.errors.clone())
+            .summary(self.summary.clone())
+            .dry_run(self.dry_run)
+            .state(self.state.clone())
+            .full(self.full)
+            .progress(progress)
+            .build()?;
+        Ok(cfg)
+    }
+}
+
+/// `--print-mapping`: the mapping of `--preset` or `--mapping`, as a file to edit.
+fn print_mapping(read: &ReadArgs) -> anyhow::Result<u8> {
+    match config::load_mapping(read.mapping_source().as_ref())? {
+        Some((text, _)) => {
+            print!("{text}");
+            Ok(exit::SUCCESS)
+        }
+        None => Err(UsageError::PrintMappingWithoutMapping.into()),
+    }
+}
+
+/// Runs an import (or prints the mapping); the exit code is the run's.
+pub(super) async fn run(
+    args: ImportArgs,
+    env_credentials: Option<Credentials>,
+) -> anyhow::Result<u8> {
+    if args.print_mapping {
+        return print_mapping(&args.read);
+    }
+    let stop = Stop::new();
+    watch_signals(stop.clone());
+    let mut sandbox: Option<Sandbox> = None;
+    let (credentials, endpoint) = if args.sandbox {
+        let creds = env_credentials.unwrap_or(Credentials {
+            site_id: "sandbox-site".into(),
+            api_key: ApiKey::new("sandbox-key"),
+        });
+        let cfg = SandboxConfig {
+            credentials: Some(creds.clone()),
+            latency: Duration::from_millis(50),
+            fail_rate: 0.02,
+            ..SandboxConfig::default()
+        };
+        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let s = Sandbox::start(cfg, bind, None)
+            .await
+            .map_err(|e| anyhow!("cannot start the sandbox: {e}"))?;
+        eprintln!(
+            "sandbox: a local stand-in for the Track API at {} (50 ms latency, 100 req/s limit, 2% injected 5xx)",
+            s.url
+        );
+        let url = reqwest::Url::parse(&s.url).ok();
+        sandbox = Some(s);
+        (Some(creds), url)
+    } else {
+        (env_credentials, None)
+    };
+    let cfg = args.config(credentials, endpoint)?;
+    let summary_path = cfg.summary.clone();
+    let input_for_save = match &cfg.input {
+        Input::Path(p) => Some(p.clone()),
+        Input::Stdin => None,
+    };
+    let mut summary = crate::pipeline::run(cfg, stop).await;
+    if let Some(path) = &summary_path {
+        if let Err(e) = summary.write_json(path) {
+            eprintln!("error: {e}");
+            summary.exit_code = summary.exit_code.max(exit::USAGE_OR_IO);
+        }
+    }
+    eprint!("{}", summary.table());
+    if let Some(s) = sandbox {
+        let path = sandbox::default_save_path(input_for_save.as_deref());
+        match s.save_people(&path) {
+            Ok(n) => eprintln!("sandbox: {n} people received; saved to {}", path.display()),
+            Err(e) => eprintln!(
+                "sandbox: could not save the people to {}: {e}",
+                path.display()
+            ),
+        }
+        s.shutdown().await;
+    }
+    Ok(summary.exit_code)
+}
