@@ -12,13 +12,30 @@
 //! to climb back to it. The curve is concave below `W` (a quick recovery, then a slow approach),
 //! nearly flat around `W` (careful probing where the last 429 was), and convex beyond it (once
 //! the old limit is passed without a 429, the limit has moved and growth speeds up). That is
-//! the shape the issue asks for, so this module uses it, with two changes:
-//! - `C` scales with `W` (`C = (1 - BETA) W / K^3`): the time to recover is `K` seconds at
-//!   30 req/s and at 3,000, instead of AWS's fixed `C = 0.4` tuned for small rates.
-//! - `K` grows with the server's `Retry-After`: a probe that fails with `Retry-After: 1`
-//!   costs a whole second of holding the bucket, so the controller probes that much more
-//!   rarely (`K = K0 + HOLD_K * retry_after`). Without `Retry-After` a failed probe costs a
-//!   few 429s and probing can be brisk, which also lets the rate follow a rising limit fast.
+//! the shape the issue asks for, so this module uses it, with these changes, each measured
+//! against a stand-in server (README, Benchmarks, 8):
+//! - The plateau sits `HEADROOM` (10%) below `W`, not at it. The quota is shared with the
+//!   customer's live traffic; a plateau at the limit keeps the server's burst empty, and the
+//!   live traffic's own bursts then draw the 429s.
+//! - The curve's scale `C` is the climb from the cut back to the plateau, but at least a
+//!   tenth of `W` over `K^3` (`PROBE`): it scales with the rate (the time to recover is `K`
+//!   seconds at 30 req/s and at 3,000, instead of AWS's fixed `C = 0.4` tuned for small rates),
+//!   and however small the cut, the rate still probes upward after `K`.
+//! - The size of the cut depends on what the 429 says:
+//!   - The first 429 of a run halves the rate (`BETA_FIRST`, as TCP leaving slow start):
+//!     `--rate` was a guess nobody checked.
+//!   - When the server admitted fewer requests over the last unheld second than the rate that
+//!     drew the 429, that admitted rate is `W`, and the cut below it is small
+//!     (`BETA_ADMITTED`): the server sustains it.
+//!   - Otherwise 30% (`BETA`), as the AWS SDKs.
+//! - `Retry-After` changes the shape. Every failed probe then costs a whole second (or more) of
+//!   holding the bucket, so probing must be rare and shallow: the cut is small (`BETA_HELD`),
+//!   growth is convex only (flat near the cut, then probing upward, instead of a quick climb
+//!   back to a rate already known to fail), and `K = K0 + HOLD_K * retry_after` (22.5 s at
+//!   `Retry-After: 1`). A 429 soon after growth restarted (`QUICK`) means the rate is still far
+//!   above the limit: that cut is bigger (`BETA_HELD_QUICK`). Without `Retry-After` a failed
+//!   probe costs a few 429s and probing can be brisk, which also lets the rate follow a
+//!   rising limit within seconds.
 //!
 //! One cut per congestion episode: every request carries the controller's epoch at the moment
 //! it went out; only a 429 for a request sent since the last cut cuts again (as TCP reacts once
@@ -40,17 +57,54 @@ use tokio::time::Instant;
 
 /// The multiplicative cut: the rate after a 429 is this share of the rate that drew it.
 pub const BETA: f64 = 0.7;
-/// The cut when the server also asked for a pause (`Retry-After`): the hold has already
-/// emptied the queue at the server, so the rate needs less of a cut to drain it.
-pub const BETA_HELD: f64 = 0.8;
-/// Seconds to climb back to the last 429 rate when the server gave no `Retry-After`.
-pub const K0: f64 = 1.5;
+/// The first cut of a run: the rate was `--rate`, a guess nobody checked, and the server
+/// refused it at once, so the search starts with a halving (as TCP leaves slow start).
+pub const BETA_FIRST: f64 = 0.5;
+/// The cut below the rate the server admitted over the last second, when that was lower
+/// than the rate that drew the 429: the server sustains that rate, so a small cut drains it.
+pub const BETA_ADMITTED: f64 = 0.9;
+/// The cut when the server also asked for a pause (`Retry-After`) and the rate had held
+/// for a while before the 429: the limit is close, and every failed probe costs a hold.
+pub const BETA_HELD: f64 = 0.95;
+/// The cut when a `Retry-After` 429 came soon after growth (re)started (see [`QUICK`]):
+/// the rate is still far above the limit, so the search takes a bigger step.
+pub const BETA_HELD_QUICK: f64 = 0.7;
+/// A 429 within this many seconds of the start of growth is "quick": the excess over the
+/// limit drained the server's burst fast, so the excess is large.
+pub const QUICK: f64 = 2.0;
+/// Headroom: the plateau sits this share below the rate that drew the last 429. The quota
+/// is shared with the customer's live traffic, whose bursts need the server's burst to be
+/// there; a plateau right at the limit keeps the server's bucket empty.
+pub const HEADROOM: f64 = 0.1;
+/// The least headroom, when 429s come only from probes above the plateau.
+pub const HEADROOM_MIN: f64 = 0.05;
+/// The most headroom, when 429s keep coming at the plateau (busy shared quota).
+pub const HEADROOM_MAX: f64 = 0.25;
+/// The least amplitude of the growth curve, as a share of the rate that drew the last 429:
+/// however small the cut, the rate probes this far above the plateau `K` seconds later.
+pub const PROBE: f64 = 0.1;
+/// Seconds to climb back to the plateau when the server gave no `Retry-After`.
+pub const K0: f64 = 2.0;
 /// Extra seconds of recovery per second of `Retry-After` (a failed probe costs that hold).
-pub const HOLD_K: f64 = 8.0;
+pub const HOLD_K: f64 = 20.0;
 /// The lowest rate the controller goes down to, in requests per second.
 pub const FLOOR: f64 = 1.0;
 /// Longest sleep of the waiting head before it looks at the rate again (the rate grows).
 const RECHECK: Duration = Duration::from_millis(50);
+
+/// What the controller saw when a 429 came: the inputs of [`Law::cut`].
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    /// The rate of the bucket when the 429 came.
+    pub current: f64,
+    /// The rate actually used over the last (unheld) second, when known.
+    pub measured: Option<f64>,
+    /// The requests the server answered with something other than 429 over the last full,
+    /// unheld second, when known.
+    pub admitted: Option<f64>,
+    /// Seconds the rate had been growing since the previous cut or hold.
+    pub grown: f64,
+}
 
 /// The rate law and its state (no clock of its own: every method takes `now`).
 #[derive(Debug, Clone)]
@@ -58,10 +112,20 @@ pub struct Law {
     ceiling: Option<f64>,
     /// The rate that drew the last 429 (`W`); infinite while unlimited and never cut.
     w_max: f64,
+    /// Where growth flattens: a little below `w_max` (see [`HEADROOM`]).
+    plateau: f64,
+    /// The plateau's share below `w_max`; grows when 429s come at the plateau (someone else
+    /// spends the quota), shrinks when they come only while probing above it.
+    headroom: f64,
     /// The rate right after the last cut.
     r0: f64,
-    /// Seconds to climb from `r0` back to `w_max`; 0 before the first cut.
+    /// Seconds to climb from `r0` back to the plateau; 0 before the first cut.
     k: f64,
+    /// Whether `w_max` was measured (a cut after the first), not the ceiling's guess.
+    w_known: bool,
+    /// Whether growth is convex only (after a `Retry-After` cut): flat near `r0`, then
+    /// probing upward, instead of CUBIC's quick concave climb back.
+    convex_only: bool,
     /// When growth (re)started: the last cut, or the end of its hold.
     origin: Instant,
 }
@@ -73,8 +137,12 @@ impl Law {
         Law {
             ceiling,
             w_max: start,
+            plateau: start,
+            headroom: HEADROOM,
             r0: start,
             k: 0.0,
+            convex_only: false,
+            w_known: false,
             origin: now,
         }
     }
@@ -82,21 +150,27 @@ impl Law {
     /// The rate at `now`, before the app-limited cap and the ceiling.
     fn raw(&self, now: Instant) -> f64 {
         if self.k <= 0.0 {
-            return self.w_max;
+            return self.plateau;
         }
         let t = now.saturating_duration_since(self.origin).as_secs_f64();
-        let c = (self.w_max - self.r0) / self.k.powi(3);
-        self.w_max + c * (t - self.k).powi(3)
+        // The curve's scale: the climb from `r0` to the plateau, but never less than a tenth
+        // of `w_max`, so that a small cut still probes upward after `k`.
+        let c = (self.plateau - self.r0).max(PROBE * self.w_max) / self.k.powi(3);
+        if self.convex_only {
+            self.r0 + c * t.powi(3)
+        } else {
+            (self.plateau + c * (t - self.k).powi(3)).max(self.r0)
+        }
     }
 
     /// The rate at `now`. `measured` is the rate actually used over the last second, when
-    /// known: beyond the last 429 rate the law grows to at most twice that (no credit for
+    /// known: beyond the plateau the law grows to at most twice that (no credit for
     /// capacity nobody used).
     pub fn rate(&self, now: Instant, measured: Option<f64>) -> f64 {
         let mut r = self.raw(now);
-        if r > self.w_max {
+        if r > self.plateau {
             if let Some(m) = measured {
-                r = r.min(self.w_max.max(2.0 * m));
+                r = r.min(self.plateau.max(2.0 * m));
             }
         }
         if let Some(c) = self.ceiling {
@@ -113,12 +187,16 @@ impl Law {
     pub fn cut(
         &mut self,
         now: Instant,
-        current: f64,
-        measured: Option<f64>,
-        admitted: Option<f64>,
+        seen: Seen,
         retry_after: Option<Duration>,
         resume: Instant,
     ) -> f64 {
+        let Seen {
+            current,
+            measured,
+            admitted,
+            grown,
+        } = seen;
         // When far fewer requests went out than the rate allowed (few rows, slow reader,
         // every worker busy), the rate actually used is what drew the 429.
         let mut w = match measured {
@@ -127,23 +205,47 @@ impl Law {
             _ => 100.0,
         };
         // Overloaded, the server admits about its limit: that is the rate to come back to
-        // (instead of stepping down from a rate far above it one cut at a time).
+        // (instead of stepping down from a rate far above it one cut at a time). It is
+        // already what the server sustains, so the cut below it is smaller.
+        let mut from_admitted = false;
         if let Some(a) = admitted {
             if a >= FLOOR && a < w {
                 w = a;
+                from_admitted = true;
             }
         }
         let w = w.max(FLOOR);
-        let beta = if retry_after.is_some() {
-            BETA_HELD
-        } else {
-            BETA
+        let first = self.k <= 0.0;
+        // After the first cut `w_max` is a measured limit, not the guess of `--rate`: a 429
+        // below the plateau means other traffic spends the quota (leave it more room), one
+        // above it only that this probe went too far (room can shrink).
+        if self.k > 0.0 && self.w_known {
+            self.headroom = if current > self.plateau * 1.001 {
+                (self.headroom * 0.8).max(HEADROOM_MIN)
+            } else {
+                (self.headroom * 1.5).min(HEADROOM_MAX)
+            };
+        }
+        self.w_known = !first;
+        let beta = match retry_after {
+            _ if first => BETA_FIRST,
+            None if from_admitted => BETA_ADMITTED,
+            None => BETA,
+            Some(_) if grown < QUICK => BETA_HELD_QUICK,
+            Some(_) => BETA_HELD,
         };
         self.w_max = w;
         self.r0 = (beta * w).max(FLOOR);
+        self.plateau = (w * (1.0 - self.headroom)).max(self.r0);
+        self.convex_only = retry_after.is_some();
         self.k = K0 + HOLD_K * retry_after.map_or(0.0, |d| d.as_secs_f64().min(10.0));
         self.origin = resume.max(now);
         self.r0
+    }
+
+    /// Seconds since growth (re)started (0 while a hold has not ended yet).
+    pub fn growing_for(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.origin).as_secs_f64()
     }
 
     /// Moves the start of growth to the end of a longer hold.
@@ -153,10 +255,10 @@ impl Law {
         }
     }
 
-    /// Whether the rate is back at the last 429 rate (or the ceiling): the episode is over.
+    /// Whether the rate is back at the plateau (or the ceiling): the episode is over.
     fn recovered(&self, now: Instant, rate: f64) -> bool {
         self.k <= 0.0
-            || rate >= self.w_max * 0.999
+            || rate >= self.plateau * 0.999
             || self.ceiling.is_some_and(|c| rate >= c)
             || now.saturating_duration_since(self.origin).as_secs_f64() >= self.k
     }
@@ -179,6 +281,15 @@ impl Usage {
             count: 0,
             previous: 0,
         }
+    }
+
+    /// Like [`Usage::measured`], but only once a whole second of history exists: answers
+    /// lag their requests by the round trip, so a shorter window undercounts them.
+    fn measured_full(&mut self, now: Instant) -> Option<f64> {
+        if now.saturating_duration_since(self.started) < Duration::from_secs(1) {
+            return None;
+        }
+        self.measured(now)
     }
 
     fn grant(&mut self, now: Instant) {
@@ -356,8 +467,10 @@ impl Controller {
         let unheld = s
             .hold_until
             .is_none_or(|h| now.saturating_duration_since(h) >= Duration::from_secs(2));
-        // The rate that drew this 429, before a new hold moves the law's origin.
+        // The rate that drew this 429, and how long it had been growing, before a new hold
+        // moves the law's origin.
         let current = s.rate(now);
+        let grown = s.law.growing_for(now);
         if let Some(ra) = retry_after {
             let until = now + ra;
             if s.hold_until.is_none_or(|h| h < until) {
@@ -375,16 +488,22 @@ impl Controller {
         {
             return; // already cut for this episode
         }
-        let measured = s.usage.measured(now);
-        let admitted = if unheld && measured.is_some() {
-            s.admitted.measured(now)
+        // Usage over a second with a hold in it is low because of the hold, not because the
+        // run has few rows: only an unheld second measures anything.
+        let measured = unheld.then(|| s.usage.measured(now)).flatten();
+        let admitted = if measured.is_some() {
+            s.admitted.measured_full(now)
         } else {
             None
         };
         let resume = s.hold_until.unwrap_or(now);
-        let r = s
-            .law
-            .cut(now, current, measured, admitted, retry_after, resume);
+        let seen = Seen {
+            current,
+            measured,
+            admitted,
+            grown,
+        };
+        let r = s.law.cut(now, seen, retry_after, resume);
         s.recovering_since.get_or_insert(now);
         self.tally.set_rate(r);
         self.tally.lower_rate_min(r);
@@ -450,42 +569,110 @@ impl ThrottleBudget {
 mod tests {
     use super::*;
 
+    fn seen(current: f64, grown: f64) -> Seen {
+        Seen {
+            current,
+            measured: Some(current),
+            admitted: None,
+            grown,
+        }
+    }
+
     fn at(base: Instant, s: f64) -> Instant {
         base + Duration::from_secs_f64(s)
+    }
+
+    /// A law already past its first cut (which halves), at `w` with no ceiling.
+    fn past_first_cut(t0: Instant, w: f64) -> Law {
+        let mut law = Law::new(None, t0);
+        law.cut(t0, seen(2.0 * w, 0.0), None, t0);
+        law
+    }
+
+    #[test]
+    fn the_first_429_halves_the_unchecked_rate() {
+        let t0 = Instant::now();
+        let mut law = Law::new(Some(100.0), t0);
+        assert_eq!(law.rate(t0, None), 100.0);
+        let r = law.cut(t0, seen(100.0, 0.2), Some(Duration::from_secs(1)), t0);
+        assert!((r - 50.0).abs() < 1e-9, "{r}");
     }
 
     #[test]
     fn the_law_cuts_then_climbs_back_concave_flat_convex() {
         let t0 = Instant::now();
         let mut law = Law::new(Some(100.0), t0);
-        assert_eq!(law.rate(t0, None), 100.0);
-        let r = law.cut(t0, 60.0, Some(60.0), None, None, t0);
+        law.cut(t0, seen(100.0, 0.0), None, t0);
+        let r = law.cut(t0, seen(60.0, 5.0), None, t0);
         assert!((r - 42.0).abs() < 1e-9, "{r}");
+        let plateau = 60.0 * (1.0 - HEADROOM);
         let k = K0;
         // Concave: most of the way back in the first half of K.
         let half = law.rate(at(t0, k / 2.0), None);
-        assert!(half > 42.0 + 0.8 * 18.0 && half < 60.0, "{half}");
-        // Flat around the last 429 rate.
+        assert!(
+            half > 42.0 + 0.8 * (plateau - 42.0) && half < plateau,
+            "{half}"
+        );
+        // Flat around the plateau, a little below the last 429 rate.
         let near = law.rate(at(t0, k), None);
-        assert!((near - 60.0).abs() < 0.01, "{near}");
+        assert!((near - plateau).abs() < 0.01, "{near}");
         // Convex beyond: the limit has moved, growth speeds up; the ceiling holds.
         let later = law.rate(at(t0, k + 2.0), None);
-        assert!(later > 75.0, "{later}");
+        assert!(later > 60.0, "{later}");
+        assert!(law.rate(at(t0, k + 4.0), None) - later > later - near);
         assert_eq!(law.rate(at(t0, k + 30.0), None), 100.0);
-        // No credit for unused capacity beyond the last 429 rate.
-        assert!(law.rate(at(t0, k + 2.0), Some(20.0)) <= 60.0 + 1e-9);
+        // No credit for unused capacity beyond the plateau.
+        assert!(law.rate(at(t0, k + 2.0), Some(20.0)) <= plateau + 1e-9);
     }
 
     #[test]
     fn retry_after_makes_probing_rarer() {
         let t0 = Instant::now();
-        let mut a = Law::new(None, t0);
-        let mut b = Law::new(None, t0);
-        a.cut(t0, 50.0, Some(50.0), None, None, t0);
-        b.cut(t0, 50.0, Some(50.0), None, Some(Duration::from_secs(1)), t0);
-        // At 90% of the way back the one without Retry-After is already probing above.
+        let mut a = past_first_cut(t0, 50.0);
+        let mut b = past_first_cut(t0, 50.0);
+        a.cut(t0, seen(50.0, 5.0), None, t0);
+        b.cut(t0, seen(50.0, 5.0), Some(Duration::from_secs(1)), t0);
+        // One second after K0 the one without Retry-After probes above its plateau; the one
+        // with it is still below the rate that drew its 429, and stays so for seconds more.
         let t = at(t0, K0 + 1.0);
-        assert!(a.rate(t, None) > 50.0 && b.rate(t, None) < 50.0);
+        assert!(
+            a.rate(t, None) > 50.0 * (1.0 - HEADROOM),
+            "{}",
+            a.rate(t, None)
+        );
+        assert!(b.rate(t, None) < 50.0 && b.rate(at(t0, 10.0), None) < 50.0);
+        // A cut with Retry-After is small: the hold already drained the server.
+        assert!(b.rate(t0, None) >= 47.0, "{}", b.rate(t0, None));
+    }
+
+    #[test]
+    fn a_quick_second_429_with_retry_after_cuts_deeper() {
+        let t0 = Instant::now();
+        let ra = Some(Duration::from_secs(1));
+        let mut quick = past_first_cut(t0, 60.0);
+        let mut late = past_first_cut(t0, 60.0);
+        let q = quick.cut(t0, seen(60.0, QUICK / 2.0), ra, t0);
+        let l = late.cut(t0, seen(60.0, QUICK * 3.0), ra, t0);
+        assert!((q - 60.0 * BETA_HELD_QUICK).abs() < 1e-9, "{q}");
+        assert!((l - 60.0 * BETA_HELD).abs() < 1e-9, "{l}");
+    }
+
+    #[test]
+    fn what_the_server_admitted_is_the_new_limit_and_a_small_cut_still_probes() {
+        let t0 = Instant::now();
+        let mut law = past_first_cut(t0, 80.0);
+        let seen = Seen {
+            current: 80.0,
+            measured: Some(80.0),
+            admitted: Some(50.0),
+            grown: 5.0,
+        };
+        let r = law.cut(t0, seen, None, t0);
+        assert!((r - 50.0 * BETA_ADMITTED).abs() < 1e-9, "{r}");
+        // The cut lands at the plateau: growth must still probe above it after K.
+        assert!(law.rate(at(t0, K0 / 2.0), None) >= r - 1e-9);
+        assert!(law.rate(at(t0, K0 + 1.0), None) > r);
+        assert!(law.rate(at(t0, K0 + 4.0), None) > 50.0);
     }
 
     #[tokio::test]
@@ -496,12 +683,12 @@ mod tests {
         for _ in 0..10 {
             c.throttled(e, None);
         }
-        // 70 right after the cut (the law climbs back at most a little in a few ms).
-        assert!((69.9..72.0).contains(&c.rate()), "{}", c.rate());
-        // A 429 for a request sent after the cut is a new episode.
+        // Halved right after the first cut (the law climbs back at most a little in a few ms).
+        assert!((49.9..52.0).contains(&c.rate()), "{}", c.rate());
+        // A 429 for a request sent after the cut is a new episode: cut by BETA.
         c.throttled(c.epoch(), None);
-        assert!((48.9..51.0).contains(&c.rate()), "{}", c.rate());
-        assert!((48.9..51.0).contains(&tally.rate_min()));
+        assert!((34.9..37.0).contains(&c.rate()), "{}", c.rate());
+        assert!((34.9..37.0).contains(&tally.rate_min()));
     }
 
     #[tokio::test]
