@@ -231,7 +231,6 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         Ok(o) => o,
         Err(e) => {
             let mut s = Summary::of(&tally, &heading, started.elapsed());
-            s.rows_per_s = 0.0;
             s.end(e.ending(), Some(e.to_string()));
             return s;
         }

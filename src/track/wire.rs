@@ -7,11 +7,13 @@
 //! Customer.io's Data Pipelines API (`POST /v1/batch` on `cdp.customer.io`, Basic auth with
 //! a write key and an empty password, Segment-style messages) would be one new file beside
 //! [`super::track_api`], say `track/pipelines.rs`, holding a `PipelinesApi` that implements
-//! [`Wire`]: its own client (host, authentication), `packer` with its batch framing and
-//! limits, `single`/`batch` building its requests, and `send` reading its answers into
-//! verdicts (it answers 200 and drops an oversized request, so its packer must never build
-//! one). Its converter writes Segment messages as the operations' bodies. [`connect`] is
-//! the one place that chooses a destination from the settings; the engine does not change.
+//! [`Wire`]: its own [`TrackClient`] (its host; the write key as the Basic user, an empty
+//! password), `packer` with its limits (its body is `{"batch":[...]}` too; another envelope
+//! would be another [`Packer`] constructor in `batch.rs`), `single`/`batch` building its
+//! requests, and `send` reading its answers into verdicts (it answers 200 and drops an
+//! oversized request, so its packer must never build one). Its converter writes Segment
+//! messages as the operations' bodies. [`connect`] is the one place that chooses a
+//! destination from the settings; the engine does not change.
 
 use super::batch::{Packed, Packer};
 use super::client::{ConnectError, Request, TrackClient};
