@@ -310,7 +310,7 @@ fn resolved(p: &Path) -> Option<PathBuf> {
 
 impl ImportConfig {
     /// Checks every number against the range the tool accepts and that no report would
-    /// overwrite the input or the other report. [`crate::pipeline::run`] calls it before doing
+    /// overwrite the input or the other report. [`crate::engine::run`] calls it before doing
     /// anything, so a configuration built in code gets the same checks as the command line.
     pub fn validate(&self) -> Result<(), ConfigError> {
         CONCURRENCY.check(self.concurrency as u128)?;
@@ -411,7 +411,7 @@ impl ImportConfig {
             concurrency: DEFAULT_CONCURRENCY,
             rate: DEFAULT_RATE,
             fixed_rate: false,
-            throttle_budget: crate::pipeline::DEFAULT_THROTTLE_BUDGET,
+            throttle_budget: crate::engine::DEFAULT_THROTTLE_BUDGET,
             max_retries: DEFAULT_MAX_RETRIES,
             timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_S),
             backoff_base: Duration::from_millis(DEFAULT_BACKOFF_BASE_MS),

@@ -1,9 +1,10 @@
-//! From a source row to a validated [`Record`]: identifier, attributes, `created_at`, and the
+//! From a source row to a validated [`Operation`]: identifier, attributes, `created_at`, and the
 //! payload written straight to bytes (no per-row map: this is the hot path).
 
 use crate::json_object::{self, Members};
 use crate::mapping::{Mapping, Rule};
-use crate::record::{IdKind, Identifier, Position, RawRow, Record};
+use crate::operation::{Action, Entity, Operation};
+use crate::record::{IdKind, Identifier, Position, RawRow};
 use crate::timestamp;
 use crate::track::{json_key, Api, PayloadWriter};
 use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
@@ -240,7 +241,7 @@ or --identify-by email{}",
     }
 
     /// Converts and validates one row; an invalid row comes back with its raw form.
-    pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Record, (Invalid, RawRow)> {
+    pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Operation, (Invalid, RawRow)> {
         let built = match &raw {
             RawRow::Csv(rec) => self.csv(rec),
             RawRow::Line(line) if self.opts.mapping.is_some() => self.jsonl_mapped(line),
@@ -250,9 +251,12 @@ or --identify-by email{}",
             }
         };
         match built {
-            Ok((identifier, attributes, payload, hash, conditional)) => Ok(Record {
+            Ok((identifier, attributes, payload, hash, conditional)) => Ok(Operation {
                 pos,
+                entity: Entity::Person,
+                action: Action::Identify,
                 identifier,
+                event_id: None,
                 attributes,
                 payload,
                 raw,
@@ -806,7 +810,7 @@ mod tests {
     }
     const POS: Position = Position { row: 1, line: 2 };
 
-    fn csv(api: Api, cells: &[&str]) -> Result<Record, (Invalid, RawRow)> {
+    fn csv(api: Api, cells: &[&str]) -> Result<Operation, (Invalid, RawRow)> {
         let header: Vec<String> = ["id", "zip", "created_at", "note"]
             .map(String::from)
             .to_vec();
@@ -814,7 +818,7 @@ mod tests {
         c.convert(POS, RawRow::Csv(csv::StringRecord::from(cells.to_vec())))
     }
 
-    fn payload(r: &Record) -> Value {
+    fn payload(r: &Operation) -> Value {
         serde_json::from_slice(&r.payload).unwrap()
     }
 
@@ -843,7 +847,7 @@ mod tests {
         assert_eq!(e.violation.field.as_deref(), Some("id"));
     }
 
-    fn jsonl(line: &str) -> Result<Record, (Invalid, RawRow)> {
+    fn jsonl(line: &str) -> Result<Operation, (Invalid, RawRow)> {
         Converter::new(opts(Api::V1), None)
             .unwrap()
             .convert(POS, RawRow::Line(line.as_bytes().to_vec()))

@@ -1,4 +1,7 @@
-//! The process exit codes, documented in one place (README and `--help` list the same).
+//! The process exit codes, documented in one place (README and `--help` list the same), and
+//! the one function that chooses a run's code from how it ended.
+
+use crate::report::summary::{Ending, Summary};
 
 /// Every row was sent (or skipped as unchanged).
 pub const SUCCESS: u8 = 0;
@@ -18,3 +21,16 @@ pub const HELP: &str = "Exit codes:
   2    the run finished but some rows failed (see the rejects and errors files)
   3    aborted by a fatal API error (401/403: check site id, API key and region)
   130  interrupted (Ctrl-C); reports and summary are still written";
+
+/// The exit code of an import run: from how it ended and whether every row is accounted for
+/// (a count that does not balance is a bug, never a success).
+pub fn code(s: &Summary) -> u8 {
+    match s.ending {
+        _ if !s.accounted => USAGE_OR_IO,
+        Ending::Completed if s.failed() > 0 => ROWS_FAILED,
+        Ending::Completed => SUCCESS,
+        Ending::Aborted => USAGE_OR_IO,
+        Ending::AbortedByApi => FATAL_API,
+        Ending::Interrupted => INTERRUPTED,
+    }
+}

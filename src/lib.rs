@@ -1,21 +1,23 @@
 //! cio-import: load people into Customer.io through the Track API from CSV or JSONL,
 //! paced to the rate limit, retried, and with every row accounted for.
 //!
-//! The binary is a thin shell over [`pipeline::run`]; an embedder builds an
-//! [`config::ImportConfig`] (with [`ImportConfig::builder`], which checks every setting) and
-//! calls it. [`sandbox`] is a local stand-in for the Track API.
+//! The binary is a thin shell over [`engine::run`]; an embedder builds an
+//! [`config::ImportConfig`] (with [`ImportConfig::builder`], which checks every setting),
+//! calls it, and maps the [`Summary`] to an exit code with [`exit::code`] (already in
+//! `Summary::exit_code`). [`sandbox`] is a local stand-in for the Track API.
 
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod engine;
 pub mod event_id;
 pub mod exit;
 pub mod inspect;
 pub mod json_object;
 pub mod ledger;
 pub mod mapping;
+pub mod operation;
 pub mod pace;
-pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod sandbox;
@@ -29,6 +31,6 @@ pub mod track;
 pub mod validate;
 
 pub use config::ImportConfig;
-pub use pipeline::run;
+pub use engine::run;
 pub use report::summary::Summary;
 pub use stop::Stop;

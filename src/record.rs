@@ -1,4 +1,5 @@
-//! The units that flow through the pipeline: a source row, a ready-to-send record, an outcome.
+//! The leaf types of a row's life: where it came from, who it is about, how it ended.
+//! What a converted row becomes is an [`crate::operation::Operation`].
 
 /// Which identifier a person is addressed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,29 +74,6 @@ pub struct Position {
     pub row: u64,
     /// 1-based line where the record starts (the CSV header is line 1).
     pub line: u64,
-}
-
-/// A row that passed conversion and validation, ready for the API.
-#[derive(Clone, Debug)]
-pub struct Record {
-    /// Where it came from.
-    pub pos: Position,
-    /// Who it is about.
-    pub identifier: Identifier,
-    /// How many attributes the payload sets.
-    pub attributes: usize,
-    /// The serialized request payload: the v1 body or the v2 batch operation.
-    pub payload: Vec<u8>,
-    /// The row as read.
-    pub raw: RawRow,
-    /// The hash of the attributes' canonical form, when a ledger is in use.
-    pub hash: Option<[u8; 16]>,
-    /// The payload carries `_update` (from `--update-only` or the data): the send never
-    /// creates anyone, so its acknowledgement proves nothing and is not recorded.
-    pub conditional: bool,
-    /// The ledger may hold other values for this person: they are forgotten (durably)
-    /// before this row is sent, so a send whose outcome is unknown leaves no stale claim.
-    pub forget_first: bool,
 }
 
 /// The final class of a row. Every row ends in exactly one.

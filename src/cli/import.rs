@@ -266,7 +266,7 @@ pub(super) async fn run(
         Input::Path(p) => Some(p.clone()),
         Input::Stdin => None,
     };
-    let mut summary = crate::pipeline::run(cfg, stop).await;
+    let mut summary = crate::engine::run(cfg, stop).await;
     if let Some(path) = &summary_path {
         if let Err(e) = summary.write_json(path) {
             eprintln!("error: {e}");

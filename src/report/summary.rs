@@ -5,6 +5,44 @@ use crate::tally::Tally;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How a run ended. The summary's `outcome` and the exit code ([`crate::exit::code`]) are
+/// both read from it, so they cannot disagree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ending {
+    /// The input was read to its end (some rows may have failed).
+    #[default]
+    Completed,
+    /// Stopped by a local problem: the settings, the input, a report or the state file.
+    Aborted,
+    /// Stopped by a fatal answer of the destination (credentials, region).
+    AbortedByApi,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl Ending {
+    /// The summary's `outcome`: `completed`, `aborted` or `interrupted`.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Ending::Completed => "completed",
+            Ending::Aborted | Ending::AbortedByApi => "aborted",
+            Ending::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What a summary says of a run before any count: its input, its API, whether it is a dry run.
+#[derive(Clone, Debug)]
+pub struct Heading {
+    /// The input file (or `<stdin>`).
+    pub input: String,
+    /// `batch` or `v1`.
+    pub api: &'static str,
+    /// Whether nothing is sent on purpose.
+    pub dry_run: bool,
+}
 
 /// Every figure of a run. `rows = sent + skipped + invalid + rejected + exhausted + not_attempted`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -69,6 +107,9 @@ pub struct Summary {
     pub errors_file: Option<String>,
     /// The process exit code.
     pub exit_code: u8,
+    /// How the run ended (`outcome` and `exit_code` follow from it).
+    #[serde(skip)]
+    pub ending: Ending,
 }
 
 impl Summary {
@@ -111,10 +152,34 @@ impl Summary {
             rejects_file: None,
             errors_file: None,
             exit_code: 0,
+            ending: Ending::Completed,
         };
         s.accounted =
             s.rows == s.sent + s.skipped + s.invalid + s.rejected + s.exhausted + s.not_attempted;
         s
+    }
+
+    /// The counts so far of a run under `heading` that has taken `elapsed`, with its rate.
+    pub fn of(t: &Tally, heading: &Heading, elapsed: Duration) -> Summary {
+        let mut s = Summary::counts_from(t);
+        s.input = heading.input.clone();
+        s.api = heading.api.to_string();
+        s.dry_run = heading.dry_run;
+        s.elapsed_s = elapsed.as_secs_f64();
+        s.rows_per_s = if s.elapsed_s > 0.0 {
+            (s.rows as f64 / s.elapsed_s).round()
+        } else {
+            0.0
+        };
+        s
+    }
+
+    /// Says how the run ended and why: sets `outcome`, `stop_reason` and the exit code.
+    pub fn end(&mut self, ending: Ending, reason: Option<String>) {
+        self.ending = ending;
+        self.outcome = ending.outcome().to_string();
+        self.stop_reason = reason;
+        self.exit_code = crate::exit::code(self);
     }
 
     /// Rows that did not make it.

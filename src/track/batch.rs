@@ -1,4 +1,5 @@
-//! Packing operations into `/api/v2/batch` bodies by bytes, and reading a 207's errors.
+//! The v2 batch framing: packing operations into `{"batch":[...]}` bodies by bytes, halving a
+//! body, and reading a 207's per-operation errors.
 
 use crate::validate::MAX_BATCH_BYTES;
 use bytes::Bytes;
@@ -18,6 +19,16 @@ pub struct Packed {
 }
 
 impl Packed {
+    /// How many operations it carries.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether it carries none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
     /// The operation at `i`.
     pub fn op(&self, i: usize) -> &[u8] {
         &self.body[self.spans[i].clone()]
@@ -118,6 +129,40 @@ pub fn body_of<'a>(ops: impl Iterator<Item = &'a [u8]>) -> Packed {
     }
 }
 
+/// Why the per-operation errors of a 207 cannot be read: the outcome of every operation in
+/// the batch is unknown. Each reads as the end of "the API answered 207 but ...".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnreadableErrors {
+    /// The body is not JSON (shown: its first 80 characters).
+    #[error("its body is not readable JSON ({len} bytes: {shown:?})")]
+    NotJson {
+        /// The body's length in bytes.
+        len: usize,
+        /// Its beginning.
+        shown: String,
+    },
+    /// No `errors` list.
+    #[error("its body lists no errors")]
+    NoList,
+    /// An empty `errors` list.
+    #[error("its errors list is empty")]
+    EmptyList,
+    /// An entry names an operation the batch does not have.
+    #[error("it names batch_index {index} in a batch of {ops}")]
+    IndexOutside {
+        /// The index named.
+        index: u64,
+        /// Operations in the batch.
+        ops: usize,
+    },
+    /// An entry names no operation.
+    #[error("an error entry has no batch_index: {entry}")]
+    NoIndex {
+        /// The entry as JSON text.
+        entry: String,
+    },
+}
+
 /// The per-operation errors of a batch answer with `ops` operations: index -> message.
 ///
 /// A 207 says that some operations were refused and all others accepted, so its body must
@@ -130,29 +175,29 @@ pub fn read_errors(
     status: u16,
     body: &[u8],
     ops: usize,
-) -> Result<BTreeMap<usize, String>, String> {
+) -> Result<BTreeMap<usize, String>, UnreadableErrors> {
     let mut out = BTreeMap::new();
     let parsed = serde_json::from_slice::<serde_json::Value>(body);
     let list = match (&parsed, status) {
         (Ok(v), _) => v.get("errors").and_then(|e| e.as_array()),
         (Err(_), 207) => {
             let shown: String = String::from_utf8_lossy(body).chars().take(80).collect();
-            return Err(format!(
-                "its body is not readable JSON ({} bytes: {shown:?})",
-                body.len()
-            ));
+            return Err(UnreadableErrors::NotJson {
+                len: body.len(),
+                shown,
+            });
         }
         (Err(_), _) => None,
     };
     let Some(list) = list else {
         return if status == 207 {
-            Err("its body lists no errors".into())
+            Err(UnreadableErrors::NoList)
         } else {
             Ok(out)
         };
     };
     if status == 207 && list.is_empty() {
-        return Err("its errors list is empty".into());
+        return Err(UnreadableErrors::EmptyList);
     }
     for e in list {
         let i = e.get("batch_index").and_then(|i| i.as_u64());
@@ -166,8 +211,12 @@ pub fn read_errors(
                     })
                     .or_insert(msg);
             }
-            Some(i) => return Err(format!("it names batch_index {i} in a batch of {ops}")),
-            None => return Err(format!("an error entry has no batch_index: {e}")),
+            Some(index) => return Err(UnreadableErrors::IndexOutside { index, ops }),
+            None => {
+                return Err(UnreadableErrors::NoIndex {
+                    entry: e.to_string(),
+                })
+            }
         }
     }
     Ok(out)

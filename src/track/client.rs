@@ -6,7 +6,32 @@ use bytes::Bytes;
 use std::path::Path;
 use std::time::Duration;
 
-/// One request to make: a method, a path under the base URL, and a JSON body.
+/// Why a client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `--ca-cert` cannot be read.
+    #[error("--ca-cert {path}: cannot read: {source}")]
+    CaCertRead {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `--ca-cert` holds no PEM certificate.
+    #[error("--ca-cert {path}: not a PEM certificate: {source}")]
+    CaCertPem {
+        /// The file.
+        path: String,
+        /// What the TLS stack said.
+        source: reqwest::Error,
+    },
+    /// The HTTP stack refused the settings.
+    #[error("cannot set up the HTTP client: {0}")]
+    Http(reqwest::Error),
+}
+
+/// One request to make: a method, a path under the base URL, and a JSON body. Built by a
+/// [`super::Wire`] from an operation or a packed batch; the engine only hands it back.
 #[derive(Clone, Debug)]
 pub struct Request {
     /// `PUT` for v1 identify, `POST` for batch.
@@ -52,7 +77,7 @@ impl TrackClient {
         timeout: Duration,
         pool: usize,
         ca_cert: Option<&Path>,
-    ) -> Result<TrackClient, String> {
+    ) -> Result<TrackClient, ConnectError> {
         let origin_host = base.host_str().unwrap_or_default().to_string();
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 5 {
@@ -73,15 +98,19 @@ impl TrackClient {
             .redirect(policy)
             .user_agent(concat!("cio-import/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("--ca-cert {}: cannot read: {e}", path.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| format!("--ca-cert {}: not a PEM certificate: {e}", path.display()))?;
+            let shown = || path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| ConnectError::CaCertRead {
+                path: shown(),
+                source,
+            })?;
+            let cert =
+                reqwest::Certificate::from_pem(&pem).map_err(|source| ConnectError::CaCertPem {
+                    path: shown(),
+                    source,
+                })?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let http = builder.build().map_err(ConnectError::Http)?;
         Ok(TrackClient {
             http,
             base: base.as_str().trim_end_matches('/').to_string(),
@@ -126,11 +155,14 @@ impl TrackClient {
     }
 }
 
+/// How the message of an attempt that could not connect at all begins.
+pub const CONNECT_FAILED: &str = "could not connect";
+
 fn transport_error(e: reqwest::Error) -> Answer {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
-        "could not connect"
+        CONNECT_FAILED
     } else if e.is_redirect() {
         "redirect refused"
     } else {

@@ -1,12 +1,19 @@
-//! Speaking the Track API: endpoints, payloads, the HTTP client, and what each answer means.
+//! Every fact of the wire: payloads, v1 paths and methods, the v2 batch framing, the HTTP
+//! client, and what each answer means. The engine reaches a destination only through the
+//! [`Wire`] seam ([`wire`]); the Track API is [`TrackApi`] ([`track_api`]).
 
 pub mod batch;
 pub mod client;
 pub mod error;
+pub mod track_api;
+pub mod wire;
 
-pub use client::{Request, TrackClient};
+pub use client::{ConnectError, Request, TrackClient};
 pub use error::Answer;
+pub use track_api::TrackApi;
+pub use wire::{connect, Rejection, Verdict, Wire};
 
+use crate::operation::{Action, Entity};
 use crate::record::Identifier;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -19,8 +26,18 @@ pub enum Api {
     V1,
 }
 
-/// Writes one person's payload straight into bytes: the v1 body `{attributes}` or the batch
-/// operation `{"type":"person","identifiers":{..},"action":"identify","attributes":{..}}`.
+impl Api {
+    /// The name used on the command line and in the summary: `batch` or `v1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Batch => "batch",
+            Api::V1 => "v1",
+        }
+    }
+}
+
+/// Writes one operation's payload straight into bytes: the v1 body `{attributes}` or the
+/// batch operation `{"type":"person","identifiers":{..},"action":"identify","attributes":{..}}`.
 /// Attributes are appended one by one, so no intermediate map is built per row.
 #[derive(Debug)]
 pub struct PayloadWriter {
@@ -53,17 +70,32 @@ pub fn json_key(name: &str) -> Vec<u8> {
 }
 
 impl PayloadWriter {
-    /// Starts the payload of the person `id`.
+    /// Starts the payload that identifies the person `id`.
     pub fn begin(api: Api, id: &Identifier, capacity: usize) -> PayloadWriter {
+        PayloadWriter::begin_op(api, Entity::Person, Action::Identify, id, capacity)
+    }
+
+    /// Starts the payload of `action` on the `entity` addressed by `id`. The frame around the
+    /// identifier is one static text per entity and action, so no action costs more than
+    /// the identify of 0.1. The fields an action carries besides attributes (an event's
+    /// name, id and timestamp) come with the converter that produces that action.
+    pub fn begin_op(
+        api: Api,
+        entity: Entity,
+        action: Action,
+        id: &Identifier,
+        capacity: usize,
+    ) -> PayloadWriter {
         let mut buf = Vec::with_capacity(capacity);
         match api {
             Api::V1 => buf.push(b'{'),
             Api::Batch => {
-                buf.extend_from_slice(br#"{"type":"person","identifiers":{"#);
+                let (head, tail) = v2_frame(entity, action);
+                buf.extend_from_slice(head);
                 write_json_str(&mut buf, id.kind.as_str());
                 buf.push(b':');
                 write_json_str(&mut buf, &id.value);
-                buf.extend_from_slice(br#"},"action":"identify","attributes":{"#);
+                buf.extend_from_slice(tail);
             }
         }
         PayloadWriter {
@@ -132,6 +164,35 @@ impl PayloadWriter {
             Api::Batch => self.buf.extend_from_slice(b"}}"),
         }
         self.buf
+    }
+}
+
+/// The v2 operation's text before and after its identifier, for each entity and action.
+/// Only identify is produced today; the other frames follow the schemas' common head
+/// (`type`, `identifiers`, `action`, `attributes`) and are to be checked against each
+/// schema when the converter for that action is added.
+fn v2_frame(entity: Entity, action: Action) -> (&'static [u8], &'static [u8]) {
+    match (entity, action) {
+        (Entity::Person, Action::Identify) => (
+            br#"{"type":"person","identifiers":{"#,
+            br#"},"action":"identify","attributes":{"#,
+        ),
+        (Entity::Person, Action::Event) => (
+            br#"{"type":"person","identifiers":{"#,
+            br#"},"action":"event","attributes":{"#,
+        ),
+        (Entity::Person, Action::Delete) => (
+            br#"{"type":"person","identifiers":{"#,
+            br#"},"action":"delete","attributes":{"#,
+        ),
+        (Entity::Person, Action::Suppress) => (
+            br#"{"type":"person","identifiers":{"#,
+            br#"},"action":"suppress","attributes":{"#,
+        ),
+        (Entity::Person, Action::Unsuppress) => (
+            br#"{"type":"person","identifiers":{"#,
+            br#"},"action":"unsuppress","attributes":{"#,
+        ),
     }
 }
 

@@ -1,0 +1,225 @@
+//! Pacing every attempt: one token bucket shared by all workers (closed loop by default,
+//! following the server's answers through [`crate::pace`]; open loop with `--fixed-rate`), the
+//! shared pause of the open loop, and the budget that ends a request's 429 retries.
+
+use crate::pace::{Controller, ThrottleBudget};
+use crate::stop::Stop;
+use crate::tally::Tally;
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A shared pause: a 429 stops every worker until its `Retry-After` (or backoff) has passed.
+#[derive(Debug, Default)]
+pub struct Pause {
+    until: Mutex<Option<tokio::time::Instant>>,
+    /// Milliseconds paused in all (for the summary's `throttled_s`).
+    paused_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Pause {
+    /// Makes every worker wait until at least `until`.
+    pub fn extend(&self, until: tokio::time::Instant) {
+        let mut g = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none_or(|u| until > u) {
+            // Only the time this extension adds: from now, or from the current end if later.
+            let now = tokio::time::Instant::now();
+            let from = g.map_or(now, |u| u.max(now));
+            let added = until.saturating_duration_since(from).as_millis() as u64;
+            self.paused_ms.fetch_add(added, Relaxed);
+            *g = Some(until);
+        }
+    }
+
+    /// Waits out the pause, if any (returns early when the run stops).
+    pub async fn wait(&self, stop: &Stop) {
+        loop {
+            let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(u) if u > tokio::time::Instant::now() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(u) => {}
+                        _ = stop.stopped() => return,
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The pacing shared by all workers: one token bucket. Closed loop by default (its rate
+/// follows the server's answers, see [`crate::pace`]); with `--fixed-rate`, open loop: a
+/// governor bucket at `--rate` and one pause for every worker on a 429.
+pub struct Pacer {
+    limiter: Option<
+        RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
+    >,
+    pause: Pause,
+    adaptive: Option<Controller>,
+    pub(super) budget: ThrottleBudget,
+}
+
+/// How long a request keeps retrying 429s without any acknowledgement, by default.
+pub const DEFAULT_THROTTLE_BUDGET: Duration = Duration::from_secs(300);
+
+impl Pacer {
+    /// `rate` requests per second (0 = unlimited), with a burst of a twentieth of it: no
+    /// 1-second window carries more than 105% of the rate, and a server whose own bucket
+    /// allows the same rate with a burst of a tenth keeps 50 ms of slack for network jitter
+    /// (identical buckets at both ends would answer 429 to any request that arrives early).
+    pub fn new(rate: u32) -> Pacer {
+        let limiter = NonZeroU32::new(rate).map(|r| {
+            let burst = NonZeroU32::new((rate / 20).max(1)).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct_with_clock(Quota::per_second(r).allow_burst(burst), MonotonicClock)
+        });
+        Pacer {
+            limiter,
+            pause: Pause::default(),
+            adaptive: None,
+            budget: ThrottleBudget::new(DEFAULT_THROTTLE_BUDGET),
+        }
+    }
+
+    /// Closed-loop pacing with `rate` as the ceiling (0 = none), reporting in `tally`; a
+    /// request gives up on 429s only after `budget` without any acknowledgement.
+    pub fn adaptive(rate: u32, budget: Duration, tally: Arc<Tally>) -> Pacer {
+        let ceiling = (rate > 0).then_some(f64::from(rate));
+        Pacer {
+            limiter: None,
+            pause: Pause::default(),
+            adaptive: Some(Controller::new(ceiling, tally)),
+            budget: ThrottleBudget::new(budget),
+        }
+    }
+
+    /// Open-loop pacing at `rate` (0 = unlimited) as before issue 11, reporting in `tally`.
+    pub fn fixed(rate: u32, budget: Duration, tally: &Tally) -> Pacer {
+        let r = if rate == 0 {
+            f64::INFINITY
+        } else {
+            f64::from(rate)
+        };
+        tally.set_rate(r);
+        tally.set_rate_min(r);
+        Pacer {
+            budget: ThrottleBudget::new(budget),
+            ..Pacer::new(rate)
+        }
+    }
+
+    /// An answer other than 429 arrived (`acked`: a 2xx). Feeds the controller's estimate of
+    /// what the server admits, and the 429 budget's notion of progress.
+    pub(super) fn answered(&self, acked: bool) {
+        if acked {
+            self.budget.acked();
+        }
+        if let Some(c) = &self.adaptive {
+            c.admitted();
+        }
+    }
+
+    /// The congestion epoch when a request goes out (see [`Controller::epoch`]).
+    pub(super) fn epoch(&self) -> u64 {
+        self.adaptive.as_ref().map_or(0, Controller::epoch)
+    }
+
+    /// A 429 for a request sent in `epoch`: the controller cuts and holds; the fixed pacer
+    /// pauses every worker for `delay`.
+    pub(super) fn throttled(&self, epoch: u64, retry_after: Option<Duration>, delay: Duration) {
+        match &self.adaptive {
+            Some(c) => c.throttled(epoch, retry_after),
+            None => self
+                .pause
+                .extend(tokio::time::Instant::now() + delay.max(Duration::from_millis(100))),
+        }
+    }
+
+    /// Seconds throttled: held or climbing back after cuts (closed loop), paused (open loop).
+    pub fn throttled_s(&self) -> f64 {
+        match &self.adaptive {
+            Some(c) => c.throttled_s(),
+            None => self.pause.paused_ms.load(Relaxed) as f64 / 1000.0,
+        }
+    }
+
+    /// Waits for the shared pause and a permit. False when the run stopped meanwhile.
+    pub(super) async fn ready(&self, stop: &Stop) -> bool {
+        if let Some(c) = &self.adaptive {
+            return c.acquire(stop).await;
+        }
+        self.pause.wait(stop).await;
+        if let Some(l) = &self.limiter {
+            tokio::select! {
+                _ = l.until_ready() => {}
+                _ = stop.stopped() => return false,
+            }
+        }
+        !stop.is_stopped()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bucket's guarantee, checked against the clock: within one second no more than the
+    /// rate plus the burst (a twentieth) are granted. Scheduling delays can only lower the count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pacer_never_grants_more_than_rate_plus_burst_in_a_second() {
+        let pacer = Arc::new(Pacer::new(200));
+        let stop = Stop::new();
+        let start = tokio::time::Instant::now();
+        let granted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (pacer, stop, granted) = (pacer.clone(), stop.clone(), granted.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    assert!(pacer.ready(&stop).await);
+                    if start.elapsed() >= Duration::from_secs(1) {
+                        return;
+                    }
+                    granted.fetch_add(1, Relaxed);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let n = granted.load(Relaxed);
+        assert!(n <= 200 + 10, "{n} permits in one second at 200/s");
+        assert!(n >= 20, "{n}: the pacer hardly let anything through");
+    }
+
+    /// Review finding: the first pause of a run was counted as 0 ms in `throttled_s`. The
+    /// clock is paused, so the figures are exact.
+    #[tokio::test(start_paused = true)]
+    async fn every_pause_counts_in_the_paused_time_the_first_too() {
+        let pause = Pause::default();
+        let now = tokio::time::Instant::now();
+        pause.extend(now + Duration::from_millis(300));
+        let first = pause.paused_ms.load(Relaxed);
+        assert_eq!(first, 300, "a 300 ms pause");
+        // Extending it counts only the added part.
+        pause.extend(now + Duration::from_millis(500));
+        let both = pause.paused_ms.load(Relaxed);
+        assert_eq!(both, 500, "after extending it to 500 ms");
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_every_waiter_until_it_ends() {
+        let pacer = Pacer::new(0);
+        let stop = Stop::new();
+        let until = tokio::time::Instant::now() + Duration::from_millis(200);
+        pacer.pause.extend(until);
+        pacer.pause.extend(until - Duration::from_millis(100)); // a shorter pause never shortens it
+        assert!(pacer.ready(&stop).await);
+        assert!(tokio::time::Instant::now() >= until);
+    }
+}

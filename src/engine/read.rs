@@ -1,0 +1,196 @@
+//! Reading (a blocking thread): every row of the input is counted, converted into an
+//! operation, checked against the ledger (an operation the workspace already acknowledged
+//! unchanged is skipped), and sent on in chunks over the bounded channel; a row that cannot
+//! be converted goes straight to the outcomes as invalid.
+
+use super::outcome::Outcome;
+use crate::convert::Converter;
+use crate::ledger::Lookup;
+use crate::operation::Operation;
+use crate::record::{Class, Failure, Position, RawRow};
+use crate::seen::SeenFilter;
+use crate::source::{Item, Rows, SourceError};
+use crate::stop::Stop;
+use crate::tally::Tally;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Operations travel from the reader in chunks (one at a time for pipes and stdin, so a
+/// slow producer's rows are never held back; up to [`CHUNK_ROWS`] for regular files, so the
+/// reader and the senders do not wake each other once per row).
+pub(super) type Chunk = Vec<Operation>;
+
+/// Rows per chunk when reading a regular file.
+pub(super) const CHUNK_ROWS: usize = 128;
+
+/// What the reader needs of the ledger: lookups, and `--full`.
+pub(super) struct LedgerCheck {
+    pub(super) lookup: Lookup,
+    pub(super) full: bool,
+}
+
+/// How reading ended.
+pub(super) struct ReaderEnd {
+    /// The input could not be read to its end.
+    pub(super) error: Option<SourceError>,
+    /// The last line read, when reading stopped before the end.
+    pub(super) stopped_at_line: Option<u64>,
+}
+
+/// The reading stage and what it feeds.
+pub(super) struct Reader {
+    pub(super) rows: Rows,
+    pub(super) converter: Converter,
+    /// Where operations go; `None` for a dry run (they are counted as skipped).
+    pub(super) operations: Option<mpsc::Sender<Chunk>>,
+    pub(super) chunk_rows: usize,
+    pub(super) ledger: Option<LedgerCheck>,
+    /// Where invalid rows go.
+    pub(super) out: mpsc::Sender<Outcome>,
+    pub(super) stop: Stop,
+    pub(super) tally: Arc<Tally>,
+}
+
+impl Reader {
+    /// Reads to the end of the input, or until the run stops.
+    pub(super) fn run(self) -> ReaderEnd {
+        let Reader {
+            mut rows,
+            converter,
+            operations,
+            chunk_rows,
+            ledger,
+            out,
+            stop,
+            tally,
+        } = self;
+        // Keys sent earlier in this run: a later operation on them is never skipped, so the
+        // file's last row wins even when the ledger already holds its hash. Fixed memory (a
+        // Bloom filter): a false positive only sends a row that could have been skipped.
+        let mut sent_this_run = ledger.as_ref().map(|_| SeenFilter::new());
+        let mut lookup_failed = false;
+        let mut last_line = 0;
+        let send_failure = |f: Failure| {
+            // The reporter lives until every sender is gone; a closed channel means it
+            // failed, and the run is already stopping.
+            let _ = out.blocking_send(Outcome::Failed(f));
+        };
+        let mut chunk: Chunk = Vec::with_capacity(chunk_rows);
+        let send_chunk = |chunk: Chunk| {
+            let Some(tx) = &operations else { return };
+            if let Err(mpsc::error::SendError(lost)) = tx.blocking_send(chunk) {
+                for op in lost {
+                    send_failure(Failure {
+                        pos: op.pos,
+                        identifier: Some(op.identifier.value),
+                        class: Class::NotAttempted,
+                        status: None,
+                        attempts: 0,
+                        message: "run stopped before this row was sent".into(),
+                        raw: op.raw,
+                    });
+                }
+            }
+        };
+        let end = |error: Option<SourceError>, stopped_at_line: Option<u64>, chunk: Chunk| {
+            if !chunk.is_empty() {
+                send_chunk(chunk);
+            }
+            ReaderEnd {
+                error,
+                stopped_at_line,
+            }
+        };
+        while let Some(item) = rows.next() {
+            if stop.reading_should_stop() {
+                return end(None, Some(last_line), chunk);
+            }
+            let item = match item {
+                Ok(i) => i,
+                Err(e) => return end(Some(e), Some(last_line), chunk),
+            };
+            tally.rows.fetch_add(1, Relaxed);
+            match item {
+                Item::Bad { pos, raw, message } => {
+                    last_line = pos.line;
+                    send_failure(invalid(pos, None, message, raw));
+                }
+                Item::Row { pos, raw } => {
+                    last_line = pos.line;
+                    let mut converted = converter.convert(pos, raw);
+                    if let (Ok(op), Some(check), Some(seen)) =
+                        (&mut converted, &ledger, sent_this_run.as_mut())
+                    {
+                        let key = op.key().seen_hash();
+                        let sent_before = seen.may_contain(key);
+                        let known = match check.lookup.hash_of(&op.identifier) {
+                            Ok(k) => Some(k),
+                            Err(e) => {
+                                if !lookup_failed {
+                                    lookup_failed = true;
+                                    tracing::warn!(
+                                        "{e}: rows are sent without checking the ledger"
+                                    );
+                                }
+                                None
+                            }
+                        };
+                        if !check.full
+                            && !sent_before
+                            && known.flatten().is_some_and(|k| op.hash == Some(k))
+                        {
+                            tally.count(Class::Skipped, 1);
+                            continue;
+                        }
+                        // What the ledger knows of this entity stops being true once this
+                        // operation is sent, whatever the answer: it is forgotten first.
+                        // (When the ledger already holds exactly these values, a send cannot
+                        // change them.)
+                        op.forget_first = match known {
+                            None => true,
+                            Some(k) => sent_before || k.is_some_and(|k| op.hash != Some(k)),
+                        };
+                        if op.conditional {
+                            // An update-only send to someone who does not exist is answered
+                            // 200 and changes nothing: its acknowledgement proves nothing.
+                            op.hash = None;
+                        }
+                        seen.insert(key);
+                    }
+                    match converted {
+                        Ok(_) if operations.is_none() => tally.count(Class::Skipped, 1),
+                        Ok(mut op) => {
+                            op.raw = rows
+                                .compact(std::mem::replace(&mut op.raw, RawRow::Line(Vec::new())));
+                            chunk.push(op);
+                            if chunk.len() >= chunk_rows {
+                                send_chunk(std::mem::replace(
+                                    &mut chunk,
+                                    Vec::with_capacity(chunk_rows),
+                                ));
+                            }
+                        }
+                        Err((inv, raw)) => {
+                            let message = inv.message();
+                            send_failure(invalid(pos, inv.identifier, message, raw))
+                        }
+                    }
+                }
+            }
+        }
+        end(None, None, chunk)
+    }
+}
+
+fn invalid(pos: Position, identifier: Option<String>, message: String, raw: RawRow) -> Failure {
+    Failure {
+        pos,
+        identifier,
+        class: Class::Invalid,
+        status: None,
+        attempts: 0,
+        message,
+        raw,
+    }
+}

@@ -1,0 +1,169 @@
+//! The operation vocabulary: what a converter produces and the engine carries without knowing
+//! which kind it is. An [`Operation`] says which entity it is about, what it does to it, who
+//! the entity is, and holds its body already serialized for the destination; its [`Key`]
+//! orders it against other operations on the same thing and names it in the ledger.
+//!
+//! The engine reads only the key, the body's length and the ledger fields; everything that
+//! depends on the kind (the body's shape, the request's method and path) belongs to the
+//! converter that built the body and to the destination that sends it ([`crate::track`]).
+
+use crate::record::{Identifier, Position, RawRow};
+
+/// What an operation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Entity {
+    /// A person, addressed by an [`Identifier`] (id, email or cio_id).
+    Person,
+    // Later: `Object`, addressed by an object type id and an object id.
+}
+
+impl Entity {
+    /// The name used in messages and in the v2 `type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Person => "person",
+        }
+    }
+}
+
+/// What an operation does to its entity. Only [`Action::Identify`] is produced today; the
+/// others name the Track API's further person actions so that converters for them can be
+/// added without changing the engine (`add_device`, `delete_device`, `merge` and the
+/// relationship actions are further variants of the same kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Create or update the entity's attributes.
+    Identify,
+    /// Record an event on a person (carries an event id: see [`Key::Event`]).
+    Event,
+    /// Delete the entity.
+    Delete,
+    /// Suppress a person: delete and refuse to re-create.
+    Suppress,
+    /// Lift a suppression.
+    Unsuppress,
+}
+
+impl Action {
+    /// The action's name, as the v2 API and messages spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Identify => "identify",
+            Action::Event => "event",
+            Action::Delete => "delete",
+            Action::Suppress => "suppress",
+            Action::Unsuppress => "unsuppress",
+        }
+    }
+}
+
+/// What orders an operation and names it in the ledger: operations with equal keys are
+/// applied in file order, one after the other; operations with different keys may travel
+/// in parallel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// The entity itself: every identify, delete or suppression of the same person.
+    Entity(Entity, &'a Identifier),
+    /// An event, by its id: events of one person need no order among themselves, and the
+    /// ledger remembers them one by one.
+    Event(&'a str),
+}
+
+impl Key<'_> {
+    /// A 64-bit hash of the key, for the per-key ordering of requests in flight.
+    pub fn order_hash(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        match self {
+            Key::Entity(Entity::Person, id) => {
+                h.update(id.kind.as_str().as_bytes());
+                h.update(&[0]);
+                h.update(id.value.as_bytes());
+            }
+            Key::Event(id) => {
+                h.update(b"event");
+                h.update(&[0]);
+                h.update(id.as_bytes());
+            }
+        }
+        h.digest()
+    }
+
+    /// A 128-bit hash of the key, for the filter of keys sent earlier in the run.
+    pub fn seen_hash(&self) -> u128 {
+        match self {
+            Key::Entity(Entity::Person, id) => {
+                xxhash_rust::xxh3::xxh3_128_with_seed(id.value.as_bytes(), id.kind as u64)
+            }
+            Key::Event(id) => xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), u64::MAX),
+        }
+    }
+}
+
+/// A row that passed conversion and validation, ready for a destination: one operation and
+/// the row it came from.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    /// Where it came from.
+    pub pos: Position,
+    /// What it is about.
+    pub entity: Entity,
+    /// What it does.
+    pub action: Action,
+    /// Who it is about.
+    pub identifier: Identifier,
+    /// For an event: its id (a ULID), which orders and names it instead of the person.
+    pub event_id: Option<Box<str>>,
+    /// How many attributes the payload sets.
+    pub attributes: usize,
+    /// The serialized body, written for the destination's API by [`crate::track::PayloadWriter`]:
+    /// the v1 body or the v2 batch operation. Emptied once it is packed into a batch.
+    pub payload: Vec<u8>,
+    /// The row as read.
+    pub raw: RawRow,
+    /// The hash of the attributes' canonical form, when a ledger is in use.
+    pub hash: Option<[u8; 16]>,
+    /// The payload carries `_update` (from `--update-only` or the data): the send never
+    /// creates anyone, so its acknowledgement proves nothing and is not recorded.
+    pub conditional: bool,
+    /// The ledger may hold other values for this entity: they are forgotten (durably)
+    /// before this operation is sent, so a send whose outcome is unknown leaves no stale claim.
+    pub forget_first: bool,
+}
+
+impl Operation {
+    /// The key that orders this operation and names it in the ledger.
+    pub fn key(&self) -> Key<'_> {
+        match &self.event_id {
+            Some(id) => Key::Event(id),
+            None => Key::Entity(self.entity, &self.identifier),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::IdKind;
+
+    #[test]
+    fn a_person_is_keyed_by_kind_and_value_and_an_event_by_its_id() {
+        let id = |kind, v: &str| Identifier {
+            kind,
+            value: v.into(),
+        };
+        let (a, b) = (id(IdKind::Id, "42"), id(IdKind::Email, "42"));
+        let ka = Key::Entity(Entity::Person, &a);
+        assert_eq!(
+            ka.order_hash(),
+            Key::Entity(Entity::Person, &a).order_hash()
+        );
+        assert_ne!(
+            ka.order_hash(),
+            Key::Entity(Entity::Person, &b).order_hash()
+        );
+        assert_ne!(ka.seen_hash(), Key::Entity(Entity::Person, &b).seen_hash());
+        assert_ne!(ka.order_hash(), Key::Event("42").order_hash());
+    }
+}
