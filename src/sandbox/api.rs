@@ -613,37 +613,29 @@ async fn identify_v1(AxState(s): AxState<Shared>, uri: Uri, body: Bytes) -> Resp
     )
 }
 
-async fn delete_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
-    let id = match v1_person(&s, &uri) {
+/// A v1 call that names a person and carries no body: checks the identifier, then applies
+/// `change` to the person's key.
+fn person_change_v1(s: &State, uri: &Uri, change: fn((String, String)) -> Change) -> Response {
+    let id = match v1_person(s, uri) {
         Ok(id) => id,
         Err(r) => return *r,
     };
-    if let Some(r) = v1_refused(&s, &id) {
+    if let Some(r) = v1_refused(s, &id) {
         return r;
     }
-    apply_v1(&s, Change::Delete(v1_key(&id)))
+    apply_v1(s, change(v1_key(&id)))
+}
+
+async fn delete_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
+    person_change_v1(&s, &uri, Change::Delete)
 }
 
 async fn suppress_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
-    let id = match v1_person(&s, &uri) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
-    if let Some(r) = v1_refused(&s, &id) {
-        return r;
-    }
-    apply_v1(&s, Change::Suppress(v1_key(&id)))
+    person_change_v1(&s, &uri, Change::Suppress)
 }
 
 async fn unsuppress_v1(AxState(s): AxState<Shared>, uri: Uri) -> Response {
-    let id = match v1_person(&s, &uri) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
-    if let Some(r) = v1_refused(&s, &id) {
-        return r;
-    }
-    apply_v1(&s, Change::Unsuppress(v1_key(&id)))
+    person_change_v1(&s, &uri, Change::Unsuppress)
 }
 
 /// An event's fields as sent, before their checks (v1 body or v2 operation).
