@@ -7,6 +7,7 @@
 
 use crate::convert::ConvertOptions;
 use crate::mapping::Mapping;
+use crate::operation::Action;
 use crate::record::IdKind;
 use crate::report::progress::ProgressMode;
 use crate::secret::Credentials;
@@ -133,6 +134,12 @@ pub enum ConfigError {
     /// `--full` without a ledger to refresh.
     #[error("--full needs --state: it sends every row anyway and refreshes the ledger")]
     FullWithoutState,
+    /// `--update-only` or `--empty clear` with an action that sends no attributes.
+    #[error("--action {action} sends no attributes: drop --update-only and --empty clear")]
+    AttributesWithoutIdentify {
+        /// The action given (`delete`, `suppress`, `unsuppress`).
+        action: &'static str,
+    },
     /// A run that sends, without credentials.
     #[error(
         "no credentials: set {} and {} (Settings > API Credentials in Customer.io), \
@@ -609,6 +616,7 @@ pub struct ImportConfigBuilder {
     drop_unmapped: bool,
     update_only: bool,
     clear_empty: bool,
+    action: Action,
     api: Api,
     endpoint: Endpoint,
     credentials: Option<Credentials>,
@@ -642,6 +650,7 @@ impl ImportConfig {
             drop_unmapped: false,
             update_only: false,
             clear_empty: false,
+            action: Action::Identify,
             api: Api::Batch,
             endpoint: Endpoint::Region(Region::Us),
             credentials: None,
@@ -690,6 +699,13 @@ impl ImportConfigBuilder {
     /// Send empty cells as `""` to clear the attribute, instead of leaving them out.
     pub fn clear_empty(mut self, on: bool) -> Self {
         self.clear_empty = on;
+        self
+    }
+
+    /// What each row does to its person (default: identify). Delete, suppress and unsuppress
+    /// read only the identifier; they take neither `--update-only` nor `--empty clear`.
+    pub fn action(mut self, action: Action) -> Self {
+        self.action = action;
         self
     }
 
@@ -860,6 +876,11 @@ impl ImportConfigBuilder {
         if self.full && self.state.is_none() {
             return Err(ConfigError::FullWithoutState);
         }
+        if self.action != Action::Identify && (self.update_only || self.clear_empty) {
+            return Err(ConfigError::AttributesWithoutIdentify {
+                action: self.action.as_str(),
+            });
+        }
         // Checked before converting: a number such as 1e20 has no Duration (it would panic).
         let timeout = seconds("--timeout", self.timeout_s, TIMEOUT_S, "30")?;
         let throttle_budget = seconds(
@@ -878,6 +899,7 @@ impl ImportConfigBuilder {
             mapping: mapping.map(Arc::new),
             clear_empty: self.clear_empty,
             update_only: self.update_only,
+            action: self.action,
         };
         cfg.state = self.state;
         cfg.full = self.full;

@@ -27,6 +27,9 @@ pub struct ConvertOptions {
     pub clear_empty: bool,
     /// `_update: true`: update existing people only.
     pub update_only: bool,
+    /// What each row does to its person: identify (the default) sends the attributes;
+    /// delete, suppress and unsuppress read only the identifier and ignore other columns.
+    pub action: Action,
 }
 
 impl ConvertOptions {
@@ -40,6 +43,7 @@ impl ConvertOptions {
             mapping: None,
             clear_empty: false,
             update_only: false,
+            action: Action::Identify,
         }
     }
 }
@@ -204,6 +208,7 @@ impl Converter {
             }
         }
         if header.is_some()
+            && opts.action == Action::Identify
             && columns
                 .iter()
                 .any(|c| c.name == "_timestamp" && c.role != Role::Dropped)
@@ -242,6 +247,9 @@ or --identify-by email{}",
 
     /// Converts and validates one row; an invalid row comes back with its raw form.
     pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Operation, (Invalid, RawRow)> {
+        if !crate::track::carries_attributes(self.opts.action) {
+            return self.convert_bare(pos, raw);
+        }
         let built = match &raw {
             RawRow::Csv(rec) => self.csv(rec),
             RawRow::Line(line) if self.opts.mapping.is_some() => self.jsonl_mapped(line),
@@ -266,6 +274,72 @@ or --identify-by email{}",
             }),
             Err(inv) => Err((inv, raw)),
         }
+    }
+
+    /// A delete, suppress or unsuppress: the identifier only, every other column ignored.
+    /// No hash (the ledger never skips it: it forgets the person before the send).
+    fn convert_bare(&self, pos: Position, raw: RawRow) -> Result<Operation, (Invalid, RawRow)> {
+        let id = match &raw {
+            RawRow::Csv(rec) => self.csv_identifier(rec),
+            RawRow::Line(line) => self.jsonl_identifier(line),
+            RawRow::CsvBytes(_) | RawRow::CsvLine(_) => {
+                Err(invalid(None, None, "not a readable CSV row".into()))
+            }
+        };
+        match id {
+            Ok(identifier) => Ok(Operation {
+                pos,
+                entity: Entity::Person,
+                action: self.opts.action,
+                payload: crate::track::bare_payload(
+                    self.opts.api,
+                    Entity::Person,
+                    self.opts.action,
+                    &identifier,
+                ),
+                identifier,
+                event_id: None,
+                attributes: 0,
+                raw,
+                hash: None,
+                conditional: false,
+                forget_first: false,
+            }),
+            Err(inv) => Err((inv, raw)),
+        }
+    }
+
+    /// The identifier of a CSV row (or of its fallback column, when the mapping names one).
+    fn csv_identifier(&self, rec: &csv::StringRecord) -> Result<Identifier, Invalid> {
+        let field = |i: usize| rec.get(i).unwrap_or_default();
+        let id_value = self.id_index.map(field).ok_or_else(|| self.missing_id())?;
+        match (self.fallback(), self.fallback_index) {
+            (Some((col, kind)), Some(i)) if id_value.trim().is_empty() => {
+                self.identifier(kind, col, field(i))
+            }
+            _ => self.identifier(self.opts.id_kind, &self.opts.id_column, id_value),
+        }
+    }
+
+    /// The identifier of a JSON line: the member named (or mapped to) the identifier column.
+    fn jsonl_identifier(&self, line: &[u8]) -> Result<Identifier, Invalid> {
+        let fields = parse_object(line)?;
+        let column = self.opts.id_column.as_str();
+        let mapping = self.opts.mapping.as_deref();
+        let becomes = |name: &str| match mapping {
+            Some(m) => m.resolve(name).0.as_deref() == Some(column),
+            None => name == column,
+        };
+        let id_raw = fields
+            .iter()
+            .find(|(k, _)| becomes(k))
+            .map(|(_, v)| {
+                json_object::read(v)
+                    .map_err(|m| invalid(None, Some(column), format!("identifier '{column}' {m}")))
+            })
+            .transpose()?;
+        let id_value = self.json_identifier(column, id_raw.as_ref())?;
+        self.identifier(self.opts.id_kind, column, &id_value)
     }
 
     fn identifier(&self, kind: IdKind, column: &str, value: &str) -> Result<Identifier, Invalid> {

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod confirm;
 pub mod convert;
 pub mod engine;
 pub mod event_id;

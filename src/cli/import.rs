@@ -5,7 +5,9 @@
 use super::read::ReadArgs;
 use super::{watch_signals, UsageError};
 use crate::config::{self, ImportConfig};
+use crate::confirm::{self, Decision};
 use crate::exit;
+use crate::operation::Action;
 use crate::report::progress::ProgressMode;
 use crate::sandbox::{self, Sandbox, SandboxConfig};
 use crate::secret::{ApiKey, Credentials};
@@ -55,6 +57,30 @@ impl From<RegionArg> for Region {
     }
 }
 
+/// `--action`
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionArg {
+    /// Create or update people with the file's attributes.
+    Identify,
+    /// Delete the people the file names (identifiers only; needs --yes).
+    Delete,
+    /// Suppress them: delete, and refuse their identifiers from now on (needs --yes).
+    Suppress,
+    /// Lift their suppression (recreates nobody).
+    Unsuppress,
+}
+
+impl From<ActionArg> for Action {
+    fn from(a: ActionArg) -> Action {
+        match a {
+            ActionArg::Identify => Action::Identify,
+            ActionArg::Delete => Action::Delete,
+            ActionArg::Suppress => Action::Suppress,
+            ActionArg::Unsuppress => Action::Unsuppress,
+        }
+    }
+}
+
 /// `--empty`
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmptyArg {
@@ -87,6 +113,17 @@ pub struct ImportArgs {
     /// What an empty cell does.
     #[arg(long, value_enum, default_value = "ignore")]
     pub empty: EmptyArg,
+    /// What each row does to its person. delete, suppress and unsuppress read only the
+    /// identifier column (others are ignored); delete and suppress first count the people
+    /// they will touch and need --yes (or the count typed on a terminal).
+    #[arg(long, value_enum, default_value = "identify")]
+    pub action: ActionArg,
+    /// Confirm a destructive --action (delete, suppress) without being asked.
+    #[arg(long)]
+    pub yes: bool,
+    /// Refuse a destructive --action that would touch more people than this.
+    #[arg(long, default_value_t = confirm::DEFAULT_MAX_DELETES)]
+    pub max_deletes: u64,
     /// The API to use.
     #[arg(long, value_enum, default_value = "batch")]
     pub api: ApiArg,
@@ -176,6 +213,7 @@ impl ImportArgs {
             .drop_unmapped(self.drop_unmapped)
             .update_only(self.update_only)
             .clear_empty(self.empty == EmptyArg::Clear)
+            .action(self.action.into())
             .api(self.api.into());
         let builder = match (endpoint_override, &self.endpoint) {
             (Some(url), _) => builder.resolved_endpoint(url),
@@ -224,6 +262,55 @@ fn print_mapping(read: &ReadArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// Before delete, suppress or unsuppress: counts the people the file names and shows the
+/// first few; for a destructive action, refuses (nothing sent) unless `--yes`, the typed
+/// count on a terminal, or `--dry-run`, and above `--max-deletes`.
+async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<(), UsageError> {
+    let action = cfg.convert.action;
+    let destructive = confirm::is_destructive(action);
+    // Unsuppress needs no confirmation: it is previewed only by a dry run of a file.
+    let previewed = destructive || (args.dry_run && matches!(cfg.input, Input::Path(_)));
+    if action == Action::Identify || !previewed {
+        return Ok(());
+    }
+    let cap = args.max_deletes;
+    let preview = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || confirm::preview(&cfg, cap))
+            .await
+            .map_err(|e| UsageError::Confirmation(e.to_string()))?
+            .map_err(UsageError::Confirmation)?
+    };
+    eprintln!("{}", preview.describe(&cfg.input.display()));
+    if !destructive {
+        return Ok(());
+    }
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    match confirm::decide(&preview, args.yes, args.dry_run, cap, terminal) {
+        Decision::Proceed => Ok(()),
+        Decision::Refuse(why) => Err(UsageError::Confirmation(why)),
+        Decision::Ask => {
+            eprint!(
+                "type the number of people ({}) to {} them, anything else to stop: ",
+                preview.people,
+                action.as_str()
+            );
+            let mut answer = String::new();
+            let read = tokio::task::spawn_blocking(move || {
+                std::io::stdin().read_line(&mut answer).map(|_| answer)
+            })
+            .await;
+            match read {
+                Ok(Ok(a)) if confirm::confirms(&a, preview.people) => Ok(()),
+                _ => Err(UsageError::Confirmation(format!(
+                    "--action {} not confirmed: nothing was sent",
+                    action.as_str()
+                ))),
+            }
+        }
+    }
+}
+
 /// Runs an import (or prints the mapping); the exit code is the run's.
 pub(super) async fn run(
     args: ImportArgs,
@@ -261,6 +348,7 @@ pub(super) async fn run(
         (env_credentials, None)
     };
     let cfg = args.config(credentials, endpoint)?;
+    preview_and_confirm(&args, &cfg).await?;
     let summary_path = cfg.summary.clone();
     let input_for_save = match &cfg.input {
         Input::Path(p) => Some(p.clone()),

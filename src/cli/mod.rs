@@ -12,7 +12,7 @@ mod sandbox;
 mod state;
 mod sync;
 
-pub use import::{ApiArg, EmptyArg, ImportArgs, RegionArg};
+pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, RegionArg};
 pub use inspect::InspectArgs;
 pub use read::{FormatArg, IdentifyBy, ReadArgs};
 pub use sandbox::SandboxArgs;
@@ -71,6 +71,10 @@ pub enum UsageError {
     /// `--print-mapping` without a mapping to print.
     #[error("--print-mapping needs --preset NAME or --mapping FILE")]
     PrintMappingWithoutMapping,
+    /// A destructive `--action` that may not go on (not confirmed, above `--max-deletes`,
+    /// from stdin), or whose preview could not be made: nothing was sent.
+    #[error("{0}")]
+    Confirmation(String),
     /// `sandbox` with only one of `--site-id` and `--api-key`.
     #[error("give both the site id and the API key to require, or neither to accept any")]
     SandboxCredentials,

@@ -78,7 +78,8 @@ impl PayloadWriter {
     /// Starts the payload of `action` on the `entity` addressed by `id`. The frame around the
     /// identifier is one static text per entity and action, so no action costs more than
     /// the identify of 0.1. The fields an action carries besides attributes (an event's
-    /// name, id and timestamp) come with the converter that produces that action.
+    /// name, id and timestamp) come with the converter that produces that action. Actions
+    /// without attributes are written whole by [`bare_payload`].
     pub fn begin_op(
         api: Api,
         entity: Entity,
@@ -168,31 +169,45 @@ impl PayloadWriter {
 }
 
 /// The v2 operation's text before and after its identifier, for each entity and action.
-/// Only identify is produced today; the other frames follow the schemas' common head
-/// (`type`, `identifiers`, `action`, `attributes`) and are to be checked against each
-/// schema when the converter for that action is added.
+/// Identify and event go on with their attributes (the tail opens the `attributes` object);
+/// delete, suppress and unsuppress carry nothing but the identifier (schemas `person_delete`,
+/// `person_suppress`, `person_unsuppress`: `type`, `identifiers`, `action`), so their tail
+/// ends the operation but for its closing brace.
 fn v2_frame(entity: Entity, action: Action) -> (&'static [u8], &'static [u8]) {
+    const HEAD: &[u8] = br#"{"type":"person","identifiers":{"#;
     match (entity, action) {
-        (Entity::Person, Action::Identify) => (
-            br#"{"type":"person","identifiers":{"#,
-            br#"},"action":"identify","attributes":{"#,
-        ),
-        (Entity::Person, Action::Event) => (
-            br#"{"type":"person","identifiers":{"#,
-            br#"},"action":"event","attributes":{"#,
-        ),
-        (Entity::Person, Action::Delete) => (
-            br#"{"type":"person","identifiers":{"#,
-            br#"},"action":"delete","attributes":{"#,
-        ),
-        (Entity::Person, Action::Suppress) => (
-            br#"{"type":"person","identifiers":{"#,
-            br#"},"action":"suppress","attributes":{"#,
-        ),
-        (Entity::Person, Action::Unsuppress) => (
-            br#"{"type":"person","identifiers":{"#,
-            br#"},"action":"unsuppress","attributes":{"#,
-        ),
+        (Entity::Person, Action::Identify) => (HEAD, br#"},"action":"identify","attributes":{"#),
+        (Entity::Person, Action::Event) => (HEAD, br#"},"action":"event","attributes":{"#),
+        (Entity::Person, Action::Delete) => (HEAD, br#"},"action":"delete""#),
+        (Entity::Person, Action::Suppress) => (HEAD, br#"},"action":"suppress""#),
+        (Entity::Person, Action::Unsuppress) => (HEAD, br#"},"action":"unsuppress""#),
+    }
+}
+
+/// Whether `action` carries attributes (identify, event) or only its identifier (delete,
+/// suppress, unsuppress).
+pub fn carries_attributes(action: Action) -> bool {
+    matches!(action, Action::Identify | Action::Event)
+}
+
+/// The whole payload of an action that carries only its identifier (delete, suppress,
+/// unsuppress): the v2 operation `{"type":"person","identifiers":{..},"action":"delete"}`,
+/// or for v1 an empty body (the method and path say everything).
+pub fn bare_payload(api: Api, entity: Entity, action: Action, id: &Identifier) -> Vec<u8> {
+    debug_assert!(!carries_attributes(action), "{action:?} carries attributes");
+    match api {
+        Api::V1 => Vec::new(),
+        Api::Batch => {
+            let (head, tail) = v2_frame(entity, action);
+            let mut buf = Vec::with_capacity(head.len() + tail.len() + id.value.len() + 16);
+            buf.extend_from_slice(head);
+            write_json_str(&mut buf, id.kind.as_str());
+            buf.push(b':');
+            write_json_str(&mut buf, &id.value);
+            buf.extend_from_slice(tail);
+            buf.push(b'}');
+            buf
+        }
     }
 }
 
@@ -298,6 +313,24 @@ mod tests {
             p,
             r#"{"type":"person","identifiers":{"cio_id":"f00"},"action":"identify","attributes":{"plan":"pro","n\"q":-3}}"#
         );
+    }
+
+    #[test]
+    fn delete_and_suppressions_carry_no_attributes() {
+        let idv = Identifier {
+            kind: IdKind::Email,
+            value: "a\"b@x.io".into(),
+        };
+        for action in [Action::Delete, Action::Suppress, Action::Unsuppress] {
+            let p = bare_payload(Api::Batch, Entity::Person, action, &idv);
+            let v: serde_json::Value = serde_json::from_slice(&p).expect("valid JSON");
+            assert_eq!(
+                v,
+                serde_json::json!({"type": "person", "identifiers": {"email": "a\"b@x.io"},
+                    "action": action.as_str()})
+            );
+            assert!(bare_payload(Api::V1, Entity::Person, action, &idv).is_empty());
+        }
     }
 
     #[test]
