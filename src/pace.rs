@@ -87,6 +87,11 @@ pub const PROBE: f64 = 0.1;
 pub const K0: f64 = 2.0;
 /// Extra seconds of recovery per second of `Retry-After` (a failed probe costs that hold).
 pub const HOLD_K: f64 = 20.0;
+/// The longest recovery time `K`, whatever the `Retry-After`: a long hold makes probing rare,
+/// but the rate must still come back within a minute once the limit has.
+pub const K_MAX: f64 = 30.0;
+/// The rate the first cut starts from when there was no ceiling and no request to measure.
+const FALLBACK: f64 = 100.0;
 /// The lowest rate the controller goes down to, in requests per second.
 pub const FLOOR: f64 = 1.0;
 /// Longest sleep of the waiting head before it looks at the rate again (the rate grows).
@@ -123,6 +128,10 @@ pub struct Law {
     k: f64,
     /// Whether `w_max` was measured (a cut after the first), not the ceiling's guess.
     w_known: bool,
+    /// Whether the last cut was a deep "quick" one: the next quick 429 of the same streak cuts
+    /// like any `Retry-After` (bursty live traffic draws one after every hold, whatever the
+    /// rate, and a deep cut each time would take the rate to the floor).
+    quick_streak: bool,
     /// Whether growth is convex only (after a `Retry-After` cut): flat near `r0`, then
     /// probing upward, instead of CUBIC's quick concave climb back.
     convex_only: bool,
@@ -143,6 +152,7 @@ impl Law {
             k: 0.0,
             convex_only: false,
             w_known: false,
+            quick_streak: false,
             origin: now,
         }
     }
@@ -202,7 +212,8 @@ impl Law {
         let mut w = match measured {
             Some(m) if !current.is_finite() || m < 0.8 * current => m,
             _ if current.is_finite() => current,
-            _ => 100.0,
+            // Unlimited and nothing went out yet: a modest start.
+            _ => FALLBACK,
         };
         // Overloaded, the server admits about its limit: that is the rate to come back to
         // (instead of stepping down from a rate far above it one cut at a time). It is
@@ -227,18 +238,20 @@ impl Law {
             };
         }
         self.w_known = !first;
+        let quick = retry_after.is_some() && !first && grown < QUICK;
         let beta = match retry_after {
             _ if first => BETA_FIRST,
             None if from_admitted => BETA_ADMITTED,
             None => BETA,
-            Some(_) if grown < QUICK => BETA_HELD_QUICK,
+            Some(_) if quick && !self.quick_streak => BETA_HELD_QUICK,
             Some(_) => BETA_HELD,
         };
+        self.quick_streak = quick;
         self.w_max = w;
         self.r0 = (beta * w).max(FLOOR);
         self.plateau = (w * (1.0 - self.headroom)).max(self.r0);
         self.convex_only = retry_after.is_some();
-        self.k = K0 + HOLD_K * retry_after.map_or(0.0, |d| d.as_secs_f64().min(10.0));
+        self.k = (K0 + HOLD_K * retry_after.map_or(0.0, |d| d.as_secs_f64())).min(K_MAX);
         self.origin = resume.max(now);
         self.r0
     }
@@ -290,6 +303,13 @@ impl Usage {
             return None;
         }
         self.measured(now)
+    }
+
+    /// Requests granted so far over the time since the start (at least 50 ms), while the
+    /// first second is not over yet; `None` before the first grant.
+    fn so_far(&self, now: Instant) -> Option<f64> {
+        let since = now.saturating_duration_since(self.started).as_secs_f64();
+        (self.window == self.started && self.count > 0).then(|| self.count as f64 / since.max(0.05))
     }
 
     fn grant(&mut self, now: Instant) {
@@ -410,11 +430,13 @@ impl Controller {
         r
     }
 
-    /// Waits for a permit. False when the run stopped first.
-    pub async fn acquire(&self, stop: &Stop) -> bool {
+    /// Waits for a permit and returns the congestion epoch it was granted in (give it back
+    /// with its 429: a cut after the grant is not this request's to repeat). `None` when the
+    /// run stopped first.
+    pub async fn acquire(&self, stop: &Stop) -> Option<u64> {
         let _turn = tokio::select! {
             t = self.queue.lock() => t,
-            _ = stop.stopped() => return false,
+            _ = stop.stopped() => return None,
         };
         loop {
             let now = Instant::now();
@@ -443,11 +465,11 @@ impl Controller {
                 }
             };
             let Some(at) = wait_until else {
-                return !stop.is_stopped();
+                return (!stop.is_stopped()).then(|| self.epoch());
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(at.min(now + RECHECK)) => {}
-                _ = stop.stopped() => return false,
+                _ = stop.stopped() => return None,
             }
         }
     }
@@ -490,7 +512,11 @@ impl Controller {
         }
         // Usage over a second with a hold in it is low because of the hold, not because the
         // run has few rows: only an unheld second measures anything.
-        let measured = unheld.then(|| s.usage.measured(now)).flatten();
+        let mut measured = unheld.then(|| s.usage.measured(now)).flatten();
+        if !current.is_finite() {
+            // Unlimited, a 429 in the first instants: what went out so far is the only rate.
+            measured = measured.or_else(|| s.usage.so_far(now));
+        }
         let admitted = if measured.is_some() {
             s.admitted.measured_full(now)
         } else {
@@ -529,11 +555,13 @@ impl Controller {
 }
 
 /// How long a request keeps retrying 429s: as long as the run makes progress. It gives up
-/// only when nothing at all was acknowledged for `budget` since its first 429.
+/// only when nothing at all was acknowledged for `budget` since its first 429, not counting
+/// time the pacing itself held every request (a hold stops all acknowledgements).
 #[derive(Debug)]
 pub struct ThrottleBudget {
     started: Instant,
-    last_ack_ms: AtomicU64,
+    /// The latest acknowledgement or end of a hold, in ms since `started`.
+    progress_ms: AtomicU64,
     budget: Duration,
 }
 
@@ -542,21 +570,30 @@ impl ThrottleBudget {
     pub fn new(budget: Duration) -> ThrottleBudget {
         ThrottleBudget {
             started: Instant::now(),
-            last_ack_ms: AtomicU64::new(0),
+            progress_ms: AtomicU64::new(0),
             budget,
         }
     }
 
     /// Some request was acknowledged: the run progresses.
     pub fn acked(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_ack_ms.fetch_max(ms, Relaxed);
+        self.progress_at(Instant::now());
+    }
+
+    /// Every request is held until `until`: the time without progress counts from there.
+    pub fn held(&self, until: Instant) {
+        self.progress_at(until);
+    }
+
+    fn progress_at(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.started).as_millis() as u64;
+        self.progress_ms.fetch_max(ms, Relaxed);
     }
 
     /// Whether a request throttled since `first_429` should give up now.
     pub fn spent(&self, first_429: Instant) -> bool {
-        let last_ack = self.started + Duration::from_millis(self.last_ack_ms.load(Relaxed));
-        Instant::now().saturating_duration_since(last_ack.max(first_429)) > self.budget
+        let progress = self.started + Duration::from_millis(self.progress_ms.load(Relaxed));
+        Instant::now().saturating_duration_since(progress.max(first_429)) > self.budget
     }
 
     /// The budget.
@@ -675,6 +712,35 @@ mod tests {
         assert!(law.rate(at(t0, K0 + 4.0), None) > 50.0);
     }
 
+    /// Red-team finding: bursty live traffic draws a 429 within seconds of every hold's end
+    /// whatever the importer's rate; each counted as "quick", the rate fell 30% per hold to
+    /// the floor. One quick cut per streak: the next ones cut like any `Retry-After`.
+    #[test]
+    fn repeated_quick_429s_cut_deep_only_once() {
+        let t0 = Instant::now();
+        let ra = Some(Duration::from_secs(1));
+        let mut law = past_first_cut(t0, 100.0);
+        let r1 = law.cut(t0, seen(100.0, QUICK / 2.0), ra, t0);
+        assert!((r1 - 100.0 * BETA_HELD_QUICK).abs() < 1e-9, "{r1}");
+        let r2 = law.cut(t0, seen(r1, QUICK / 2.0), ra, t0);
+        assert!((r2 - r1 * BETA_HELD).abs() < 1e-9, "{r2}");
+        // A 429 after the rate held a while ends the streak: the next quick one is deep again.
+        let r3 = law.cut(t0, seen(r2, QUICK * 3.0), ra, t0);
+        let r4 = law.cut(t0, seen(r3, QUICK / 2.0), ra, t0);
+        assert!((r4 - r3 * BETA_HELD_QUICK).abs() < 1e-9, "{r4}");
+    }
+
+    /// Red-team finding: `K` grew with `Retry-After` without bound (202 s at 10 s), so after
+    /// a dip the rate took many minutes to come back. It is capped at `K_MAX`.
+    #[test]
+    fn a_long_retry_after_does_not_stretch_the_recovery_past_k_max() {
+        let t0 = Instant::now();
+        let mut law = past_first_cut(t0, 50.0);
+        law.cut(t0, seen(50.0, 5.0), Some(Duration::from_secs(10)), t0);
+        let later = at(t0, K_MAX + 5.0);
+        assert!(law.rate(later, None) > 50.0, "{}", law.rate(later, None));
+    }
+
     #[tokio::test]
     async fn a_burst_of_429s_from_one_episode_cuts_once() {
         let tally = Arc::new(Tally::default());
@@ -703,7 +769,7 @@ mod tests {
         for _ in 0..20 {
             let (c, stop) = (c.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
-                assert!(c.acquire(&stop).await);
+                assert!(c.acquire(&stop).await.is_some());
                 Instant::now()
             }));
         }

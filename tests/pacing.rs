@@ -190,3 +190,28 @@ fn the_sandbox_schedule_and_live_traffic_share_one_quota() {
         "live traffic is not counted as API requests"
     );
 }
+
+/// `--rate 0` against a fast server: the first 429 comes within milliseconds, before a rate
+/// was measured. The cut starts from the rate actually used, not a made-up 100 req/s, and
+/// permits granted before the cut (carrying the old epoch) do not cut it a second time.
+#[test]
+fn no_ceiling_cuts_from_the_rate_used_and_once_per_episode() {
+    let sb = sandbox(SandboxConfig {
+        limit: 1000,
+        burst: 100,
+        ..SandboxConfig::default()
+    });
+    let dir = tempdir();
+    write(dir.path(), "p.csv", rows(2000));
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &["p.csv", "--api", "v1", "--rate", "0", "--concurrency", "8"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!((run.n("sent"), run.n("exhausted")), (2000, 0));
+    // The server allows 1000 req/s: one halving from what was used stays far above 100.
+    let min = f(&run, "rate_min");
+    assert!(min >= 100.0, "rate_min {min}: {}", run.summary);
+}

@@ -53,6 +53,13 @@ impl Pause {
     }
 }
 
+/// A permit to send one request, with the congestion epoch it was granted in: a 429 for it
+/// cuts the rate only if no cut came since the grant (see [`Controller::epoch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Permit {
+    epoch: u64,
+}
+
 /// The pacing shared by all workers: one token bucket. Closed loop by default (its rate
 /// follows the server's answers, see [`crate::pace`]); with `--fixed-rate`, open loop: a
 /// governor bucket at `--rate` and one pause for every worker on a 429.
@@ -124,19 +131,22 @@ impl Pacer {
         }
     }
 
-    /// The congestion epoch when a request goes out (see [`Controller::epoch`]).
-    pub(super) fn epoch(&self) -> u64 {
-        self.adaptive.as_ref().map_or(0, Controller::epoch)
-    }
-
     /// A 429 for a request sent in `epoch`: the controller cuts and holds; the fixed pacer
     /// pauses every worker for `delay`.
-    pub(super) fn throttled(&self, epoch: u64, retry_after: Option<Duration>, delay: Duration) {
+    pub(super) fn throttled(&self, permit: Permit, retry_after: Option<Duration>, delay: Duration) {
+        let now = tokio::time::Instant::now();
         match &self.adaptive {
-            Some(c) => c.throttled(epoch, retry_after),
-            None => self
-                .pause
-                .extend(tokio::time::Instant::now() + delay.max(Duration::from_millis(100))),
+            Some(c) => {
+                c.throttled(permit.epoch, retry_after);
+                if let Some(ra) = retry_after {
+                    self.budget.held(now + ra);
+                }
+            }
+            None => {
+                let until = now + delay.max(Duration::from_millis(100));
+                self.pause.extend(until);
+                self.budget.held(until);
+            }
         }
     }
 
@@ -148,19 +158,19 @@ impl Pacer {
         }
     }
 
-    /// Waits for the shared pause and a permit. False when the run stopped meanwhile.
-    pub(super) async fn ready(&self, stop: &Stop) -> bool {
+    /// Waits for the shared pause and a permit. `None` when the run stopped meanwhile.
+    pub(super) async fn ready(&self, stop: &Stop) -> Option<Permit> {
         if let Some(c) = &self.adaptive {
-            return c.acquire(stop).await;
+            return c.acquire(stop).await.map(|epoch| Permit { epoch });
         }
         self.pause.wait(stop).await;
         if let Some(l) = &self.limiter {
             tokio::select! {
                 _ = l.until_ready() => {}
-                _ = stop.stopped() => return false,
+                _ = stop.stopped() => return None,
             }
         }
-        !stop.is_stopped()
+        (!stop.is_stopped()).then_some(Permit { epoch: 0 })
     }
 }
 
@@ -181,7 +191,7 @@ mod tests {
             let (pacer, stop, granted) = (pacer.clone(), stop.clone(), granted.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
-                    assert!(pacer.ready(&stop).await);
+                    assert!(pacer.ready(&stop).await.is_some());
                     if start.elapsed() >= Duration::from_secs(1) {
                         return;
                     }
@@ -219,7 +229,37 @@ mod tests {
         let until = tokio::time::Instant::now() + Duration::from_millis(200);
         pacer.pause.extend(until);
         pacer.pause.extend(until - Duration::from_millis(100)); // a shorter pause never shortens it
-        assert!(pacer.ready(&stop).await);
+        assert!(pacer.ready(&stop).await.is_some());
         assert!(tokio::time::Instant::now() >= until);
+    }
+
+    /// Red-team finding: the bucket's own hold stops every acknowledgement, so a
+    /// `--throttle-budget` shorter than a `Retry-After` gave a row up right after the hold.
+    /// The budget counts time without progress from the end of the hold.
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_does_not_spend_the_throttle_budget() {
+        for fixed in [false, true] {
+            let tally = Arc::new(Tally::default());
+            let budget = Duration::from_secs(1);
+            let pacer = if fixed {
+                Pacer::fixed(100, budget, &tally)
+            } else {
+                Pacer::adaptive(100, budget, tally)
+            };
+            let first = tokio::time::Instant::now();
+            let hold = Duration::from_secs(3);
+            let permit = pacer.ready(&Stop::new()).await.expect("a permit");
+            pacer.throttled(permit, Some(hold), hold);
+            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            assert!(
+                !pacer.budget.spent(first),
+                "fixed: {fixed}: 0.5 s after the hold ended"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(
+                pacer.budget.spent(first),
+                "fixed: {fixed}: 1.5 s after the hold ended"
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::order::{EntityOrder, JobDone};
 use super::outcome::Outcome;
-use super::pacer::Pacer;
+use super::pacer::{Pacer, Permit};
 use crate::operation::Operation;
 use crate::record::{Class, Failure, IdKind};
 use crate::stop::Stop;
@@ -88,13 +88,13 @@ impl Courier {
         self.tally.retrying.fetch_sub(1, Relaxed);
     }
 
-    /// Sends `req` until it is answered for good or the retries run out. `paced` says the
-    /// first attempt already has its permit (the dispatcher took it before handing over).
+    /// Sends `req` until it is answered for good or the retries run out. `paced` is the
+    /// first attempt's permit when the dispatcher already took it before handing over.
     async fn send_with_retry(
         &self,
         req: &Request,
         bisect: bool,
-        mut paced: bool,
+        mut paced: Option<Permit>,
     ) -> (Delivery, u32) {
         let mut delays = self.backoff.build();
         let mut throttle_delays = self.throttle_backoff.build();
@@ -104,9 +104,13 @@ impl Courier {
         // not spend `--max-retries`; the request keeps trying while the run makes progress.
         let mut first_throttled: Option<tokio::time::Instant> = None;
         loop {
-            if !std::mem::take(&mut paced) && !self.pacer.ready(&self.stop).await {
-                return (Delivery::Stopped { last }, attempts);
-            }
+            let permit = match paced.take() {
+                Some(p) => p,
+                None => match self.pacer.ready(&self.stop).await {
+                    Some(p) => p,
+                    None => return (Delivery::Stopped { last }, attempts),
+                },
+            };
             attempts += 1;
             self.tally.requests.fetch_add(1, Relaxed);
             if attempts > 1 {
@@ -115,7 +119,6 @@ impl Courier {
             if bisect {
                 self.tally.bisect_requests.fetch_add(1, Relaxed);
             }
-            let epoch = self.pacer.epoch();
             let verdict = tokio::select! {
                 v = self.wire.send(req) => v,
                 _ = grace_over(&self.stop) => return (Delivery::Abandoned, attempts),
@@ -160,7 +163,7 @@ impl Courier {
                     }
                     let step = throttle_delays.next().unwrap_or_default();
                     let delay = retry_after.unwrap_or_else(|| full_jitter(step));
-                    self.pacer.throttled(epoch, retry_after, delay);
+                    self.pacer.throttled(permit, retry_after, delay);
                     tracing::debug!(
                         "attempt {attempts} throttled ({status}); retrying in {delay:?}"
                     );
@@ -259,7 +262,7 @@ within {} s: it may have been applied; re-run to send it again",
         .collect()
 }
 
-async fn deliver_one(courier: &Courier, mut op: Operation, paced: bool) -> Vec<Outcome> {
+async fn deliver_one(courier: &Courier, mut op: Operation, paced: Option<Permit>) -> Vec<Outcome> {
     let req = courier.wire.single(&mut op);
     let (delivery, attempts) = courier.send_with_retry(&req, false, paced).await;
     match delivery {
@@ -274,7 +277,7 @@ fn deliver_batch(
     packed: Packed,
     prior_attempts: u32,
     bisect: bool,
-    paced: bool,
+    paced: Option<Permit>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Outcome>> + Send + '_>> {
     Box::pin(async move {
         let req = courier.wire.batch(&packed);
@@ -313,8 +316,8 @@ fn deliver_batch(
                 let right = left.split_off(left.len() / 2);
                 let (lb, rb) = packed.halves(left.len());
                 drop(packed);
-                let mut out = deliver_batch(courier, left, lb, attempts, true, false).await;
-                out.extend(deliver_batch(courier, right, rb, attempts, true, false).await);
+                let mut out = deliver_batch(courier, left, lb, attempts, true, None).await;
+                out.extend(deliver_batch(courier, right, rb, attempts, true, None).await);
                 out
             }
             Delivery::Refused {
@@ -392,12 +395,17 @@ impl Dispatcher {
         // The first attempt's rate permit is taken here, before the job is handed over, so
         // jobs queue in the bounded channel (rows) rather than as packed bodies in tasks.
         // A job that must wait for an earlier one takes its permit after the wait instead.
-        let paced = deps.is_empty();
-        let permit = match permit {
-            Some(p) if !paced || self.courier.pacer.ready(&self.courier.stop).await => Some(p),
-            _ => None,
+        let slot = match permit {
+            Some(slot) if !deps.is_empty() => Some((slot, None)),
+            Some(slot) => self
+                .courier
+                .pacer
+                .ready(&self.courier.stop)
+                .await
+                .map(|paced| (slot, Some(paced))),
+            None => None,
         };
-        let Some(permit) = permit else {
+        let Some((permit, paced)) = slot else {
             let delivery = Delivery::Stopped { last: None };
             for o in not_sent_outcomes(job.into_operations(), delivery, 0) {
                 let _ = self.out.send(o).await;
