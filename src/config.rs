@@ -150,20 +150,39 @@ or try --sandbox or --dry-run",
     NoCredentials,
 }
 
-/// Whether two paths name the same existing file (same device and inode).
-fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(a), std::fs::metadata(b)) {
-            (Ok(x), Ok(y)) => x.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),
-            _ => false,
+/// A path as the collision checks see it, looked at once: the existing regular file it
+/// names (device and inode), and where it resolves to.
+struct Seen {
+    file: Option<(u64, u64)>,
+    resolved: Option<PathBuf>,
+}
+
+impl Seen {
+    fn of(p: &Path) -> Seen {
+        #[cfg(unix)]
+        let file = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| (m.dev(), m.ino()))
+        };
+        #[cfg(not(unix))]
+        let file = None;
+        Seen {
+            file,
+            resolved: resolved(p),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = (a, b);
-        false
+
+    /// Both name the same existing file, or resolve to the same path.
+    fn collides(&self, other: &Seen) -> bool {
+        (self.file.is_some() && self.file == other.file) || self.resolves_like(other)
+    }
+
+    /// Both resolve to the same path.
+    fn resolves_like(&self, other: &Seen) -> bool {
+        self.resolved.is_some() && self.resolved == other.resolved
     }
 }
 
@@ -366,34 +385,37 @@ impl ImportConfig {
                 ));
             }
         }
+        let kept: Vec<(Seen, &'static str)> =
+            kept.iter().map(|(p, why)| (Seen::of(p), *why)).collect();
         let mut outputs: Vec<(&'static str, &PathBuf)> =
             vec![("--rejects", &self.rejects), ("--errors", &self.errors)];
         if let Some(summary) = &self.summary {
             outputs.push(("--summary", summary));
         }
-        for (i, (option, path)) in outputs.iter().enumerate() {
-            let r = resolved(path);
-            for (other, problem) in &kept {
-                if same_file(other, path) || (r.is_some() && r == resolved(other)) {
-                    return Err(ConfigError::ReportPath {
-                        option,
-                        path: path.display().to_string(),
-                        problem,
-                    });
-                }
-            }
-            for (other_option, other) in &outputs[..i] {
-                if r.is_some() && r == resolved(other) {
-                    return Err(ConfigError::ReportPath {
-                        option,
-                        path: path.display().to_string(),
-                        problem: match *other_option {
+        let mut checked: Vec<(&'static str, Seen)> = Vec::with_capacity(outputs.len());
+        for (option, path) in outputs {
+            let seen = Seen::of(path);
+            let problem = kept
+                .iter()
+                .find(|(other, _)| other.collides(&seen))
+                .map(|(_, problem)| *problem)
+                .or_else(|| {
+                    checked
+                        .iter()
+                        .find(|(_, other)| seen.resolves_like(other))
+                        .map(|(other_option, _)| match *other_option {
                             "--rejects" => "that is also the rejects file",
                             _ => "that is also the errors file",
-                        },
-                    });
-                }
+                        })
+                });
+            if let Some(problem) = problem {
+                return Err(ConfigError::ReportPath {
+                    option,
+                    path: path.display().to_string(),
+                    problem,
+                });
             }
+            checked.push((option, seen));
         }
         Ok(())
     }

@@ -246,6 +246,13 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         ledger_writer,
     } = opened;
 
+    // Regular files never stall, so their rows can travel in chunks; pipes go row by row.
+    // Opening the input already told them apart: only a regular file has a known size.
+    let chunk_rows = match input_progress.total_bytes {
+        Some(_) => CHUNK_ROWS,
+        None => 1,
+    };
+
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(4096);
     let reporter = tokio::spawn(outcome::sink(
         out_rx,
@@ -263,11 +270,6 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         done_rx,
     ));
 
-    // Regular files never stall, so their rows can travel in chunks; pipes go row by row.
-    let chunk_rows = match &cfg.input {
-        source::Input::Path(p) if std::fs::metadata(p).is_ok_and(|m| m.is_file()) => CHUNK_ROWS,
-        _ => 1,
-    };
     let packer = wire
         .as_ref()
         .and_then(|w| w.packer(cfg.batch_bytes, cfg.batch_size));

@@ -38,13 +38,11 @@ pub struct State {
     pub stats: Stats,
     pub people: People,
     dice: Dice,
-    limiter: Option<
-        RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
-    >,
     started: Instant,
     v1_errors: AtomicU64,
     script: std::sync::Mutex<std::collections::VecDeque<super::Fault>>,
-    /// `limit_schedule`'s limiters, each from its start time on.
+    /// The rate limiters, each in force from its start time on: `limit_schedule`'s steps, or
+    /// `limit` alone from the start (`None`: no limit).
     schedule: Vec<(std::time::Duration, Option<Limiter>)>,
 }
 
@@ -59,11 +57,8 @@ fn new_limiter(limit: u32, burst: u32) -> Option<Limiter> {
 }
 
 impl State {
-    /// The rate limiter in force now (the schedule's current step, or the fixed one).
+    /// The rate limiter in force now: the schedule's current step.
     fn current_limiter(&self) -> Option<&Limiter> {
-        if self.schedule.is_empty() {
-            return self.limiter.as_ref();
-        }
         let t = self.started.elapsed();
         self.schedule
             .iter()
@@ -98,17 +93,18 @@ pub async fn background_traffic(state: std::sync::Weak<State>) {
 
 impl State {
     pub fn new(cfg: SandboxConfig, url: String) -> State {
-        let limiter = new_limiter(cfg.limit, cfg.burst);
-        let schedule = cfg
-            .limit_schedule
-            .iter()
-            .map(|(from, l)| (*from, new_limiter(*l, cfg.burst)))
-            .collect();
+        let schedule = if cfg.limit_schedule.is_empty() {
+            vec![(std::time::Duration::ZERO, new_limiter(cfg.limit, cfg.burst))]
+        } else {
+            cfg.limit_schedule
+                .iter()
+                .map(|(from, l)| (*from, new_limiter(*l, cfg.burst)))
+                .collect()
+        };
         State {
             schedule,
             dice: Dice::new(cfg.seed),
             people: People::new(cfg.store_people),
-            limiter,
             started: Instant::now(),
             stats: Stats::default(),
             v1_errors: AtomicU64::new(0),

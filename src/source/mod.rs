@@ -230,7 +230,7 @@ impl Read for Pipe {
 pub struct Opened {
     /// The decompressed bytes.
     pub reader: Box<dyn BufRead + Send>,
-    /// The file's size, when known (not for stdin).
+    /// The file's size: known for a regular file only (not for stdin, pipes or FIFOs).
     pub total_bytes: Option<u64>,
     /// Bytes of the file (compressed, for gzip) read so far.
     pub bytes_read: Arc<AtomicU64>,
