@@ -513,13 +513,12 @@ fn dry_run_needs_no_credentials_and_sends_nothing() {
         "p.csv",
         "id,created_at\n1,2023-01-01\n2,never\n",
     );
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args(["import", "p.csv", "--dry-run", "--summary", "s.json"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
-        .output()
-        .unwrap();
+    let out = without_credentials(
+        dir.path(),
+        &["import", "p.csv", "--dry-run", "--summary", "s.json"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let s: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
@@ -542,11 +541,7 @@ fn dry_run_needs_no_credentials_and_sends_nothing() {
 fn missing_credentials_and_plain_http_to_a_remote_host_are_usage_errors() {
     let dir = tempdir();
     write(dir.path(), "p.csv", "id\n1\n");
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args(["import", "p.csv"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
+    let out = without_credentials(dir.path(), &["import", "p.csv"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -74,14 +74,13 @@ fn an_unclosed_quote_on_the_last_line_without_a_line_ending_is_reported() {
 
 /// `cio-import import NAME --dry-run -q` in `dir` with default report paths: the exit code.
 fn dry_run(dir: &std::path::Path, name: &str) -> i32 {
-    let o = std::process::Command::new(bin())
-        .current_dir(dir)
-        .args(["import", name, "--dry-run", "-q", "--summary", "s.json"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let o = without_credentials(
+        dir,
+        &["import", name, "--dry-run", "-q", "--summary", "s.json"],
+    )
+    .env_remove("RUST_LOG")
+    .output()
+    .unwrap();
     o.status.code().unwrap_or(-1)
 }
 

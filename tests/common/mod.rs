@@ -325,6 +325,17 @@ pub fn spawn_sandbox(args: &[&str]) -> (std::process::Child, String) {
     (child, first.trim().to_string())
 }
 
+/// `cio-import ARGS` in `dir` with no credentials in its environment (for dry runs, the
+/// sandbox and usage errors); the caller adds stdio and runs it.
+pub fn without_credentials(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("CUSTOMERIO_SITE_ID")
+        .env_remove("CUSTOMERIO_TRACK_API_KEY");
+    cmd
+}
+
 /// `cio-import import ARGS --endpoint URL` in `dir` with the test credentials, for tests that
 /// spawn the importer themselves (to signal or kill it, or to feed its stdin).
 pub fn import_command(dir: &Path, endpoint: &str, args: &[&str]) -> Command {
