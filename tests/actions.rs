@@ -17,12 +17,7 @@ fn seeded(api: &str) -> (Sb, tempfile::TempDir) {
     let dir = tempdir();
     write(dir.path(), "people.csv", PEOPLE);
     write(dir.path(), "list.csv", LIST);
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["people.csv", "--api", api],
-        None,
-    );
+    let run = sb.import(dir.path(), &["people.csv", "--api", api]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(sb.people().len(), 3);
     (sb, dir)
@@ -46,11 +41,9 @@ fn suppressed(sb: &Sb) -> Vec<String> {
 fn delete_removes_the_people_listed_through_both_apis() {
     for api in ["v1", "batch"] {
         let (sb, dir) = seeded(api);
-        let run = import(
+        let run = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &["list.csv", "--action", "delete", "--yes", "--api", api],
-            None,
         );
         assert_eq!(run.code, 0, "{api}: {}", run.stderr);
         assert_eq!((run.n("rows"), run.n("sent")), (2, 2), "{api}");
@@ -66,11 +59,9 @@ fn delete_removes_the_people_listed_through_both_apis() {
 fn suppress_then_unsuppress_through_both_apis() {
     for api in ["v1", "batch"] {
         let (sb, dir) = seeded(api);
-        let run = import(
+        let run = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &["list.csv", "--action", "suppress", "--yes", "--api", api],
-            None,
         );
         assert_eq!(run.code, 0, "{api}: {}", run.stderr);
         assert_eq!(run.n("sent"), 2);
@@ -79,11 +70,9 @@ fn suppress_then_unsuppress_through_both_apis() {
         assert_eq!(sb.stats().action("suppress"), 2, "{api}");
 
         // Unsuppress is not destructive: no --yes needed.
-        let run = import(
+        let run = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &["list.csv", "--action", "unsuppress", "--api", api],
-            None,
         );
         assert_eq!(run.code, 0, "{api}: {}", run.stderr);
         assert_eq!(run.n("sent"), 2);
@@ -99,12 +88,7 @@ fn a_destructive_action_without_yes_is_refused_and_sends_nothing() {
     let dir = tempdir();
     write(dir.path(), "list.csv", LIST);
     for action in ["delete", "suppress"] {
-        let run = import(
-            dir.path(),
-            Some(&sb.url()),
-            &["list.csv", "--action", action],
-            None,
-        );
+        let run = sb.import(dir.path(), &["list.csv", "--action", action]);
         assert_eq!(run.code, 1, "{action}: {}", run.stderr);
         assert!(
             run.stderr.contains("--yes") && run.stderr.contains("nothing was sent"),
@@ -126,11 +110,9 @@ fn a_dry_run_shows_the_count_and_the_first_identifiers_and_sends_nothing() {
         .collect::<Vec<_>>()
         .join("\n");
     write(dir.path(), "eight.csv", list);
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["eight.csv", "--action", "delete", "--dry-run"],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
@@ -152,9 +134,8 @@ fn a_dry_run_shows_the_count_and_the_first_identifiers_and_sends_nothing() {
 fn the_cap_refuses_a_larger_file_even_with_yes_unless_raised() {
     let (sb, dir) = seeded("batch");
     let before = sb.stats().requests;
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "list.csv",
             "--action",
@@ -163,15 +144,13 @@ fn the_cap_refuses_a_larger_file_even_with_yes_unless_raised() {
             "--max-deletes",
             "1",
         ],
-        None,
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("--max-deletes 1"), "{}", run.stderr);
     assert_eq!(sb.stats().requests, before);
     assert_eq!(sb.people().len(), 3);
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "list.csv",
             "--action",
@@ -180,7 +159,6 @@ fn the_cap_refuses_a_larger_file_even_with_yes_unless_raised() {
             "--max-deletes",
             "2",
         ],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(ids(&sb), ["2"]);
@@ -196,7 +174,7 @@ fn a_deleted_person_is_sent_again_by_the_next_identify_with_state() {
         let sync = |args: &[&str]| {
             let mut all = args.to_vec();
             all.extend(["--state", "state.db", "--api", api]);
-            import(dir.path(), Some(&sb.url()), &all, None)
+            sb.import(dir.path(), &all)
         };
         let run = sync(&["people.csv"]);
         assert_eq!(run.n("sent"), 3, "{api}: {}", run.stderr);
@@ -226,12 +204,7 @@ fn rows_without_an_identifier_are_reported_and_the_counts_balance() {
         "gaps.jsonl",
         "{\"id\":\"1\",\"x\":{\"deep\":[1]}}\n{\"email\":\"b@example.com\"}\n{\"id\":3}\n",
     );
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["gaps.jsonl", "--action", "delete", "--yes"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["gaps.jsonl", "--action", "delete", "--yes"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!((run.n("rows"), run.n("sent"), run.n("invalid")), (3, 2, 1));
     let errors = run.errors();

@@ -9,11 +9,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 fn rows_csv(n: usize, pad: usize) -> String {
-    let mut s = String::from("id,name,pad\n");
-    for i in 0..n {
-        s.push_str(&format!("u{i},Name {i},{}\n", "p".repeat(pad)));
-    }
-    s
+    numbered_csv("id,name,pad", n, |i| {
+        format!("u{i},Name {i},{}", "p".repeat(pad))
+    })
 }
 
 #[test]
@@ -21,12 +19,7 @@ fn batch_is_the_default_and_packs_under_the_byte_and_count_caps() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", rows_csv(5000, 200));
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--batch-bytes", "100000"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["p.csv", "--batch-bytes", "100000"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.summary["api"], "batch");
     assert_eq!(run.n("sent"), 5000);
@@ -48,12 +41,7 @@ fn batch_is_the_default_and_packs_under_the_byte_and_count_caps() {
     assert_eq!(sb.people().len(), 5000);
 
     let sb = plain();
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--batch-size", "64"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["p.csv", "--batch-size", "64"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("requests"), 5000u64.div_ceil(64));
     assert!(sb.stats().violations.is_empty());
@@ -68,7 +56,7 @@ fn a_207_rejects_exactly_the_listed_rows() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows_csv(1000, 10));
-    let run = import(dir.path(), Some(&sb.url()), &["p.csv"], None);
+    let run = sb.import(dir.path(), &["p.csv"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(
         (run.n("sent"), run.n("rejected"), run.n("requests")),
@@ -101,7 +89,7 @@ fn a_poisoned_batch_is_halved_until_only_the_poison_row_fails() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows_csv(2000, 10));
-    let run = import(dir.path(), Some(&sb.url()), &["p.csv"], None);
+    let run = sb.import(dir.path(), &["p.csv"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!((run.n("sent"), run.n("rejected")), (1999, 1));
     let e = &run.errors()[0];
@@ -126,7 +114,7 @@ fn an_operation_over_32000_bytes_is_invalid_and_never_sent() {
     csv.push_str(&format!("fat,{}\n", vec!["x".repeat(900); 40].join(",")));
     csv.push_str(&format!("thin,{}\n", vec!["y"; 40].join(",")));
     write(dir.path(), "p.csv", csv);
-    let run = import(dir.path(), Some(&sb.url()), &["p.csv"], None);
+    let run = sb.import(dir.path(), &["p.csv"]);
     assert_eq!((run.n("invalid"), run.n("sent")), (1, 1), "{}", run.stderr);
     assert!(
         run.errors()[0]["message"].contains("32000"),
@@ -136,7 +124,7 @@ fn an_operation_over_32000_bytes_is_invalid_and_never_sent() {
     assert!(sb.stats().violations.is_empty());
     // In v1 the same row is fine: the 32,000-byte limit is a batch limit.
     let sb = plain();
-    let run = import(dir.path(), Some(&sb.url()), &["p.csv", "--api", "v1"], None);
+    let run = sb.import(dir.path(), &["p.csv", "--api", "v1"]);
     assert_eq!(run.n("sent"), 2, "{}", run.stderr);
 }
 
@@ -187,12 +175,7 @@ fn a_retried_batch_goes_whole_and_an_ambiguous_answer_is_harmless() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows_csv(300, 5));
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--backoff-base-ms", "20"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["p.csv", "--backoff-base-ms", "20"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         (run.n("sent"), run.n("requests"), run.n("retries")),

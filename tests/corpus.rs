@@ -121,7 +121,7 @@ fn every_corpus_file_ends_as_expected() {
         let sb = plain();
         let mut args = vec![*file];
         args.extend_from_slice(extra);
-        let run = import(dir.path(), Some(&sb.url()), &args, None);
+        let run = sb.import(dir.path(), &args);
         assert!(!run.stderr.contains("panicked"), "{file}: {}", run.stderr);
         assert_eq!(run.code, *exit, "{file}: {}", run.stderr);
         if run.summary.is_null() {

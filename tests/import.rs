@@ -5,7 +5,6 @@ mod common;
 use cio_import::sandbox::{Fault, SandboxConfig};
 use common::*;
 use serde_json::{json, Value};
-use std::io::Write;
 
 const CSV: &str = "\u{feff}id,email,name,zip,created_at,note\r\n\
 1,a+1@example.com,\"O'Brien, Ann\",02134,2023-11-14,\r\n\
@@ -36,12 +35,7 @@ fn csv_rows_arrive_exactly_once_with_every_field_in_both_apis() {
         let sb = plain();
         let dir = tempdir();
         write(dir.path(), "people.csv", CSV);
-        let run = import(
-            dir.path(),
-            Some(&sb.url()),
-            &["people.csv", "--api", api],
-            None,
-        );
+        let run = sb.import(dir.path(), &["people.csv", "--api", api]);
         assert_eq!(run.code, 0, "{api}: {}", run.stderr);
         assert_eq!((run.n("rows"), run.n("sent")), (3, 3), "{api}");
         let people = sb.people();
@@ -61,12 +55,6 @@ fn csv_rows_arrive_exactly_once_with_every_field_in_both_apis() {
         );
         assert!(!dir.path().join("errors.csv").exists());
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 #[test]
@@ -91,7 +79,7 @@ fn jsonl_keeps_types_and_reads_multi_member_gzip_and_stdin() {
     let mut gz = gzip(part1.as_bytes());
     gz.extend(gzip(part2.as_bytes()));
     write(dir.path(), "people.jsonl.gz", &gz);
-    let run = import(dir.path(), Some(&sb.url()), &["people.jsonl.gz"], None);
+    let run = sb.import(dir.path(), &["people.jsonl.gz"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("rows"), 2, "the blank line is skipped, not counted");
     check(&sb);
@@ -136,12 +124,7 @@ fn awkward_identifiers_are_fully_percent_encoded() {
         csv.push_str(&format!("\"{id}\",{i}\n"));
     }
     write(dir.path(), "ids.csv", csv);
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["ids.csv", "--api", "v1"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["ids.csv", "--api", "v1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let st = sb.stats();
     assert!(st.violations.is_empty(), "{:?}", st.violations);
@@ -162,11 +145,9 @@ fn cio_id_gets_its_prefix_in_v1_and_none_in_batch() {
         let sb = plain();
         let dir = tempdir();
         write(dir.path(), "c.csv", "cio_id,plan\ncio_abc,pro\ndef,free\n");
-        let run = import(
+        let run = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &["c.csv", "--identify-by", "cio_id", "--api", api],
-            None,
         );
         assert_eq!(run.code, 0, "{}", run.stderr);
         let people = sb.people();
@@ -197,7 +178,7 @@ fn bad_rows_end_in_the_right_class_with_their_line() {
     data.extend(format!("8,long value,,{}\n", "é".repeat(500) + "x").as_bytes()); // row 8, line 10
     data.extend(format!("{},edge id,,{}\n", "i".repeat(150), "é".repeat(500)).as_bytes()); // row 9, line 11: ok
     write(dir.path(), "bad.csv", &data);
-    let run = import(dir.path(), Some(&sb.url()), &["bad.csv"], None);
+    let run = sb.import(dir.path(), &["bad.csv"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!((run.n("rows"), run.n("sent"), run.n("invalid")), (9, 3, 6));
     let got: Vec<(String, String, String)> = run
@@ -246,14 +227,14 @@ fn bad_rows_end_in_the_right_class_with_their_line() {
     wide_csv.push_str(&format!("w1,{}\n", vec!["v"; 301].join(",")));
     wide_csv.push_str(&format!("w2,{}\n", vec!["v"; 300].join(",") + ","));
     write(dir.path(), "wide.csv", wide_csv);
-    let run = import(dir.path(), Some(&sb.url()), &["wide.csv"], None);
+    let run = sb.import(dir.path(), &["wide.csv"]);
     assert_eq!((run.n("invalid"), run.n("sent")), (1, 1), "{}", run.stderr);
     assert!(run.errors()[0]["message"].contains("301 attributes"));
 
     // JSONL: not an object, not JSON; blank lines are neither rows nor errors.
     let sb = plain();
     write(dir.path(), "bad.jsonl", "{\"id\":\"1\"}\n\n[1,2]\n\"str\"\n{\"id\":\"2\",\n   \n{\"id\":{\"x\":1}}\n{\"id\":\"3\"}\n");
-    let run = import(dir.path(), Some(&sb.url()), &["bad.jsonl"], None);
+    let run = sb.import(dir.path(), &["bad.jsonl"]);
     assert_eq!(
         (run.n("rows"), run.n("sent"), run.n("invalid")),
         (6, 2, 4),
@@ -285,7 +266,7 @@ fn duplicate_or_empty_header_names_stop_before_anything_is_sent() {
         let sb = plain();
         let dir = tempdir();
         write(dir.path(), "h.csv", header);
-        let run = import(dir.path(), Some(&sb.url()), &["h.csv"], None);
+        let run = sb.import(dir.path(), &["h.csv"]);
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert!(
             run.stderr.contains(needle) && run.stderr.contains("h.csv"),
@@ -311,9 +292,8 @@ fn retries_429_5xx_and_resets_then_succeeds() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", "id,n\n1,a\n2,b\n");
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--api",
@@ -323,7 +303,6 @@ fn retries_429_5xx_and_resets_then_succeeds() {
             "--backoff-base-ms",
             "20",
         ],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 2);
@@ -362,11 +341,9 @@ fn a_429_pauses_every_worker_not_just_the_one_that_saw_it() {
         csv.push_str(&format!("{i}\n"));
     }
     write(dir.path(), "p.csv", csv);
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["p.csv", "--api", "v1", "--concurrency", "4", "--rate", "0"],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 300);
@@ -395,9 +372,8 @@ fn retries_run_out_and_rows_end_exhausted() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", "id,n\n1,a\n2,b\n3,c\n");
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--api",
@@ -407,7 +383,6 @@ fn retries_run_out_and_rows_end_exhausted() {
             "--backoff-base-ms",
             "10",
         ],
-        None,
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.n("exhausted"), 3);
@@ -441,9 +416,8 @@ fn bad_credentials_stop_the_run_at_once_with_exit_3() {
     write(dir.path(), "p.csv", csv);
     for api in ["v1", "batch"] {
         let sb_requests_before = sb.stats().requests;
-        let run = import(
+        let run = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &[
                 "p.csv",
                 "--api",
@@ -455,7 +429,6 @@ fn bad_credentials_stop_the_run_at_once_with_exit_3() {
                 "--batch-size",
                 "100",
             ],
-            None,
         );
         assert_eq!(run.code, 3, "{}", run.stderr);
         let requests = sb.stats().requests - sb_requests_before;
@@ -492,12 +465,7 @@ fn the_rejects_file_reimports_cleanly() {
         "id;name;note\n1;Ann;plain\n2;\"Bo; \"\"B\"\"\";\"multi\nline\"\n3;Cy;\n4;Di;x\n",
     );
     for api in ["v1", "batch"] {
-        let run = import(
-            dir.path(),
-            Some(&sb.url()),
-            &["semi.csv", "--delimiter", ";", "--api", api],
-            None,
-        );
+        let run = sb.import(dir.path(), &["semi.csv", "--delimiter", ";", "--api", api]);
         assert_eq!(run.code, 2, "{}", run.stderr);
         assert_eq!((run.n("sent"), run.n("rejected")), (2, 2), "{api}");
         for e in run.errors() {
@@ -530,7 +498,7 @@ fn reports_are_owner_only() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", "id\n\n1\n,\n");
-    let run = import(dir.path(), Some(&sb.url()), &["p.csv"], None);
+    let run = sb.import(dir.path(), &["p.csv"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     for f in ["rejects.csv", "errors.csv", "summary.json"] {
         assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
@@ -545,13 +513,12 @@ fn dry_run_needs_no_credentials_and_sends_nothing() {
         "p.csv",
         "id,created_at\n1,2023-01-01\n2,never\n",
     );
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args(["import", "p.csv", "--dry-run", "--summary", "s.json"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
-        .output()
-        .unwrap();
+    let out = without_credentials(
+        dir.path(),
+        &["import", "p.csv", "--dry-run", "--summary", "s.json"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let s: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
@@ -574,11 +541,7 @@ fn dry_run_needs_no_credentials_and_sends_nothing() {
 fn missing_credentials_and_plain_http_to_a_remote_host_are_usage_errors() {
     let dir = tempdir();
     write(dir.path(), "p.csv", "id\n1\n");
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args(["import", "p.csv"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
+    let out = without_credentials(dir.path(), &["import", "p.csv"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -695,9 +658,8 @@ fn a_request_past_the_timeout_is_retried_then_exhausted() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", "id\n1\n");
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--timeout",
@@ -707,7 +669,6 @@ fn a_request_past_the_timeout_is_retried_then_exhausted() {
             "--backoff-base-ms",
             "10",
         ],
-        None,
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!((run.n("exhausted"), run.n("requests")), (1, 2));

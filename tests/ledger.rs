@@ -10,19 +10,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn people_csv(n: usize, changed: &[usize]) -> String {
-    let mut s = String::from("id,name,plan,created_at\n");
-    for i in 0..n {
+    numbered_csv("id,name,plan,created_at", n, |i| {
         let plan = if changed.contains(&i) {
             "upgraded"
         } else {
             "free"
         };
-        s.push_str(&format!(
-            "p{i},Person {i},{plan},2024-01-{:02}\n",
-            i % 28 + 1
-        ));
-    }
-    s
+        format!("p{i},Person {i},{plan},2024-01-{:02}", i % 28 + 1)
+    })
 }
 
 fn ledger_people(path: &Path) -> Vec<(String, String)> {
@@ -41,22 +36,12 @@ fn an_unchanged_file_sends_nothing_and_a_changed_one_only_the_changes() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", people_csv(2000, &[]));
-    let first = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let first = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!((first.code, first.n("sent")), (0, 2000), "{}", first.stderr);
     assert_eq!(mode(&dir.path().join("state.db")), 0o600);
 
     let before = sb.stats().requests;
-    let second = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let second = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_eq!(
         (second.n("sent"), second.n("skipped"), second.n("requests")),
@@ -71,12 +56,7 @@ fn an_unchanged_file_sends_nothing_and_a_changed_one_only_the_changes() {
     // 1% of the rows change: exactly those are sent.
     let changed: Vec<usize> = (0..2000).step_by(100).collect();
     write(dir.path(), "p.csv", people_csv(2000, &changed));
-    let third = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db", "--api", "v1"],
-        None,
-    );
+    let third = sb.import(dir.path(), &["p.csv", "--state", "state.db", "--api", "v1"]);
     assert_eq!(
         (third.n("sent"), third.n("skipped"), third.n("requests")),
         (20, 1980, 20),
@@ -98,12 +78,7 @@ fn an_unchanged_file_sends_nothing_and_a_changed_one_only_the_changes() {
         );
     }
     // --full sends everything again and refreshes the ledger.
-    let full = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db", "--full"],
-        None,
-    );
+    let full = sb.import(dir.path(), &["p.csv", "--state", "state.db", "--full"]);
     assert_eq!((full.n("sent"), full.n("skipped")), (2000, 0));
 }
 
@@ -115,24 +90,14 @@ fn failed_rows_are_not_recorded_and_are_retried_by_the_next_run() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", people_csv(20, &[]));
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!((run.code, run.n("sent"), run.n("rejected")), (2, 19, 1));
     let known = ledger_people(&dir.path().join("state.db"));
     assert_eq!(known.len(), 19);
     assert!(!known.iter().any(|(_, id)| id == "p7"));
     // The same workspace again: the failed row is tried again (and refused again), the
     // acknowledged ones are skipped.
-    let again = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let again = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!(
         (again.code, again.n("rejected"), again.n("skipped")),
         (2, 1, 19)
@@ -180,9 +145,8 @@ fn the_later_row_of_a_person_wins_in_the_api_and_in_the_ledger() {
     write(dir.path(), "p.csv", csv);
     for api in ["v1", "batch"] {
         let state = format!("{api}.db");
-        let run = import(
+        let run = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &[
                 "p.csv",
                 "--state",
@@ -196,7 +160,6 @@ fn the_later_row_of_a_person_wins_in_the_api_and_in_the_ledger() {
                 "--rate",
                 "0",
             ],
-            None,
         );
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(sb.people()["dup"].attributes["v"], json!("last"), "{api}");
@@ -204,12 +167,7 @@ fn the_later_row_of_a_person_wins_in_the_api_and_in_the_ledger() {
         // skipped; dup's six earlier rows differ from what the ledger holds and a streaming
         // reader cannot know a later row will follow, so they go again, in order, and the
         // last row (now following them) goes too: the person ends on "last" once more.
-        let again = import(
-            dir.path(),
-            Some(&sb.url()),
-            &["p.csv", "--state", &state, "--api", api],
-            None,
-        );
+        let again = sb.import(dir.path(), &["p.csv", "--state", &state, "--api", api]);
         assert_eq!(
             (again.n("sent"), again.n("skipped")),
             (7, 300),
@@ -244,12 +202,7 @@ fn a_second_run_on_the_same_ledger_fails_fast() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let t = Instant::now();
-    let second = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let second = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(
         second.stderr.contains("in use by another cio-import run"),
@@ -340,12 +293,7 @@ fn kill_9_at_random_points_loses_nothing_and_the_ledger_agrees_with_the_api() {
         "only {kills} kills happened: the test proves little"
     );
     // Re-run until done.
-    let last = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let last = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!(last.code, 0, "{}", last.stderr);
     let people = sb.people();
     assert_eq!(people.len(), n);
@@ -356,12 +304,7 @@ fn kill_9_at_random_points_loses_nothing_and_the_ledger_agrees_with_the_api() {
     }
     // The ledger agrees with the API: every person recorded, and nothing left to send.
     assert_eq!(ledger_people(&dir.path().join("state.db")).len(), n);
-    let check = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let check = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     // Only p5's earlier row (which differs from the final one in the ledger) and its last row.
     assert_eq!((check.n("sent"), check.n("skipped")), (2, n as u64 - 1));
     assert_eq!(sb.people()["p5"].attributes["plan"], json!("final"));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 
 fn sample(name: &str) -> String {
@@ -15,26 +15,12 @@ fn sample(name: &str) -> String {
         .to_string()
 }
 
-fn person(sb: &Sb, id: &str) -> Value {
-    let p = sb
-        .people()
-        .get(id)
-        .cloned()
-        .unwrap_or_else(|| panic!("{id} did not arrive: {:?}", sb.people().keys()));
-    Value::Object(p.attributes)
-}
-
 #[test]
 fn every_preset_imports_its_sample() {
     let dir = tempdir();
     let run = |preset: &str, file: &str| {
         let sb = plain();
-        let r = import(
-            dir.path(),
-            Some(&sb.url()),
-            &[&sample(file), "--preset", preset],
-            None,
-        );
+        let r = sb.import(dir.path(), &[&sample(file), "--preset", preset]);
         assert_eq!(r.code, 0, "{preset}: {}", r.stderr);
         assert!(
             sb.stats().violations.is_empty(),
@@ -107,9 +93,8 @@ fn every_preset_imports_its_sample() {
 fn identify_by_overrides_the_preset() {
     let sb = plain();
     let dir = tempdir();
-    let r = import(
+    let r = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             &sample("hubspot.csv"),
             "--preset",
@@ -119,7 +104,6 @@ fn identify_by_overrides_the_preset() {
             "--id-column",
             "hubspot_record_id",
         ],
-        None,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(sb.people()["101"].kind, "id");
@@ -174,12 +158,7 @@ b@x.io,Bob,,forty,1,no,,,opted in,\n\
 c@x.io,Cy,,,,maybe,,,,\n\
 d@x.io,Di,,,,,,,perhaps,\n",
     );
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["in.csv", "--mapping", "m.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["in.csv", "--mapping", "m.toml"]);
     assert_eq!((r.n("sent"), r.n("invalid")), (1, 3), "{}", r.stderr);
     assert_eq!(
         person(&sb, "a@x.io"),
@@ -210,11 +189,9 @@ d@x.io,Di,,,,,,,perhaps,\n",
     );
     // --drop-unmapped keeps only what the mapping names.
     let sb = plain();
-    let r = import(
+    let r = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["in.csv", "--mapping", "m.toml", "--drop-unmapped"],
-        None,
     );
     assert_eq!(r.n("sent"), 1, "{}", r.stderr);
     assert!(person(&sb, "a@x.io").get("Other Column").is_none());
@@ -272,12 +249,7 @@ fn jsonl_objects_can_be_flattened_or_kept() {
         "[options]\nflatten = \"_\"\n[columns.profile_name]\nrename = \"name\"\n",
     );
     let sb = plain();
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["in.jsonl", "--mapping", "flat.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["in.jsonl", "--mapping", "flat.toml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         person(&sb, "1"),
@@ -285,12 +257,7 @@ fn jsonl_objects_can_be_flattened_or_kept() {
     );
     write(dir.path(), "keep.toml", "[columns.meta]\ndrop = true\n");
     let sb = plain();
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["in.jsonl", "--mapping", "keep.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["in.jsonl", "--mapping", "keep.toml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         person(&sb, "1"),
@@ -303,17 +270,12 @@ fn update_only_and_clearing_empty_values() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "a.csv", "id,plan,city\n1,pro,Porto\n");
-    assert_eq!(
-        import(dir.path(), Some(&sb.url()), &["a.csv"], None).code,
-        0
-    );
+    assert_eq!(sb.import(dir.path(), &["a.csv"]).code, 0);
     write(dir.path(), "b.csv", "id,plan,city\n1,free,\n2,pro,Lyon\n");
     for api in ["v1", "batch"] {
-        let r = import(
+        let r = sb.import(
             dir.path(),
-            Some(&sb.url()),
             &["b.csv", "--update-only", "--empty", "clear", "--api", api],
-            None,
         );
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(person(&sb, "1"), json!({"plan":"free","city":""}), "{api}");
@@ -329,7 +291,7 @@ fn a_timestamp_column_gets_a_warning() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "t.csv", "id,_timestamp\n1,1500000000\n");
-    let r = import(dir.path(), Some(&sb.url()), &["t.csv"], None);
+    let r = sb.import(dir.path(), &["t.csv"]);
     assert_eq!(r.code, 0);
     assert!(
         r.stderr.contains("_timestamp") && r.stderr.contains("drops an update older"),
@@ -367,11 +329,9 @@ fn presets_are_listed_and_printed_as_mapping_files() {
     let dir = tempdir();
     write(dir.path(), "brevo.toml", &printed);
     let sb = plain();
-    let r = import(
+    let r = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[&sample("brevo.csv"), "--mapping", "brevo.toml"],
-        None,
     );
     assert_eq!((r.code, r.n("sent")), (0, 2), "{}", r.stderr);
 }
@@ -384,17 +344,7 @@ fn inspect_reports_columns_identifier_problems_and_a_mapping() {
         "in.csv",
         "id,First Name,zip,signup_time,score,vip\n1,Ann,02134,2023-01-01,5,true\n1,Bob,00001,2023-01-02,6,false\n,Cy,12345,yesterday,7,true\n3,Di,,2023-01-04,8.5,false\n",
     );
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args(["inspect", "in.csv", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = inspect_json(dir.path(), &["in.csv"]);
     assert_eq!(r["rows"], 4);
     let col = |n: &str| {
         r["columns"]

@@ -9,14 +9,6 @@ use cio_import::sandbox::SandboxConfig;
 use common::*;
 use std::time::Duration;
 
-fn rows(n: usize) -> String {
-    let mut s = String::from("id,v\n");
-    for i in 0..n {
-        s.push_str(&format!("r{i},{i}\n"));
-    }
-    s
-}
-
 fn f(run: &Run, k: &str) -> f64 {
     run.summary[k].as_f64().unwrap_or(f64::NAN)
 }
@@ -33,9 +25,8 @@ fn the_rate_converges_to_a_lower_limit_and_429s_exhaust_no_row() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(1000));
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--api",
@@ -45,7 +36,6 @@ fn the_rate_converges_to_a_lower_limit_and_429s_exhaust_no_row() {
             "--max-retries",
             "0",
         ],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 1000);
@@ -78,9 +68,8 @@ fn retry_after_holds_the_bucket_and_exhausts_no_row() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(200));
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--api",
@@ -90,7 +79,6 @@ fn retry_after_holds_the_bucket_and_exhausts_no_row() {
             "--max-retries",
             "1",
         ],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!((run.n("sent"), run.n("exhausted")), (200, 0));
@@ -107,12 +95,7 @@ fn the_ceiling_is_never_passed() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(250));
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--api", "v1", "--rate", "60"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["p.csv", "--api", "v1", "--rate", "60"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let st = sb.stats();
     assert!(
@@ -134,11 +117,9 @@ fn no_ceiling_still_reacts_to_429s() {
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(600));
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["p.csv", "--api", "v1", "--rate", "0", "--max-retries", "0"],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!((run.n("sent"), run.n("exhausted")), (600, 0));
@@ -155,11 +136,9 @@ fn fixed_rate_stays_at_the_rate() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(50));
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["p.csv", "--api", "v1", "--rate", "80", "--fixed-rate"],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(f(&run, "rate_final"), 80.0);

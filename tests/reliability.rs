@@ -9,12 +9,9 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// [`common::rows`] with a quoted `name` holding a comma.
 fn rows(n: usize) -> String {
-    let mut s = String::from("id,v,name\n");
-    for i in 0..n {
-        s.push_str(&format!("r{i},{i},\"Name, {i}\"\n"));
-    }
-    s
+    numbered_csv("id,v,name", n, |i| format!("r{i},{i},\"Name, {i}\""))
 }
 
 fn assert_all_arrived(sb: &Sb, n: usize) {
@@ -70,7 +67,7 @@ fn a_storm_in_batch_mode_loses_nothing() {
         write(dir.path(), "p.csv", rows(100_000));
         let mut args = vec!["p.csv", "--batch-size", "1000", "--rate", "400"];
         args.extend(FAST_RETRIES);
-        let run = import(dir.path(), Some(&sb.url()), &args, None);
+        let run = sb.import(dir.path(), &args);
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(run.n("sent"), 100_000);
         assert!(
@@ -107,7 +104,7 @@ fn a_storm_in_v1_loses_nothing() {
         "64",
     ];
     args.extend(FAST_RETRIES);
-    let run = import(dir.path(), Some(&sb.url()), &args, None);
+    let run = sb.import(dir.path(), &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.n("sent"), 5_000);
     let st = sb.stats();
@@ -130,9 +127,8 @@ fn a_60_second_outage_slows_the_run_down_and_it_completes() {
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(1_000));
     let started = Instant::now();
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--api",
@@ -142,7 +138,6 @@ fn a_60_second_outage_slows_the_run_down_and_it_completes() {
             "--max-retries",
             "30",
         ],
-        None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
@@ -161,9 +156,8 @@ fn an_outage_longer_than_the_budget_leaves_a_rejects_file_that_finishes_the_job(
     });
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(1_000));
-    let run = import(
+    let run = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &[
             "p.csv",
             "--api",
@@ -175,7 +169,6 @@ fn an_outage_longer_than_the_budget_leaves_a_rejects_file_that_finishes_the_job(
             "--backoff-base-ms",
             "50",
         ],
-        None,
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     let lost = run.n("exhausted") + run.n("not_attempted");
@@ -348,12 +341,7 @@ fn ctrl_c_with_a_ledger_then_a_rerun_finishes_the_job() {
     assert_eq!(out.status.code(), Some(130));
     let first = sb.people().len();
     assert!(first < 600);
-    let again = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "s.db", "--rate", "0"],
-        None,
-    );
+    let again = sb.import(dir.path(), &["p.csv", "--state", "s.db", "--rate", "0"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
         again.n("skipped") as usize >= first - 2,

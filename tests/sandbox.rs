@@ -470,19 +470,18 @@ fn import_sandbox_runs_the_samples_with_no_account() {
     // A copy in the run's folder: the reports and the saved people go next to the input.
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/customers.csv");
     std::fs::copy(&sample, dir.path().join("customers.csv")).unwrap();
-    let out = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .args([
+    let out = without_credentials(
+        dir.path(),
+        &[
             "import",
             "--sandbox",
             "--summary",
             "s.json",
             "customers.csv",
-        ])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

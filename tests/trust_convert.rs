@@ -6,16 +6,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
-
-fn person(sb: &Sb, id: &str) -> Value {
-    let p = sb
-        .people()
-        .get(id)
-        .cloned()
-        .unwrap_or_else(|| panic!("{id} did not arrive: {:?}", sb.people().keys()));
-    Value::Object(p.attributes)
-}
+use serde_json::json;
 
 /// (line, message) of every `invalid` row in the errors report.
 fn invalid_lines(r: &Run) -> Vec<(String, String)> {
@@ -54,11 +45,11 @@ fn unreadable_jsonl_values_make_the_row_invalid_with_or_without_a_mapping() {
     for (what, extra) in [("no mapping", &[][..]), ("mapping", mapped)] {
         for empty in ["ignore", "clear"] {
             let sb = plain();
-            let seed = import(dir.path(), Some(&sb.url()), &["seed.jsonl"], None);
+            let seed = sb.import(dir.path(), &["seed.jsonl"]);
             assert_eq!(seed.code, 0, "{}", seed.stderr);
             let mut args = vec!["in.jsonl", "--empty", empty];
             args.extend_from_slice(extra);
-            let r = import(dir.path(), Some(&sb.url()), &args, None);
+            let r = sb.import(dir.path(), &args);
             let ctx = format!("{what}, --empty {empty}: {}", r.stderr);
             assert_eq!((r.n("sent"), r.n("invalid")), (1, 3), "{ctx}");
             let errs = invalid_lines(&r);
@@ -102,11 +93,9 @@ fn unreadable_values_through_a_preset_are_invalid_and_dry_run_says_so() {
         ),
     );
     let sb = plain();
-    let r = import(
+    let r = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["braze.jsonl", "--preset", "braze", "--dry-run"],
-        None,
     );
     assert_eq!((r.code, r.n("invalid")), (2, 2), "{}", r.stderr);
     assert_eq!(sb.stats().requests, 0, "a dry run sends nothing");
@@ -123,11 +112,9 @@ fn unreadable_values_through_a_preset_are_invalid_and_dry_run_says_so() {
         "{}",
         errs[1].1
     );
-    let r = import(
+    let r = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["braze.jsonl", "--preset", "braze", "--empty", "clear"],
-        None,
     );
     assert_eq!((r.n("sent"), r.n("invalid")), (1, 2), "{}", r.stderr);
     assert_eq!(
@@ -168,12 +155,7 @@ timezone = "America/New_York"
 4,2024-03-10 02:30:00,\n",
     );
     let sb = plain();
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["in.csv", "--mapping", "tz.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["in.csv", "--mapping", "tz.toml"]);
     assert_eq!((r.n("sent"), r.n("invalid")), (3, 1), "{}", r.stderr);
     // Zone-less times are New York times; a date is New York midnight (04:00 UTC).
     assert_eq!(
@@ -204,12 +186,7 @@ timezone = "America/New_York"
         "in.jsonl",
         "{\"id\":\"9\",\"joined\":\"2024-05-01 12:00:00\",\"seen\":\"2024-05-01T12:00:00Z\"}\n",
     );
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["in.jsonl", "--mapping", "tz.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["in.jsonl", "--mapping", "tz.toml"]);
     assert_eq!(r.n("sent"), 1, "{}", r.stderr);
     assert_eq!(
         person(&sb, "9"),
@@ -237,12 +214,7 @@ fn created_at_under_a_set_when_present_rule_is_sent_as_unix_seconds() {
         "id,created_at\n4,2024-05-01T12:00:00Z\n5,1714564800000\n",
     );
     let sb = plain();
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["renamed.csv", "--mapping", "m.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["renamed.csv", "--mapping", "m.toml"]);
     assert_eq!((r.n("sent"), r.n("invalid")), (2, 1), "{}", r.stderr);
     assert_eq!(
         person(&sb, "1"),
@@ -256,12 +228,7 @@ fn created_at_under_a_set_when_present_rule_is_sent_as_unix_seconds() {
         "{}",
         errs[0].1
     );
-    let r = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["same.csv", "--mapping", "m.toml"],
-        None,
-    );
+    let r = sb.import(dir.path(), &["same.csv", "--mapping", "m.toml"]);
     assert_eq!(r.n("sent"), 2, "{}", r.stderr);
     assert_eq!(
         person(&sb, "4"),
@@ -299,7 +266,7 @@ fn attribute_names_are_checked_when_empty_values_clear() {
             if dry {
                 args.push("--dry-run");
             }
-            let r = import(dir.path(), Some(&sb.url()), &args, None);
+            let r = sb.import(dir.path(), &args);
             let ctx = format!("{file}, dry run {dry}: {}", r.stderr);
             let errs = invalid_lines(&r);
             assert_eq!(r.code, 2, "{ctx}");

@@ -17,11 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn people_csv(n: usize, plan: &str) -> String {
-    let mut s = String::from("id,name,plan\n");
-    for i in 0..n {
-        s.push_str(&format!("p{i},Person {i},{plan}\n"));
-    }
-    s
+    numbered_csv("id,name,plan", n, |i| format!("p{i},Person {i},{plan}"))
 }
 
 fn plan_of(sb: &Sb, id: &str) -> Option<String> {
@@ -95,21 +91,14 @@ fn an_update_only_acknowledgement_is_not_recorded_as_delivered() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", people_csv(20, "free"));
-    let first = import(
+    let first = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["p.csv", "--state", "state.db", "--update-only"],
-        None,
     );
     assert_eq!((first.code, first.n("sent")), (0, 20), "{}", first.stderr);
     assert_eq!(sb.people().len(), 0, "update-only never creates");
 
-    let second = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "state.db"],
-        None,
-    );
+    let second = sb.import(dir.path(), &["p.csv", "--state", "state.db"]);
     assert_eq!(
         (second.code, second.n("sent"), second.n("skipped")),
         (0, 20, 0),
@@ -119,11 +108,9 @@ fn an_update_only_acknowledgement_is_not_recorded_as_delivered() {
     assert_eq!(sb.people().len(), 20);
 
     // Now that an unconditional send was acknowledged, the ledger may skip them.
-    let third = import(
+    let third = sb.import(
         dir.path(),
-        Some(&sb.url()),
         &["p.csv", "--state", "state.db", "--update-only"],
-        None,
     );
     assert_eq!((third.n("sent"), third.n("skipped")), (0, 20));
 }
@@ -148,7 +135,7 @@ fn an_applied_then_failed_night_is_not_skipped_when_the_source_reverts() {
         "1",
     ];
     write(dir.path(), "p.csv", people_csv(10, "free"));
-    let night1 = import(dir.path(), Some(&sb.url()), &args, None);
+    let night1 = sb.import(dir.path(), &args);
     assert_eq!(
         (night1.code, night1.n("sent")),
         (0, 10),
@@ -157,7 +144,7 @@ fn an_applied_then_failed_night_is_not_skipped_when_the_source_reverts() {
     );
 
     write(dir.path(), "p.csv", people_csv(10, "upgraded"));
-    let night2 = import(dir.path(), Some(&sb.url()), &args, None);
+    let night2 = sb.import(dir.path(), &args);
     assert_eq!(night2.n("exhausted"), 10, "{}", night2.stderr);
     assert_eq!(
         plan_of(&sb, "p0").as_deref(),
@@ -166,7 +153,7 @@ fn an_applied_then_failed_night_is_not_skipped_when_the_source_reverts() {
     );
 
     write(dir.path(), "p.csv", people_csv(10, "free"));
-    let night3 = import(dir.path(), Some(&sb.url()), &args, None);
+    let night3 = sb.import(dir.path(), &args);
     assert_eq!(
         (night3.code, night3.n("sent"), night3.n("skipped")),
         (0, 10, 0),
@@ -537,10 +524,10 @@ fn a_ledger_from_before_workspaces_sends_everyone_once() {
     }
     drop(conn);
     let args = ["p.csv", "--state", "state.db"];
-    let run = import(dir.path(), Some(&sb.url()), &args, None);
+    let run = sb.import(dir.path(), &args);
     assert_eq!((run.code, run.n("sent")), (0, 5), "{}", run.stderr);
     assert!(run.stderr.contains("no longer trusted"), "{}", run.stderr);
-    let again = import(dir.path(), Some(&sb.url()), &args, None);
+    let again = sb.import(dir.path(), &args);
     assert_eq!((again.n("sent"), again.n("skipped")), (0, 5));
 }
 
@@ -557,7 +544,7 @@ fn an_update_attribute_in_the_data_is_not_recorded_as_delivered() {
         let dir = tempdir();
         write(dir.path(), file, content);
         let args = [file, "--state", "state.db"];
-        let first = import(dir.path(), Some(&sb.url()), &args, None);
+        let first = sb.import(dir.path(), &args);
         assert_eq!((first.code, first.n("sent")), (0, 1), "{}", first.stderr);
         if file.ends_with(".jsonl") {
             assert_eq!(
@@ -566,7 +553,7 @@ fn an_update_attribute_in_the_data_is_not_recorded_as_delivered() {
                 "{file}: an update-only send creates nobody"
             );
         }
-        let again = import(dir.path(), Some(&sb.url()), &args, None);
+        let again = sb.import(dir.path(), &args);
         assert_eq!(
             (again.n("sent"), again.n("skipped")),
             (1, 0),

@@ -14,7 +14,7 @@ fn an_unclosed_quote_is_reported_invalid_at_its_line_not_swallowed() {
     let dir = tempdir();
     write(dir.path(), "swallow.csv", "id,plan\n1,a\n2,\"b\n3,c\n4,d\n");
     let sb = plain();
-    let run = import(dir.path(), Some(&sb.url()), &["swallow.csv"], None);
+    let run = sb.import(dir.path(), &["swallow.csv"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!((run.n("rows"), run.n("sent"), run.n("invalid")), (2, 1, 1));
     let people = sb.people();
@@ -47,7 +47,7 @@ fn quotes_that_close_or_are_literal_are_not_taken_for_an_unclosed_one() {
         "id,plan\n1,5\" screen\n2,\"say \"\"hi\"\"\"\n3,\"two\nlines\"\n4,7\"",
     );
     let sb = plain();
-    let run = import(dir.path(), Some(&sb.url()), &["fine.csv"], None);
+    let run = sb.import(dir.path(), &["fine.csv"]);
     assert_eq!(run.code, 0, "{} {:?}", run.stderr, run.errors());
     assert_eq!((run.n("rows"), run.n("sent")), (4, 4));
 }
@@ -57,7 +57,7 @@ fn an_unclosed_quote_on_the_last_line_without_a_line_ending_is_reported() {
     let dir = tempdir();
     write(dir.path(), "last.csv", "id,plan\r\n1,a\r\n2,\"b");
     let sb = plain();
-    let run = import(dir.path(), Some(&sb.url()), &["last.csv"], None);
+    let run = sb.import(dir.path(), &["last.csv"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     let errors = run.errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -74,22 +74,14 @@ fn an_unclosed_quote_on_the_last_line_without_a_line_ending_is_reported() {
 
 /// `cio-import import NAME --dry-run -q` in `dir` with default report paths: the exit code.
 fn dry_run(dir: &std::path::Path, name: &str) -> i32 {
-    let o = std::process::Command::new(bin())
-        .current_dir(dir)
-        .args(["import", name, "--dry-run", "-q", "--summary", "s.json"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let o = without_credentials(
+        dir,
+        &["import", name, "--dry-run", "-q", "--summary", "s.json"],
+    )
+    .env_remove("RUST_LOG")
+    .output()
+    .unwrap();
     o.status.code().unwrap_or(-1)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
 }
 
 #[test]
@@ -163,7 +155,7 @@ fn integral_json_number_ids_keep_their_integer_spelling_with_or_without_a_mappin
     let mapped_args: &[&str] = &["renamed.jsonl", "--mapping", "m.toml"];
     for args in [plain_args, mapped_args] {
         let sb = plain();
-        let run = import(dir.path(), Some(&sb.url()), args, None);
+        let run = sb.import(dir.path(), args);
         let ctx = format!("{args:?}: {}", run.stderr);
         assert_eq!(run.code, 2, "{ctx}");
         assert_eq!((run.n("sent"), run.n("invalid")), (4, 2), "{ctx}");
@@ -227,7 +219,7 @@ fn empty_clear_leaves_an_empty_created_at_out_in_every_path() {
         let sb = plain();
         let mut args = case.to_vec();
         args.extend_from_slice(&["--empty", "clear"]);
-        let run = import(dir.path(), Some(&sb.url()), &args, None);
+        let run = sb.import(dir.path(), &args);
         let ctx = format!("{case:?}: {} {:?}", run.stderr, run.errors());
         assert_eq!(run.code, 0, "{ctx}");
         assert_eq!(run.n("sent"), 2, "{ctx}");

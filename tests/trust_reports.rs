@@ -10,11 +10,7 @@ use std::process::{Command, Output};
 
 /// `cio-import ARGS` in `dir` without credentials (dry runs need none).
 fn run_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
+    without_credentials(dir, args)
         .env_remove("RUST_LOG")
         .output()
         .unwrap()
@@ -183,15 +179,14 @@ fn same_file_name_in_two_folders_never_shares_reports() {
 #[test]
 fn stdin_reports_stay_in_the_current_folder() {
     let dir = tempdir();
-    let mut child = Command::new(bin())
-        .current_dir(dir.path())
-        .args(["import", "-", "--format", "csv", "--dry-run", "-q"])
-        .env_remove("CUSTOMERIO_SITE_ID")
-        .env_remove("CUSTOMERIO_TRACK_API_KEY")
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = without_credentials(
+        dir.path(),
+        &["import", "-", "--format", "csv", "--dry-run", "-q"],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     {
         use std::io::Write;
         let mut si = child.stdin.take().unwrap();

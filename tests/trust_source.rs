@@ -25,12 +25,6 @@ fn failed_positions(run: &Run) -> Vec<(u64, u64)> {
     v
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
 /// A file whose bad rows (an empty id, a ragged row) sit at known lines: (name, content,
 /// expected (row, line) of each failed row).
 type LineCase = (&'static str, Vec<u8>, Vec<(u64, u64)>);
@@ -114,17 +108,7 @@ fn inspect_and_state_name_the_same_lines_as_the_errors_file() {
     let content = "id,name\r\n\r\nu1,a\r\n,empty id\r\nu3\r\n";
     write(dir.path(), "p.csv", content);
     // inspect
-    let out = Command::new(bin())
-        .args(["inspect", "p.csv", "--json"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = inspect_json(dir.path(), &["p.csv"]);
     let lines: Vec<(u64, u64)> = report["invalid_examples"]
         .as_array()
         .unwrap()
@@ -134,12 +118,7 @@ fn inspect_and_state_name_the_same_lines_as_the_errors_file() {
     assert_eq!(lines, vec![(2, 4), (3, 5)], "{report}");
     // state: the ledger's failures table
     let sb = plain();
-    let run = import(
-        dir.path(),
-        Some(&sb.url()),
-        &["p.csv", "--state", "s.db"],
-        None,
-    );
+    let run = sb.import(dir.path(), &["p.csv", "--state", "s.db"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(failed_positions(&run), vec![(2, 4), (3, 5)]);
     let out = Command::new(bin())
@@ -179,22 +158,6 @@ fn reading_stopped_after_the_line_of_the_last_row_read() {
 
 fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
-}
-
-fn inspect_json(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin())
-        .arg("inspect")
-        .args(args)
-        .arg("--json")
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "inspect {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Inspects `file` (with `extra` arguments), writes the suggestion, and dry-runs an import with

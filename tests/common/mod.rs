@@ -1,5 +1,7 @@
 //! Shared test harness: an in-process sandbox per test, the real binary, and the checks every
-//! run must pass (accounting identity, no key anywhere).
+//! run must pass (accounting identity, no key anywhere), plus the small input builders and
+//! readers several test files use (generated CSVs, gzip, `inspect --json`, a person's
+//! attributes).
 #![allow(dead_code)]
 
 use base64::Engine;
@@ -40,6 +42,11 @@ impl Sb {
     }
     pub fn stats(&self) -> cio_import::sandbox::StatsSnapshot {
         self.sb.stats()
+    }
+    /// `cio-import import ARGS` in `dir` against this sandbox, no stdin: [`import`] with this
+    /// sandbox's URL as the endpoint.
+    pub fn import(&self, dir: &Path, args: &[&str]) -> Run {
+        import(dir, Some(&self.url()), args, None)
     }
     /// One raw HTTP request to the sandbox: (status, retry-after, body).
     pub fn http(
@@ -276,6 +283,17 @@ pub fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
     p
 }
 
+/// The attributes of person `id` in `sb` as a JSON object; panics, naming who did arrive, if
+/// `id` did not.
+pub fn person(sb: &Sb, id: &str) -> Value {
+    let p = sb
+        .people()
+        .get(id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} did not arrive: {:?}", sb.people().keys()));
+    Value::Object(p.attributes)
+}
+
 /// Attributes of a person as string pairs, for comparisons.
 pub fn attrs(p: &cio_import::sandbox::Person) -> serde_json::Map<String, Value> {
     p.attributes.clone()
@@ -307,6 +325,17 @@ pub fn spawn_sandbox(args: &[&str]) -> (std::process::Child, String) {
     (child, first.trim().to_string())
 }
 
+/// `cio-import ARGS` in `dir` with no credentials in its environment (for dry runs, the
+/// sandbox and usage errors); the caller adds stdio and runs it.
+pub fn without_credentials(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("CUSTOMERIO_SITE_ID")
+        .env_remove("CUSTOMERIO_TRACK_API_KEY");
+    cmd
+}
+
 /// `cio-import import ARGS --endpoint URL` in `dir` with the test credentials, for tests that
 /// spawn the importer themselves (to signal or kill it, or to feed its stdin).
 pub fn import_command(dir: &Path, endpoint: &str, args: &[&str]) -> Command {
@@ -318,4 +347,43 @@ pub fn import_command(dir: &Path, endpoint: &str, args: &[&str]) -> Command {
         .env("CUSTOMERIO_SITE_ID", SITE)
         .env("CUSTOMERIO_TRACK_API_KEY", KEY);
     cmd
+}
+
+/// A CSV text: the `header` line, then `line(i)` for each `i` in `0..n`, each ending in `\n`.
+pub fn numbered_csv(header: &str, n: usize, line: impl Fn(usize) -> String) -> String {
+    let mut s = format!("{header}\n");
+    for i in 0..n {
+        s.push_str(&line(i));
+        s.push('\n');
+    }
+    s
+}
+
+/// `n` plain rows `id,v`: identifiers `r0`, `r1`, ... with `v` the row number.
+pub fn rows(n: usize) -> String {
+    numbered_csv("id,v", n, |i| format!("r{i},{i}"))
+}
+
+/// `data` gzip-compressed (one member).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `cio-import inspect ARGS --json` in `dir`: the report, after checking the command succeeded.
+pub fn inspect_json(dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin())
+        .arg("inspect")
+        .args(args)
+        .arg("--json")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
