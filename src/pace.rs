@@ -383,8 +383,9 @@ pub struct Controller {
     tally: Arc<Tally>,
 }
 
-/// The burst of the bucket at rate `r`: a twentieth of it, at least one.
-fn burst(r: f64) -> f64 {
+/// The burst of the bucket at rate `r`: a twentieth of it, at least one. The fixed bucket of
+/// `--fixed-rate` uses it too.
+pub fn burst(r: f64) -> f64 {
     (r / 20.0).floor().max(1.0)
 }
 

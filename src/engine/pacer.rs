@@ -60,35 +60,49 @@ pub struct Permit {
     epoch: u64,
 }
 
+/// The open-loop bucket of `--fixed-rate` (governor, at a fixed quota).
+type FixedBucket =
+    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+
+/// How the bucket's rate is set.
+enum Mode {
+    /// Closed loop: the rate follows the server's answers ([`crate::pace`]).
+    Adaptive(Controller),
+    /// Open loop: a fixed bucket (`None`: unlimited) and one pause for every worker on a 429.
+    Fixed {
+        bucket: Option<FixedBucket>,
+        pause: Pause,
+    },
+}
+
 /// The pacing shared by all workers: one token bucket. Closed loop by default (its rate
 /// follows the server's answers, see [`crate::pace`]); with `--fixed-rate`, open loop: a
 /// governor bucket at `--rate` and one pause for every worker on a 429.
 pub struct Pacer {
-    limiter: Option<
-        RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
-    >,
-    pause: Pause,
-    adaptive: Option<Controller>,
+    mode: Mode,
     pub(super) budget: ThrottleBudget,
 }
 
 /// How long a request keeps retrying 429s without any acknowledgement, by default.
-pub const DEFAULT_THROTTLE_BUDGET: Duration = Duration::from_secs(300);
+pub const DEFAULT_THROTTLE_BUDGET: Duration =
+    Duration::from_secs(crate::config::DEFAULT_THROTTLE_BUDGET_S as u64);
 
 impl Pacer {
-    /// `rate` requests per second (0 = unlimited), with a burst of a twentieth of it: no
-    /// 1-second window carries more than 105% of the rate, and a server whose own bucket
+    /// `rate` requests per second (0 = unlimited), with the burst of [`crate::pace::burst`]:
+    /// no 1-second window carries more than 105% of the rate, and a server whose own bucket
     /// allows the same rate with a burst of a tenth keeps 50 ms of slack for network jitter
     /// (identical buckets at both ends would answer 429 to any request that arrives early).
     pub fn new(rate: u32) -> Pacer {
-        let limiter = NonZeroU32::new(rate).map(|r| {
-            let burst = NonZeroU32::new((rate / 20).max(1)).unwrap_or(NonZeroU32::MIN);
+        let bucket = NonZeroU32::new(rate).map(|r| {
+            let burst = NonZeroU32::new(crate::pace::burst(f64::from(rate)) as u32)
+                .unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct_with_clock(Quota::per_second(r).allow_burst(burst), MonotonicClock)
         });
         Pacer {
-            limiter,
-            pause: Pause::default(),
-            adaptive: None,
+            mode: Mode::Fixed {
+                bucket,
+                pause: Pause::default(),
+            },
             budget: ThrottleBudget::new(DEFAULT_THROTTLE_BUDGET),
         }
     }
@@ -98,9 +112,7 @@ impl Pacer {
     pub fn adaptive(rate: u32, budget: Duration, tally: Arc<Tally>) -> Pacer {
         let ceiling = (rate > 0).then_some(f64::from(rate));
         Pacer {
-            limiter: None,
-            pause: Pause::default(),
-            adaptive: Some(Controller::new(ceiling, tally)),
+            mode: Mode::Adaptive(Controller::new(ceiling, tally)),
             budget: ThrottleBudget::new(budget),
         }
     }
@@ -126,25 +138,25 @@ impl Pacer {
         if acked {
             self.budget.acked();
         }
-        if let Some(c) = &self.adaptive {
+        if let Mode::Adaptive(c) = &self.mode {
             c.admitted();
         }
     }
 
-    /// A 429 for a request sent in `epoch`: the controller cuts and holds; the fixed pacer
-    /// pauses every worker for `delay`.
+    /// A 429 for a request sent with `permit`: the controller cuts and holds; the fixed pacer
+    /// pauses every worker for `delay`. Either way the hold does not spend the 429 budget.
     pub(super) fn throttled(&self, permit: Permit, retry_after: Option<Duration>, delay: Duration) {
         let now = tokio::time::Instant::now();
-        match &self.adaptive {
-            Some(c) => {
+        match &self.mode {
+            Mode::Adaptive(c) => {
                 c.throttled(permit.epoch, retry_after);
                 if let Some(ra) = retry_after {
                     self.budget.held(now + ra);
                 }
             }
-            None => {
+            Mode::Fixed { pause, .. } => {
                 let until = now + delay.max(Duration::from_millis(100));
-                self.pause.extend(until);
+                pause.extend(until);
                 self.budget.held(until);
             }
         }
@@ -152,25 +164,27 @@ impl Pacer {
 
     /// Seconds throttled: held or climbing back after cuts (closed loop), paused (open loop).
     pub fn throttled_s(&self) -> f64 {
-        match &self.adaptive {
-            Some(c) => c.throttled_s(),
-            None => self.pause.paused_ms.load(Relaxed) as f64 / 1000.0,
+        match &self.mode {
+            Mode::Adaptive(c) => c.throttled_s(),
+            Mode::Fixed { pause, .. } => pause.paused_ms.load(Relaxed) as f64 / 1000.0,
         }
     }
 
     /// Waits for the shared pause and a permit. `None` when the run stopped meanwhile.
     pub(super) async fn ready(&self, stop: &Stop) -> Option<Permit> {
-        if let Some(c) = &self.adaptive {
-            return c.acquire(stop).await.map(|epoch| Permit { epoch });
-        }
-        self.pause.wait(stop).await;
-        if let Some(l) = &self.limiter {
-            tokio::select! {
-                _ = l.until_ready() => {}
-                _ = stop.stopped() => return None,
+        match &self.mode {
+            Mode::Adaptive(c) => c.acquire(stop).await.map(|epoch| Permit { epoch }),
+            Mode::Fixed { bucket, pause } => {
+                pause.wait(stop).await;
+                if let Some(b) = bucket {
+                    tokio::select! {
+                        _ = b.until_ready() => {}
+                        _ = stop.stopped() => return None,
+                    }
+                }
+                (!stop.is_stopped()).then_some(Permit { epoch: 0 })
             }
         }
-        (!stop.is_stopped()).then_some(Permit { epoch: 0 })
     }
 }
 
@@ -225,10 +239,13 @@ mod tests {
     #[tokio::test]
     async fn a_pause_holds_every_waiter_until_it_ends() {
         let pacer = Pacer::new(0);
+        let Mode::Fixed { pause, .. } = &pacer.mode else {
+            unreachable!("Pacer::new is open loop")
+        };
         let stop = Stop::new();
         let until = tokio::time::Instant::now() + Duration::from_millis(200);
-        pacer.pause.extend(until);
-        pacer.pause.extend(until - Duration::from_millis(100)); // a shorter pause never shortens it
+        pause.extend(until);
+        pause.extend(until - Duration::from_millis(100)); // a shorter pause never shortens it
         assert!(pacer.ready(&stop).await.is_some());
         assert!(tokio::time::Instant::now() >= until);
     }
