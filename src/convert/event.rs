@@ -114,9 +114,7 @@ impl Converter {
                 name = Some(v);
             } else if k == ev.timestamp_column {
                 time = Some(v);
-            } else if k == ev.id_column
-                && v.as_str().and_then(event_id::from_file).is_some()
-            {
+            } else if k == ev.id_column && v.as_str().and_then(event_id::from_file).is_some() {
                 file_id = v.as_str().and_then(event_id::from_file);
             } else {
                 data.insert(k, v);
@@ -219,7 +217,10 @@ impl Converter {
     }
 
     /// A CSV row's identifier and its other non-empty cells, mapped and typed.
-    fn event_csv(&self, rec: &csv::StringRecord) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
+    fn event_csv(
+        &self,
+        rec: &csv::StringRecord,
+    ) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
         let id = self.csv_identifier(rec)?;
         let mut values = Vec::with_capacity(rec.len());
         for (i, col) in self.columns.iter().enumerate() {
