@@ -440,3 +440,32 @@ fn events_with_a_people_action_are_refused() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("--kind events"), "{}", run.stderr);
 }
+
+#[test]
+fn inspect_counts_recent_events() {
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "r.csv",
+        format!(
+            "id,name,timestamp\nu1,a,{}\nu2,b,\nu3,c,2020-01-01\n",
+            now()
+        ),
+    );
+    let out = std::process::Command::new(bin())
+        .args(["inspect", "--kind", "events"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("events: 3 convert; 2 within the last 72 hours (1 without a timestamp)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Customer.io may trigger campaigns"),
+        "{stderr}"
+    );
+}
