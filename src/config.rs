@@ -5,7 +5,7 @@
 //! [`Region`], [`IdKind`], [`Format`]), and [`ImportConfigBuilder::build`] checks every one of
 //! them. The engine gets an [`ImportConfig`] and never sees clap.
 
-use crate::convert::ConvertOptions;
+use crate::convert::{ConvertOptions, EventOptions};
 use crate::mapping::Mapping;
 use crate::operation::Action;
 use crate::record::IdKind;
@@ -138,6 +138,12 @@ pub enum ConfigError {
     #[error("--action {action} sends no attributes: drop --update-only and --empty clear")]
     AttributesWithoutIdentify {
         /// The action given (`delete`, `suppress`, `unsuppress`).
+        action: &'static str,
+    },
+    /// `--kind events` with `--action delete|suppress|unsuppress`.
+    #[error("--kind events sends events: drop --action {action}")]
+    EventsWithAction {
+        /// The action given.
         action: &'static str,
     },
     /// A run that sends, without credentials.
@@ -639,6 +645,7 @@ pub struct ImportConfigBuilder {
     update_only: bool,
     clear_empty: bool,
     action: Action,
+    events: Option<EventOptions>,
     api: Api,
     endpoint: Endpoint,
     credentials: Option<Credentials>,
@@ -673,6 +680,7 @@ impl ImportConfig {
             update_only: false,
             clear_empty: false,
             action: Action::Identify,
+            events: None,
             api: Api::Batch,
             endpoint: Endpoint::Region(Region::Us),
             credentials: None,
@@ -728,6 +736,14 @@ impl ImportConfigBuilder {
     /// read only the identifier; they take neither `--update-only` nor `--empty clear`.
     pub fn action(mut self, action: Action) -> Self {
         self.action = action;
+        self
+    }
+
+    /// `--kind events`: each row is an event on a person, its name, time and id in these
+    /// columns (the workspace of derived ids is filled in from the credentials and the
+    /// endpoint). `None` (the default): each row is a person.
+    pub fn events(mut self, events: Option<EventOptions>) -> Self {
+        self.events = events;
         self
     }
 
@@ -898,9 +914,19 @@ impl ImportConfigBuilder {
         if self.full && self.state.is_none() {
             return Err(ConfigError::FullWithoutState);
         }
-        if self.action != Action::Identify && (self.update_only || self.clear_empty) {
-            return Err(ConfigError::AttributesWithoutIdentify {
+        if self.events.is_some() && self.action != Action::Identify {
+            return Err(ConfigError::EventsWithAction {
                 action: self.action.as_str(),
+            });
+        }
+        let action = if self.events.is_some() {
+            Action::Event
+        } else {
+            self.action
+        };
+        if action != Action::Identify && (self.update_only || self.clear_empty) {
+            return Err(ConfigError::AttributesWithoutIdentify {
+                action: action.as_str(),
             });
         }
         // Checked before converting: a number such as 1e20 has no Duration (it would panic).
@@ -921,7 +947,17 @@ impl ImportConfigBuilder {
             mapping: mapping.map(Arc::new),
             clear_empty: self.clear_empty,
             update_only: self.update_only,
-            action: self.action,
+            action,
+            event: self.events.map(|mut ev| {
+                let site_id = self
+                    .credentials
+                    .as_ref()
+                    .map(|c| c.site_id.as_str())
+                    .unwrap_or("");
+                let dest = crate::ledger::Destination::new(site_id, &cfg.endpoint);
+                ev.workspace = format!("{}@{}", dest.site_id, dest.host);
+                ev
+            }),
         };
         cfg.state = self.state;
         cfg.full = self.full;

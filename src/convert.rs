@@ -10,6 +10,9 @@ use crate::track::{json_key, Api, PayloadWriter};
 use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
 use serde_json::Value;
 
+pub mod event;
+pub use event::EventOptions;
+
 /// How rows become people.
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -30,6 +33,9 @@ pub struct ConvertOptions {
     /// What each row does to its person: identify (the default) sends the attributes;
     /// delete, suppress and unsuppress read only the identifier and ignore other columns.
     pub action: Action,
+    /// `--kind events`: each row is an event (the action is then [`Action::Event`]), with
+    /// its name, time and id in these columns.
+    pub event: Option<EventOptions>,
 }
 
 impl ConvertOptions {
@@ -44,6 +50,7 @@ impl ConvertOptions {
             clear_empty: false,
             update_only: false,
             action: Action::Identify,
+            event: None,
         }
     }
 }
@@ -247,6 +254,9 @@ or --identify-by email{}",
 
     /// Converts and validates one row; an invalid row comes back with its raw form.
     pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Operation, (Invalid, RawRow)> {
+        if let Some(ev) = &self.opts.event {
+            return self.convert_event(ev, pos, raw);
+        }
         if !crate::track::carries_attributes(self.opts.action) {
             return self.convert_bare(pos, raw);
         }

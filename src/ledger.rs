@@ -96,6 +96,13 @@ CREATE TABLE IF NOT EXISTS people (
     run_id INTEGER NOT NULL,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    dest INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    acked_at INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    PRIMARY KEY (dest, event_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     started_at INTEGER NOT NULL,
@@ -342,6 +349,16 @@ impl Lookup {
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(got.and_then(|v| v.try_into().ok()))
     }
+
+    /// Whether this run's destination acknowledged the event `event_id`.
+    pub fn event_acked(&self, event_id: &str) -> Result<bool, LedgerError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM events WHERE dest = ?1 AND event_id = ?2")
+            .map_err(|e| io(&self.path)(e.to_string()))?;
+        st.exists(params![self.dest, event_id])
+            .map_err(|e| io(&self.path)(e.to_string()))
+    }
 }
 
 /// Told when a [`LedgerWriter::forget`] is committed: `true` once durable, `false` if the
@@ -350,6 +367,7 @@ pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
 
 enum Msg {
     Acked(Vec<(IdKind, String, [u8; 16])>),
+    AckedEvents(Vec<Box<str>>),
     Forget(Vec<(IdKind, String)>, Option<Forgotten>),
     Failed(Failure),
     Finish {
@@ -373,6 +391,13 @@ impl LedgerWriter {
     pub fn acked(&self, people: Vec<(IdKind, String, [u8; 16])>) {
         if !people.is_empty() {
             let _ = self.tx.send(Msg::Acked(people));
+        }
+    }
+
+    /// Events the API acknowledged, by id: a later run skips them.
+    pub fn acked_events(&self, ids: Vec<Box<str>>) {
+        if !ids.is_empty() {
+            let _ = self.tx.send(Msg::AckedEvents(ids));
         }
     }
 
@@ -442,6 +467,10 @@ fn write_loop(
                 let mut del = tx.prepare_cached(
                     "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
                 )?;
+                let mut ev = tx.prepare_cached(
+                    "INSERT INTO events (dest, event_id, acked_at, run_id) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (dest, event_id) DO UPDATE SET acked_at = excluded.acked_at, run_id = excluded.run_id",
+                )?;
                 let mut fail = tx.prepare_cached(
                     "INSERT INTO failures (run_id, row, line, identifier, class, status, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
@@ -451,6 +480,11 @@ fn write_loop(
                         Msg::Acked(people) => {
                             for (kind, id, hash) in people {
                                 up.execute(params![dest, kind.as_str(), id, &hash[..], t, run_id])?;
+                            }
+                        }
+                        Msg::AckedEvents(ids) => {
+                            for id in ids {
+                                ev.execute(params![dest, &*id, t, run_id])?;
                             }
                         }
                         Msg::Forget(people, done) => {

@@ -6,6 +6,7 @@ use super::read::ReadArgs;
 use super::{watch_signals, UsageError};
 use crate::config::{self, ImportConfig};
 use crate::confirm::{self, Decision};
+use crate::convert::EventOptions;
 use crate::exit;
 use crate::operation::Action;
 use crate::report::progress::ProgressMode;
@@ -81,6 +82,15 @@ impl From<ActionArg> for Action {
     }
 }
 
+/// `--kind`
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    /// Each row is a person and its attributes.
+    People,
+    /// Each row is an event on a person: its name, time, id and data.
+    Events,
+}
+
 /// `--empty`
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmptyArg {
@@ -118,6 +128,21 @@ pub struct ImportArgs {
     /// they will touch and need --yes (or the count typed on a terminal).
     #[arg(long, value_enum, default_value = "identify")]
     pub action: ActionArg,
+    /// What each row is: a person (identify, or --action) or an event on a person.
+    #[arg(long, value_enum, default_value = "people")]
+    pub kind: KindArg,
+    /// --kind events: the column of the event's name.
+    #[arg(long, default_value = crate::convert::event::NAME_COLUMN)]
+    pub name_column: String,
+    /// --kind events: the column of the event's time (the formats of created_at; to Unix
+    /// seconds; an event without one happens when it is received).
+    #[arg(long, default_value = crate::convert::event::TIMESTAMP_COLUMN)]
+    pub timestamp_column: String,
+    /// --kind events: the column of the event's id, used when it holds a ULID (otherwise a
+    /// deterministic id is derived, so a re-import adds nothing). Not `id`: that is the
+    /// person's.
+    #[arg(long, default_value = crate::convert::event::EVENT_ID_COLUMN)]
+    pub event_id_column: String,
     /// Confirm a destructive --action (delete, suppress) without being asked.
     #[arg(long)]
     pub yes: bool,
@@ -214,6 +239,12 @@ impl ImportArgs {
             .update_only(self.update_only)
             .clear_empty(self.empty == EmptyArg::Clear)
             .action(self.action.into())
+            .events((self.kind == KindArg::Events).then(|| EventOptions {
+                name_column: self.name_column.clone(),
+                timestamp_column: self.timestamp_column.clone(),
+                id_column: self.event_id_column.clone(),
+                workspace: String::new(),
+            }))
             .api(self.api.into());
         let builder = match (endpoint_override, &self.endpoint) {
             (Some(url), _) => builder.resolved_endpoint(url),
@@ -270,7 +301,7 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
     let destructive = confirm::is_destructive(action);
     // Unsuppress needs no confirmation: it is previewed only by a dry run of a file.
     let previewed = destructive || (args.dry_run && matches!(cfg.input, Input::Path(_)));
-    if action == Action::Identify || !previewed {
+    if matches!(action, Action::Identify | Action::Event) || !previewed {
         return Ok(());
     }
     let cap = args.max_deletes;
@@ -308,6 +339,31 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
                 ))),
             }
         }
+    }
+}
+
+/// Before sending events: counts those within the last 72 hours (they may trigger
+/// campaigns) and warns on stderr.
+async fn warn_recent_events(cfg: &ImportConfig) {
+    if cfg.convert.event.is_none() {
+        return;
+    }
+    let counted = {
+        let cfg = cfg.clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        tokio::task::spawn_blocking(move || crate::convert::event::count_recent(&cfg, now)).await
+    };
+    match counted {
+        Ok(Ok(r)) => {
+            if let Some(w) = r.warning(&cfg.input.display()) {
+                eprintln!("{w}");
+            }
+        }
+        Ok(Err(e)) => eprintln!("warning: events within the last 72 hours not counted: {e}"),
+        Err(e) => eprintln!("warning: events within the last 72 hours not counted: {e}"),
     }
 }
 
@@ -349,6 +405,7 @@ pub(super) async fn run(
     };
     let cfg = args.config(credentials, endpoint)?;
     preview_and_confirm(&args, &cfg).await?;
+    warn_recent_events(&cfg).await;
     let summary_path = cfg.summary.clone();
     let input_for_save = match &cfg.input {
         Input::Path(p) => Some(p.clone()),

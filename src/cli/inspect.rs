@@ -18,6 +18,15 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `events`: also count the events within the last 72 hours (they may trigger campaigns).
+    #[arg(long, value_enum, default_value = "people")]
+    pub kind: super::KindArg,
+    /// --kind events: the column of the event's name.
+    #[arg(long, default_value = crate::convert::event::NAME_COLUMN)]
+    pub name_column: String,
+    /// --kind events: the column of the event's time.
+    #[arg(long, default_value = crate::convert::event::TIMESTAMP_COLUMN)]
+    pub timestamp_column: String,
 }
 
 impl From<&InspectArgs> for InspectOptions {
@@ -33,5 +42,47 @@ impl From<&InspectArgs> for InspectOptions {
 /// Runs `inspect`.
 pub(super) fn run(args: &InspectArgs) -> anyhow::Result<u8> {
     crate::inspect::run(&InspectOptions::from(args))?;
+    if args.kind == super::KindArg::Events {
+        recent_events(args)?;
+    }
     Ok(exit::SUCCESS)
+}
+
+/// `inspect --kind events`: how many events convert, and how many are within the last 72
+/// hours (or without a time), as the import counts them before sending.
+fn recent_events(args: &InspectArgs) -> anyhow::Result<()> {
+    let cfg = crate::config::ImportConfig::builder(Input::from_arg(&args.input))
+        .read(args.read.options())
+        .events(Some(crate::convert::EventOptions {
+            name_column: args.name_column.clone(),
+            timestamp_column: args.timestamp_column.clone(),
+            ..Default::default()
+        }))
+        .dry_run(true)
+        .build()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let r = match crate::convert::event::count_recent(&cfg, now) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("events within the last 72 hours not counted: {e}");
+            return Ok(());
+        }
+    };
+    let line = format!(
+        "events: {} convert; {} within the last 72 hours ({} without a timestamp)",
+        r.events, r.recent, r.untimed
+    );
+    // The JSON report stays the only thing on stdout.
+    if args.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    if let Some(w) = r.warning(&cfg.input.display()) {
+        eprintln!("{w}");
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ mod sandbox;
 mod state;
 mod sync;
 
-pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, RegionArg};
+pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, KindArg, RegionArg};
 pub use inspect::InspectArgs;
 pub use read::{FormatArg, IdentifyBy, ReadArgs};
 pub use sandbox::SandboxArgs;

@@ -47,14 +47,19 @@ pub(super) async fn sink(
             Outcome::Sent(ops) => {
                 tally.count(Class::Sent, ops.len() as u64);
                 if let Some(l) = &ledger {
+                    let mut events = Vec::new();
                     l.acked(
                         ops.into_iter()
-                            .filter_map(|op| {
-                                op.hash
-                                    .map(|h| (op.identifier.kind, op.identifier.value, h))
+                            .filter_map(|op| match (op.hash, op.event_id) {
+                                (Some(_), Some(id)) => {
+                                    events.push(id);
+                                    None
+                                }
+                                (h, _) => h.map(|h| (op.identifier.kind, op.identifier.value, h)),
                             })
                             .collect(),
                     );
+                    l.acked_events(events);
                 }
             }
             Outcome::Forget(people, done) => match &ledger {

@@ -119,9 +119,33 @@ impl Reader {
                 Item::Row { pos, raw } => {
                     last_line = pos.line;
                     let mut converted = converter.convert(pos, raw);
-                    if let (Ok(op), Some(check), Some(seen)) =
-                        (&mut converted, &ledger, sent_this_run.as_mut())
-                    {
+                    // An event is skipped when the workspace acknowledged its id before: it
+                    // cannot change, and nothing is forgotten before sending it.
+                    if let (Ok(op), Some(check)) = (&converted, &ledger) {
+                        if let Some(id) = op.event_id.as_deref().filter(|_| !check.full) {
+                            match check.lookup.event_acked(id) {
+                                Ok(true) => {
+                                    tally.count(Class::Skipped, 1);
+                                    continue;
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    if !lookup_failed {
+                                        lookup_failed = true;
+                                        tracing::warn!(
+                                            "{e}: rows are sent without checking the ledger"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let is_event = matches!(&converted, Ok(op) if op.event_id.is_some());
+                    if let (Ok(op), Some(check), Some(seen)) = (
+                        &mut converted,
+                        ledger.as_ref().filter(|_| !is_event),
+                        sent_this_run.as_mut(),
+                    ) {
                         let key = op.key().seen_hash();
                         let sent_before = seen.may_contain(key);
                         let known = match check.lookup.hash_of(&op.identifier) {

@@ -211,6 +211,50 @@ pub fn bare_payload(api: Api, entity: Entity, action: Action, id: &Identifier) -
     }
 }
 
+/// One event's payload (`--kind events`): the v1 body of `POST /api/v1/customers/{id}/events`,
+/// `{"name":..,"id":..,"timestamp":..,"data":{..}}`, or the v2 batch operation (schema
+/// `person_event`) `{"type":"person","identifiers":{..},"action":"event","name":..,"id":..,
+/// "timestamp":..,"attributes":{..}}`. A missing timestamp is left out (the API then uses the
+/// time it receives the event); empty data is left out.
+pub fn event_payload(
+    api: Api,
+    id: &Identifier,
+    name: &str,
+    event_id: &str,
+    timestamp: Option<i64>,
+    data: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(128 + name.len() + id.value.len());
+    let data_key: &[u8] = match api {
+        Api::V1 => {
+            buf.extend_from_slice(br#"{"name":"#);
+            br#","data":"#
+        }
+        Api::Batch => {
+            buf.extend_from_slice(br#"{"type":"person","identifiers":{"#);
+            write_json_str(&mut buf, id.kind.as_str());
+            buf.push(b':');
+            write_json_str(&mut buf, &id.value);
+            buf.extend_from_slice(br#"},"action":"event","name":"#);
+            br#","attributes":"#
+        }
+    };
+    write_json_str(&mut buf, name);
+    buf.extend_from_slice(br#","id":"#);
+    write_json_str(&mut buf, event_id);
+    if let Some(t) = timestamp {
+        buf.extend_from_slice(br#","timestamp":"#);
+        buf.extend_from_slice(t.to_string().as_bytes());
+    }
+    if !data.is_empty() {
+        buf.extend_from_slice(data_key);
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut buf, data);
+    }
+    buf.push(b'}');
+    buf
+}
+
 /// Every byte outside RFC 3986's unreserved set is encoded, as the official clients do.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -331,6 +375,45 @@ mod tests {
             );
             assert!(bare_payload(Api::V1, Entity::Person, action, &idv).is_empty());
         }
+    }
+
+    #[test]
+    fn event_payloads_follow_the_spec() {
+        let idv = Identifier {
+            kind: IdKind::Email,
+            value: "a@b.io".into(),
+        };
+        let mut data = serde_json::Map::new();
+        data.insert("amount".into(), serde_json::json!(12.5));
+        let id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        let v1: serde_json::Value = serde_json::from_slice(&event_payload(
+            Api::V1,
+            &idv,
+            "purchase",
+            id,
+            Some(1_700_000_000),
+            &data,
+        ))
+        .unwrap();
+        assert_eq!(
+            v1,
+            serde_json::json!({"name": "purchase", "id": id, "timestamp": 1_700_000_000,
+                "data": {"amount": 12.5}})
+        );
+        let v2: serde_json::Value = serde_json::from_slice(&event_payload(
+            Api::Batch,
+            &idv,
+            "purchase",
+            id,
+            None,
+            &serde_json::Map::new(),
+        ))
+        .unwrap();
+        assert_eq!(
+            v2,
+            serde_json::json!({"type": "person", "identifiers": {"email": "a@b.io"},
+                "action": "event", "name": "purchase", "id": id})
+        );
     }
 
     #[test]
