@@ -67,7 +67,7 @@ type FixedBucket =
 /// How the bucket's rate is set.
 enum Mode {
     /// Closed loop: the rate follows the server's answers ([`crate::pace`]).
-    Adaptive(Controller),
+    Adaptive(Box<Controller>),
     /// Open loop: a fixed bucket (`None`: unlimited) and one pause for every worker on a 429.
     Fixed {
         bucket: Option<FixedBucket>,
@@ -112,7 +112,7 @@ impl Pacer {
     pub fn adaptive(rate: u32, budget: Duration, tally: Arc<Tally>) -> Pacer {
         let ceiling = (rate > 0).then_some(f64::from(rate));
         Pacer {
-            mode: Mode::Adaptive(Controller::new(ceiling, tally)),
+            mode: Mode::Adaptive(Box::new(Controller::new(ceiling, tally))),
             budget: ThrottleBudget::new(budget),
         }
     }

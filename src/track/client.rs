@@ -156,7 +156,7 @@ impl TrackClient {
 }
 
 /// How the message of an attempt that could not connect at all begins.
-pub const CONNECT_FAILED: &str = "could not connect";
+const CONNECT_FAILED: &str = "could not connect";
 
 fn transport_error(e: reqwest::Error) -> Answer {
     let kind = if e.is_timeout() {
@@ -169,6 +169,7 @@ fn transport_error(e: reqwest::Error) -> Answer {
         "connection error"
     };
     let fatal = e.is_redirect() || e.is_builder();
+    let connect = e.is_connect();
     let e = e.without_url();
     let mut message = format!("{kind}: {e}");
     let mut src = std::error::Error::source(&e);
@@ -186,6 +187,9 @@ fn transport_error(e: reqwest::Error) -> Answer {
 proxy (or use the sandbox's --tls), pass its root certificate with --ca-cert",
         );
         return Answer::Fatal { status: 0, message };
+    }
+    if connect {
+        return Answer::Unreachable { message };
     }
     Answer::Retry {
         status: None,

@@ -26,6 +26,12 @@ pub enum Answer {
         /// What to do.
         message: String,
     },
+    /// No connection could be made at all (refused, no route, name not found): worth another
+    /// try, but a run where nothing connects should stop rather than wait out every row.
+    Unreachable {
+        /// What happened.
+        message: String,
+    },
     /// 408, 429, 5xx, a timeout or a connection error: worth another try.
     Retry {
         /// The HTTP status, when there was an answer.

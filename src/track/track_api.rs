@@ -2,7 +2,7 @@
 //! and how its answers become verdicts (which ones allow halving a batch, what a 207 says).
 
 use super::batch::{Packed, Packer};
-use super::client::{Request, TrackClient, CONNECT_FAILED};
+use super::client::{Request, TrackClient};
 use super::error::Answer;
 use super::wire::{Rejection, Sending, Verdict, Wire};
 use super::{v1_customer_path, Api};
@@ -72,12 +72,18 @@ fn verdict(req: &Request, answer: Answer) -> Verdict {
             retry_after,
             message,
         },
+        Answer::Unreachable { message } => Verdict::Retry {
+            unreachable: true,
+            status: None,
+            retry_after: None,
+            message,
+        },
         Answer::Retry {
             status,
             retry_after,
             message,
         } => Verdict::Retry {
-            unreachable: status.is_none() && message.starts_with(CONNECT_FAILED),
+            unreachable: false,
             status,
             retry_after,
             message,
@@ -164,8 +170,11 @@ mod tests {
             verdict(&req, retry(Some(429), "slow")),
             Verdict::Throttled { status: 429, .. }
         ));
+        let unreachable = Answer::Unreachable {
+            message: "could not connect: refused".into(),
+        };
         assert!(matches!(
-            verdict(&req, retry(None, "could not connect: refused")),
+            verdict(&req, unreachable),
             Verdict::Retry {
                 unreachable: true,
                 ..
