@@ -711,9 +711,7 @@ or --identify-by email{}",
                         format!("field '{source}' ({} -> {name}): {msg}", type_name(r)),
                     )
                 })?,
-                _ if name == CREATED_AT => timestamp::parse_json(&value)
-                    .map(Value::from)
-                    .map_err(|msg| invalid(Some(&id.value), Some(CREATED_AT), msg))?,
+                // `created_at` becomes Unix seconds in `write_value`, like every value.
                 _ => value,
             };
             if name == "_timestamp" && !self.timestamp_warned.replace(true) {
