@@ -7,7 +7,7 @@ use crate::config::ImportConfig;
 use crate::convert::Converter;
 use crate::operation::Action;
 use crate::record::IdKind;
-use crate::source::{self, Input, Item, Rows};
+use crate::source::{self, Item, Rows};
 use std::collections::HashSet;
 
 /// The default of `--max-deletes`: a destructive run touching more people is refused.
@@ -67,9 +67,10 @@ impl Preview {
 /// Reads the whole input once (stopping once the count passes `cap`) and counts the distinct
 /// people its rows address. Needs a file: stdin cannot be read twice.
 pub fn preview(cfg: &ImportConfig, cap: u64) -> Result<Preview, String> {
-    if matches!(cfg.input, Input::Stdin) {
+    if !cfg.input.rereadable() {
         return Err(format!(
-            "--action {} counts the people first, so it reads the input twice: give a file, not stdin",
+            "--action {} counts the people first, so it reads the input twice: give a regular \
+file, not stdin or a pipe",
             cfg.convert.action.as_str()
         ));
     }

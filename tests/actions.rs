@@ -230,3 +230,39 @@ fn a_destructive_action_needs_a_file_not_stdin() {
     assert!(run.stderr.contains("not stdin"), "{}", run.stderr);
     assert_eq!(sb.stats().requests, 0);
 }
+
+/// Red-team finding: the count was taken on one read of a named pipe and the engine read it
+/// again: a producer that wrote twice got five deletions past `--max-deletes 1`, and one that
+/// wrote once left the run waiting forever on the second open. An input that cannot be read
+/// twice is refused for destructive actions, and nothing is sent.
+#[cfg(unix)]
+#[test]
+fn a_destructive_action_refuses_a_pipe_it_cannot_read_twice() {
+    let sb = plain();
+    let dir = tempdir();
+    let fifo = dir.path().join("p.csv");
+    mkfifo(&fifo);
+    // Left blocked on its open when nobody reads the pipe; it ends with the test binary.
+    let _feeder = feed_fifo(&fifo, vec!["id\n1\n2\n3\n4\n5\n".into()]);
+    let child = import_command(
+        dir.path(),
+        &sb.url(),
+        &[
+            "p.csv",
+            "--action",
+            "delete",
+            "--yes",
+            "--max-deletes",
+            "10",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let out = wait_or_kill(child, std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(sb.stats().action("delete"), 0, "{stderr}");
+    assert!(stderr.contains("pipe"), "{stderr}");
+}

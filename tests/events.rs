@@ -469,3 +469,29 @@ fn inspect_counts_recent_events() {
         "{stderr}"
     );
 }
+
+/// Red-team finding: the 72-hour count read a named pipe to its end, then the import's own
+/// open waited for a writer that never came: the run hung. A pipe is not counted before
+/// sending (a note says so) and its events are sent.
+#[cfg(unix)]
+#[test]
+fn events_from_a_pipe_are_sent_not_hung_on() {
+    let sb = plain();
+    let dir = tempdir();
+    let fifo = dir.path().join("ev.csv");
+    mkfifo(&fifo);
+    let _feeder = feed_fifo(&fifo, vec!["id,name,timestamp\n42,x,1600000000\n".into()]);
+    let child = import_command(
+        dir.path(),
+        &sb.url(),
+        &["ev.csv", "--format", "csv", "--kind", "events"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let out = wait_or_kill(child, std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(sb.stats().action("event"), 1, "{stderr}");
+}

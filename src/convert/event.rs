@@ -14,7 +14,7 @@ use crate::event_id;
 use crate::json_object;
 use crate::operation::{Action, Entity, Operation};
 use crate::record::{Identifier, Position, RawRow};
-use crate::source::{self, Input, Item, Rows};
+use crate::source::{self, Item, Rows};
 use crate::timestamp;
 use crate::track::{event_payload, Api};
 use crate::validate::{self, MAX_EVENT_DATA_BYTES, MAX_EVENT_NAME_BYTES};
@@ -330,8 +330,8 @@ event-triggered campaigns first",
 /// Reads an events file once and counts the events within 72 hours before `now_s` (or
 /// without a time). Needs a file: stdin cannot be read twice.
 pub fn count_recent(cfg: &ImportConfig, now_s: i64) -> Result<RecentEvents, String> {
-    if matches!(cfg.input, Input::Stdin) {
-        return Err("events from stdin are not counted before sending".into());
+    if !cfg.input.rereadable() {
+        return Err("events from stdin or a pipe are not counted before sending".into());
     }
     let Some(ev) = cfg.convert.event.as_ref() else {
         return Ok(RecentEvents::default());

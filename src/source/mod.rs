@@ -57,6 +57,16 @@ impl Input {
         }
     }
 
+    /// Whether the input can be read twice, once to count and once to send: a regular file
+    /// (a path that does not exist answers true: opening it reports that). Stdin, named
+    /// pipes and `<(...)` give their bytes once.
+    pub fn rereadable(&self) -> bool {
+        match self {
+            Input::Stdin => false,
+            Input::Path(p) => std::fs::metadata(p).map_or(true, |m| m.is_file()),
+        }
+    }
+
     /// A name for messages.
     pub fn display(&self) -> String {
         match self {

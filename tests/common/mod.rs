@@ -387,3 +387,51 @@ pub fn inspect_json(dir: &Path, args: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Makes a named pipe at `path` (Unix), for tests of inputs that can be read only once.
+#[cfg(unix)]
+pub fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+/// Writes `chunks` into the named pipe `path` from a thread: each chunk opens the pipe anew
+/// (a new writer, as a producer that writes the file twice), so an importer that reads the
+/// input twice sees the second chunk the second time.
+#[cfg(unix)]
+pub fn feed_fifo(path: &Path, chunks: Vec<String>) -> std::thread::JoinHandle<()> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        for c in chunks {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                let _ = std::io::Write::write_all(&mut f, c.as_bytes());
+            }
+        }
+    })
+}
+
+/// Waits for `child` at most `limit`; kills it and panics when it is still running then (a
+/// hang is a failure, never a test that waits forever).
+pub fn wait_or_kill(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
