@@ -252,6 +252,24 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         })
     }
 
+    /// Before a deletion or suppression list: forgets every person of this destination known
+    /// by another identifier kind than `keep` (all of them when `keep` is `None`). Customer.io
+    /// resolves an email and an id to the same person, so a list by email may remove someone
+    /// the ledger knows by id; it must not go on claiming them. Returns how many it forgot.
+    pub fn forget_other_kinds(&self, keep: Option<IdKind>) -> Result<usize, LedgerError> {
+        let conn = connect(&self.path)?;
+        let e = |e: rusqlite::Error| io(&self.path)(e.to_string());
+        let n = match keep {
+            Some(k) => conn.execute(
+                "DELETE FROM people WHERE dest = ?1 AND kind != ?2",
+                params![self.dest, k.as_str()],
+            ),
+            None => conn.execute("DELETE FROM people WHERE dest = ?1", params![self.dest]),
+        }
+        .map_err(e)?;
+        Ok(n)
+    }
+
     /// What the log should say about this ledger before the run (a destination it has not
     /// seen, acknowledgements it no longer trusts).
     pub fn notes(&self) -> &[String] {

@@ -266,3 +266,33 @@ fn a_destructive_action_refuses_a_pipe_it_cannot_read_twice() {
     assert_eq!(sb.stats().action("delete"), 0, "{stderr}");
     assert!(stderr.contains("pipe"), "{stderr}");
 }
+
+/// Red-team finding: a deletion list by email left the ledger's claims on people it knew by id,
+/// though Customer.io resolves both to the same person: the next sync skipped the deleted
+/// people as "unchanged". A deletion list by one kind forgets the people known by another.
+#[test]
+fn a_deletion_by_email_makes_the_next_sync_by_id_send_everyone_again() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    write(dir.path(), "emails.csv", "email\na@example.com\n");
+    let state = ["--state", "state.db"];
+    let run = sb.import(dir.path(), &["people.csv", state[0], state[1]]);
+    assert_eq!(run.n("sent"), 3, "{}", run.stderr);
+    let run = sb.import(
+        dir.path(),
+        &[
+            "emails.csv",
+            "--identify-by",
+            "email",
+            "--action",
+            "delete",
+            "--yes",
+            state[0],
+            state[1],
+        ],
+    );
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+    let run = sb.import(dir.path(), &["people.csv", state[0], state[1]]);
+    assert_eq!((run.n("sent"), run.n("skipped")), (3, 0), "{}", run.stderr);
+}

@@ -156,6 +156,24 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
                 .unwrap_or("");
             let dest = ledger::Destination::new(site_id, &cfg.endpoint);
             let l = Ledger::open(path, input_name, &dest)?;
+            if crate::confirm::is_destructive(cfg.convert.action) && !cfg.dry_run {
+                // With a fallback column, rows may address people by either kind.
+                let fallback = cfg
+                    .convert
+                    .mapping
+                    .as_ref()
+                    .is_some_and(|m| m.fallback.is_some());
+                let keep = (!fallback).then_some(cfg.convert.id_kind);
+                let n = l.forget_other_kinds(keep)?;
+                if n > 0 {
+                    tracing::warn!(
+                        "{}: forgot {n} people known by another identifier than this list's (a \
+{} may remove any of them); the next sync sends them again",
+                        path.display(),
+                        cfg.convert.action.as_str()
+                    );
+                }
+            }
             let lookup = l.lookup()?;
             let writer = {
                 let stop = stop.clone();
