@@ -13,7 +13,7 @@ id,name,timestamp,event_id,order_id,amount,currency
 u1,order_completed,2024-03-02T10:15:00Z,,A-1001,139.54,EUR
 u1,order_completed,1710000000,,A-1002,24.90,EUR
 u2,order_refunded,2024-06-01,01ARZ3NDEKTSV4RRFFQ69G5FAV,A-1003,-12.00,PLN
-u3,order_completed,,not-a-ulid,A-1004,5.00,USD
+u3,order_completed,2024-07-01,not-a-ulid,A-1004,5.00,USD
 ";
 
 const ORDERS_JSONL: &str = r#"{"id":"u1","name":"order_completed","timestamp":"2024-03-02T10:15:00Z","order_id":"A-1001","amount":139.54,"items":["a","b"]}
@@ -82,10 +82,7 @@ fn csv_events_land_on_their_people_through_both_apis() {
         assert_eq!(u2[0].event.timestamp, Some(1_717_200_000));
 
         let u3 = events_of(&sb, "u3");
-        assert_eq!(
-            u3[0].event.timestamp, None,
-            "{api}: no timestamp, none sent"
-        );
+        assert_eq!(u3[0].event.timestamp, Some(1_719_792_000), "{api}");
         assert_eq!(
             u3[0].event.data.get("event_id"),
             Some(&json!("not-a-ulid")),
@@ -330,7 +327,7 @@ fn recent_events_are_counted_and_warned_about_before_sending() {
     let sb = plain();
     let dir = tempdir();
     let recent = format!(
-        "id,name,timestamp\nu1,old,1600000000\nu2,fresh,{}\nu3,undated,\n",
+        "id,name,timestamp,event_id\nu1,old,1600000000,\nu2,fresh,{},\nu3,undated,,01ARZ3NDEKTSV4RRFFQ69G5FAV\n",
         now() - 3600
     );
     write(dir.path(), "recent.csv", recent);
@@ -448,7 +445,7 @@ fn inspect_counts_recent_events() {
         dir.path(),
         "r.csv",
         format!(
-            "id,name,timestamp\nu1,a,{}\nu2,b,\nu3,c,2020-01-01\n",
+            "id,name,timestamp,event_id\nu1,a,{},\nu2,b,,01ARZ3NDEKTSV4RRFFQ69G5FAV\nu3,c,2020-01-01,\n",
             now()
         ),
     );
@@ -494,4 +491,29 @@ fn events_from_a_pipe_are_sent_not_hung_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(sb.stats().action("event"), 1, "{stderr}");
+}
+
+/// Red-team finding: an event without a time got an id derived with time 0, the same every
+/// run, so the same untimed event imported on two days was kept once and counted sent twice.
+/// Without a time and without an id of its own, the row is invalid at its line.
+#[test]
+fn an_event_without_a_time_or_an_id_is_invalid_at_its_line() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "ev.csv",
+        "id,name,timestamp\nu1,signed_up,1700000000\nu2,logged_in,\n",
+    );
+    let run = sb.import(dir.path(), &["ev.csv", "--kind", "events"]);
+    assert_eq!((run.n("sent"), run.n("invalid")), (1, 1), "{}", run.stderr);
+    assert_eq!(sb.stats().action("event"), 1);
+    let errs = run.errors();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(
+        (errs[0]["line"].as_str(), errs[0]["identifier"].as_str()),
+        ("3", "u2")
+    );
+    let message = errs[0]["message"].as_str();
+    assert!(message.contains("no time ('timestamp')"), "{message}");
 }

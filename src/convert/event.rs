@@ -179,9 +179,24 @@ impl Converter {
                 ),
             ));
         }
-        let event_id = match file_id {
-            Some(id) => id,
-            None => {
+        let event_id = match (file_id, timestamp) {
+            (Some(id), _) => id,
+            // Customer.io stamps an untimed event when it arrives, but an id derived from it
+            // would be the same every run: a recurring event would be kept once, ever, and the
+            // later ones counted sent and dropped. It needs a time or an id of its own.
+            (None, None) => {
+                return Err(invalid(
+                    who,
+                    Some(tcol),
+                    format!(
+                        "the event has no time ('{tcol}') and no ULID id ('{}'): give it one \
+(or name the columns with --timestamp-column / --event-id-column), so that a re-import neither \
+doubles nor drops it",
+                        ev.id_column
+                    ),
+                ))
+            }
+            (None, Some(_)) => {
                 let mut canon = Vec::with_capacity(data_bytes + 16);
                 canon_json(&Value::Object(data.clone()), &mut canon);
                 event_id::derive(
