@@ -36,6 +36,18 @@ impl Pause {
         }
     }
 
+    /// Time paused up to now: what was counted, less the part of the current pause still
+    /// ahead (a run stopped during a pause was not paused for the rest of it).
+    pub fn paused_so_far(&self) -> Duration {
+        let now = tokio::time::Instant::now();
+        let ahead = self
+            .until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+        Duration::from_millis(self.paused_ms.load(Relaxed)).saturating_sub(ahead)
+    }
+
     /// Waits out the pause, if any (returns early when the run stops).
     pub async fn wait(&self, stop: &Stop) {
         loop {
@@ -166,7 +178,7 @@ impl Pacer {
     pub fn throttled_s(&self) -> f64 {
         match &self.mode {
             Mode::Adaptive(c) => c.throttled_s(),
-            Mode::Fixed { pause, .. } => pause.paused_ms.load(Relaxed) as f64 / 1000.0,
+            Mode::Fixed { pause, .. } => pause.paused_so_far().as_secs_f64(),
         }
     }
 
@@ -278,5 +290,28 @@ mod tests {
                 "fixed: {fixed}: 1.5 s after the hold ended"
             );
         }
+    }
+
+    /// Red-team finding: under `--fixed-rate` a pause counted in full when it was set, so a run
+    /// stopped during one reported more time throttled than it had run.
+    #[tokio::test(start_paused = true)]
+    async fn the_paused_time_counts_only_what_has_passed() {
+        let tally = Tally::default();
+        let pacer = Pacer::fixed(100, Duration::from_secs(60), &tally);
+        let permit = pacer.ready(&Stop::new()).await.expect("a permit");
+        let hold = Duration::from_secs(2);
+        pacer.throttled(permit, Some(hold), hold);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            (pacer.throttled_s() - 0.5).abs() < 0.01,
+            "{}",
+            pacer.throttled_s()
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            (pacer.throttled_s() - 2.0).abs() < 0.01,
+            "{}",
+            pacer.throttled_s()
+        );
     }
 }
