@@ -117,6 +117,8 @@ pub struct Converter {
     fallback_index: Option<usize>,
     constants: Vec<Fixed>,
     timestamp_warned: std::cell::Cell<bool>,
+    /// `--kind events`: the ids the file gave its events so far, with their lines.
+    event_ids: std::cell::RefCell<std::collections::HashMap<u128, u64>>,
 }
 
 fn invalid(identifier: Option<&str>, field: Option<&str>, message: String) -> Invalid {
@@ -249,6 +251,7 @@ or --identify-by email{}",
             fallback_index,
             constants,
             timestamp_warned: std::cell::Cell::new(header.is_some()),
+            event_ids: Default::default(),
         })
     }
 

@@ -517,3 +517,36 @@ fn an_event_without_a_time_or_an_id_is_invalid_at_its_line() {
     let message = errs[0]["message"].as_str();
     assert!(message.contains("no time ('timestamp')"), "{message}");
 }
+
+/// Red-team finding: two different events carrying the same ULID were both counted sent, but
+/// Customer.io keeps only the first event of an id. The second is invalid at its line.
+#[test]
+fn a_file_id_used_twice_is_invalid_at_its_second_line() {
+    for api in ["v1", "batch"] {
+        let sb = plain();
+        let dir = tempdir();
+        write(
+            dir.path(),
+            "dup.csv",
+            "id,name,timestamp,event_id\n\
+             u30,order,1700000000,01BRZ3NDEKTSV4RRFFQ69G5FAV\n\
+             u31,refund,1700000100,01brz3ndektsv4rrffq69g5fav\n",
+        );
+        let run = sb.import(dir.path(), &["dup.csv", "--kind", "events", "--api", api]);
+        assert_eq!(
+            (run.n("sent"), run.n("invalid")),
+            (1, 1),
+            "{api}: {}",
+            run.stderr
+        );
+        assert_eq!(sb.sb.events().len(), 1, "{api}");
+        let errs = run.errors();
+        assert_eq!(errs.len(), 1, "{api}: {errs:?}");
+        assert_eq!(
+            (errs[0]["line"].as_str(), errs[0]["identifier"].as_str()),
+            ("3", "u31"),
+            "{api}"
+        );
+        assert!(errs[0]["message"].contains("line 2"), "{api}: {errs:?}");
+    }
+}

@@ -59,6 +59,8 @@ impl Default for EventOptions {
 struct Built {
     identifier: Identifier,
     event_id: String,
+    /// The id came from the file (not derived from the event).
+    own_id: bool,
     timestamp: Option<i64>,
     payload: Vec<u8>,
     attributes: usize,
@@ -72,7 +74,13 @@ impl Converter {
         pos: Position,
         raw: RawRow,
     ) -> Result<Operation, (Invalid, RawRow)> {
-        match self.build_event(ev, &raw) {
+        let built = self.build_event(ev, &raw).and_then(|b| {
+            if b.own_id {
+                self.first_use_of_id(ev, &b, pos)?;
+            }
+            Ok(b)
+        });
+        match built {
             Ok(b) => Ok(Operation {
                 pos,
                 entity: Entity::Person,
@@ -89,6 +97,34 @@ impl Converter {
                 forget_first: false,
             }),
             Err(inv) => Err((inv, raw)),
+        }
+    }
+
+    /// A file's own event id must be used once: Customer.io keeps the first event of an id
+    /// and drops the others while answering 200, so a second row with the same id would be
+    /// counted sent and never stored. (Derived ids repeat only for identical events, which
+    /// are meant to be stored once.) Remembers each such id with its line: about 30 bytes per
+    /// event that carries its own id.
+    fn first_use_of_id(&self, ev: &EventOptions, b: &Built, pos: Position) -> Result<(), Invalid> {
+        let Ok(key) = ulid::Ulid::from_string(&b.event_id) else {
+            return Ok(());
+        };
+        let mut seen = self.event_ids.borrow_mut();
+        match seen.entry(key.0) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(pos.line);
+                Ok(())
+            }
+            std::collections::hash_map::Entry::Occupied(o) => Err(invalid(
+                Some(&b.identifier.value),
+                Some(&ev.id_column),
+                format!(
+                    "event id {} is also the id of the event on line {}: Customer.io keeps only \
+the first event of an id; give each event its own id",
+                    b.event_id,
+                    o.get()
+                ),
+            )),
         }
     }
 
@@ -179,6 +215,7 @@ impl Converter {
                 ),
             ));
         }
+        let own_id = file_id.is_some();
         let event_id = match (file_id, timestamp) {
             (Some(id), _) => id,
             // Customer.io stamps an untimed event when it arrives, but an id derived from it
@@ -225,6 +262,7 @@ doubles nor drops it",
         Ok(Built {
             identifier,
             event_id,
+            own_id,
             timestamp,
             payload,
             attributes: data.len(),
