@@ -65,6 +65,8 @@ type FixedBucket =
     RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
 /// How the bucket's rate is set.
+// One per run, never moved in a loop: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Mode {
     /// Closed loop: the rate follows the server's answers ([`crate::pace`]).
     Adaptive(Controller),
