@@ -18,6 +18,23 @@
 //!   before the night and that person's rows; a person whose rows all failed validation or
 //!   were refused holds what they held before; people the API refuses never exist.
 //!
+//! About a third of the nights then import an events file (`--kind events`: earlier events
+//! repeated, some new, some changed into a new version with its own `ref`; now and then a
+//! duplicate line, a nameless row or a refused person; after a night drawn to be killed, the
+//! very same file again), and one in ten sends a list to `--action delete|suppress|unsuppress`
+//! (`--yes`), each a run of its own under its own faults and kill, on the same ledger. After
+//! each of those runs, besides (a)-(c) (where (c) also says the ledger never claims anyone on
+//! the suppression list, and a deleted person, held by nobody, must be forgotten):
+//! - (e) the workspace never holds two events with one id, nor two copies of one event;
+//!   every event id the ledger records as acknowledged is held (or went with a person deleted
+//!   or suppressed since);
+//! - (f) after an events run that read its whole file and exited 0 or 2, every row that did
+//!   not fail is held exactly once, as the file gives it, on its person (unless suppressed);
+//! - (g) after a list run that exited 0, its people are gone (delete, suppress) and on the
+//!   suppression list (suppress), or off it (unsuppress).
+//!
+//! (d) knows that a suppressed person is never created, and a deleted one is created again.
+//!
 //! CI: `cargo test --test nights` (a few hundred nights; `many_nights` is ignored until the
 //! issue-10 fixes land). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
 //! --ignored many_nights_long --nocapture`; `CIO_NIGHTS_SEED=S` replays one seed. Every
