@@ -103,6 +103,14 @@ CREATE TABLE IF NOT EXISTS events (
     run_id INTEGER NOT NULL,
     PRIMARY KEY (dest, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suppressed (
+    dest INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    PRIMARY KEY (dest, kind, identifier)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     started_at INTEGER NOT NULL,
@@ -283,11 +291,19 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         let conn = connect(&self.path)?;
         conn.execute_batch("PRAGMA mmap_size=1073741824; PRAGMA cache_size=-2048;")
             .map_err(|e| io(&self.path)(e.to_string()))?;
+        let any_suppressed = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM suppressed WHERE dest = ?1)",
+                params![self.dest],
+                |r| r.get(0),
+            )
+            .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(Lookup {
             conn,
             path: self.path.clone(),
             dest: self.dest,
             in_txn: std::cell::Cell::new(0),
+            any_suppressed,
         })
     }
 
@@ -336,6 +352,8 @@ pub struct Lookup {
     path: PathBuf,
     dest: i64,
     in_txn: std::cell::Cell<u32>,
+    /// Whether this destination has anyone who may be suppressed (else no lookup is made).
+    any_suppressed: bool,
 }
 
 /// Lookups per read transaction: one transaction spares the per-statement locking of the WAL
@@ -368,6 +386,24 @@ impl Lookup {
         Ok(got.and_then(|v| v.try_into().ok()))
     }
 
+    /// Whether `id` may be suppressed in this run's destination: a suppression of theirs
+    /// was sent (acknowledged or not) and no unsuppression acknowledged since. The workspace
+    /// answers 200 to an identify or event for them and keeps nothing, so such an
+    /// acknowledgement must not be recorded.
+    pub fn suppressed(&self, id: &Identifier) -> Result<bool, LedgerError> {
+        if !self.any_suppressed {
+            return Ok(false);
+        }
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM suppressed WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+            )
+            .map_err(|e| io(&self.path)(e.to_string()))?;
+        st.exists(params![self.dest, id.kind.as_str(), id.value])
+            .map_err(|e| io(&self.path)(e.to_string()))
+    }
+
     /// Whether this run's destination acknowledged the event `event_id`.
     pub fn event_acked(&self, event_id: &str) -> Result<bool, LedgerError> {
         let mut st = self
@@ -386,7 +422,9 @@ pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
 enum Msg {
     Acked(Vec<(IdKind, String, [u8; 16])>),
     AckedEvents(Vec<Box<str>>),
-    Forget(Vec<(IdKind, String)>, Option<Forgotten>),
+    /// People to forget; `true`: to record as (maybe) suppressed too.
+    Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
+    Unsuppressed(Vec<(IdKind, String)>),
     Failed(Failure),
     Finish {
         summary: String,
@@ -421,12 +459,21 @@ impl LedgerWriter {
 
     /// Removes what the ledger knows of `people`, committed before `done` is told: called
     /// before they are sent with other values, so that a send whose outcome is never known
-    /// (a failure, a timeout, a crash) leaves no stale claim behind.
-    pub fn forget(&self, people: Vec<(IdKind, String)>, done: Option<Forgotten>) {
-        if let Err(mpsc::SendError(Msg::Forget(_, Some(done)))) =
-            self.tx.send(Msg::Forget(people, done))
+    /// (a failure, a timeout, a crash) leaves no stale claim behind. With `suppress` (before
+    /// a suppression is sent) they are also recorded as maybe suppressed, until an
+    /// unsuppression of theirs is acknowledged.
+    pub fn forget(&self, people: Vec<(IdKind, String)>, suppress: bool, done: Option<Forgotten>) {
+        if let Err(mpsc::SendError(Msg::Forget(_, _, Some(done)))) =
+            self.tx.send(Msg::Forget(people, suppress, done))
         {
             let _ = done.send(false);
+        }
+    }
+
+    /// People whose unsuppression the API acknowledged.
+    pub fn unsuppressed(&self, people: Vec<(IdKind, String)>) {
+        if !people.is_empty() {
+            let _ = self.tx.send(Msg::Unsuppressed(people));
         }
     }
 
@@ -489,6 +536,13 @@ fn write_loop(
                     "INSERT INTO events (dest, event_id, acked_at, run_id) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (dest, event_id) DO UPDATE SET acked_at = excluded.acked_at, run_id = excluded.run_id",
                 )?;
+                let mut sup = tx.prepare_cached(
+                    "INSERT INTO suppressed (dest, kind, identifier, since, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (dest, kind, identifier) DO NOTHING",
+                )?;
+                let mut unsup = tx.prepare_cached(
+                    "DELETE FROM suppressed WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                )?;
                 let mut fail = tx.prepare_cached(
                     "INSERT INTO failures (run_id, row, line, identifier, class, status, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
@@ -505,11 +559,19 @@ fn write_loop(
                                 ev.execute(params![dest, &*id, t, run_id])?;
                             }
                         }
-                        Msg::Forget(people, done) => {
+                        Msg::Forget(people, suppress, done) => {
                             for (kind, id) in people {
                                 del.execute(params![dest, kind.as_str(), id])?;
+                                if suppress {
+                                    sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
+                                }
                             }
                             forgotten.extend(done);
+                        }
+                        Msg::Unsuppressed(people) => {
+                            for (kind, id) in people {
+                                unsup.execute(params![dest, kind.as_str(), id])?;
+                            }
                         }
                         Msg::Failed(f) => {
                             fail.execute(params![

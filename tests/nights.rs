@@ -18,6 +18,23 @@
 //!   before the night and that person's rows; a person whose rows all failed validation or
 //!   were refused holds what they held before; people the API refuses never exist.
 //!
+//! About a third of the nights then import an events file (`--kind events`: earlier events
+//! repeated, some new, some changed into a new version with its own `ref`; now and then a
+//! duplicate line, a nameless row or a refused person; after a night drawn to be killed, the
+//! very same file again), and one in ten sends a list to `--action delete|suppress|unsuppress`
+//! (`--yes`), each a run of its own under its own faults and kill, on the same ledger. After
+//! each of those runs, besides (a)-(c) (where (c) also says the ledger never claims anyone on
+//! the suppression list, and a deleted person, held by nobody, must be forgotten):
+//! - (e) the workspace never holds two events with one id, nor two copies of one event;
+//!   every event id the ledger records as acknowledged is held (or went with a person deleted
+//!   or suppressed since);
+//! - (f) after an events run that read its whole file and exited 0 or 2, every row that did
+//!   not fail is held exactly once, as the file gives it, on its person (unless suppressed);
+//! - (g) after a list run that exited 0, its people are gone (delete, suppress) and on the
+//!   suppression list (suppress), or off it (unsuppress).
+//!
+//! (d) knows that a suppressed person is never created, and a deleted one is created again.
+//!
 //! CI: `cargo test --test nights` (a few hundred nights; `many_nights` is ignored until the
 //! issue-10 fixes land). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
 //! --ignored many_nights_long --nocapture`; `CIO_NIGHTS_SEED=S` replays one seed. Every
@@ -106,7 +123,8 @@ enum Kill {
     Sigint(u64),
 }
 
-/// Everything a night is: its source, options, fault script, kill, and workspace.
+/// Everything a night is: its source, options, fault script, kill, and workspace; then,
+/// on some nights, an events file and an identifier list, each a run of its own.
 #[derive(Clone, Debug)]
 struct Night {
     rows: Vec<Row>,
@@ -117,6 +135,10 @@ struct Night {
     other: bool,
     /// Delete the last night's rejects and errors files first.
     fresh_reports: bool,
+    /// After the people: an events file into the main workspace, same ledger.
+    events: Option<EventsRun>,
+    /// Last: a deletion, suppression or unsuppression list into the main workspace.
+    action: Option<ActionRun>,
 }
 
 impl Night {
@@ -128,8 +150,83 @@ impl Night {
             kill: Kill::None,
             other: false,
             fresh_reports: false,
+            events: None,
+            action: None,
         }
     }
+}
+
+/// One version of an event. Its `ref` (a data field) belongs to this version alone, so the
+/// content of a version, and with it the id (its file's ULID, or the one derived from the
+/// content), never changes: the sandbox's copies of a version are counted by `ref`.
+#[derive(Clone, Debug, PartialEq)]
+struct Ev {
+    person: String,
+    /// Empty for an invalid row (an event needs a name).
+    name: String,
+    ts: i64,
+    reference: String,
+    amount: String,
+    /// The file's own ULID, when it gives one.
+    ulid: Option<String>,
+}
+
+/// How one extra run (an events file or a list) is run: API, `--full`, sizes, faults, kill.
+#[derive(Clone, Debug)]
+struct RunOpts {
+    v1: bool,
+    full: bool,
+    batch_size: usize,
+    concurrency: usize,
+    faults: Vec<Fault>,
+    kill: Kill,
+}
+
+impl RunOpts {
+    fn plain() -> RunOpts {
+        RunOpts {
+            v1: false,
+            full: false,
+            batch_size: 4,
+            concurrency: 2,
+            faults: Vec::new(),
+            kill: Kill::None,
+        }
+    }
+}
+
+/// An events file: some events from earlier nights, some new, some changed (a new version).
+#[derive(Clone, Debug)]
+struct EventsRun {
+    events: Vec<Ev>,
+    run: RunOpts,
+    /// The very file of the last events night, which was drawn to be killed, again.
+    reimport: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListAction {
+    Delete,
+    Suppress,
+    Unsuppress,
+}
+
+impl ListAction {
+    fn name(self) -> &'static str {
+        match self {
+            ListAction::Delete => "delete",
+            ListAction::Suppress => "suppress",
+            ListAction::Unsuppress => "unsuppress",
+        }
+    }
+}
+
+/// A list of identifiers for `--action` (with `--yes` for delete and suppress).
+#[derive(Clone, Debug)]
+struct ActionRun {
+    action: ListAction,
+    ids: Vec<String>,
+    run: RunOpts,
 }
 
 /// Something a night got wrong: a kind (for the tally) and what, with seed and night.
@@ -213,6 +310,13 @@ struct Gen {
     history: HashMap<String, Vec<Cells>>,
     removed: Vec<String>,
     next: u32,
+    /// The latest version of each event so far (the last 30).
+    evlog: Vec<Ev>,
+    next_ev: u32,
+    /// The file of the last events night, when that night was drawn to be killed.
+    killed_events: Option<Vec<Ev>>,
+    /// Who was on a suppression list (and not on an unsuppression list since).
+    suppressed: Vec<String>,
 }
 
 impl Gen {
@@ -228,6 +332,10 @@ impl Gen {
             history: HashMap::new(),
             removed: Vec::new(),
             next: 0,
+            evlog: Vec::new(),
+            next_ev: 0,
+            killed_events: None,
+            suppressed: Vec::new(),
         };
         let n = g.rng.random_range(10..=25);
         for _ in 0..n {
@@ -378,33 +486,8 @@ impl Gen {
             batch_size: self.rng.random_range(1..=8),
             concurrency: self.rng.random_range(1..=4),
         };
-        let mut faults = Vec::new();
-        if self.rng.random_bool(0.5) {
-            for _ in 0..self.rng.random_range(4..20) {
-                faults.push(match self.rng.random_range(0..100) {
-                    0..60 => Fault::Pass,
-                    60..70 => Fault::Ambiguous,
-                    70..80 => Fault::Unreadable207 {
-                        truncated: self.rng.random_bool(0.5),
-                    },
-                    80..88 => Fault::Reset,
-                    88..95 => Fault::Status(429),
-                    _ => Fault::Status(*[500, 502, 503].choose(&mut self.rng).unwrap_or(&500)),
-                });
-            }
-        }
-        if self.rng.random_bool(0.08) {
-            // An outage: more 503s in a row than one request's attempts.
-            let at = self.rng.random_range(0..=faults.len());
-            for _ in 0..12 {
-                faults.insert(at, Fault::Status(503));
-            }
-        }
-        let kill = match self.rng.random_range(0..100) {
-            0..6 => Kill::Sigkill(self.rng.random_range(1..=6)),
-            6..12 => Kill::Sigint(self.rng.random_range(1..=6)),
-            _ => Kill::None,
-        };
+        let faults = self.faults();
+        let kill = self.kill();
         let mut night = Night {
             rows,
             opts,
@@ -412,7 +495,17 @@ impl Gen {
             kill,
             other: n > 0 && self.rng.random_bool(0.07),
             fresh_reports: false,
+            events: None,
+            action: None,
         };
+        // Some nights also import events, and a few send a list of people to delete,
+        // suppress or unsuppress (drawn after the people's night, so its draws stay put).
+        if self.rng.random_bool(0.35) {
+            night.events = Some(self.events_night());
+        }
+        if self.rng.random_bool(0.1) {
+            night.action = self.action_night();
+        }
         // The draws above are made whatever is avoided, so a seed's sources stay the same.
         let avoid = |i: u32| self.avoid.contains(&i);
         if avoid(1) {
@@ -437,6 +530,215 @@ impl Gen {
         }
         night
     }
+
+    /// A night's fault script.
+    fn faults(&mut self) -> Vec<Fault> {
+        let mut faults = Vec::new();
+        if self.rng.random_bool(0.5) {
+            for _ in 0..self.rng.random_range(4..20) {
+                faults.push(match self.rng.random_range(0..100) {
+                    0..60 => Fault::Pass,
+                    60..70 => Fault::Ambiguous,
+                    70..80 => Fault::Unreadable207 {
+                        truncated: self.rng.random_bool(0.5),
+                    },
+                    80..88 => Fault::Reset,
+                    88..95 => Fault::Status(429),
+                    _ => Fault::Status(*[500, 502, 503].choose(&mut self.rng).unwrap_or(&500)),
+                });
+            }
+        }
+        if self.rng.random_bool(0.08) {
+            // An outage: more 503s in a row than one request's attempts.
+            let at = self.rng.random_range(0..=faults.len());
+            for _ in 0..12 {
+                faults.insert(at, Fault::Status(503));
+            }
+        }
+        faults
+    }
+
+    /// Whether and when a run is stopped.
+    fn kill(&mut self) -> Kill {
+        match self.rng.random_range(0..100) {
+            0..6 => Kill::Sigkill(self.rng.random_range(1..=6)),
+            6..12 => Kill::Sigint(self.rng.random_range(1..=6)),
+            _ => Kill::None,
+        }
+    }
+
+    /// The options, faults and kill of an events or list run.
+    fn run_opts(&mut self) -> RunOpts {
+        let v1 = self.rng.random_bool(0.25);
+        let full = self.rng.random_bool(0.1);
+        let batch_size = self.rng.random_range(1..=8);
+        let concurrency = self.rng.random_range(1..=4);
+        let faults = self.faults();
+        let kill = self.kill();
+        RunOpts {
+            v1,
+            full,
+            batch_size,
+            concurrency,
+            faults,
+            kill,
+        }
+    }
+
+    /// A ULID of the source system's own (any valid one will do).
+    fn ulid(&mut self, ts: i64) -> String {
+        ulid::Ulid::from_parts(ts as u64 * 1000, self.rng.random::<u128>()).to_string()
+    }
+
+    /// A new version of an event: a `ref` of its own, another amount, and a new ULID when
+    /// the file gives one (a source system issues a corrected event under a new id).
+    fn version(&mut self, person: String, name: String, ts: i64, with_ulid: bool) -> Ev {
+        let reference = format!("e{}", self.next_ev);
+        self.next_ev += 1;
+        Ev {
+            person,
+            name,
+            ts,
+            reference,
+            amount: self.rng.random_range(1..500).to_string(),
+            ulid: with_ulid.then(|| self.ulid(ts)),
+        }
+    }
+
+    /// The events file of a night: the last one again when that night was drawn to be
+    /// killed; otherwise some earlier events repeated, some new, some changed.
+    fn events_night(&mut self) -> EventsRun {
+        let run = self.run_opts();
+        if let Some(file) = self.killed_events.take() {
+            return EventsRun {
+                events: file,
+                run: RunOpts {
+                    kill: Kill::None,
+                    ..run
+                },
+                reimport: true,
+            };
+        }
+        let mut file: Vec<Ev> = Vec::new();
+        for e in &self.evlog {
+            if self.rng.random_bool(0.5) {
+                file.push(e.clone());
+            }
+        }
+        for _ in 0..self.rng.random_range(0..=2) {
+            if self.evlog.is_empty() {
+                break;
+            }
+            let i = self.rng.random_range(0..self.evlog.len());
+            let old = self.evlog[i].clone();
+            let ts = old.ts + self.rng.random_range(0..=1) * 60;
+            let with_ulid = self
+                .rng
+                .random_bool(if old.ulid.is_some() { 0.6 } else { 0.2 });
+            let e = self.version(old.person, old.name, ts, with_ulid);
+            self.evlog[i] = e.clone();
+            file.push(e);
+        }
+        for _ in 0..self.rng.random_range(1..=4) {
+            let person = match self.rng.random_range(0..100) {
+                0..85 => self.pick(),
+                85..95 => self.removed.choose(&mut self.rng).cloned(),
+                _ => None,
+            }
+            .unwrap_or_else(|| format!("q{}", self.rng.random_range(0..5)));
+            let name = ["order_completed", "viewed", "signup"]
+                .choose(&mut self.rng)
+                .copied()
+                .unwrap_or("viewed")
+                .to_string();
+            let ts = 1_690_000_000 + self.rng.random_range(0..1_000_000);
+            let with_ulid = self.rng.random_bool(0.3);
+            let e = self.version(person, name, ts, with_ulid);
+            self.evlog.push(e.clone());
+            file.push(e);
+        }
+        while self.evlog.len() > 30 {
+            self.evlog.remove(0);
+        }
+        // The same event twice in one file.
+        if self.rng.random_bool(0.2) {
+            if let Some(e) = file.choose(&mut self.rng).cloned() {
+                file.push(e);
+            }
+        }
+        // An invalid row (no name), and an event for someone the API refuses.
+        if self.rng.random_bool(0.1) {
+            let mut e = self.version("p0".into(), String::new(), 1_690_000_000, false);
+            e.person = self.pick().unwrap_or(e.person);
+            file.push(e);
+        }
+        if self.rng.random_bool(0.1) {
+            let id = REFUSED.choose(&mut self.rng).copied().unwrap_or("rj1");
+            let e = self.version(id.into(), "viewed".into(), 1_690_000_000, false);
+            file.push(e);
+        }
+        file.shuffle(&mut self.rng);
+        if run.kill != Kill::None {
+            self.killed_events = Some(file.clone());
+        }
+        EventsRun {
+            events: file,
+            run,
+            reimport: false,
+        }
+    }
+
+    /// A list night: delete (some of those deleted stay in the source, and are sent again
+    /// the next night), suppress (some stay in the source, and must never be claimed while
+    /// suppressed), or unsuppress some of those suppressed before.
+    fn action_night(&mut self) -> Option<ActionRun> {
+        let run = self.run_opts();
+        let action = match self.rng.random_range(0..100) {
+            0..45 => ListAction::Delete,
+            45..75 => ListAction::Suppress,
+            _ if self.suppressed.is_empty() => ListAction::Delete,
+            _ => ListAction::Unsuppress,
+        };
+        let mut ids = Vec::new();
+        if action == ListAction::Unsuppress {
+            for _ in 0..self.rng.random_range(1..=2) {
+                if self.suppressed.is_empty() {
+                    break;
+                }
+                let i = self.rng.random_range(0..self.suppressed.len());
+                ids.push(self.suppressed.swap_remove(i));
+            }
+        } else {
+            for _ in 0..self.rng.random_range(1..=3) {
+                if let Some(id) = self.pick() {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+            let leave = self.rng.random_bool(if action == ListAction::Delete {
+                0.3
+            } else {
+                0.5
+            });
+            for id in &ids {
+                if leave {
+                    self.people.remove(id);
+                    self.removed.push(id.clone());
+                }
+                if action == ListAction::Suppress && !self.suppressed.contains(id) {
+                    self.suppressed.push(id.clone());
+                }
+            }
+        }
+        // Now and then someone nobody knows, or whom the API refuses.
+        match self.rng.random_range(0..100) {
+            0..10 => ids.push(format!("nobody{}", self.rng.random_range(0..3))),
+            10..15 => ids.push("rj1".into()),
+            _ => {}
+        }
+        (!ids.is_empty()).then_some(ActionRun { action, ids, run })
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -453,6 +755,9 @@ struct World {
     /// attributes that row sends: what a ledger hash claims a person holds.
     hashes: HashMap<[u8; 16], Map<String, Value>>,
     night: usize,
+    /// Ids and refs of events that went with a person deleted or suppressed.
+    removed_events: HashSet<String>,
+    removed_refs: HashSet<String>,
 }
 
 fn workspace(site: &str, key: &str) -> Sb {
@@ -588,6 +893,149 @@ fn converter(o: &Opts) -> Converter {
 struct Ran {
     code: Option<i32>,
     findings: Vec<Finding>,
+    /// Counts for the tally (events checked, duplicates the sandbox dropped, ...).
+    counts: Vec<(&'static str, u64)>,
+}
+
+/// The findings of one night, each tagged with seed, night and run.
+struct Found {
+    tag: String,
+    list: Vec<Finding>,
+}
+
+impl Found {
+    fn add(&mut self, kind: &'static str, what: String) {
+        self.list.push(Finding {
+            kind,
+            what: format!("{}: {what}", self.tag),
+        });
+    }
+}
+
+/// One run of the binary: its input, its own arguments, faults, kill and workspace.
+struct Launch<'a> {
+    file: &'a str,
+    body: Vec<u8>,
+    /// The file's records after its header (the identifier first), for the reports check.
+    records: Vec<Vec<String>>,
+    args: Vec<String>,
+    faults: &'a [Fault],
+    kill: Kill,
+    other: bool,
+    fresh_reports: bool,
+}
+
+/// What a run left: its exit, summary and errors file, and the end of its log.
+struct Launched {
+    code: Option<i32>,
+    summary: Option<Value>,
+    errors: Vec<HashMap<String, String>>,
+    /// Rows that failed, by the summary.
+    failed_count: Option<u64>,
+    last_lines: String,
+}
+
+impl Launched {
+    /// Whether the run read its whole file of `rows` rows.
+    fn read_all(&self, rows: usize) -> bool {
+        self.summary
+            .as_ref()
+            .is_some_and(|s| g(s, "rows") == rows as u64)
+    }
+
+    /// The lines the errors file lists as failed this run.
+    fn failed_lines(&self) -> HashSet<usize> {
+        if self.failed_count.unwrap_or(0) == 0 {
+            return HashSet::new();
+        }
+        self.errors
+            .iter()
+            .filter_map(|e| e.get("line")?.parse().ok())
+            .collect()
+    }
+}
+
+fn g(s: &Value, k: &str) -> u64 {
+    s[k].as_u64().unwrap_or(u64::MAX / 8)
+}
+
+fn suppressed_of(sb: &Sb) -> HashSet<String> {
+    sb.sb
+        .suppressed()
+        .into_iter()
+        .map(|s| s.identifier)
+        .collect()
+}
+
+/// The arguments of an events or list run.
+fn run_args(r: &RunOpts) -> Vec<String> {
+    let mut args = vec![
+        "--concurrency".to_string(),
+        r.concurrency.to_string(),
+        "--batch-size".into(),
+        r.batch_size.to_string(),
+    ];
+    if r.v1 {
+        args.push("--api=v1".into());
+    }
+    if r.full {
+        args.push("--full".into());
+    }
+    args
+}
+
+fn ev_record(e: &Ev) -> Vec<String> {
+    vec![
+        e.person.clone(),
+        e.name.clone(),
+        e.ts.to_string(),
+        e.ulid.clone().unwrap_or_default(),
+        e.reference.clone(),
+        e.amount.clone(),
+    ]
+}
+
+fn records_csv(header: &[&str], records: &[Vec<String>]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header).unwrap();
+    for r in records {
+        w.write_record(r).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+/// The event ids the ledger records as acknowledged, with the site id of the workspace that
+/// acknowledged each; `None` while the ledger's last run did not end.
+fn ledger_event_claims(path: &Path) -> Option<Vec<(String, String)>> {
+    if !path.exists() {
+        return Some(Vec::new());
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("the ledger opens read-only");
+    let ended: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT ended_at FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if matches!(ended, Some(None)) {
+        return None;
+    }
+    let Ok(mut st) = conn
+        .prepare("SELECT e.event_id, d.site_id FROM events e JOIN destinations d ON d.id = e.dest")
+    else {
+        return Some(Vec::new());
+    };
+    let claims = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("event rows")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("event rows");
+    Some(claims)
 }
 
 impl World {
@@ -599,26 +1047,40 @@ impl World {
             other: None,
             hashes: HashMap::new(),
             night: 0,
+            removed_events: HashSet::new(),
+            removed_refs: HashSet::new(),
         }
     }
 
-    /// Runs one night and checks it.
+    /// Runs one night and checks it: the people, then the night's events file and list,
+    /// each checked after it ran.
     fn run(&mut self, night: &Night) -> Ran {
         let n = self.night;
         self.night += 1;
-        let tag = format!("seed {} night {n}", self.seed);
+        let base = format!("seed {} night {n}", self.seed);
+        let mut found = Found {
+            tag: base.clone(),
+            list: Vec::new(),
+        };
         let dir = self.dir.path().to_path_buf();
-        std::fs::write(dir.join("people.csv"), csv_text(&night.rows)).unwrap();
         std::fs::write(dir.join("map.toml"), MAPPING).unwrap();
         let conv = converter(&night.opts);
-        for (i, r) in night.rows.iter().enumerate() {
-            let mut rec = vec![r.id.clone()];
-            rec.extend(r.cells.iter().cloned());
+        let records: Vec<Vec<String>> = night
+            .rows
+            .iter()
+            .map(|r| {
+                let mut rec = vec![r.id.clone()];
+                rec.extend(r.cells.iter().cloned());
+                rec
+            })
+            .collect();
+        for (i, rec) in records.iter().enumerate() {
             let pos = Position {
                 row: i as u64 + 1,
                 line: i as u64 + 2,
             };
-            if let Ok(rec) = conv.convert(pos, RawRow::Csv(csv::StringRecord::from(rec))) {
+            let raw = RawRow::Csv(csv::StringRecord::from(rec.clone()));
+            if let Ok(rec) = conv.convert(pos, raw) {
                 if let Some(h) = rec.hash {
                     let v: Value = serde_json::from_slice(&rec.payload).unwrap();
                     let mut attrs = match v.get("attributes") {
@@ -633,22 +1095,387 @@ impl World {
         if night.other && self.other.is_none() {
             self.other = Some(workspace(OTHER_SITE, OTHER_KEY));
         }
+        let stats_before = self.main.stats();
         let ws = if night.other {
             self.other.as_ref().unwrap()
         } else {
             &self.main
         };
         let before = people_of(ws);
-        ws.sb.set_script(night.faults.clone());
+        let suppressed_before = suppressed_of(ws);
+
+        let o = &night.opts;
+        let mut args = vec![
+            "--concurrency".to_string(),
+            o.concurrency.to_string(),
+            "--batch-size".into(),
+            o.batch_size.to_string(),
+        ];
+        for (on, flag) in [
+            (o.update_only, "--update-only"),
+            (o.full, "--full"),
+            (o.v1, "--api=v1"),
+            (o.clear, "--empty=clear"),
+            (o.mapping, "--mapping=map.toml"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        let ran = self.launch(
+            Launch {
+                file: "people.csv",
+                body: csv_text(&night.rows),
+                records,
+                args,
+                faults: &night.faults,
+                kill: night.kill,
+                other: night.other,
+                fresh_reports: night.fresh_reports,
+            },
+            &mut found,
+        );
+        let code = ran.code;
+        self.check_ledger(code, &mut found);
+        let after = people_of(ws);
+
+        // (d) What the workspace holds after a run that read its whole file.
+        for id in REFUSED {
+            if after.contains_key(id) {
+                found.add("workspace", format!("{id}, whom the API refuses, exists"));
+            }
+        }
+        if code == Some(0) && night.rows.iter().any(|r| REFUSED.contains(&r.id.as_str())) {
+            found.add(
+                "workspace",
+                "exit 0, but the source holds a row the API refuses".into(),
+            );
+        }
+        if matches!(code, Some(0) | Some(2)) && ran.read_all(night.rows.len()) {
+            let mut failed: HashMap<String, Vec<String>> = HashMap::new();
+            if ran.failed_count.unwrap_or(0) > 0 {
+                for e in &ran.errors {
+                    failed
+                        .entry(e.get("identifier").cloned().unwrap_or_default())
+                        .or_default()
+                        .push(e.get("class").cloned().unwrap_or_default());
+                }
+            }
+            let mut ids: Vec<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if REFUSED.contains(&id) {
+                    continue;
+                }
+                let rows: Vec<&Row> = night.rows.iter().filter(|r| r.id == id).collect();
+                let expected = match failed.get(id) {
+                    // A suppressed identifier is ignored: nobody is created or changed.
+                    _ if suppressed_before.contains(id) => None,
+                    None => rows.iter().fold(before.get(id).cloned(), |p, r| {
+                        identify(p, &implied(r, o), o.update_only)
+                    }),
+                    Some(classes)
+                        if classes.len() == rows.len()
+                            && classes.iter().all(|c| c == "invalid" || c == "rejected") =>
+                    {
+                        before.get(id).cloned()
+                    }
+                    Some(_) => continue,
+                };
+                let got = after.get(id);
+                if expected.as_ref().map(shown) != got.map(shown) {
+                    found.add(
+                        "workspace",
+                        format!(
+                            "exit {code:?}: {id} should hold {} but holds {} (held {} before; rows {:?}; {:?})",
+                            show(expected.as_ref()),
+                            show(got),
+                            show(before.get(id)),
+                            rows.iter().map(|r| &r.cells).collect::<Vec<_>>(),
+                            o
+                        ),
+                    );
+                }
+            }
+        }
+        if !found.list.is_empty() {
+            found.add(
+                "context",
+                format!(
+                    "{:?} kill {:?} other {} faults {:?}; exit {code:?}; log: {}",
+                    night.opts, night.kill, night.other, night.faults, ran.last_lines
+                ),
+            );
+        }
+        let mut counts = Vec::new();
+        if let Some(ev) = &night.events {
+            found.tag = format!(
+                "{base} events{}",
+                if ev.reimport {
+                    " (the killed night's file again)"
+                } else {
+                    ""
+                }
+            );
+            let checked = self.run_events(ev, &mut found);
+            counts.push(("events checked exactly once", checked));
+        }
+        if let Some(a) = &night.action {
+            found.tag = format!("{base} {}", a.action.name());
+            self.run_action(a, &mut found);
+        }
+        let stats = self.main.stats();
+        counts.push((
+            "events deduplicated by id",
+            stats.duplicate_events - stats_before.duplicate_events,
+        ));
+        counts.push((
+            "sends to the suppressed",
+            stats.ignored_suppressed - stats_before.ignored_suppressed,
+        ));
+        Ran {
+            code,
+            findings: found.list,
+            counts,
+        }
+    }
+
+    /// An events file into the main workspace; returns how many of its rows were checked to
+    /// be held exactly once.
+    fn run_events(&mut self, ev: &EventsRun, found: &mut Found) -> u64 {
+        let start = found.list.len();
+        let suppressed = suppressed_of(&self.main);
+        let records: Vec<Vec<String>> = ev.events.iter().map(ev_record).collect();
+        let mut args = vec!["--kind".to_string(), "events".into()];
+        args.extend(run_args(&ev.run));
+        let ran = self.launch(
+            Launch {
+                file: "events.csv",
+                body: records_csv(
+                    &["id", "name", "timestamp", "event_id", "ref", "amount"],
+                    &records,
+                ),
+                records,
+                args,
+                faults: &ev.run.faults,
+                kill: ev.run.kill,
+                other: false,
+                fresh_reports: false,
+            },
+            found,
+        );
+        self.check_ledger(ran.code, found);
+        self.check_events(found);
+        // (2) After a run that read its whole file: every event of the file that did not
+        // fail is held exactly once, as the file gives it (unless its person was deleted
+        // or suppressed since it first arrived, which removes their events).
+        let mut checked = 0;
+        if matches!(ran.code, Some(0) | Some(2)) && ran.read_all(ev.events.len()) {
+            let failed = ran.failed_lines();
+            let stored = self.main.sb.events();
+            for (i, e) in ev.events.iter().enumerate() {
+                if failed.contains(&(i + 2))
+                    || suppressed.contains(&e.person)
+                    || REFUSED.contains(&e.person.as_str())
+                    || self.removed_refs.contains(&e.reference)
+                {
+                    continue;
+                }
+                checked += 1;
+                let copies: Vec<&cio_import::sandbox::PersonEvent> = stored
+                    .iter()
+                    .filter(|s| s.event.data.get("ref") == Some(&Value::from(e.reference.clone())))
+                    .collect();
+                let right = match copies[..] {
+                    [c] => {
+                        c.identifier == e.person
+                            && c.event.name == e.name
+                            && c.event.timestamp == Some(e.ts)
+                            && c.event.data.get("amount") == Some(&Value::from(e.amount.clone()))
+                            && e.ulid
+                                .as_ref()
+                                .is_none_or(|u| c.event.id.as_ref() == Some(u))
+                    }
+                    _ => false,
+                };
+                if !right {
+                    found.add(
+                        "events-once",
+                        format!(
+                            "exit {:?}: line {} {e:?} is held {} times: {copies:?}",
+                            ran.code,
+                            i + 2,
+                            copies.len()
+                        ),
+                    );
+                }
+            }
+        }
+        if found.list.len() > start {
+            found.add(
+                "context",
+                format!("{:?}; exit {:?}; log: {}", ev.run, ran.code, ran.last_lines),
+            );
+        }
+        checked
+    }
+
+    /// A list of identifiers to delete, suppress or unsuppress, into the main workspace.
+    fn run_action(&mut self, a: &ActionRun, found: &mut Found) {
+        let start = found.list.len();
+        let before: HashMap<String, String> = self
+            .main
+            .sb
+            .events()
+            .into_iter()
+            .filter_map(|e| {
+                let r = e.event.data.get("ref")?.as_str()?.to_string();
+                Some((e.event.id?, r))
+            })
+            .collect();
+        let records: Vec<Vec<String>> = a.ids.iter().map(|i| vec![i.clone()]).collect();
+        let mut args = vec!["--action".to_string(), a.action.name().into()];
+        if a.action != ListAction::Unsuppress {
+            args.push("--yes".into());
+        }
+        args.extend(run_args(&RunOpts {
+            full: false,
+            ..a.run.clone()
+        }));
+        let ran = self.launch(
+            Launch {
+                file: "list.csv",
+                body: records_csv(&["id"], &records),
+                records,
+                args,
+                faults: &a.run.faults,
+                kill: a.run.kill,
+                other: false,
+                fresh_reports: false,
+            },
+            found,
+        );
+        // Events that went with the people deleted or suppressed.
+        let now: HashSet<String> = self
+            .main
+            .sb
+            .events()
+            .into_iter()
+            .filter_map(|e| e.event.id)
+            .collect();
+        for (id, r) in before {
+            if !now.contains(&id) {
+                self.removed_events.insert(id);
+                self.removed_refs.insert(r);
+            }
+        }
+        self.check_ledger(ran.code, found);
+        self.check_events(found);
+        if ran.code == Some(0) && ran.read_all(a.ids.len()) {
+            let people = people_of(&self.main);
+            let suppressed = suppressed_of(&self.main);
+            for id in &a.ids {
+                let wrong = match a.action {
+                    ListAction::Delete => people.contains_key(id),
+                    ListAction::Suppress => people.contains_key(id) || !suppressed.contains(id),
+                    ListAction::Unsuppress => suppressed.contains(id),
+                };
+                if wrong {
+                    found.add(
+                        "list",
+                        format!(
+                            "exit 0, but {id} is {} after {}",
+                            if suppressed.contains(id) {
+                                "suppressed"
+                            } else if people.contains_key(id) {
+                                "present"
+                            } else {
+                                "absent and not suppressed"
+                            },
+                            a.action.name()
+                        ),
+                    );
+                }
+            }
+        }
+        if found.list.len() > start {
+            found.add(
+                "context",
+                format!(
+                    "{:?} {:?}; exit {:?}; log: {}",
+                    a.action, a.run, ran.code, ran.last_lines
+                ),
+            );
+        }
+    }
+
+    /// (1) The workspace never holds two events with one id, nor two copies of one event
+    /// (one `ref`); every event the ledger claims as acknowledged is held (or went with a
+    /// person deleted or suppressed since).
+    fn check_events(&self, found: &mut Found) {
+        let stored = self.main.sb.events();
+        let mut ids: HashMap<String, u64> = HashMap::new();
+        let mut refs: HashMap<String, u64> = HashMap::new();
+        for e in &stored {
+            match &e.event.id {
+                Some(id) => *ids.entry(id.clone()).or_default() += 1,
+                None => found.add("events", format!("an event without an id: {e:?}")),
+            }
+            if let Some(r) = e.event.data.get("ref").and_then(Value::as_str) {
+                *refs.entry(r.to_string()).or_default() += 1;
+            }
+        }
+        for (id, n) in &ids {
+            if *n > 1 {
+                found.add(
+                    "events",
+                    format!("the workspace holds event id {id} {n} times"),
+                );
+            }
+        }
+        for (r, n) in &refs {
+            if *n > 1 {
+                found.add(
+                    "events-once",
+                    format!("the workspace holds {n} copies of event {r} (under different ids)"),
+                );
+            }
+        }
+        if let Some(claims) = ledger_event_claims(&self.dir.path().join("state.db")) {
+            let suppressed = suppressed_of(&self.main);
+            for (id, site) in claims {
+                if site != SITE || ids.contains_key(&id) || self.removed_events.contains(&id) {
+                    continue;
+                }
+                found.add(
+                    "events-ledger",
+                    format!(
+                        "the ledger claims event {id} was acknowledged, but the workspace does not hold it (suppressed now: {suppressed:?})"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Runs the binary once (with the ledger, reports and pacing every run uses) and makes
+    /// the checks every run gets: (a) the accounting identity, (b) the reports.
+    fn launch(&self, l: Launch, found: &mut Found) -> Launched {
+        let dir = self.dir.path().to_path_buf();
+        std::fs::write(dir.join(l.file), &l.body).unwrap();
+        let ws = if l.other {
+            self.other.as_ref().unwrap()
+        } else {
+            &self.main
+        };
+        ws.sb.set_script(l.faults.to_vec());
         let _ = std::fs::remove_file(dir.join("summary.json"));
-        if night.fresh_reports {
+        if l.fresh_reports {
             let _ = std::fs::remove_file(dir.join("errors.csv"));
             let _ = std::fs::remove_file(dir.join("rejects.csv"));
         }
-
-        let o = &night.opts;
         let mut args: Vec<String> = [
-            "people.csv",
+            l.file,
             "--state",
             "state.db",
             "--summary",
@@ -673,26 +1500,10 @@ impl World {
         ]
         .map(String::from)
         .to_vec();
-        args.extend([
-            "--concurrency".into(),
-            o.concurrency.to_string(),
-            "--batch-size".into(),
-            o.batch_size.to_string(),
-        ]);
-        for (on, flag) in [
-            (o.update_only, "--update-only"),
-            (o.full, "--full"),
-            (o.v1, "--api=v1"),
-            (o.clear, "--empty=clear"),
-            (o.mapping, "--mapping=map.toml"),
-        ] {
-            if on {
-                args.push(flag.into());
-            }
-        }
+        args.extend(l.args);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = import_command(&dir, &ws.url(), &argv);
-        if night.other {
+        if l.other {
             cmd.env("CUSTOMERIO_SITE_ID", OTHER_SITE)
                 .env("CUSTOMERIO_TRACK_API_KEY", OTHER_KEY);
         }
@@ -705,16 +1516,9 @@ impl World {
             .stderr(stderr)
             .spawn()
             .unwrap();
-        let mut findings = Vec::new();
-        let mut find = |kind: &'static str, what: String| {
-            findings.push(Finding {
-                kind,
-                what: format!("{tag}: {what}"),
-            })
-        };
-        // The kill: once the sandbox saw the K-th request of the night (or the run ended).
+        // The kill: once the sandbox saw the K-th request of the run (or the run ended).
         let deadline = Instant::now() + Duration::from_secs(60);
-        if let Kill::Sigkill(k) | Kill::Sigint(k) = night.kill {
+        if let Kill::Sigkill(k) | Kill::Sigint(k) = l.kill {
             while Instant::now() < deadline
                 && ws.stats().requests - requests_before < k
                 && child.try_wait().unwrap().is_none()
@@ -722,7 +1526,7 @@ impl World {
                 std::thread::sleep(Duration::from_millis(1));
             }
             if child.try_wait().unwrap().is_none() {
-                if night.kill == Kill::Sigkill(k) {
+                if l.kill == Kill::Sigkill(k) {
                     let _ = child.kill();
                 } else {
                     let _ = std::process::Command::new("kill")
@@ -744,16 +1548,15 @@ impl World {
         };
         let code = status.and_then(|s| s.code());
         if status.is_none() {
-            find("hang", "the importer ran for over 60 s".into());
+            found.add("hang", "the importer ran for over 60 s".into());
         }
         if !settle(ws) {
-            find(
+            found.add(
                 "hang",
                 "the sandbox still had requests in flight after 10 s".into(),
             );
         }
         ws.sb.set_script(Vec::new());
-        let after = people_of(ws);
         let err_text = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
         let last_lines: String = {
             let lines: Vec<&str> = err_text.lines().collect();
@@ -764,7 +1567,6 @@ impl World {
         let summary: Option<Value> = std::fs::read(dir.join("summary.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let g = |s: &Value, k: &str| s[k].as_u64().unwrap_or(u64::MAX / 8);
         if let Some(s) = &summary {
             let parts = [
                 "sent",
@@ -776,10 +1578,10 @@ impl World {
             ];
             let sum: u64 = parts.iter().map(|k| g(s, k)).sum();
             if g(s, "rows") != sum || s["accounted"] != Value::Bool(true) {
-                find("accounting", format!("rows != sum of classes: {s}"));
+                found.add("accounting", format!("rows != sum of classes: {s}"));
             }
             if s["exit_code"].as_i64() != code.map(i64::from) {
-                find(
+                found.add(
                     "accounting",
                     format!(
                         "summary exit_code {} but the process exited {code:?}",
@@ -787,14 +1589,14 @@ impl World {
                     ),
                 );
             }
-        } else if night.kill == Kill::None && code.is_some() {
-            find(
+        } else if l.kill == Kill::None && code.is_some() {
+            found.add(
                 "accounting",
                 format!("no summary (exit {code:?}): {last_lines}"),
             );
         }
 
-        // (b) The rejects file holds exactly the rows that failed this night.
+        // (b) The rejects file holds exactly the rows that failed this run.
         let errors = read_csv_maps(&dir.join("errors.csv"));
         let failed_count = summary.as_ref().map(|s| {
             ["invalid", "rejected", "exhausted", "not_attempted"]
@@ -813,7 +1615,7 @@ impl World {
                 Vec::new()
             };
             if errors.len() as u64 != failed || rejects.len() as u64 != failed {
-                find(
+                found.add(
                     "reports",
                     format!(
                         "{failed} rows failed, but the errors file lists {} and the rejects file holds {} (stale reports?)",
@@ -826,166 +1628,112 @@ impl World {
                 for e in &errors {
                     let class = e.get("class").map(String::as_str).unwrap_or("");
                     if !["invalid", "rejected", "exhausted", "not_attempted"].contains(&class) {
-                        find(
+                        found.add(
                             "reports",
                             format!("errors file row with class '{class}': {e:?}"),
                         );
                     }
                     let line: usize = e.get("line").and_then(|l| l.parse().ok()).unwrap_or(0);
-                    match line.checked_sub(2).and_then(|i| night.rows.get(i)) {
+                    match line.checked_sub(2).and_then(|i| l.records.get(i)) {
                         Some(r) => {
                             if e.get("identifier")
-                                .is_some_and(|i| !i.is_empty() && *i != r.id)
+                                .is_some_and(|i| !i.is_empty() && *i != r[0])
                             {
-                                find(
+                                found.add(
                                     "reports",
-                                    format!("errors file names {e:?}, but line {line} is {}", r.id),
+                                    format!("errors file names {e:?}, but line {line} is {}", r[0]),
                                 );
                             }
-                            let mut rec = vec![r.id.clone()];
-                            rec.extend(r.cells.iter().cloned());
-                            expected.push(rec);
+                            expected.push(r.clone());
                         }
-                        None => find("reports", format!("errors file line {line} is no row")),
+                        None => found.add("reports", format!("errors file line {line} is no row")),
                     }
                 }
                 let mut got = rejects.clone();
                 got.sort();
                 expected.sort();
                 if got != expected {
-                    find(
+                    found.add(
                         "reports",
                         "the rejects file's rows are not the rows the errors file lists".into(),
                     );
                 }
             }
         }
+        Launched {
+            code,
+            summary,
+            errors,
+            failed_count,
+            last_lines,
+        }
+    }
 
-        // (c) The ledger never claims a person holds what their workspace does not hold.
-        // A hash stands for the attributes of the rows that have it (the tool's own converter
-        // says which, under each night's options); the workspace that acknowledged the claim
-        // must hold every one of them now (a cleared "" as absent). Which workspace: the one
-        // the ledger names, or the main one when the ledger names none.
-        if let Some(claims) = ledger_claims(&dir.join("state.db")) {
-            let other_people = self.other.as_ref().map(people_of);
-            let main_people = if night.other {
-                people_of(&self.main)
-            } else {
-                after.clone()
+    /// (c) The ledger never claims a person holds what their workspace does not hold, and
+    /// never claims anyone on the workspace's suppression list. A hash stands for the
+    /// attributes of the rows that have it (the tool's own converter says which, under each
+    /// night's options); the workspace that acknowledged the claim must hold every one of
+    /// them now (a cleared "" as absent). Which workspace: the one the ledger names, or the
+    /// main one when the ledger names none. A deleted person is held by nobody, so the
+    /// ledger must have forgotten them.
+    fn check_ledger(&self, code: Option<i32>, found: &mut Found) {
+        let Some(claims) = ledger_claims(&self.dir.path().join("state.db")) else {
+            return;
+        };
+        let other_people = self.other.as_ref().map(people_of);
+        let main_people = people_of(&self.main);
+        let main_suppressed = suppressed_of(&self.main);
+        let other_suppressed = self.other.as_ref().map(suppressed_of).unwrap_or_default();
+        for c in claims {
+            let names_other = c
+                .destination
+                .as_deref()
+                .zip(self.other.as_ref())
+                .is_some_and(|(d, o)| d.contains(OTHER_SITE) || d.contains(&o.url()));
+            let (held, suppressed, which) = match (&other_people, names_other) {
+                (Some(o), true) => (o, &other_suppressed, "the other workspace"),
+                _ => (&main_people, &main_suppressed, "the main workspace"),
             };
-            for c in claims {
-                let names_other = c
-                    .destination
-                    .as_deref()
-                    .zip(self.other.as_ref())
-                    .is_some_and(|(d, o)| d.contains(OTHER_SITE) || d.contains(&o.url()));
-                let (held, which) = match (&other_people, names_other) {
-                    (Some(o), true) => (o, "the other workspace"),
-                    _ => (&main_people, "the main workspace"),
-                };
-                let Some(attrs) = self.hashes.get(&c.hash) else {
-                    find(
-                        "ledger",
-                        format!(
-                            "the ledger holds for {} a hash no row of any night has",
-                            c.identifier
-                        ),
-                    );
-                    continue;
-                };
-                let p = held.get(&c.identifier);
-                let holds = p.is_some_and(|p| {
-                    let p = shown(p);
-                    attrs.iter().all(|(k, v)| match v.as_str() {
-                        Some("") => !p.contains_key(k),
-                        _ => p.get(k) == Some(v),
-                    })
-                });
-                if !holds {
-                    find(
-                        "ledger",
-                        format!(
-                            "the ledger claims {} holds {} but {which} holds {} (exit {code:?})",
-                            c.identifier,
-                            Value::Object(attrs.clone()),
-                            show(p)
-                        ),
-                    );
-                }
+            if suppressed.contains(&c.identifier) {
+                found.add(
+                    "suppressed",
+                    format!(
+                        "the ledger claims {}, whom {which} has suppressed (exit {code:?})",
+                        c.identifier
+                    ),
+                );
+                continue;
             }
-        }
-
-        // (d) What the workspace holds after a run that read its whole file.
-        for id in REFUSED {
-            if after.contains_key(id) {
-                find("workspace", format!("{id}, whom the API refuses, exists"));
-            }
-        }
-        let read_all = summary
-            .as_ref()
-            .is_some_and(|s| g(s, "rows") == night.rows.len() as u64);
-        if code == Some(0) && night.rows.iter().any(|r| REFUSED.contains(&r.id.as_str())) {
-            find(
-                "workspace",
-                "exit 0, but the source holds a row the API refuses".into(),
-            );
-        }
-        if matches!(code, Some(0) | Some(2)) && read_all {
-            let mut failed: HashMap<String, Vec<String>> = HashMap::new();
-            if failed_count.unwrap_or(0) > 0 {
-                for e in &errors {
-                    failed
-                        .entry(e.get("identifier").cloned().unwrap_or_default())
-                        .or_default()
-                        .push(e.get("class").cloned().unwrap_or_default());
-                }
-            }
-            let mut ids: Vec<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
-            ids.sort();
-            ids.dedup();
-            for id in ids {
-                if REFUSED.contains(&id) {
-                    continue;
-                }
-                let rows: Vec<&Row> = night.rows.iter().filter(|r| r.id == id).collect();
-                let expected = match failed.get(id) {
-                    None => rows.iter().fold(before.get(id).cloned(), |p, r| {
-                        identify(p, &implied(r, o), o.update_only)
-                    }),
-                    Some(classes)
-                        if classes.len() == rows.len()
-                            && classes.iter().all(|c| c == "invalid" || c == "rejected") =>
-                    {
-                        before.get(id).cloned()
-                    }
-                    Some(_) => continue,
-                };
-                let got = after.get(id);
-                if expected.as_ref().map(shown) != got.map(shown) {
-                    find(
-                        "workspace",
-                        format!(
-                            "exit {code:?}: {id} should hold {} but holds {} (held {} before; rows {:?}; {:?})",
-                            show(expected.as_ref()),
-                            show(got),
-                            show(before.get(id)),
-                            rows.iter().map(|r| &r.cells).collect::<Vec<_>>(),
-                            o
-                        ),
-                    );
-                }
-            }
-        }
-        if !findings.is_empty() {
-            findings.push(Finding {
-                kind: "context",
-                what: format!(
-                    "{tag}: {:?} kill {:?} other {} faults {:?}; exit {code:?}; log: {last_lines}",
-                    night.opts, night.kill, night.other, night.faults
-                ),
+            let Some(attrs) = self.hashes.get(&c.hash) else {
+                found.add(
+                    "ledger",
+                    format!(
+                        "the ledger holds for {} a hash no row of any night has",
+                        c.identifier
+                    ),
+                );
+                continue;
+            };
+            let p = held.get(&c.identifier);
+            let holds = p.is_some_and(|p| {
+                let p = shown(p);
+                attrs.iter().all(|(k, v)| match v.as_str() {
+                    Some("") => !p.contains_key(k),
+                    _ => p.get(k) == Some(v),
+                })
             });
+            if !holds {
+                found.add(
+                    "ledger",
+                    format!(
+                        "the ledger claims {} holds {} but {which} holds {} (exit {code:?})",
+                        c.identifier,
+                        Value::Object(attrs.clone()),
+                        show(p)
+                    ),
+                );
+            }
         }
-        Ran { code, findings }
     }
 }
 
@@ -1024,6 +1772,38 @@ impl Tally {
             Kill::Sigkill(_) => self.add("kill -9"),
             Kill::Sigint(_) => self.add("SIGINT"),
             Kill::None => {}
+        }
+        if let Some(e) = &night.events {
+            self.add("events night");
+            if e.reimport {
+                self.add("events night: killed file again");
+            }
+            if e.run.v1 {
+                self.add("events night: api v1");
+            }
+            if e.run.full {
+                self.add("events night: full");
+            }
+            match e.run.kill {
+                Kill::Sigkill(_) => self.add("events night: kill -9"),
+                Kill::Sigint(_) => self.add("events night: SIGINT"),
+                Kill::None => {}
+            }
+            if e.run.faults.iter().any(|f| *f != Fault::Pass) {
+                self.add("events night: faults");
+            }
+        }
+        if let Some(a) = &night.action {
+            self.add(format!("list {}", a.action.name()));
+            if a.run.kill != Kill::None {
+                self.add("list: killed");
+            }
+            if a.run.faults.iter().any(|f| *f != Fault::Pass) {
+                self.add("list: faults");
+            }
+        }
+        for (k, v) in &ran.counts {
+            *self.counts.entry(k.to_string()).or_default() += v;
         }
         for f in &night.faults {
             let name = match f {
@@ -1293,4 +2073,114 @@ fn yesterdays_reports_do_not_survive_a_clean_night() {
     let mut bad = alice("pro");
     bad.cells[3] = "x".repeat(1001);
     nights_are_clean(&[Night::plain(vec![bad]), Night::plain(vec![alice("pro")])]);
+}
+
+fn ev(person: &str, reference: &str, ulid: Option<&str>) -> Ev {
+    Ev {
+        person: person.into(),
+        name: "order_completed".into(),
+        ts: 1_690_000_000,
+        reference: reference.into(),
+        amount: "12".into(),
+        ulid: ulid.map(String::from),
+    }
+}
+
+fn with_events(rows: Vec<Row>, events: Vec<Ev>, run: RunOpts) -> Night {
+    Night {
+        events: Some(EventsRun {
+            events,
+            run,
+            reimport: false,
+        }),
+        ..Night::plain(rows)
+    }
+}
+
+fn with_list(rows: Vec<Row>, action: ListAction, ids: &[&str]) -> Night {
+    Night {
+        action: Some(ActionRun {
+            action,
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            run: RunOpts::plain(),
+        }),
+        ..Night::plain(rows)
+    }
+}
+
+/// Events join the nights: an events file killed mid-way (its first request applied, then
+/// answered 500, the retry held until the kill), then the same file again: each event is
+/// held once, and every event id the ledger records is held.
+#[test]
+fn an_events_file_again_after_a_killed_night_holds_each_event_once() {
+    let events = vec![
+        ev("alice", "e1", None),
+        ev("alice", "e2", Some("01H6P3PV7RS5G4VERXRA6B9Q8Q")),
+        ev("bob", "e3", None),
+        ev("alice", "e1", None),
+    ];
+    let killed = RunOpts {
+        v1: true,
+        concurrency: 1,
+        faults: vec![Fault::Ambiguous, Fault::Slow],
+        kill: Kill::Sigkill(2),
+        ..RunOpts::plain()
+    };
+    let mut w = World::new(0);
+    let ran = w.run(&with_events(vec![alice("pro")], events.clone(), killed));
+    assert_clean(&ran);
+    let ran = w.run(&with_events(
+        vec![alice("pro")],
+        events.clone(),
+        RunOpts::plain(),
+    ));
+    assert_clean(&ran);
+    let held = w.main.sb.events();
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(ran.counts.contains(&("events checked exactly once", 4)));
+}
+
+/// A deleted person is forgotten by the ledger and sent again by the next night.
+#[test]
+fn a_deleted_person_is_sent_again_the_next_night() {
+    let rows = vec![
+        alice("pro"),
+        Row::new("bob", ["Bob 2", "free", "3", "Lyon"]),
+    ];
+    let mut w = World::new(0);
+    let ran = w.run(&with_list(rows.clone(), ListAction::Delete, &["alice"]));
+    assert_clean(&ran);
+    assert!(!people_of(&w.main).contains_key("alice"));
+    assert_clean(&w.run(&Night::plain(rows)));
+    assert!(people_of(&w.main).contains_key("alice"));
+}
+
+/// Finding (seed 6 night 1 of `many_nights`, then every night while the suppression lasts):
+/// a suppressed person still in the source is sent by the next night, the workspace ignores
+/// the identify (and answers 200), and the ledger records the person as holding the row.
+#[test]
+fn a_suppressed_person_in_the_source_is_never_claimed() {
+    let rows = vec![alice("pro")];
+    nights_are_clean(&[
+        with_list(rows.clone(), ListAction::Suppress, &["alice"]),
+        Night::plain(rows),
+    ]);
+}
+
+/// Finding (seed 6 night 2 of `many_nights`): an event for a suppressed person is answered
+/// 200 and dropped; the ledger records its id, so after the suppression is lifted the same
+/// file skips it, and the event is never held.
+#[test]
+fn an_event_for_a_suppressed_person_is_not_claimed() {
+    let events = vec![ev("alice", "e1", None)];
+    let mut w = World::new(0);
+    assert_clean(&w.run(&with_list(
+        vec![alice("pro")],
+        ListAction::Suppress,
+        &["alice"],
+    )));
+    assert_clean(&w.run(&with_events(vec![], events.clone(), RunOpts::plain())));
+    assert_clean(&w.run(&with_list(vec![], ListAction::Unsuppress, &["alice"])));
+    assert_clean(&w.run(&with_events(vec![], events, RunOpts::plain())));
+    assert_eq!(w.main.sb.events().len(), 1);
 }

@@ -3,7 +3,7 @@
 //! and errors files; the run's counts balance because every row ends here exactly once.
 
 use crate::ledger::{Forgotten, LedgerWriter};
-use crate::operation::Operation;
+use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure, IdKind};
 use crate::report::errors::ErrorsWriter;
 use crate::report::rejects::RejectsWriter;
@@ -21,7 +21,8 @@ pub enum Outcome {
     Failed(Failure),
     /// About to be sent with values the ledger does not hold: the ledger forgets these
     /// people (durably) and then says so, before the request goes out.
-    Forget(Vec<(IdKind, String)>, Forgotten),
+    /// `true`: they are about to be suppressed, and the ledger records that too.
+    Forget(Vec<(IdKind, String)>, bool, Forgotten),
 }
 
 /// What the sink leaves behind: the reports written, and the ledger writer to finish.
@@ -47,6 +48,12 @@ pub(super) async fn sink(
             Outcome::Sent(ops) => {
                 tally.count(Class::Sent, ops.len() as u64);
                 if let Some(l) = &ledger {
+                    l.unsuppressed(
+                        ops.iter()
+                            .filter(|op| op.action == Action::Unsuppress)
+                            .map(|op| (op.identifier.kind, op.identifier.value.clone()))
+                            .collect(),
+                    );
                     let mut events = Vec::new();
                     l.acked(
                         ops.into_iter()
@@ -62,8 +69,8 @@ pub(super) async fn sink(
                     l.acked_events(events);
                 }
             }
-            Outcome::Forget(people, done) => match &ledger {
-                Some(l) => l.forget(people, Some(done)),
+            Outcome::Forget(people, suppress, done) => match &ledger {
+                Some(l) => l.forget(people, suppress, Some(done)),
                 None => {
                     let _ = done.send(true);
                 }

@@ -6,7 +6,7 @@
 use super::outcome::Outcome;
 use crate::convert::Converter;
 use crate::ledger::Lookup;
-use crate::operation::Operation;
+use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure, Position, RawRow};
 use crate::seen::SeenFilter;
 use crate::source::{Item, Rows, SourceError};
@@ -140,6 +140,15 @@ impl Reader {
                             }
                         }
                     }
+                    // Someone who may be suppressed is sent, but an acknowledgement proves
+                    // nothing (the workspace keeps nothing of theirs): it is not recorded.
+                    if let (Ok(op), Some(check)) = (&mut converted, &ledger) {
+                        if matches!(op.action, Action::Identify | Action::Event)
+                            && check.lookup.suppressed(&op.identifier).unwrap_or(true)
+                        {
+                            op.hash = None;
+                        }
+                    }
                     let is_event = matches!(&converted, Ok(op) if op.event_id.is_some());
                     if let (Ok(op), Some(check), Some(seen)) = (
                         &mut converted,
@@ -175,6 +184,10 @@ impl Reader {
                             None => true,
                             Some(k) => sent_before || k.is_some_and(|k| op.hash != Some(k)),
                         };
+                        // A suppression is recorded before it is sent, whatever the answer.
+                        if op.action == Action::Suppress {
+                            op.forget_first = true;
+                        }
                         if op.conditional {
                             // An update-only send to someone who does not exist is answered
                             // 200 and changes nothing: its acknowledgement proves nothing.

@@ -6,7 +6,7 @@
 use super::order::{EntityOrder, JobDone};
 use super::outcome::Outcome;
 use super::pacer::{Pacer, Permit};
-use crate::operation::Operation;
+use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure, IdKind};
 use crate::stop::Stop;
 use crate::tally::Tally;
@@ -427,9 +427,16 @@ impl Dispatcher {
                 .filter(|op| op.forget_first)
                 .map(|op| (op.identifier.kind, op.identifier.value.clone()))
                 .collect();
+            let suppress = job
+                .operations()
+                .iter()
+                .any(|op| op.action == Action::Suppress);
             if !forget.is_empty() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let forgotten = out.send(Outcome::Forget(forget, tx)).await.is_ok()
+                let forgotten = out
+                    .send(Outcome::Forget(forget, suppress, tx))
+                    .await
+                    .is_ok()
                     && rx.await.unwrap_or(false);
                 if !forgotten {
                     for op in job.into_operations() {
