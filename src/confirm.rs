@@ -4,10 +4,9 @@
 //! cap). Nothing is sent before the decision.
 
 use crate::config::ImportConfig;
-use crate::convert::Converter;
 use crate::operation::Action;
 use crate::record::IdKind;
-use crate::source::{self, Item, Rows};
+use crate::source::Item;
 use std::collections::HashSet;
 
 /// The default of `--max-deletes`: a destructive run touching more people is refused.
@@ -74,12 +73,7 @@ file, not stdin or a pipe",
             cfg.convert.action.as_str()
         ));
     }
-    let name = cfg.input.display();
-    let opened = source::open(&cfg.input).map_err(|e| e.to_string())?;
-    let rows = Rows::new(opened, cfg.format, cfg.delimiter, &name).map_err(|e| e.to_string())?;
-    let header = rows.csv_header().map(|h| h.names.clone());
-    let converter = Converter::new(cfg.convert.clone(), header.as_deref())
-        .map_err(|m| format!("{name}: {m}"))?;
+    let (rows, converter) = crate::convert::prepass(cfg)?;
     let mut seen: HashSet<(IdKind, String)> = HashSet::new();
     let mut p = Preview {
         action: cfg.convert.action,

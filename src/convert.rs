@@ -146,6 +146,21 @@ fn type_name(rule: &Rule) -> String {
     }
 }
 
+/// A pre-pass over the input before the run reads it (the deletion count, the 72-hour
+/// count): its rows and a converter for them. `Err` names the input.
+pub fn prepass(
+    cfg: &crate::config::ImportConfig,
+) -> Result<(crate::source::Rows, Converter), String> {
+    let name = cfg.input.display();
+    let opened = crate::source::open(&cfg.input).map_err(|e| e.to_string())?;
+    let rows = crate::source::Rows::new(opened, cfg.format, cfg.delimiter, &name)
+        .map_err(|e| e.to_string())?;
+    let header = rows.csv_header().map(|h| h.names.clone());
+    let converter = Converter::new(cfg.convert.clone(), header.as_deref())
+        .map_err(|m| format!("{name}: {m}"))?;
+    Ok((rows, converter))
+}
+
 impl Converter {
     /// A converter for rows under `header` (CSV) or without one (JSONL). Fails when the
     /// mapping sends two columns (or a column and a constant) to the same attribute.

@@ -244,7 +244,7 @@ fn a_destructive_action_refuses_a_pipe_it_cannot_read_twice() {
     mkfifo(&fifo);
     // Left blocked on its open when nobody reads the pipe; it ends with the test binary.
     let _feeder = feed_fifo(&fifo, vec!["id\n1\n2\n3\n4\n5\n".into()]);
-    let child = import_command(
+    let out = import_bounded(
         dir.path(),
         &sb.url(),
         &[
@@ -255,12 +255,7 @@ fn a_destructive_action_refuses_a_pipe_it_cannot_read_twice() {
             "--max-deletes",
             "10",
         ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn");
-    let out = wait_or_kill(child, std::time::Duration::from_secs(30));
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(sb.stats().action("delete"), 0, "{stderr}");

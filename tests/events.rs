@@ -478,16 +478,11 @@ fn events_from_a_pipe_are_sent_not_hung_on() {
     let fifo = dir.path().join("ev.csv");
     mkfifo(&fifo);
     let _feeder = feed_fifo(&fifo, vec!["id,name,timestamp\n42,x,1600000000\n".into()]);
-    let child = import_command(
+    let out = import_bounded(
         dir.path(),
         &sb.url(),
         &["ev.csv", "--format", "csv", "--kind", "events"],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn");
-    let out = wait_or_kill(child, std::time::Duration::from_secs(30));
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(sb.stats().action("event"), 1, "{stderr}");

@@ -14,7 +14,7 @@ use crate::event_id;
 use crate::json_object;
 use crate::operation::{Action, Entity, Operation};
 use crate::record::{Identifier, Position, RawRow};
-use crate::source::{self, Item, Rows};
+use crate::source::Item;
 use crate::timestamp;
 use crate::track::{event_payload, Api};
 use crate::validate::{self, MAX_EVENT_DATA_BYTES, MAX_EVENT_NAME_BYTES};
@@ -389,12 +389,7 @@ pub fn count_recent(cfg: &ImportConfig, now_s: i64) -> Result<RecentEvents, Stri
     let Some(ev) = cfg.convert.event.as_ref() else {
         return Ok(RecentEvents::default());
     };
-    let name = cfg.input.display();
-    let opened = source::open(&cfg.input).map_err(|e| e.to_string())?;
-    let rows = Rows::new(opened, cfg.format, cfg.delimiter, &name).map_err(|e| e.to_string())?;
-    let header = rows.csv_header().map(|h| h.names.clone());
-    let converter = Converter::new(cfg.convert.clone(), header.as_deref())
-        .map_err(|m| format!("{name}: {m}"))?;
+    let (rows, converter) = crate::convert::prepass(cfg)?;
     let mut r = RecentEvents::default();
     for item in rows {
         let Item::Row { raw, .. } = item.map_err(|e| e.to_string())? else {

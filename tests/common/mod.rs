@@ -413,6 +413,17 @@ pub fn feed_fifo(path: &Path, chunks: Vec<String>) -> std::thread::JoinHandle<()
     })
 }
 
+/// Runs `import ARGS --endpoint URL` in `dir` and waits for it at most 30 s (see
+/// [`wait_or_kill`]): for inputs that may block, such as named pipes.
+pub fn import_bounded(dir: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
+    let child = import_command(dir, endpoint, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_or_kill(child, std::time::Duration::from_secs(30))
+}
+
 /// Waits for `child` at most `limit`; kills it and panics when it is still running then (a
 /// hang is a failure, never a test that waits forever).
 pub fn wait_or_kill(
