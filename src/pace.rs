@@ -31,15 +31,19 @@
 //! - `Retry-After` changes the shape. Every failed probe then costs a whole second (or more) of
 //!   holding the bucket, so probing must be rare and shallow: the cut is small (`BETA_HELD`),
 //!   growth is convex only (flat near the cut, then probing upward, instead of a quick climb
-//!   back to a rate already known to fail), and `K = K0 + HOLD_K * retry_after` (22.5 s at
-//!   `Retry-After: 1`). A 429 soon after growth restarted (`QUICK`) means the rate is still far
-//!   above the limit: that cut is bigger (`BETA_HELD_QUICK`). Without `Retry-After` a failed
+//!   back to a rate already known to fail), and `K = K0 + HOLD_K * retry_after` (22 s at
+//!   `Retry-After: 1`, at most `K_MAX`, 30 s, so the rate still comes back within a minute). A
+//!   429 soon after growth restarted (`QUICK`) means the rate is still far above the limit:
+//!   that cut is bigger (`BETA_HELD_QUICK`), once in a row (bursty live traffic draws such a
+//!   429 after every hold whatever the rate, and a deep cut each time would reach the floor).
+//!   Without `Retry-After` a failed
 //!   probe costs a few 429s and probing can be brisk, which also lets the rate follow a
 //!   rising limit within seconds.
 //!
 //! One cut per congestion episode: every request carries the controller's epoch at the moment
-//! it went out; only a 429 for a request sent since the last cut cuts again (as TCP reacts once
-//! per window). A burst of 429s from requests that were already in flight is one episode.
+//! its permit was granted; only a 429 for a request granted since the last cut cuts again (as
+//! TCP reacts once per window). A burst of 429s from requests that were already granted or in
+//! flight is one episode.
 //!
 //! The bucket is a GCRA ("virtual scheduling") token bucket with a burst of a twentieth of the
 //! rate, the same guarantee as the fixed-rate governor bucket (no second above 105% of the
