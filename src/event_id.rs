@@ -2,7 +2,7 @@
 //! id it has already received, never stores it twice.
 //!
 //! A file's own id is used when it is a valid ULID ([`from_file`]); otherwise one is derived
-//! from the event itself ([`derive`]): the event's time in the ULID's time part, and a hash of
+//! from the event itself ([`derive()`]): the event's time in the ULID's time part, and a hash of
 //! the workspace, the person, the name, the time and the data in its 80 random bits. The same
 //! event in the same workspace always gets the same id, so re-importing a file adds nothing;
 //! the same file sent to another workspace gets other ids.
@@ -35,7 +35,7 @@ pub fn normalize(s: &str) -> Option<String> {
 
 /// The id a file gives an event, if it is a valid ULID (see [`normalize`]; surrounding
 /// whitespace, as a CSV cell may carry, is ignored), in canonical upper case. `None` means
-/// the event gets a [`derive`]d id instead.
+/// the event gets a [`derive()`]d id instead.
 pub fn from_file(s: &str) -> Option<String> {
     normalize(s.trim())
 }
