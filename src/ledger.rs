@@ -7,6 +7,10 @@
 //! send then fails, times out, or the process dies, the ledger knows nothing of that person
 //! rather than something that may no longer be true.
 
+mod history;
+
+pub use history::{FailedRow, History, Repeated, RunEntry, FAILURES_PER_RUN_JSON};
+
 use crate::record::{Failure, IdKind, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::fs::{File, OpenOptions};
@@ -204,6 +208,7 @@ impl Ledger {
         let mut notes = Vec::new();
         notes.extend(upgrade(&conn, path)?);
         conn.execute_batch(SCHEMA).map_err(e)?;
+        history::add_run_columns(&conn, path)?;
         let known: Option<i64> = conn
             .query_row(
                 "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
@@ -621,13 +626,85 @@ rows acknowledged since the last commit will be sent again",
     }
 }
 
-/// What `cio-import state PATH` shows.
-pub fn describe(path: &Path) -> Result<String, LedgerError> {
+/// The number of runs `cio-import state` shows by default (`--runs`).
+pub const DEFAULT_STATE_RUNS: usize = 10;
+
+fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
     if !path.exists() {
         return Err(io(path)("no such file".into()));
     }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| io(path)(e.to_string()))?;
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| io(path)(e.to_string()))
+}
+
+/// What `cio-import state PATH` shows, with the last [`DEFAULT_STATE_RUNS`] runs.
+pub fn describe(path: &Path) -> Result<String, LedgerError> {
+    describe_runs(path, DEFAULT_STATE_RUNS)
+}
+
+/// What `cio-import state PATH --json` prints: the destinations with their people, and the
+/// [`History`] of the last `runs` runs.
+pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerError> {
+    let conn = open_read_only(path)?;
+    let q = |e: rusqlite::Error| io(path)(e.to_string());
+    let has_dest: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('people') WHERE name = 'dest'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(q)?
+        > 0;
+    let has_events: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(q)?
+        > 0;
+    let events = if has_events {
+        "(SELECT count(*) FROM events e WHERE e.dest = d.id)"
+    } else {
+        "0"
+    };
+    let mut destinations = Vec::new();
+    if has_dest {
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id), \
+                 {events} FROM destinations d ORDER BY d.id"
+            ))
+            .map_err(q)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(serde_json::json!({
+                    "site_id": r.get::<_, String>(0)?,
+                    "host": r.get::<_, String>(1)?,
+                    "people": r.get::<_, i64>(2)?,
+                    "events": r.get::<_, i64>(3)?,
+                }))
+            })
+            .map_err(q)?;
+        for r in rows {
+            destinations.push(r.map_err(q)?);
+        }
+    }
+    let history = history::history(&conn, path, runs)?;
+    Ok(serde_json::json!({
+        "path": path.display().to_string(),
+        "acknowledgements_tied_to_workspace": has_dest,
+        "destinations": destinations,
+        "runs_total": history.runs_total,
+        "runs": history.runs,
+        "repeated_failures": history.repeated_failures,
+    }))
+}
+
+/// What `cio-import state PATH --runs N` shows: the destinations, the trend of the last `runs`
+/// runs' counts, and their failed rows.
+pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
+    let conn = open_read_only(path)?;
     let q = |e: rusqlite::Error| io(path)(e.to_string());
     let mut out = String::new();
     let has_dest: bool = conn
@@ -671,78 +748,6 @@ pub fn describe(path: &Path) -> Result<String, LedgerError> {
 the next run sends everyone once\n",
         );
     }
-    out.push_str("\nlast runs:\n");
-    let mut st = conn
-        .prepare("SELECT id, started_at, ended_at, input, summary, exit_code FROM runs ORDER BY id DESC LIMIT 10")
-        .map_err(q)?;
-    let rows = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
-        })
-        .map_err(q)?;
-    let mut last_run = None;
-    for row in rows {
-        let (id, start, end, input, summary, code) = row.map_err(q)?;
-        last_run.get_or_insert(id);
-        let counts = summary
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .map(|v| {
-                let g = |k: &str| v[k].as_u64().unwrap_or(0);
-                format!(
-                    "rows {} sent {} skipped {} failed {}",
-                    g("rows"),
-                    g("sent"),
-                    g("skipped"),
-                    g("invalid") + g("rejected") + g("exhausted") + g("not_attempted")
-                )
-            })
-            .unwrap_or_else(|| "did not finish (killed?)".into());
-        let when = chrono::DateTime::from_timestamp(start, 0)
-            .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-            .unwrap_or_default();
-        let took = end
-            .map(|e| format!("{}s", e - start))
-            .unwrap_or_else(|| "-".into());
-        let code = code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-        out.push_str(&format!(
-            "  #{id} {when} ({took}, exit {code}) {input}: {counts}\n"
-        ));
-    }
-    if let Some(run) = last_run {
-        let failed: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM failures WHERE run_id = ?1",
-                [run],
-                |r| r.get(0),
-            )
-            .map_err(q)?;
-        out.push_str(&format!("\nrows that failed in run #{run}: {failed}\n"));
-        let mut st = conn
-            .prepare("SELECT row, line, identifier, class, message FROM failures WHERE run_id = ?1 ORDER BY row LIMIT 20")
-            .map_err(q)?;
-        let rows = st
-            .query_map([run], |r| {
-                Ok(format!(
-                    "  row {} (line {}) {} {}: {}",
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?
-                ))
-            })
-            .map_err(q)?;
-        for r in rows {
-            out.push_str(&r.map_err(q)?);
-            out.push('\n');
-        }
-    }
+    out.push_str(&history::history(&conn, path, runs)?.text());
     Ok(out)
 }

@@ -21,6 +21,7 @@ pub mod operation;
 pub mod pace;
 pub mod record;
 pub mod report;
+pub mod run_record;
 pub mod sandbox;
 pub mod secret;
 pub mod seen;

@@ -31,6 +31,7 @@ use crate::report::progress::{self, InputProgress};
 use crate::report::rejects::RejectsWriter;
 use crate::report::summary::{Ending, Heading, Summary};
 use crate::report::ReportError;
+use crate::run_record::RunRecord;
 use crate::source::{self, Rows, SourceError};
 use crate::stop::{Stop, StopState};
 use crate::tally::Tally;
@@ -91,6 +92,8 @@ impl StartError {
 struct Opened {
     rows: Rows,
     input_progress: InputProgress,
+    /// The input's hash, fed as it is read.
+    digest: source::InputDigest,
     /// `None` for a dry run.
     wire: Option<Arc<dyn Wire>>,
     converter: Converter,
@@ -102,7 +105,12 @@ struct Opened {
 }
 
 /// Checks the settings and opens everything, in the order whose first failure is reported.
-async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opened, StartError> {
+async fn open(
+    cfg: &ImportConfig,
+    stop: &Stop,
+    input_name: &str,
+    record: &RunRecord,
+) -> Result<Opened, StartError> {
     cfg.validate()?;
     // The reports must be writable before the first row is read: a read-only folder (the
     // default is next to the input) is found now, not at the first failed row.
@@ -121,11 +129,12 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
                 bytes_read: opened.bytes_read.clone(),
                 total_bytes: opened.total_bytes,
             };
-            Rows::new(opened, format, delimiter, &name).map(|r| (r, progress))
+            let digest = opened.digest.clone();
+            Rows::new(opened, format, delimiter, &name).map(|r| (r, progress, digest))
         })
         .await?
     };
-    let (rows, input_progress) = match opened {
+    let (rows, input_progress, digest) = match opened {
         Ok(x) => x,
         Err(_) if stop.state() == StopState::Interrupted => {
             return Err(StartError::InterruptedBeforeInput)
@@ -156,6 +165,7 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
                 .unwrap_or("");
             let dest = ledger::Destination::new(site_id, &cfg.endpoint);
             let l = Ledger::open(path, input_name, &dest)?;
+            l.record_run(record)?;
             if crate::confirm::is_destructive(cfg.convert.action) && !cfg.dry_run {
                 // With a fallback column, rows may address people by either kind.
                 let fallback = cfg
@@ -192,6 +202,7 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
     Ok(Opened {
         rows,
         input_progress,
+        digest,
         wire,
         converter,
         header,
@@ -237,6 +248,15 @@ fn courier(cfg: &ImportConfig, wire: Arc<dyn Wire>, stop: &Stop, tally: &Arc<Tal
 /// written to `--summary` and printed as a table by the caller. The summary's exit code is
 /// chosen by [`crate::exit::code`] from how the run ended.
 pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
+    let record = RunRecord::start(&cfg);
+    run_recorded(cfg, stop, record).await
+}
+
+/// [`run`], under a run record made by the caller (with [`RunRecord::start`], then completed
+/// with what the configuration does not hold: the mapping's source, the alert's URL): the
+/// summary, and the ledger's record of the run, carry it with the input's figures and the
+/// end time.
+pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) -> Summary {
     let started = Instant::now();
     let tally = Arc::new(Tally::default());
     let input_name = cfg.input.display();
@@ -245,10 +265,12 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         api: cfg.convert.api.as_str(),
         dry_run: cfg.dry_run,
     };
-    let opened = match open(&cfg, &stop, &input_name).await {
+    let opened = match open(&cfg, &stop, &input_name, &record).await {
         Ok(o) => o,
         Err(e) => {
             let mut s = Summary::of(&tally, &heading, started.elapsed());
+            record.finish();
+            s.run = Some(record);
             s.end(e.ending(), Some(e.to_string()));
             return s;
         }
@@ -256,6 +278,7 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
     let Opened {
         rows,
         input_progress,
+        digest,
         wire,
         converter,
         header,
@@ -266,6 +289,10 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
 
     // Regular files never stall, so their rows can travel in chunks; pipes go row by row.
     // Opening the input already told them apart: only a regular file has a known size.
+    let input_figures = (
+        input_progress.total_bytes,
+        input_progress.bytes_read.clone(),
+    );
     let chunk_rows = match input_progress.total_bytes {
         Some(_) => CHUNK_ROWS,
         None => 1,
@@ -358,6 +385,9 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         (StopState::Running, None) => (Ending::Completed, None),
     };
     s.end(ending, reason);
+    record.input_read(input_figures.0, Tally::get(&input_figures.1), &digest);
+    record.finish();
+    s.run = Some(record);
     if let Some(w) = files.ledger {
         let json = serde_json::to_string(&s).unwrap_or_default();
         if let Err(e) = w.finish(json, s.exit_code) {

@@ -47,6 +47,11 @@ pub struct Heading {
 /// Every figure of a run. `rows = sent + skipped + invalid + rejected + exhausted + not_attempted`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
+    /// The run's identity, times, input figures, destination and options (flattened:
+    /// `run_id`, `started_at`, `finished_at`, `version`, `input_file`, `destination`,
+    /// `options`); `None` only for a summary made outside a run.
+    #[serde(flatten)]
+    pub run: Option<crate::run_record::RunRecord>,
     /// The input file (or `<stdin>`).
     pub input: String,
     /// `batch` or `v1`.
@@ -119,6 +124,7 @@ impl Summary {
         let batches = g(&t.batches);
         let operations = g(&t.operations);
         let mut s = Summary {
+            run: None,
             input: String::new(),
             api: String::new(),
             dry_run: false,

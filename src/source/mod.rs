@@ -3,9 +3,11 @@
 //! stalled producer.
 
 mod csv_rows;
+mod digest;
 mod jsonl_rows;
 
 pub use csv_rows::{CsvHeader, CsvRows};
+pub use digest::InputDigest;
 pub use jsonl_rows::JsonlRows;
 
 use crate::record::{Position, RawRow};
@@ -141,15 +143,22 @@ pub fn default_delimiter(input: &Input) -> u8 {
 }
 
 /// Counts the bytes read from the underlying file (compressed bytes for gzip).
+/// Hashes them too ([`InputDigest`]), and notes the end of the input.
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    digest: InputDigest,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        if n == 0 && !buf.is_empty() {
+            self.digest.end();
+        } else {
+            self.digest.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -244,6 +253,8 @@ pub struct Opened {
     pub total_bytes: Option<u64>,
     /// Bytes of the file (compressed, for gzip) read so far.
     pub bytes_read: Arc<AtomicU64>,
+    /// The SHA-256 of those bytes, fed as they are read.
+    pub digest: InputDigest,
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -263,6 +274,7 @@ pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceEr
         message: format!("cannot read: {e}"),
     };
     let count = Arc::new(AtomicU64::new(0));
+    let digest = InputDigest::default();
     let pipe = |r: Box<dyn Read + Send>| -> Result<Box<dyn Read + Send>, SourceError> {
         Ok(Box::new(Pipe::spawn(r, stop.cloned()).map_err(io_err)?))
     };
@@ -286,6 +298,7 @@ pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceEr
         Counting {
             inner: raw,
             count: count.clone(),
+            digest: digest.clone(),
         },
     );
     let head = buffered.fill_buf().map_err(io_err)?;
@@ -308,6 +321,7 @@ pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceEr
         reader,
         total_bytes: total,
         bytes_read: count,
+        digest,
     })
 }
 
