@@ -2,6 +2,7 @@
 //! and the `sync` job files alike), their conversion into a checked [`ImportConfig`], and the
 //! run itself (with `--sandbox`, a local stand-in started first).
 
+use super::log::{say, Level};
 use super::read::ReadArgs;
 use super::{watch_signals, UsageError};
 use crate::config::{self, ImportConfig};
@@ -10,6 +11,7 @@ use crate::convert::EventOptions;
 use crate::exit;
 use crate::operation::Action;
 use crate::report::progress::ProgressMode;
+use crate::run_record::RunRecord;
 use crate::sandbox::{self, Sandbox, SandboxConfig};
 use crate::secret::{ApiKey, Credentials};
 use crate::source::Input;
@@ -222,6 +224,26 @@ pub struct ImportArgs {
     /// No progress bar; a status line in the log every 10 seconds instead.
     #[arg(short, long)]
     pub quiet: bool,
+    /// After the run, POST an alert here (Slack incoming-webhook JSON: `text`, plus the whole
+    /// `summary`); see --notify-on. Shown only redacted. Also read from CIO_IMPORT_NOTIFY.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CIO_IMPORT_NOTIFY",
+        hide_env_values = true
+    )]
+    pub notify: Option<String>,
+    /// When to alert: on failure (the run failed, or more rows failed than
+    /// --notify-threshold), or always.
+    #[arg(long, value_enum, default_value = "failure")]
+    pub notify_on: super::NotifyOnArg,
+    /// Failed rows tolerated before an alert: a number of rows (10) or a percentage of the
+    /// rows read (0.5%) [default: 0, any failed row].
+    #[arg(long, value_name = "N|PCT%", value_parser = super::alert::parse_threshold)]
+    pub notify_threshold: Option<crate::report::notify::Threshold>,
+    /// Seconds one attempt to deliver the alert may take (one retry at most).
+    #[arg(long, default_value_t = 5.0, hide = true)]
+    pub notify_timeout: f64,
 }
 
 impl ImportArgs {
@@ -251,7 +273,7 @@ impl ImportArgs {
             (None, Some(e)) => builder.endpoint(e.clone()),
             (None, None) => builder.region(self.region.into()),
         };
-        let progress = if !self.quiet && std::io::stderr().is_terminal() {
+        let progress = if !self.quiet && std::io::stderr().is_terminal() && !super::log::json() {
             ProgressMode::Bar
         } else {
             ProgressMode::Log
@@ -312,7 +334,7 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
             .map_err(|e| UsageError::Confirmation(e.to_string()))?
             .map_err(UsageError::Confirmation)?
     };
-    eprintln!("{}", preview.describe(&cfg.input.display()));
+    say(Level::Info, &preview.describe(&cfg.input.display()));
     if !destructive {
         return Ok(());
     }
@@ -359,15 +381,22 @@ async fn warn_recent_events(cfg: &ImportConfig) {
     match counted {
         Ok(Ok(r)) => {
             if let Some(w) = r.warning(&cfg.input.display()) {
-                eprintln!("{w}");
+                say(Level::Warn, &w);
             }
         }
-        Ok(Err(e)) => eprintln!("warning: events within the last 72 hours not counted: {e}"),
-        Err(e) => eprintln!("warning: events within the last 72 hours not counted: {e}"),
+        Ok(Err(e)) => say(
+            Level::Warn,
+            &format!("warning: events within the last 72 hours not counted: {e}"),
+        ),
+        Err(e) => say(
+            Level::Warn,
+            &format!("warning: events within the last 72 hours not counted: {e}"),
+        ),
     }
 }
 
-/// Runs an import (or prints the mapping); the exit code is the run's.
+/// Runs an import (or prints the mapping); the exit code is the run's. With `--notify`, a
+/// run that cannot start is alerted too (`job` names it in the alert).
 pub(super) async fn run(
     args: ImportArgs,
     env_credentials: Option<Credentials>,
@@ -375,6 +404,25 @@ pub(super) async fn run(
     if args.print_mapping {
         return print_mapping(&args.read);
     }
+    let notifier = super::alert::notifier(&args)?;
+    let job = args
+        .input
+        .as_ref()
+        .map(|p| Input::from_arg(p).display())
+        .unwrap_or_default();
+    let ran = run_import(args, env_credentials, notifier.as_ref()).await;
+    if let (Err(e), Some(n)) = (&ran, &notifier) {
+        super::alert::not_started(n, &job, &e.to_string()).await;
+    }
+    ran
+}
+
+/// [`run`] once the alert is set up: alerts after the run itself.
+async fn run_import(
+    args: ImportArgs,
+    env_credentials: Option<Credentials>,
+    notifier: Option<&crate::report::notify::Notifier>,
+) -> anyhow::Result<u8> {
     let stop = Stop::new();
     watch_signals(stop.clone());
     let mut sandbox: Option<Sandbox> = None;
@@ -393,9 +441,12 @@ pub(super) async fn run(
         let s = Sandbox::start(cfg, bind, None)
             .await
             .map_err(|e| anyhow!("cannot start the sandbox: {e}"))?;
-        eprintln!(
-            "sandbox: a local stand-in for the Track API at {} (50 ms latency, 100 req/s limit, 2% injected 5xx)",
-            s.url
+        say(
+            Level::Info,
+            &format!(
+                "sandbox: a local stand-in for the Track API at {} (50 ms latency, 100 req/s limit, 2% injected 5xx)",
+                s.url
+            ),
         );
         let url = reqwest::Url::parse(&s.url).ok();
         sandbox = Some(s);
@@ -411,24 +462,40 @@ pub(super) async fn run(
         Input::Path(p) => Some(p.clone()),
         Input::Stdin => None,
     };
-    let mut summary = crate::engine::run(cfg, stop).await;
+    let mut record = RunRecord::start(&cfg);
+    record.options.mapping = args.read.mapping_source().map(|m| match m {
+        config::MappingSource::Preset(name) => format!("preset:{name}"),
+        config::MappingSource::File(path) => path.display().to_string(),
+    });
+    record.options.notify = notifier.map(|n| n.shown());
+    super::run_log::started(&record);
+    let mut summary = crate::engine::run_recorded(cfg, stop, record).await;
     if let Some(path) = &summary_path {
         if let Err(e) = summary.write_json(path) {
-            eprintln!("error: {e}");
+            say(Level::Error, &format!("error: {e}"));
             summary.exit_code = summary.exit_code.max(exit::USAGE_OR_IO);
         }
     }
-    eprint!("{}", summary.table());
+    super::run_log::finished(&summary);
     if let Some(s) = sandbox {
         let path = sandbox::default_save_path(input_for_save.as_deref());
         match s.save_people(&path) {
-            Ok(n) => eprintln!("sandbox: {n} people received; saved to {}", path.display()),
-            Err(e) => eprintln!(
-                "sandbox: could not save the people to {}: {e}",
-                path.display()
+            Ok(n) => say(
+                Level::Info,
+                &format!("sandbox: {n} people received; saved to {}", path.display()),
+            ),
+            Err(e) => say(
+                Level::Warn,
+                &format!(
+                    "sandbox: could not save the people to {}: {e}",
+                    path.display()
+                ),
             ),
         }
         s.shutdown().await;
+    }
+    if let Some(n) = notifier {
+        super::alert::after_run(n, &summary).await;
     }
     Ok(summary.exit_code)
 }

@@ -4,16 +4,21 @@
 //! [`crate::inspect::InspectOptions`]) before anything runs: no clap type goes further.
 //! Errors end here: printed once, as `error: ...`, with the exit code of [`crate::exit`].
 
+mod alert;
 mod import;
 mod inspect;
+mod log;
 mod presets;
 mod read;
+mod run_log;
 mod sandbox;
 mod state;
 mod sync;
 
+pub use alert::NotifyOnArg;
 pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, KindArg, RegionArg};
 pub use inspect::InspectArgs;
+pub use log::LogFormat;
 pub use read::{FormatArg, IdentifyBy, ReadArgs};
 pub use sandbox::SandboxArgs;
 pub use state::StateArgs;
@@ -24,7 +29,6 @@ use crate::exit;
 use crate::secret::Credentials;
 use crate::stop::Stop;
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
 use std::time::Duration;
 
 /// Load people into Customer.io through the Track API, from CSV or JSONL.
@@ -34,6 +38,9 @@ pub struct Cli {
     /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines as text (with their time) or as one JSON object per line (log collectors).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -78,6 +85,9 @@ pub enum UsageError {
     /// `sandbox` with only one of `--site-id` and `--api-key`.
     #[error("give both the site id and the API key to require, or neither to accept any")]
     SandboxCredentials,
+    /// A `--notify` URL that cannot be used (shown redacted).
+    #[error(transparent)]
+    Notify(#[from] crate::report::notify::NotifyError),
     /// `--outage` without its two numbers.
     #[error("--outage START_S LEN_S: two non-negative numbers")]
     Outage,
@@ -93,33 +103,14 @@ pub enum UsageError {
     },
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{default},hyper=info,reqwest=info,h2=info,rustls=info"
-        ))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
 /// Installs Ctrl-C / SIGTERM handling: the first stops the run gracefully, a second exits now.
 fn watch_signals(stop: Stop) {
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("\ninterrupted: finishing requests in flight (5 s at most) and writing the reports (Ctrl-C again to quit at once)");
+        log::say(log::Level::Warn, "\ninterrupted: finishing requests in flight (5 s at most) and writing the reports (Ctrl-C again to quit at once)");
         stop.interrupt();
         wait_for_signal().await;
-        eprintln!("interrupted again: quitting now");
+        log::say(log::Level::Warn, "interrupted again: quitting now");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
 }
@@ -162,7 +153,7 @@ pub fn parse() -> Result<Cli, u8> {
 
 /// Runs a parsed command line and returns the exit code.
 pub fn run(cli: Cli) -> u8 {
-    init_logging(cli.verbose);
+    log::init(cli.verbose, cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -183,7 +174,7 @@ pub fn run(cli: Cli) -> u8 {
             Command::Sync(args) => sync::run(&args).await,
         };
         ran.unwrap_or_else(|e| {
-            eprintln!("error: {e}");
+            log::say(log::Level::Error, &format!("error: {e}"));
             exit::USAGE_OR_IO
         })
     });

@@ -304,12 +304,15 @@ pub(super) async fn run(args: &SyncArgs) -> anyhow::Result<u8> {
     let key_var = job.api_key_env.as_deref().unwrap_or(API_KEY_ENV);
     let credentials = Credentials::from_env_names(site_var, key_var);
     if credentials.is_none() && !import.dry_run && !import.sandbox {
-        return Err(JobError::NoCredentials {
+        let e = JobError::NoCredentials {
             path: job.path.display().to_string(),
             site_var: site_var.into(),
             key_var: key_var.into(),
+        };
+        if let Ok(Some(n)) = super::alert::notifier(&import) {
+            super::alert::not_started(&n, &job.path.display().to_string(), &e.to_string()).await;
         }
-        .into());
+        return Err(e.into());
     }
     super::import::run(import, credentials).await
 }

@@ -1,6 +1,7 @@
 //! What the user gets back: the rejects and errors files, the summary, the progress display.
 
 pub mod errors;
+pub mod notify;
 pub mod progress;
 pub mod rejects;
 pub mod summary;
