@@ -117,7 +117,7 @@ pub fn new_run_id() -> String {
 
 /// The part of a URL that may be shown: scheme, host and port, the path's secret parts
 /// replaced (`https://hooks.slack.com/services/T0/B0/XXXX` ->
-/// `https://hooks.slack.com/…`). Query, user and password are dropped too. A URL that
+/// `https://hooks.slack.com/...`). Query, user and password are dropped too. A URL that
 /// does not parse is shown as `<webhook URL>`.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
@@ -125,7 +125,7 @@ pub fn redact_url(raw: &str) -> String {
             let host = u.host_str().unwrap_or("");
             let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
             let rest = if u.path().len() > 1 || u.query().is_some() {
-                "/…"
+                "/..."
             } else {
                 ""
             };
@@ -225,11 +225,11 @@ mod tests {
     #[test]
     fn a_webhook_url_is_shown_without_its_secret_path() {
         let r = redact_url("https://hooks.slack.com/services/T000/B000/XXXXSECRET?x=1");
-        assert_eq!(r, "https://hooks.slack.com/…");
+        assert_eq!(r, "https://hooks.slack.com/...");
         assert!(!r.contains("SECRET"));
         assert_eq!(
             redact_url("http://user:pw@127.0.0.1:9/hook"),
-            "http://127.0.0.1:9/…"
+            "http://127.0.0.1:9/..."
         );
         assert_eq!(redact_url("not a url SECRET"), "<webhook URL>");
     }
