@@ -27,6 +27,7 @@ fn pipeline(data: &[u8], format: Format, api: Api) -> usize {
         reader: Box::new(Cursor::new(data.to_vec())),
         total_bytes: Some(data.len() as u64),
         bytes_read: Arc::new(AtomicU64::new(0)),
+        digest: Default::default(),
     };
     let rows = Rows::new(opened, format, b',', "bench").expect("header");
     let opts = ConvertOptions::new(IdKind::Id, "id", api);

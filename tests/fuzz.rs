@@ -53,6 +53,7 @@ fn check(
         reader: Box::new(Cursor::new(data.to_vec())),
         total_bytes: Some(data.len() as u64),
         bytes_read: Arc::new(AtomicU64::new(0)),
+        digest: Default::default(),
     };
     let Ok(mut rows) = Rows::new(opened, format, b',', "fuzz") else {
         return Ok(()); // a header problem is a clean, reported error

@@ -48,7 +48,9 @@ pub(super) fn notifier(args: &ImportArgs) -> Result<Option<Notifier>, super::Usa
 /// After a run: sends the alert if the summary calls for one, and says what happened.
 pub(super) async fn after_run(notifier: &Notifier, summary: &Summary) {
     match notifier.after_run(summary).await {
-        Ok(None) => tracing::debug!("no alert: the run succeeded"),
+        Ok(None) => {
+            tracing::debug!("no alert due (the run succeeded, failed rows within the threshold)")
+        }
         Ok(Some(reason)) => {
             let why = match reason {
                 Reason::Failed => "the run failed",
