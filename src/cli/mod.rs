@@ -4,6 +4,7 @@
 //! [`crate::inspect::InspectOptions`]) before anything runs: no clap type goes further.
 //! Errors end here: printed once, as `error: ...`, with the exit code of [`crate::exit`].
 
+mod docs;
 mod import;
 mod inspect;
 mod presets;
@@ -12,6 +13,7 @@ mod sandbox;
 mod state;
 mod sync;
 
+pub use docs::CompletionsArgs;
 pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, KindArg, RegionArg};
 pub use inspect::InspectArgs;
 pub use read::{FormatArg, IdentifyBy, ReadArgs};
@@ -56,6 +58,10 @@ pub enum Command {
     /// Run an import job described in a TOML file (for cron); see samples/job.toml.
     #[command(after_help = exit::HELP)]
     Sync(SyncArgs),
+    /// Print a shell completion script: `cio-import completions bash > ~/.local/share/bash-completion/completions/cio-import`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `cio-import man > ~/.local/share/man/man1/cio-import.1`.
+    Man,
 }
 
 /// A usage problem of the command line that is not a setting out of range, reported before
@@ -181,6 +187,8 @@ pub fn run(cli: Cli) -> u8 {
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::State(args) => state::run(&args),
             Command::Sync(args) => sync::run(&args).await,
+            Command::Completions(args) => Ok(docs::completions(&args)),
+            Command::Man => Ok(docs::man()),
         };
         ran.unwrap_or_else(|e| {
             eprintln!("error: {e}");
