@@ -594,13 +594,22 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
         notes,
         suggested_mapping: suggested,
     };
-    if args.json {
-        println!(
-            "{}",
+    let text = if args.json {
+        format!(
+            "{}\n",
             serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        )
     } else {
-        print!("{}", human(&report, valid));
+        human(&report, valid)
+    };
+    // A reader that stopped early (`| head`) is no reason to fail.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = std::io::Write::write_all(&mut stdout, text.as_bytes())
+        .and_then(|_| std::io::Write::flush(&mut stdout))
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the report to stdout: {e}");
+        }
     }
     match pass.read_error {
         Some(e) => Err(InspectError::Source(e)),

@@ -29,11 +29,11 @@ pub(super) fn missing_identifier(id_column: &str, names: &[&str], mapping: bool)
     let shown: Vec<&str> = names.iter().take(20).copied().collect();
     let more = names.len().saturating_sub(shown.len());
     format!(
-        "no column becomes the identifier '{id_column}' (columns: {}{}){}: choose one with --id-column, \
+        "no column becomes the identifier '{id_column}' (columns: {}{}): {}choose one with --id-column, \
 or --identify-by email{}",
         shown.join(", "),
         if more > 0 { format!(", and {more} more") } else { String::new() },
-        hints.iter().map(|h| format!("; {h}")).collect::<String>(),
+        hints.iter().map(|h| format!("{h}; or ")).collect::<String>(),
         if mapping { ", or rename a column to it in the mapping" } else { "" }
     )
 }
@@ -43,10 +43,14 @@ pub(super) fn too_many_attributes(attribute_columns: usize, constants: usize) ->
     let n = attribute_columns + constants;
     (n > MAX_ATTRIBUTES).then(|| {
         format!(
-            "the header has {attribute_columns} columns that become attributes{}: {n} in all, and the Track API \
+            "the header has {attribute_columns} columns that become attributes{}, and the Track API \
 takes at most {MAX_ATTRIBUTES} per person, so every row would fail; drop {} of them in a mapping \
 ([columns.NAME] drop = true, or list the ones to keep and pass --drop-unmapped)",
-            if constants > 0 { format!(" and {constants} constants") } else { String::new() },
+            if constants > 0 {
+                format!(" (and {constants} constants: {n} in all)")
+            } else {
+                String::new()
+            },
             n - MAX_ATTRIBUTES
         )
     })
@@ -93,24 +97,28 @@ fn closest<'a>(wanted: &str, names: &[&'a str]) -> Vec<&'a str> {
     scored.into_iter().take(3).map(|(_, n)| n).collect()
 }
 
-/// Levenshtein distance in characters.
+/// Edit distance in characters, a swap of two neighbours counting as one edit (`emial`).
 fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -127,6 +135,8 @@ mod tests {
         assert!(m.contains("did you mean 'e-mail' or 'Email Address'?"), "{m}");
         let m = missing_identifier("customer_id", &["custmer_id", "plan"], true);
         assert!(m.contains("'custmer_id'") && m.ends_with("in the mapping"), "{m}");
+        let m = missing_identifier("emial", &["ID", "email", "plan"], false);
+        assert!(m.contains("did you mean 'email'? (--id-column email); or choose"), "{m}");
         let m = missing_identifier("id", &["name", "plan"], false);
         assert!(!m.contains("did you mean"), "{m}");
     }
