@@ -574,9 +574,9 @@ impl ReadOptions {
             && mapping.as_ref().is_none_or(|m| m.delimiter.is_none())
             && delimiter == b',';
         let encoding = match &self.encoding {
-            Some(label) => Some(
-                source::decode::encoding_for_label(label).map_err(ConfigError::Encoding)?,
-            ),
+            Some(label) => {
+                Some(source::decode::encoding_for_label(label).map_err(ConfigError::Encoding)?)
+            }
             None => None,
         };
         let (id_kind, id_column) = self.id_choice(mapping.as_ref());

@@ -250,9 +250,7 @@ impl Converter {
             ));
         }
         // Every row would carry too many attributes: stop at the header, not row by row.
-        if header.is_some()
-            && opts.event.is_none()
-            && crate::track::carries_attributes(opts.action)
+        if header.is_some() && opts.event.is_none() && crate::track::carries_attributes(opts.action)
         {
             let attribute_columns = columns
                 .iter()

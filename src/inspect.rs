@@ -105,7 +105,9 @@ impl ColumnStats {
     /// For a column of dates in numbers (07/03/2019): the mapping `format` that reads them,
     /// and whether the values leave day first and month first open.
     fn date_format(&self) -> Option<(String, bool)> {
-        let d = self.numeric_date.filter(|_| self.numeric_dates && self.filled > 0)?;
+        let d = self
+            .numeric_date
+            .filter(|_| self.numeric_dates && self.filled > 0)?;
         match (self.day_first_seen, self.month_first_seen) {
             (true, true) => None,
             (false, true) => Some((d.format(false), false)),
@@ -503,7 +505,11 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
         notes.push(format!(
             "read as {}{}",
             pass.encoding.label(),
-            if args.read.encoding.is_none() { " (its byte-order mark says so)" } else { "" }
+            if args.read.encoding.is_none() {
+                " (its byte-order mark says so)"
+            } else {
+                ""
+            }
         ));
     }
     if let (Some(1), false, Some(first)) = (pass.csv_columns, delimiter_chosen, pass.stats.first())

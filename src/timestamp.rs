@@ -14,7 +14,10 @@ an RFC 3339 / ISO 8601 datetime such as 2024-05-01T13:45:00Z (no zone = UTC), or
 /// (`[columns.created_at]`'s `format`), day first or month first.
 pub fn parse_str(text: &str) -> Result<i64, String> {
     parse_plain(text, None).map_err(|e| match numeric_date(text) {
-        Some(d) => format!("{e}; {}", d.hint("[columns.created_at] type = \"timestamp\", ")),
+        Some(d) => format!(
+            "{e}; {}",
+            d.hint("[columns.created_at] type = \"timestamp\", ")
+        ),
         None => e,
     })
 }
@@ -58,7 +61,11 @@ impl NumericDate {
 
     /// The strftime format that reads dates like this one, day first or month first.
     pub fn format(&self, day_first: bool) -> String {
-        let (a, b) = if day_first { ("%d", "%m") } else { ("%m", "%d") };
+        let (a, b) = if day_first {
+            ("%d", "%m")
+        } else {
+            ("%m", "%d")
+        };
         let year = if self.year4 { "%Y" } else { "%y" };
         format!("{a}{s}{b}{s}{year}{}", self.time, s = self.sep)
     }
@@ -88,9 +95,8 @@ pub fn numeric_date(text: &str) -> Option<NumericDate> {
     };
     let sep = date.chars().find(|c| matches!(c, '/' | '.' | '-'))?;
     let parts: Vec<&str> = date.split(sep).collect();
-    let digits = |p: &str, lens: &[usize]| {
-        lens.contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
-    };
+    let digits =
+        |p: &str, lens: &[usize]| lens.contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
     if parts.len() != 3
         || !digits(parts[0], &[1, 2])
         || !digits(parts[1], &[1, 2])
@@ -309,15 +315,24 @@ mod tests {
         assert!(e.contains("can only be day first"), "{e}");
         assert_eq!(numeric_date("2019-03-07"), None);
         assert_eq!(numeric_date("13/14/2019"), None);
-        assert_eq!(numeric_date("7/3/2019").map(|d| d.order()), Some(DayMonth::Either));
-        assert_eq!(numeric_date("7/13/2019").map(|d| d.order()), Some(DayMonth::MonthFirst));
+        assert_eq!(
+            numeric_date("7/3/2019").map(|d| d.order()),
+            Some(DayMonth::Either)
+        );
+        assert_eq!(
+            numeric_date("7/13/2019").map(|d| d.order()),
+            Some(DayMonth::MonthFirst)
+        );
         // What the hint says reads the date.
         let d = numeric_date("07/03/2019 08:30:00").unwrap();
         let naive = NaiveDateTime::parse_from_str("07/03/2019 08:30:00", &d.format(true)).unwrap();
         assert_eq!(naive.to_string(), "2019-03-07 08:30:00");
         // A mapping's timestamp column gets the hint too, without created_at's section.
         let e = parse_str_in("07/03/2019", Some(chrono_tz::UTC)).unwrap_err();
-        assert!(e.contains(r#"this column's section, format = "%d/%m/%Y""#), "{e}");
+        assert!(
+            e.contains(r#"this column's section, format = "%d/%m/%Y""#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -48,7 +48,14 @@ const CASES: &[Case] = &[
     ("missing_id_near_miss.csv", &[], 1, 0, 0, &[]),
     // Windows-1252 stops without --encoding; with it, the row with no id is invalid at line 5.
     ("windows1252.csv", &[], 1, 0, 0, &[]),
-    ("windows1252.csv", &["--encoding", "windows-1252"], 2, 4, 3, &[5]),
+    (
+        "windows1252.csv",
+        &["--encoding", "windows-1252"],
+        2,
+        4,
+        3,
+        &[5],
+    ),
     ("windows1252.csv", &["--encoding", "latin1"], 2, 4, 3, &[5]),
     // UTF-16LE with its byte-order mark and tabs (Excel's "Unicode text"): no flag needed.
     ("utf16le_bom.txt", &[], 2, 4, 3, &[5]),

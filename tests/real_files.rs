@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn corpus(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name))
-        .unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn cp1252(text: &str) -> Vec<u8> {
@@ -153,8 +157,9 @@ fn a_semicolon_file_is_read_without_a_flag_from_a_file_or_stdin() {
     // The comma inside a value stays in the value.
     assert_eq!(first_name(&sb, "2"), "Doe, José");
     assert!(
-        run.stderr
-            .contains("europe.csv: delimiter ';' detected from the header (pass --delimiter to choose)"),
+        run.stderr.contains(
+            "europe.csv: delimiter ';' detected from the header (pass --delimiter to choose)"
+        ),
         "{}",
         run.stderr
     );
@@ -253,7 +258,11 @@ fn a_slash_date_names_the_mapping_format_that_reads_it() {
         "[columns.created_at]\ntype = \"timestamp\"\nformat = \"%d/%m/%Y\"\n",
     );
     let sb = plain();
-    write(dir.path(), "dates2.csv", "id,created_at\n1,07/03/2019\n3,25/12/2019\n");
+    write(
+        dir.path(),
+        "dates2.csv",
+        "id,created_at\n1,07/03/2019\n3,25/12/2019\n",
+    );
     let run = sb.import(dir.path(), &["dates2.csv", "--mapping", "m.toml"]);
     assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
     // 7 March 2019, 00:00 UTC.
@@ -295,14 +304,24 @@ fn inspect_says_the_delimiter_the_encoding_and_which_dates_are_ambiguous() {
     let sb = plain();
     let run = sb.import(
         dir.path(),
-        &["eu.csv", "--encoding", "windows-1252", "--mapping", "m.toml"],
+        &[
+            "eu.csv",
+            "--encoding",
+            "windows-1252",
+            "--mapping",
+            "m.toml",
+        ],
     );
     assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
     assert_eq!(person(&sb, "1")["created_at"], 1_551_916_800);
     assert_eq!(person(&sb, "2")["name"], "José");
 
     // Values that show the order: month first, and no ambiguity said.
-    write(dir.path(), "us.csv", "id,signup\n1,12/25/2019\n2,01/02/2020\n");
+    write(
+        dir.path(),
+        "us.csv",
+        "id,signup\n1,12/25/2019\n2,01/02/2020\n",
+    );
     let report = inspect_json(dir.path(), &["us.csv"]);
     let mapping = report["suggested_mapping"].as_str().unwrap();
     assert!(mapping.contains("format = \"%m/%d/%Y\""), "{mapping}");
@@ -325,7 +344,10 @@ fn completions_and_the_man_page_come_from_the_options() {
         let (ok, text) = run_bin(&["completions", shell]);
         assert!(ok, "{shell}");
         assert!(text.contains("cio-import"), "{shell}");
-        assert!(text.contains("encoding"), "{shell}: the new option is there");
+        assert!(
+            text.contains("encoding"),
+            "{shell}: the new option is there"
+        );
     }
     let (ok, text) = run_bin(&["man"]);
     assert!(ok);
@@ -346,8 +368,7 @@ fn readme() -> String {
 fn the_readme_first_commands_work_as_written() {
     let text = readme();
     let manifest =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
     let rust = manifest
         .lines()
         .find_map(|l| l.strip_prefix("rust-version = "))
@@ -370,7 +391,10 @@ fn the_readme_first_commands_work_as_written() {
         "the binary installed is cio-import"
     );
     let demo = commands[1];
-    assert_eq!(demo, "cio-import import samples/customers.csv --sandbox", "{block}");
+    assert_eq!(
+        demo, "cio-import import samples/customers.csv --sandbox",
+        "{block}"
+    );
     // Run it as written (the binary under test stands for the installed one) in a copy of
     // the samples, so the repository's samples folder is left alone.
     let dir = tempdir();

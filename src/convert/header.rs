@@ -20,7 +20,11 @@ pub(super) fn missing_identifier(id_column: &str, names: &[&str], mapping: bool)
     }
     if let [only] = names {
         if let Some(d) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d)) {
-            let word = if d == '\t' { "tab".to_string() } else { d.to_string() };
+            let word = if d == '\t' {
+                "tab".to_string()
+            } else {
+                d.to_string()
+            };
             hints.push(format!(
                 "the header is one column holding '{word}': the file may be separated by '{word}' (pass --delimiter '{word}')"
             ));
@@ -111,7 +115,9 @@ fn distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -132,11 +138,20 @@ mod tests {
         let m = missing_identifier("id", &["user_id", "email"], false);
         assert!(m.contains("did you mean 'user_id'?"), "{m}");
         let m = missing_identifier("email", &["id", "e-mail", "Email Address"], false);
-        assert!(m.contains("did you mean 'e-mail' or 'Email Address'?"), "{m}");
+        assert!(
+            m.contains("did you mean 'e-mail' or 'Email Address'?"),
+            "{m}"
+        );
         let m = missing_identifier("customer_id", &["custmer_id", "plan"], true);
-        assert!(m.contains("'custmer_id'") && m.ends_with("in the mapping"), "{m}");
+        assert!(
+            m.contains("'custmer_id'") && m.ends_with("in the mapping"),
+            "{m}"
+        );
         let m = missing_identifier("emial", &["ID", "email", "plan"], false);
-        assert!(m.contains("did you mean 'email'? (--id-column email); or choose"), "{m}");
+        assert!(
+            m.contains("did you mean 'email'? (--id-column email); or choose"),
+            "{m}"
+        );
         let m = missing_identifier("id", &["name", "plan"], false);
         assert!(!m.contains("did you mean"), "{m}");
     }
@@ -151,7 +166,10 @@ mod tests {
     fn the_attribute_limit_counts_columns_and_constants() {
         assert_eq!(too_many_attributes(300, 0), None);
         let m = too_many_attributes(304, 0).expect("over");
-        assert!(m.starts_with("the header has 304 columns that become attributes"), "{m}");
+        assert!(
+            m.starts_with("the header has 304 columns that become attributes"),
+            "{m}"
+        );
         assert!(m.contains("drop 4 of them"), "{m}");
         assert!(too_many_attributes(300, 1).is_some());
     }

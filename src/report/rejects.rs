@@ -50,7 +50,8 @@ impl RejectsWriter {
     fn open(&mut self) -> Result<&mut Sink, ReportError> {
         if self.sink.is_none() {
             let file = create_private(&self.path).map_err(ReportError::at(&self.path))?;
-            let file = EncodeWriter::new(file, self.encoding).map_err(ReportError::at(&self.path))?;
+            let file =
+                EncodeWriter::new(file, self.encoding).map_err(ReportError::at(&self.path))?;
             let sink = match &self.header {
                 Some(h) => {
                     let mut w = csv::WriterBuilder::new()

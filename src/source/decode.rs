@@ -219,7 +219,8 @@ impl<W: Write> EncodeWriter<W> {
                 None => {}
             }
         }
-        let encoder = (utf16.is_none() && enc.encoding != UTF_8).then(|| enc.encoding.new_encoder());
+        let encoder =
+            (utf16.is_none() && enc.encoding != UTF_8).then(|| enc.encoding.new_encoder());
         Ok(EncodeWriter {
             inner,
             encoder,
@@ -354,8 +355,8 @@ mod tests {
             (UTF_16BE, true),
             (UTF_8, false),
         ] {
-            let mut w = EncodeWriter::new(Vec::new(), TextEncoding { encoding: enc, bom })
-                .expect("vec");
+            let mut w =
+                EncodeWriter::new(Vec::new(), TextEncoding { encoding: enc, bom }).expect("vec");
             for b in text.as_bytes() {
                 w.write_all(&[*b]).expect("vec");
             }
@@ -376,13 +377,19 @@ mod tests {
     fn names_the_likely_encoding_and_the_line() {
         let (cp, _, _) = encoding_rs::WINDOWS_1252.encode("id,n\n1,a\n2,Zoë\n");
         let e = check_utf8(&cp, true).unwrap_err();
-        assert_eq!((e.line, e.byte, e.likely), (3, 0xEB, encoding_rs::WINDOWS_1252));
+        assert_eq!(
+            (e.line, e.byte, e.likely),
+            (3, 0xEB, encoding_rs::WINDOWS_1252)
+        );
         assert!(
             e.message().contains("pass --encoding windows-1252"),
             "{}",
             e.message()
         );
-        let le: Vec<u8> = "id,n\n1,é\n".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let le: Vec<u8> = "id,n\n1,é\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         assert_eq!(check_utf8(&le, true).unwrap_err().likely, UTF_16LE);
         // A character cut by the end of the block is not an error unless the input ends there.
         assert!(check_utf8("ab é".as_bytes().split_at(4).0, false).is_ok());

@@ -361,7 +361,14 @@ pub fn open_rows(
         (Format::Jsonl, _) => None,
         (Format::Csv, Some(d)) => Some((d, false)),
         (Format::Csv, None) => {
-            let found = sniff::sniff(&mut reader).map_err(|e| read_error(&name, 1, &e))?;
+            // From a pipe (no size known), the header alone: what follows may not be
+            // written yet.
+            let records = if total_bytes.is_some() {
+                sniff::SNIFF_RECORDS
+            } else {
+                0
+            };
+            let found = sniff::sniff(&mut reader, records).map_err(|e| read_error(&name, 1, &e))?;
             let d = found.delimiter.unwrap_or_else(|| default_delimiter(input));
             if d != b',' {
                 tracing::info!(
@@ -408,7 +415,9 @@ fn decoded(
         // A UTF-8 mark is dropped by the readers themselves (and not written to the rejects).
         (Some((e, _)), g) if e == UTF_8 => {
             if g.is_some_and(|g| g != UTF_8) {
-                tracing::warn!("{name}: starts with a UTF-8 byte-order mark: read as UTF-8, not as --encoding");
+                tracing::warn!(
+                    "{name}: starts with a UTF-8 byte-order mark: read as UTF-8, not as --encoding"
+                );
             }
             return Ok((reader, TextEncoding::UTF8));
         }

@@ -1,7 +1,8 @@
 //! Telling a CSV input's delimiter from its first lines when none is given: comma, semicolon
-//! (Excel in most of Europe), tab or pipe. Only the header and a few lines after it are read
+//! (Excel in most of Europe), tab or pipe. Only the header and a few records after it are read
 //! (at most [`SNIFF_BYTES`]), quotes respected; the bytes read are handed back to be read
-//! again, so stdin loses nothing.
+//! again, so stdin loses nothing. From a pipe the header alone is read: the records after it
+//! may not have been written yet, and a producer that stalls must not hold the run.
 
 use std::io::{self, BufRead, Read};
 
@@ -22,8 +23,9 @@ pub struct Sniffed {
     pub delimiter: Option<u8>,
 }
 
-/// Reads the first lines of `reader` (as far as [`SNIFF_BYTES`]) and finds the delimiter.
-pub fn sniff(reader: &mut dyn BufRead) -> io::Result<Sniffed> {
+/// Reads the header of `reader` and up to `records` records after it (as far as
+/// [`SNIFF_BYTES`]) and finds the delimiter.
+pub fn sniff(reader: &mut dyn BufRead, records_after: usize) -> io::Result<Sniffed> {
     let mut head = Vec::new();
     let mut records = 0;
     let mut quoted = false;
@@ -42,7 +44,7 @@ pub fn sniff(reader: &mut dyn BufRead) -> io::Result<Sniffed> {
         }
         if !quoted && head.ends_with(b"\n") {
             records += 1;
-            if records > SNIFF_RECORDS {
+            if records > records_after {
                 break;
             }
         }
@@ -115,9 +117,12 @@ mod tests {
     use super::*;
 
     fn of(text: &str) -> Option<u8> {
-        sniff(&mut io::Cursor::new(text.as_bytes().to_vec()))
-            .expect("reads")
-            .delimiter
+        sniff(
+            &mut io::Cursor::new(text.as_bytes().to_vec()),
+            SNIFF_RECORDS,
+        )
+        .expect("reads")
+        .delimiter
     }
 
     #[test]
@@ -132,10 +137,7 @@ mod tests {
             Some(b';')
         );
         // Delimiters inside quotes are not counted, also across lines.
-        assert_eq!(
-            of("\"a;b\",c\n\"x;\ny;z\",1\n2,3\n"),
-            Some(b',')
-        );
+        assert_eq!(of("\"a;b\",c\n\"x;\ny;z\",1\n2,3\n"), Some(b','));
         // A header with one column: nothing to detect.
         assert_eq!(of("email\na@x\n"), None);
         // A header only, no line break.
@@ -149,9 +151,16 @@ mod tests {
             text.push_str(&format!("{i};x\n"));
         }
         let mut r = io::Cursor::new(text.clone().into_bytes());
-        let s = sniff(&mut r).expect("reads");
+        let s = sniff(&mut r, SNIFF_RECORDS).expect("reads");
         assert_eq!(s.delimiter, Some(b';'));
         assert!(s.head.len() < 100, "{}", s.head.len());
+        // The header alone (a pipe): it is all that is read.
+        let mut r = io::Cursor::new(text.clone().into_bytes());
+        let s = sniff(&mut r, 0).expect("reads");
+        assert_eq!(
+            (s.head.as_slice(), s.delimiter),
+            (&b"id;n\n"[..], Some(b';'))
+        );
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut r, &mut rest).expect("reads");
         assert_eq!([s.head, rest].concat(), text.into_bytes());
