@@ -26,6 +26,11 @@ pub struct ImportConfig {
     pub format: Format,
     /// CSV delimiter.
     pub delimiter: u8,
+    /// Detect the CSV delimiter from the input's first lines; `delimiter` is the fallback
+    /// (none given: no `--delimiter`, no mapping `delimiter`, not a `.tsv`).
+    pub detect_delimiter: bool,
+    /// The input's text encoding (`--encoding`); `None`: UTF-8, or UTF-16 with its byte-order mark.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// How rows become people.
     pub convert: ConvertOptions,
     /// The Track API base URL.
@@ -103,6 +108,9 @@ pub enum ConfigError {
     /// A delimiter that is neither one ASCII character nor `tab`.
     #[error("--delimiter '{0}': give one ASCII character (e.g. ';') or 'tab'")]
     Delimiter(String),
+    /// An `--encoding` that names no encoding (the message lists some that do).
+    #[error("{0}")]
+    Encoding(String),
     /// A mapping file that cannot be read.
     #[error("--mapping {path}: cannot read: {reason}")]
     MappingUnreadable {
@@ -426,6 +434,16 @@ impl ImportConfig {
         Ok(())
     }
 
+    /// How the input's bytes are read: the format, the delimiter unless it is to be detected,
+    /// and the encoding.
+    pub fn dialect(&self) -> source::Dialect {
+        source::Dialect {
+            format: self.format,
+            delimiter: (!self.detect_delimiter).then_some(self.delimiter),
+            encoding: self.encoding,
+        }
+    }
+
     /// Settings with the documented defaults, for embedders and tests.
     pub fn new(input: Input, format: Format, endpoint: reqwest::Url) -> ImportConfig {
         let (rejects, errors) = crate::report::summary::default_paths(
@@ -439,6 +457,8 @@ impl ImportConfig {
             input,
             format,
             delimiter: b',',
+            detect_delimiter: false,
+            encoding: None,
             convert: ConvertOptions::new(crate::record::IdKind::Id, "id", crate::track::Api::Batch),
             endpoint,
             credentials: None,
@@ -507,6 +527,8 @@ pub struct ReadOptions {
     pub id_column: Option<String>,
     /// The mapping, if any.
     pub mapping: Option<MappingSource>,
+    /// The text encoding as given (`--encoding`): a WHATWG label.
+    pub encoding: Option<String>,
 }
 
 /// What [`ReadOptions`] resolve to for one input.
@@ -516,6 +538,10 @@ pub struct Reading {
     pub format: Format,
     /// The CSV delimiter.
     pub delimiter: u8,
+    /// No delimiter was chosen: detect it from the first lines (`delimiter` is the fallback).
+    pub detect_delimiter: bool,
+    /// The text encoding chosen, if any.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// The identifier kind.
     pub id_kind: IdKind,
     /// The identifier's column after mapping.
@@ -543,10 +569,22 @@ impl ReadOptions {
             (None, Some(d)) => d,
             (None, None) => source::default_delimiter(input),
         };
+        // A `.tsv` stays tab; any other CSV without a chosen delimiter has it detected.
+        let detect_delimiter = self.delimiter.is_none()
+            && mapping.as_ref().is_none_or(|m| m.delimiter.is_none())
+            && delimiter == b',';
+        let encoding = match &self.encoding {
+            Some(label) => {
+                Some(source::decode::encoding_for_label(label).map_err(ConfigError::Encoding)?)
+            }
+            None => None,
+        };
         let (id_kind, id_column) = self.id_choice(mapping.as_ref());
         Ok(Reading {
             format,
             delimiter,
+            detect_delimiter,
+            encoding,
             id_kind,
             id_column,
             mapping,
@@ -939,6 +977,8 @@ impl ImportConfigBuilder {
         )?;
         let mut cfg = ImportConfig::new(self.input, reading.format, endpoint);
         cfg.delimiter = reading.delimiter;
+        cfg.detect_delimiter = reading.detect_delimiter;
+        cfg.encoding = reading.encoding;
         cfg.convert = ConvertOptions {
             id_kind: reading.id_kind,
             id_column: reading.id_column,

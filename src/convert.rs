@@ -11,6 +11,7 @@ use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
 use serde_json::Value;
 
 pub mod event;
+mod header;
 pub use event::EventOptions;
 
 /// How rows become people.
@@ -152,9 +153,9 @@ pub fn prepass(
     cfg: &crate::config::ImportConfig,
 ) -> Result<(crate::source::Rows, Converter), String> {
     let name = cfg.input.display();
-    let opened = crate::source::open(&cfg.input).map_err(|e| e.to_string())?;
-    let rows = crate::source::Rows::new(opened, cfg.format, cfg.delimiter, &name)
-        .map_err(|e| e.to_string())?;
+    let rows = crate::source::open_rows(&cfg.input, None, &cfg.dialect())
+        .map_err(|e| e.to_string())?
+        .rows;
     let header = rows.csv_header().map(|h| h.names.clone());
     let converter = Converter::new(cfg.convert.clone(), header.as_deref())
         .map_err(|m| format!("{name}: {m}"))?;
@@ -242,13 +243,22 @@ impl Converter {
         let id_index = columns.iter().position(|c| c.role == Role::Identifier);
         if header.is_some() && id_index.is_none() {
             let names: Vec<&str> = columns.iter().map(|c| c.source.as_str()).collect();
-            return Err(format!(
-                "no column becomes the identifier '{}' (columns: {}): choose one with --id-column, \
-or --identify-by email{}",
-                opts.id_column,
-                names.join(", "),
-                if mapping.is_some() { ", or rename a column to it in the mapping" } else { "" }
+            return Err(header::missing_identifier(
+                &opts.id_column,
+                &names,
+                mapping.is_some(),
             ));
+        }
+        // Every row would carry too many attributes: stop at the header, not row by row.
+        if header.is_some() && opts.event.is_none() && crate::track::carries_attributes(opts.action)
+        {
+            let attribute_columns = columns
+                .iter()
+                .filter(|c| !matches!(c.role, Role::Dropped | Role::Identifier))
+                .count();
+            if let Some(m) = header::too_many_attributes(attribute_columns, constants.len()) {
+                return Err(m);
+            }
         }
         let fallback_index =
             mapping

@@ -2,13 +2,16 @@
 //! columns hold, how well the identifier covers the rows, which rows would be invalid and why,
 //! what would break a Track API limit, and a mapping that imports the file as it is. When the
 //! delimiter or the identifier was not chosen and the default does not fit, a file is read
-//! again with a better guess (said in the notes).
+//! again with a better guess (said in the notes). It says which delimiter and encoding it read
+//! the file with (detected or given), and which date columns need a mapping `format` (dates
+//! such as 07/03/2019, day first or month first).
 
 use crate::config::{ConfigError, ReadOptions};
 use crate::convert::{ConvertOptions, Converter};
 use crate::mapping::{snake_case, Mapping};
 use crate::record::{IdKind, Identifier};
-use crate::source::{self, Format, Input, Item, Rows, SourceError};
+use crate::source::{self, Format, Input, Item, Source, SourceError, TextEncoding};
+use crate::timestamp::DayMonth;
 use crate::track::Api;
 use crate::validate::{MAX_ATTRIBUTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use serde::Serialize;
@@ -29,6 +32,12 @@ struct ColumnStats {
     bool_: bool,
     timestamp: bool,
     leading_zero: bool,
+    /// Every non-empty value is a date in numbers (07/03/2019): the first of them, and whether
+    /// some value shows the order (a first number > 12: day first; a second > 12: month first).
+    numeric_date: Option<crate::timestamp::NumericDate>,
+    numeric_dates: bool,
+    day_first_seen: bool,
+    month_first_seen: bool,
     json_kinds: BTreeMap<&'static str, u64>,
 }
 
@@ -40,6 +49,7 @@ impl ColumnStats {
             float: true,
             bool_: true,
             timestamp: true,
+            numeric_dates: true,
             ..ColumnStats::default()
         }
     }
@@ -73,6 +83,36 @@ impl ColumnStats {
         }
         if self.timestamp && crate::timestamp::parse_str(t).is_err() {
             self.timestamp = false;
+        }
+        if self.numeric_dates {
+            match crate::timestamp::numeric_date(t) {
+                Some(d) => {
+                    match d.order() {
+                        DayMonth::DayFirst => self.day_first_seen = true,
+                        DayMonth::MonthFirst => self.month_first_seen = true,
+                        DayMonth::Either => {}
+                    }
+                    self.numeric_date.get_or_insert(d);
+                }
+                None => {
+                    self.numeric_dates = false;
+                    self.numeric_date = None;
+                }
+            }
+        }
+    }
+
+    /// For a column of dates in numbers (07/03/2019): the mapping `format` that reads them,
+    /// and whether the values leave day first and month first open.
+    fn date_format(&self) -> Option<(String, bool)> {
+        let d = self
+            .numeric_date
+            .filter(|_| self.numeric_dates && self.filled > 0)?;
+        match (self.day_first_seen, self.month_first_seen) {
+            (true, true) => None,
+            (false, true) => Some((d.format(false), false)),
+            (true, false) => Some((d.format(true), false)),
+            (false, false) => Some((d.format(true), true)),
         }
     }
 
@@ -112,7 +152,9 @@ impl ColumnStats {
                 }
             }
         }
-        if self.bool_ {
+        if self.date_format().is_some() {
+            "date"
+        } else if self.bool_ {
             "bool"
         } else if self.int && !self.leading_zero {
             if self.timestamp && self.name.to_lowercase().contains("time") {
@@ -158,6 +200,12 @@ struct Report {
     invalid_by_reason: BTreeMap<String, u64>,
     invalid_examples: Vec<Example>,
     limit_problems: Vec<String>,
+    /// The CSV delimiter the file was read with (`tab` for a tab), none for JSONL.
+    delimiter: Option<String>,
+    /// Whether that delimiter was detected (rather than given or taken from the name).
+    delimiter_detected: bool,
+    /// The text encoding the file was read in.
+    encoding: String,
     /// What inspect chose on its own (a delimiter, an identifier) or could not.
     notes: Vec<String>,
     suggested_mapping: String,
@@ -223,6 +271,9 @@ pub enum InspectError {
 struct Plan {
     format: Format,
     delimiter: u8,
+    /// Detect the delimiter (none was chosen); `delimiter` is the fallback.
+    detect_delimiter: bool,
+    encoding: Option<&'static encoding_rs::Encoding>,
     kind: IdKind,
     id_column: String,
     mapping: Option<Arc<Mapping>>,
@@ -240,13 +291,26 @@ struct Pass {
     duplicates: u64,
     bytes: u64,
     read_error: Option<SourceError>,
+    /// The delimiter detected, if it was.
+    detected: Option<u8>,
+    encoding: TextEncoding,
 }
 
 /// One streaming pass: column statistics, identifier coverage, invalid rows.
 fn scan(input: &Input, plan: &Plan) -> Result<Pass, SourceError> {
-    let opened = source::open(input)?;
-    let bytes_read = opened.bytes_read.clone();
-    let mut rows = Rows::new(opened, plan.format, plan.delimiter, &input.display())?;
+    let dialect = source::Dialect {
+        format: plan.format,
+        delimiter: (!plan.detect_delimiter).then_some(plan.delimiter),
+        encoding: plan.encoding,
+    };
+    let Source {
+        mut rows,
+        bytes_read,
+        encoding,
+        delimiter,
+        ..
+    } = source::open_rows(input, None, &dialect)?;
+    let detected = delimiter.filter(|(_, detected)| *detected).map(|(d, _)| d);
     let header: Option<Vec<String>> = rows.csv_header().map(|h| h.names.clone());
     let mut opts = ConvertOptions::new(plan.kind, &plan.id_column, Api::Batch);
     opts.mapping = plan.mapping.clone();
@@ -353,6 +417,8 @@ fn scan(input: &Input, plan: &Plan) -> Result<Pass, SourceError> {
         duplicates,
         bytes: crate::tally::Tally::get(&bytes_read),
         read_error,
+        detected,
+        encoding,
     })
 }
 
@@ -416,12 +482,36 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
     let mut plan = Plan {
         format: reading.format,
         delimiter: reading.delimiter,
+        detect_delimiter: reading.detect_delimiter,
+        encoding: reading.encoding,
         kind: reading.id_kind,
         id_column: reading.id_column.clone(),
         mapping: reading.mapping.map(Arc::new),
     };
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let mut pass = scan(&input, &plan)?;
+    // What was detected is what a second pass (and the suggested mapping) reads with.
+    plan.detect_delimiter = false;
+    if let Some(d) = pass.detected {
+        plan.delimiter = d;
+        if d != source::default_delimiter(&input) {
+            notes.push(format!(
+                "delimiter '{}' detected from the header (pass --delimiter to choose)",
+                delimiter_word(d)
+            ));
+        }
+    }
+    if !pass.encoding.is_utf8() {
+        notes.push(format!(
+            "read as {}{}",
+            pass.encoding.label(),
+            if args.read.encoding.is_none() {
+                " (its byte-order mark says so)"
+            } else {
+                ""
+            }
+        ));
+    }
     if let (Some(1), false, Some(first)) = (pass.csv_columns, delimiter_chosen, pass.stats.first())
     {
         if let Some(d) = likely_delimiter(&first.name) {
@@ -459,6 +549,9 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
                 plan.id_column
             )),
         }
+    }
+    if mapping_text.is_none() {
+        notes.extend(date_notes(&pass.stats));
     }
     let suggested = match &mapping_text {
         Some(text) => suggest_from_mapping(text, &plan, args, &input),
@@ -501,16 +594,28 @@ pub fn run(args: &InspectOptions) -> Result<(), InspectError> {
         invalid_by_reason: pass.reasons,
         invalid_examples: pass.examples,
         limit_problems: limit_problems(&pass.stats),
+        delimiter: (plan.format == Format::Csv).then(|| delimiter_word(plan.delimiter)),
+        delimiter_detected: pass.detected.is_some(),
+        encoding: pass.encoding.label(),
         notes,
         suggested_mapping: suggested,
     };
-    if args.json {
-        println!(
-            "{}",
+    let text = if args.json {
+        format!(
+            "{}\n",
             serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        )
     } else {
-        print!("{}", human(&report, valid));
+        human(&report, valid)
+    };
+    // A reader that stopped early (`| head`) is no reason to fail.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = std::io::Write::write_all(&mut stdout, text.as_bytes())
+        .and_then(|_| std::io::Write::flush(&mut stdout))
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the report to stdout: {e}");
+        }
     }
     match pass.read_error {
         Some(e) => Err(InspectError::Source(e)),
@@ -600,17 +705,55 @@ fn suggest(stats: &[ColumnStats], plan: &Plan, args: &InspectOptions, input: &In
             && plan.format == Format::Csv
             && s.name != plan.id_column
             && target != crate::convert::CREATED_AT;
-        if *target != s.name || typed {
+        // Dates in numbers need their format, created_at's too.
+        let date = (plan.format == Format::Csv && s.name != plan.id_column)
+            .then(|| s.date_format())
+            .flatten();
+        if *target != s.name || typed || date.is_some() {
             out.push_str(&format!("\n[columns.{:?}]\n", s.name));
             if *target != s.name {
                 out.push_str(&format!("rename = {target:?}\n"));
             }
-            if typed {
+            if let Some((format, open)) = &date {
+                if *open {
+                    out.push_str(
+                        "# day first or month first? the values do not tell: \"%m/%d/%Y\" is month first\n",
+                    );
+                }
+                out.push_str(&format!("type = \"timestamp\"\nformat = {format:?}\n"));
+            } else if typed {
                 out.push_str(&format!("type = \"{ty}\"\n"));
             }
         }
     }
     out
+}
+
+/// A note for each column of dates in numbers: the format that reads them, and whether day
+/// first and month first are left open by the values.
+fn date_notes(stats: &[ColumnStats]) -> Vec<String> {
+    stats
+        .iter()
+        .filter_map(|s| {
+            let (format, open) = s.date_format()?;
+            let sample = s.samples.first().cloned().unwrap_or_default();
+            Some(if open {
+                let other = s.numeric_date.map(|d| d.format(false)).unwrap_or_default();
+                format!(
+                    "column '{}' holds dates such as {sample}: day first or month first is ambiguous (no value has a \
+number above 12); read them with a mapping format: [columns.{:?}] type = \"timestamp\", format = {format:?} \
+(day first, as suggested) or {other:?} (month first)",
+                    s.name, s.name
+                )
+            } else {
+                format!(
+                    "column '{}' holds dates such as {sample}: read them with a mapping format: [columns.{:?}] \
+type = \"timestamp\", format = {format:?} (the values show the order)",
+                    s.name, s.name
+                )
+            })
+        })
+        .collect()
 }
 
 /// The mapping in use (a preset or `--mapping`), with the identifier and reading options this

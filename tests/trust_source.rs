@@ -293,9 +293,18 @@ fn inspect_without_an_id_column_suggests_the_email_column() {
 #[test]
 fn inspect_never_claims_coverage_for_a_column_that_does_not_exist() {
     let dir = tempdir();
-    // A `;` file read as `,` from stdin (nothing to sniff again): one column named "id;email".
+    // A `;` file read as `,` from stdin (said so: nothing is detected): one column named
+    // "id;email".
     let out = Command::new(bin())
-        .args(["inspect", "-", "--format", "csv", "--json"])
+        .args([
+            "inspect",
+            "-",
+            "--format",
+            "csv",
+            "--delimiter",
+            ",",
+            "--json",
+        ])
         .current_dir(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -5,6 +5,7 @@
 //! Errors end here: printed once, as `error: ...`, with the exit code of [`crate::exit`].
 
 mod alert;
+mod docs;
 mod import;
 mod inspect;
 mod log;
@@ -16,6 +17,7 @@ mod state;
 mod sync;
 
 pub use alert::NotifyOnArg;
+pub use docs::CompletionsArgs;
 pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, KindArg, RegionArg};
 pub use inspect::InspectArgs;
 pub use log::LogFormat;
@@ -51,7 +53,7 @@ pub struct Cli {
 pub enum Command {
     /// Import people from a CSV or JSONL file (or stdin).
     #[command(after_help = exit::HELP)]
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Run the local Track API sandbox in the foreground.
     Sandbox(SandboxArgs),
     /// Show what a --state ledger knows: people, last runs, rows that failed last time.
@@ -63,6 +65,10 @@ pub enum Command {
     /// Run an import job described in a TOML file (for cron); see samples/job.toml.
     #[command(after_help = exit::HELP)]
     Sync(SyncArgs),
+    /// Print a shell completion script: `cio-import completions bash > ~/.local/share/bash-completion/completions/cio-import`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `cio-import man > ~/.local/share/man/man1/cio-import.1`.
+    Man,
 }
 
 /// A usage problem of the command line that is not a setting out of range, reported before
@@ -166,12 +172,14 @@ pub fn run(cli: Cli) -> u8 {
     };
     let code = rt.block_on(async move {
         let ran = match cli.command {
-            Command::Import(args) => import::run(args, Credentials::from_env()).await,
+            Command::Import(args) => import::run(*args, Credentials::from_env()).await,
             Command::Presets => Ok(presets::run()),
             Command::Inspect(args) => inspect::run(&args),
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::State(args) => state::run(&args),
             Command::Sync(args) => sync::run(&args).await,
+            Command::Completions(args) => Ok(docs::completions(&args)),
+            Command::Man => Ok(docs::man()),
         };
         ran.unwrap_or_else(|e| {
             log::say(log::Level::Error, &format!("error: {e}"));

@@ -53,9 +53,14 @@ pub struct ReadArgs {
     /// The input format (needed for stdin; otherwise taken from the extension).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// CSV delimiter: one character, or `tab`.
+    /// CSV delimiter: one character, or `tab` [default: detected from the header: comma,
+    /// semicolon, tab or pipe; tab for .tsv].
     #[arg(long)]
     pub delimiter: Option<String>,
+    /// The input's text encoding: utf-8, utf-16le, utf-16be, windows-1252, iso-8859-1, or any
+    /// WHATWG label [default: UTF-8, or UTF-16 when the file starts with its byte-order mark].
+    #[arg(long)]
+    pub encoding: Option<String>,
     /// Which identifier addresses people [default: id, or the preset's].
     #[arg(long, value_enum)]
     pub identify_by: Option<IdentifyBy>,
@@ -88,6 +93,7 @@ impl ReadArgs {
             identify_by: self.identify_by.map(IdKind::from),
             id_column: self.id_column.clone(),
             mapping: self.mapping_source(),
+            encoding: self.encoding.clone(),
         }
     }
 }

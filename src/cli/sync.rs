@@ -289,7 +289,7 @@ impl Job {
             source,
         };
         match Cli::try_parse_from(&self.args).map(|c| c.command) {
-            Ok(Command::Import(a)) => Ok(a),
+            Ok(Command::Import(a)) => Ok(*a),
             Ok(_) => unreachable!("a job is an import command line"),
             Err(e) => Err(options(e)),
         }

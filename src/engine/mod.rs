@@ -98,6 +98,8 @@ struct Opened {
     wire: Option<Arc<dyn Wire>>,
     converter: Converter,
     header: Option<source::CsvHeader>,
+    /// The input's encoding: the rejects file is written in it.
+    encoding: source::TextEncoding,
     /// Holds the state file's lock until the run ends.
     _ledger: Option<Ledger>,
     lookup: Option<LedgerCheck>,
@@ -119,22 +121,19 @@ async fn open(
     }
     let opened = {
         let input = cfg.input.clone();
-        let format = cfg.format;
-        let delimiter = cfg.delimiter;
-        let name = input_name.to_string();
+        let dialect = cfg.dialect();
         let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
-            let opened = source::open_until(&input, Some(&stop))?;
+            let s = source::open_rows(&input, Some(&stop), &dialect)?;
             let progress = InputProgress {
-                bytes_read: opened.bytes_read.clone(),
-                total_bytes: opened.total_bytes,
+                bytes_read: s.bytes_read,
+                total_bytes: s.total_bytes,
             };
-            let digest = opened.digest.clone();
-            Rows::new(opened, format, delimiter, &name).map(|r| (r, progress, digest))
+            Ok::<_, SourceError>((s.rows, progress, s.encoding, s.digest))
         })
         .await?
     };
-    let (rows, input_progress, digest) = match opened {
+    let (rows, input_progress, encoding, digest) = match opened {
         Ok(x) => x,
         Err(_) if stop.state() == StopState::Interrupted => {
             return Err(StartError::InterruptedBeforeInput)
@@ -206,6 +205,7 @@ async fn open(
         wire,
         converter,
         header,
+        encoding,
         _ledger: ledger,
         lookup,
         ledger_writer,
@@ -282,6 +282,7 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
         wire,
         converter,
         header,
+        encoding,
         _ledger,
         lookup,
         ledger_writer,
@@ -301,7 +302,7 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(4096);
     let reporter = tokio::spawn(outcome::sink(
         out_rx,
-        RejectsWriter::new(cfg.rejects.clone(), header),
+        RejectsWriter::new(cfg.rejects.clone(), header).encoded(encoding),
         ErrorsWriter::new(cfg.errors.clone()),
         ledger_writer,
         tally.clone(),

@@ -1,21 +1,25 @@
-//! The rejects file: failed rows verbatim, in the input's format, ready to import again.
+//! The rejects file: failed rows verbatim, in the input's format and text encoding (a
+//! windows-1252 or UTF-16 input gets its rejects in windows-1252 or UTF-16, so they open as the
+//! input did), ready to import again.
 
 use super::{clear_stale, create_private, ReportError};
 use crate::record::RawRow;
-use crate::source::CsvHeader;
+use crate::source::decode::EncodeWriter;
+use crate::source::{CsvHeader, TextEncoding};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 enum Sink {
-    Csv(Box<csv::Writer<File>>),
-    Lines(BufWriter<File>),
+    Csv(Box<csv::Writer<EncodeWriter<File>>>),
+    Lines(BufWriter<EncodeWriter<File>>),
 }
 
 /// Writes failed rows; the file is created on the first one only.
 pub struct RejectsWriter {
     path: PathBuf,
     header: Option<CsvHeader>,
+    encoding: TextEncoding,
     sink: Option<Sink>,
 }
 
@@ -27,8 +31,15 @@ impl RejectsWriter {
         RejectsWriter {
             path,
             header,
+            encoding: TextEncoding::UTF8,
             sink: None,
         }
+    }
+
+    /// Writes the file in `encoding` (the input's) instead of UTF-8.
+    pub fn encoded(mut self, encoding: TextEncoding) -> RejectsWriter {
+        self.encoding = encoding;
+        self
     }
 
     /// Where the file goes.
@@ -39,6 +50,8 @@ impl RejectsWriter {
     fn open(&mut self) -> Result<&mut Sink, ReportError> {
         if self.sink.is_none() {
             let file = create_private(&self.path).map_err(ReportError::at(&self.path))?;
+            let file =
+                EncodeWriter::new(file, self.encoding).map_err(ReportError::at(&self.path))?;
             let sink = match &self.header {
                 Some(h) => {
                     let mut w = csv::WriterBuilder::new()
@@ -109,12 +122,12 @@ impl RejectsWriter {
                 .map_err(ReportError::at(&path)),
             Some(Sink::Csv(w)) => {
                 w.flush().map_err(ReportError::at(&path))?;
-                super::sync_file(w.get_ref()).map_err(ReportError::at(&path))?;
+                super::sync_file(w.get_ref().get_ref()).map_err(ReportError::at(&path))?;
                 Ok(true)
             }
             Some(Sink::Lines(w)) => {
                 w.flush().map_err(ReportError::at(&path))?;
-                super::sync_file(w.get_ref()).map_err(ReportError::at(&path))?;
+                super::sync_file(w.get_ref().get_ref()).map_err(ReportError::at(&path))?;
                 Ok(true)
             }
         }

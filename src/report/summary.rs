@@ -203,8 +203,27 @@ impl Summary {
             .map_err(ReportError::at(path))
     }
 
-    /// The human table.
+    /// Whether the run stopped before reading a row or sending a request: a setup error (a
+    /// missing file, a header without the identifier, a wrong option). Its table would be all
+    /// zeros, so [`Summary::table`] gives the reason alone.
+    pub fn stopped_before_reading(&self) -> bool {
+        self.ending == Ending::Aborted
+            && self.rows == 0
+            && self.requests == 0
+            && self.read_stopped_at_line.is_none()
+            && self.stop_reason.is_some()
+    }
+
+    /// The human table; for a run stopped before its first row, the reason first and no counts.
     pub fn table(&self) -> String {
+        if self.stopped_before_reading() {
+            return format!(
+                "error: {}
+cio-import stopped before reading any row: nothing was sent
+",
+                self.stop_reason.as_deref().unwrap_or_default()
+            );
+        }
         let mut out = String::new();
         let line =
             |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<15}{v:>12}\n"));

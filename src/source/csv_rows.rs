@@ -360,7 +360,7 @@ impl CsvRows {
                 Item::Bad {
                     pos,
                     message: format!(
-                        "column '{}' is not valid UTF-8 (bad byte at offset {offset}): save the file as UTF-8",
+                        "column '{}' is not valid UTF-8 (bad byte at offset {offset}): save the file as UTF-8, or pass its encoding (--encoding windows-1252, ...)",
                         self.header.names.get(col).map(String::as_str).unwrap_or("?")
                     ),
                     raw: RawRow::CsvBytes(e.into_byte_record()),

@@ -1,17 +1,22 @@
-//! Opening the input (file or stdin, plain or gzip) and streaming its rows with positions.
-//! Stdin and other pipes are read by a pump thread, so a stopped run never waits on a
-//! stalled producer.
+//! Opening the input (file or stdin, plain or gzip, in any text encoding) and streaming its
+//! rows with positions. Stdin and other pipes are read by a pump thread, so a stopped run
+//! never waits on a stalled producer. [`open_rows`] is the whole way in: it transcodes to
+//! UTF-8 while streaming ([`decode`]) and detects a CSV delimiter not given ([`sniff`]).
 
 mod csv_rows;
+pub mod decode;
 mod digest;
 mod jsonl_rows;
+pub mod sniff;
 
 pub use csv_rows::{CsvHeader, CsvRows};
+pub use decode::TextEncoding;
 pub use digest::InputDigest;
 pub use jsonl_rows::JsonlRows;
 
 use crate::record::{Position, RawRow};
 use crate::stop::Stop;
+use encoding_rs::{Encoding, UTF_8};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -323,6 +328,147 @@ pub fn open_until(input: &Input, stop: Option<&Stop>) -> Result<Opened, SourceEr
         bytes_read: count,
         digest,
     })
+}
+
+/// How an input's bytes are read: its format, and the delimiter and the encoding as chosen
+/// (`None`: detected from the input's first bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dialect {
+    /// CSV or JSONL.
+    pub format: Format,
+    /// The CSV delimiter; `None`: detected from the first lines (comma, semicolon, tab, pipe).
+    pub delimiter: Option<u8>,
+    /// The text encoding; `None`: UTF-8, or UTF-16 when the input starts with its byte-order
+    /// mark (an input whose first block is not UTF-8 stops with the likely encoding).
+    pub encoding: Option<&'static Encoding>,
+}
+
+/// An input opened and its header read: its rows, and how they are read.
+pub struct Source {
+    /// The rows.
+    pub rows: Rows,
+    /// The file's size: known for a regular file only.
+    pub total_bytes: Option<u64>,
+    /// Bytes of the file (compressed, for gzip) read so far.
+    pub bytes_read: Arc<AtomicU64>,
+    /// The encoding the input is read in (what the rejects file is written in).
+    pub encoding: TextEncoding,
+    /// The CSV delimiter in use, and whether it was detected rather than given.
+    pub delimiter: Option<(u8, bool)>,
+    /// The hash of the bytes as read (see [`InputDigest`]).
+    pub digest: InputDigest,
+}
+
+/// Opens `input` (see [`open_until`]), reads it in `dialect`'s encoding as UTF-8, detects the
+/// delimiter if needed, and reads the CSV header.
+pub fn open_rows(
+    input: &Input,
+    stop: Option<&Stop>,
+    dialect: &Dialect,
+) -> Result<Source, SourceError> {
+    let name = input.display();
+    let Opened {
+        reader,
+        total_bytes,
+        bytes_read,
+        digest,
+    } = open_until(input, stop)?;
+    let (mut reader, encoding) = decoded(reader, dialect.encoding, &name)?;
+    let delimiter = match (dialect.format, dialect.delimiter) {
+        (Format::Jsonl, _) => None,
+        (Format::Csv, Some(d)) => Some((d, false)),
+        (Format::Csv, None) => {
+            // From a pipe (no size known), the header alone: what follows may not be
+            // written yet.
+            let records = if total_bytes.is_some() {
+                sniff::SNIFF_RECORDS
+            } else {
+                0
+            };
+            let found = sniff::sniff(&mut reader, records).map_err(|e| read_error(&name, 1, &e))?;
+            let d = found.delimiter.unwrap_or_else(|| default_delimiter(input));
+            if d != b',' {
+                tracing::info!(
+                    "{name}: delimiter '{}' detected from the header (pass --delimiter to choose)",
+                    sniff::word(d)
+                );
+            }
+            reader = Box::new(io::Cursor::new(found.head).chain(reader));
+            Some((d, found.delimiter.is_some()))
+        }
+    };
+    if !encoding.is_utf8() {
+        tracing::info!("{name}: read as {}", encoding.label());
+    }
+    let opened = Opened {
+        reader,
+        total_bytes,
+        bytes_read: bytes_read.clone(),
+        digest: digest.clone(),
+    };
+    let rows = Rows::new(
+        opened,
+        dialect.format,
+        delimiter.map_or(b',', |(d, _)| d),
+        &name,
+    )?;
+    Ok(Source {
+        rows,
+        total_bytes,
+        bytes_read,
+        encoding,
+        delimiter,
+        digest,
+    })
+}
+
+/// `reader` as UTF-8: as it is when it is UTF-8, else through a streaming decoder. A
+/// byte-order mark decides over `given`; without either, the first block must be UTF-8.
+fn decoded(
+    mut reader: Box<dyn BufRead + Send>,
+    given: Option<&'static Encoding>,
+    name: &str,
+) -> Result<(Box<dyn BufRead + Send>, TextEncoding), SourceError> {
+    let head = reader.fill_buf().map_err(|e| read_error(name, 1, &e))?;
+    let enc = match (decode::bom_of(head), given) {
+        // A UTF-8 mark is dropped by the readers themselves (and not written to the rejects).
+        (Some((e, _)), g) if e == UTF_8 => {
+            if g.is_some_and(|g| g != UTF_8) {
+                tracing::warn!(
+                    "{name}: starts with a UTF-8 byte-order mark: read as UTF-8, not as --encoding"
+                );
+            }
+            return Ok((reader, TextEncoding::UTF8));
+        }
+        (Some((e, n)), g) => {
+            if g.is_some_and(|g| g != e) {
+                tracing::warn!(
+                    "{name}: starts with a {} byte-order mark: read as {}, not as --encoding",
+                    e.name(),
+                    e.name()
+                );
+            }
+            reader.consume(n);
+            TextEncoding {
+                encoding: e,
+                bom: true,
+            }
+        }
+        (None, None) => {
+            decode::check_utf8(head, false).map_err(|e| SourceError::Format {
+                path: name.to_string(),
+                message: e.message(),
+            })?;
+            return Ok((reader, TextEncoding::UTF8));
+        }
+        (None, Some(e)) if e == UTF_8 => return Ok((reader, TextEncoding::UTF8)),
+        (None, Some(e)) => TextEncoding {
+            encoding: e,
+            bom: false,
+        },
+    };
+    let decoder = decode::DecodeReader::new(reader, enc.encoding);
+    Ok((Box::new(BufReader::with_capacity(64 * 1024, decoder)), enc))
 }
 
 /// One item read from the input.

@@ -64,3 +64,12 @@ w("nul.jsonl", '{"id":"1","v":"a\\u0000b"}\n')
 w("big_numbers.jsonl", '{"id":"1","v":1e400}\n{"id":"2","v":18446744073709551616}\n{"id":"3","v":-1}\n')
 w("nested_values.jsonl", '{"id":"1","o":{"a":[1,{"b":null}]},"l":[true,false]}\n')
 w("truncated_last_line.jsonl", '{"id":"1"}\n{"id":"2","v":"cut')
+
+# Issue 15: the files people actually have.
+people = "id,email,first_name,plan\r\n1,zoe@example.com,Zoë,pro\r\n2,jose@example.com,José,free\r\n3,ann@example.com,“Ann”,pro\r\n ,renee@example.com,Renée,free\r\n"
+w("windows1252.csv", people.encode("cp1252"))
+w("utf16le_bom.txt", b"\xff\xfe" + people.replace(",", "\t").encode("utf-16-le"))
+w("semicolon_excel.csv", "id;email;first_name;plan\r\n1;zoe@example.com;Zoë;pro\r\n2;jose@example.com;Doe, José;free\r\n")
+w("header_305.csv", "id," + ",".join(f"c{i}" for i in range(304)) + "\n1," + ",".join("v" for _ in range(304)) + "\n")
+w("missing_id_near_miss.csv", "ID,email,plan\n1,a@example.com,pro\n")
+w("slash_dates.csv", "id,created_at\n1,07/03/2019\n2,2019-03-07\n3,25/12/2019\n")

@@ -1,0 +1,419 @@
+//! Issue 15, the files people actually have and a newcomer's first ten minutes: Windows-1252
+//! and UTF-16 exports (also gzipped, also on stdin), semicolon files without a flag, headers
+//! that cannot work (305 columns, an identifier column spelled differently), setup errors
+//! without a table of zeros, dates such as 07/03/2019, completions and the man page, and the
+//! README's first commands. The corpus files are in tests/corpus/ (make_corpus.py).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn cp1252(text: &str) -> Vec<u8> {
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
+    assert!(!unmappable, "{text}");
+    bytes.into_owned()
+}
+
+fn first_name(sb: &Sb, id: &str) -> String {
+    person(sb, id)["first_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// No table of zeros: the reason comes first, and no count follows.
+fn assert_setup_error(run: &Run, reason: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "{}", run.stderr);
+    assert!(first.contains(reason), "{}", run.stderr);
+    assert!(!run.stderr.contains("rows read"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cio-import stopped before reading any row: nothing was sent"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_windows_1252_file_without_the_flag_stops_before_any_row_naming_its_encoding() {
+    let dir = tempdir();
+    write(dir.path(), "crm.csv", corpus("windows1252.csv"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv"]);
+    assert_setup_error(
+        &run,
+        "crm.csv: the input is not UTF-8 (line 2 has the byte 0xEB ('ë' in windows-1252)): it looks like windows-1252",
+    );
+    assert!(
+        run.stderr.contains("pass --encoding windows-1252"),
+        "{}",
+        run.stderr
+    );
+    assert!(sb.people().is_empty());
+    assert_eq!(run.n("rows"), 0);
+}
+
+#[test]
+fn a_windows_1252_file_keeps_its_accents_and_its_rejects_stay_windows_1252() {
+    let dir = tempdir();
+    write(dir.path(), "crm.csv", corpus("windows1252.csv"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv", "--encoding", "windows-1252"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!((run.n("rows"), run.n("sent")), (4, 3));
+    assert_eq!(first_name(&sb, "1"), "Zoë");
+    assert_eq!(first_name(&sb, "2"), "José");
+    // 0x93 and 0x94: curly quotes in windows-1252, control characters in ISO-8859-1.
+    assert_eq!(first_name(&sb, "3"), "“Ann”");
+    // The line an editor shows; the rejects in the input's own encoding.
+    assert_eq!(run.errors()[0]["line"], "5");
+    let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
+    assert_eq!(
+        rejects,
+        cp1252("id,email,first_name,plan\n ,renee@example.com,Renée,free\n")
+    );
+    // Importing the rejects again with the same flag reads them as they were written.
+    std::fs::copy(run.rejects_path("csv"), dir.path().join("fix.csv")).unwrap();
+    let again = sb.import(dir.path(), &["fix.csv", "--encoding", "windows-1252"]);
+    assert_eq!(again.errors()[0]["line"], "2");
+    assert_eq!(again.errors()[0]["message"], run.errors()[0]["message"]);
+}
+
+#[test]
+fn gzip_and_stdin_are_transcoded_too() {
+    let dir = tempdir();
+    write(dir.path(), "crm.csv.gz", gzip(&corpus("windows1252.csv")));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv.gz", "--encoding", "cp1252"]);
+    assert_eq!((run.code, run.n("sent")), (2, 3), "{}", run.stderr);
+    assert_eq!(first_name(&sb, "2"), "José");
+
+    let sb = plain();
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &["--format", "csv", "--encoding", "windows-1252", "-"],
+        Some(&corpus("windows1252.csv")),
+    );
+    assert_eq!((run.code, run.n("sent")), (2, 3), "{}", run.stderr);
+    assert_eq!(first_name(&sb, "3"), "“Ann”");
+    assert_eq!(run.errors()[0]["line"], "5");
+
+    // Stdin without the flag stops at once, as a file does.
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &["--format", "csv", "-"],
+        Some(&corpus("windows1252.csv")),
+    );
+    assert_setup_error(&run, "the input is not UTF-8");
+}
+
+#[test]
+fn a_utf16_file_with_its_byte_order_mark_needs_no_flag_and_gets_utf16_rejects() {
+    let dir = tempdir();
+    write(dir.path(), "excel.txt", corpus("utf16le_bom.txt"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["excel.txt"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!((run.n("rows"), run.n("sent")), (4, 3));
+    assert_eq!(first_name(&sb, "1"), "Zoë");
+    assert_eq!(run.errors()[0]["line"], "5");
+    assert!(
+        run.stderr.contains("delimiter 'tab' detected"),
+        "{}",
+        run.stderr
+    );
+    let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
+    assert_eq!(&rejects[..2], &[0xFF, 0xFE], "a UTF-16LE byte-order mark");
+    let (text, enc, _) = encoding_rs::UTF_16LE.decode(&rejects);
+    assert_eq!(enc, encoding_rs::UTF_16LE);
+    assert_eq!(
+        text,
+        "id\temail\tfirst_name\tplan\n \trenee@example.com\tRenée\tfree\n"
+    );
+}
+
+#[test]
+fn a_semicolon_file_is_read_without_a_flag_from_a_file_or_stdin() {
+    let dir = tempdir();
+    write(dir.path(), "europe.csv", corpus("semicolon_excel.csv"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["europe.csv"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    // The comma inside a value stays in the value.
+    assert_eq!(first_name(&sb, "2"), "Doe, José");
+    assert!(
+        run.stderr.contains(
+            "europe.csv: delimiter ';' detected from the header (pass --delimiter to choose)"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Stdin: the bytes read to detect the delimiter are read again as rows.
+    let sb = plain();
+    let big = numbered_csv("id;email;plan", 5000, |i| {
+        format!("{i};p{i}@example.com;pro")
+    });
+    let run = import(
+        dir.path(),
+        Some(&sb.url()),
+        &["--format", "csv", "-"],
+        Some(big.as_bytes()),
+    );
+    assert_eq!((run.code, run.n("sent")), (0, 5000), "{}", run.stderr);
+    assert_eq!(person(&sb, "1")["plan"], "pro");
+    // A .tsv stays tab, whatever its header holds.
+    let sb = plain();
+    write(dir.path(), "t.tsv", "id\tnote\n1\ta;b;c\n");
+    let run = sb.import(dir.path(), &["t.tsv"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+    assert_eq!(person(&sb, "1")["note"], "a;b;c");
+}
+
+#[test]
+fn a_305_column_header_stops_at_the_header() {
+    let dir = tempdir();
+    write(dir.path(), "wide.csv", corpus("header_305.csv"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["wide.csv"]);
+    assert_setup_error(
+        &run,
+        "wide.csv: the header has 304 columns that become attributes, and the Track API takes at most 300 per person",
+    );
+    assert!(run.stderr.contains("drop 4 of them"), "{}", run.stderr);
+    assert_eq!(sb.stats().requests, 0);
+    // Dropping columns in a mapping makes it fit.
+    write(
+        dir.path(),
+        "m.toml",
+        "[columns.c0]\ndrop = true\n[columns.c1]\ndrop = true\n[columns.c2]\ndrop = true\n[columns.c3]\ndrop = true\n",
+    );
+    let run = sb.import(dir.path(), &["wide.csv", "--mapping", "m.toml"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+}
+
+#[test]
+fn a_missing_identifier_column_suggests_the_near_miss() {
+    let dir = tempdir();
+    write(dir.path(), "crm.csv", corpus("missing_id_near_miss.csv"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv"]);
+    assert_setup_error(
+        &run,
+        "no column becomes the identifier 'id' (columns: ID, email, plan): did you mean 'ID'? (--id-column ID)",
+    );
+    let run = sb.import(
+        dir.path(),
+        &["crm.csv", "--identify-by", "email", "--id-column", "emial"],
+    );
+    assert_setup_error(&run, "did you mean 'email'? (--id-column email)");
+    let run = sb.import(dir.path(), &["crm.csv", "--id-column", "ID"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+}
+
+#[test]
+fn a_missing_file_says_so_first_and_prints_no_table() {
+    let dir = tempdir();
+    let sb = plain();
+    let run = sb.import(dir.path(), &["nope.csv"]);
+    assert_setup_error(&run, "nope.csv: cannot open");
+    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    // The summary file is still written, for machines.
+    assert_eq!(run.summary["outcome"], "aborted");
+}
+
+#[test]
+fn a_slash_date_names_the_mapping_format_that_reads_it() {
+    let dir = tempdir();
+    write(dir.path(), "dates.csv", corpus("slash_dates.csv"));
+    let sb = plain();
+    let run = sb.import(dir.path(), &["dates.csv"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let errors = run.errors();
+    assert_eq!(errors[0]["line"], "2");
+    let m = &errors[0]["message"];
+    assert!(
+        m.contains(r#"[columns.created_at] type = "timestamp", format = "%d/%m/%Y" (day first) or "%m/%d/%Y" (month first)"#),
+        "{m}"
+    );
+    assert!(m.contains("day first and month first are ambiguous"), "{m}");
+    // What the message says works.
+    write(
+        dir.path(),
+        "m.toml",
+        "[columns.created_at]\ntype = \"timestamp\"\nformat = \"%d/%m/%Y\"\n",
+    );
+    let sb = plain();
+    write(
+        dir.path(),
+        "dates2.csv",
+        "id,created_at\n1,07/03/2019\n3,25/12/2019\n",
+    );
+    let run = sb.import(dir.path(), &["dates2.csv", "--mapping", "m.toml"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    // 7 March 2019, 00:00 UTC.
+    assert_eq!(person(&sb, "1")["created_at"], 1_551_916_800);
+}
+
+#[test]
+fn inspect_says_the_delimiter_the_encoding_and_which_dates_are_ambiguous() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "eu.csv",
+        cp1252("id;name;created_at\n1;Zoë;07/03/2019\n2;José;05/11/2020\n"),
+    );
+    let report = inspect_json(dir.path(), &["eu.csv", "--encoding", "windows-1252"]);
+    assert_eq!(report["delimiter"], ";");
+    assert_eq!(report["delimiter_detected"], true);
+    assert_eq!(report["encoding"], "windows-1252");
+    let notes: Vec<String> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("delimiter ';' detected")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("column 'created_at' holds dates such as 07/03/2019: day first or month first is ambiguous")
+            && n.contains(r#"format = "%d/%m/%Y" (day first, as suggested) or "%m/%d/%Y" (month first)"#)),
+        "{notes:?}"
+    );
+    let mapping = report["suggested_mapping"].as_str().unwrap();
+    assert!(mapping.contains("format = \"%d/%m/%Y\""), "{mapping}");
+    assert!(mapping.contains("delimiter = \";\""), "{mapping}");
+    // The suggestion imports the file as it is.
+    write(dir.path(), "m.toml", mapping);
+    let sb = plain();
+    let run = sb.import(
+        dir.path(),
+        &[
+            "eu.csv",
+            "--encoding",
+            "windows-1252",
+            "--mapping",
+            "m.toml",
+        ],
+    );
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    assert_eq!(person(&sb, "1")["created_at"], 1_551_916_800);
+    assert_eq!(person(&sb, "2")["name"], "José");
+
+    // Values that show the order: month first, and no ambiguity said.
+    write(
+        dir.path(),
+        "us.csv",
+        "id,signup\n1,12/25/2019\n2,01/02/2020\n",
+    );
+    let report = inspect_json(dir.path(), &["us.csv"]);
+    let mapping = report["suggested_mapping"].as_str().unwrap();
+    assert!(mapping.contains("format = \"%m/%d/%Y\""), "{mapping}");
+    assert!(!mapping.contains("day first or month first?"), "{mapping}");
+    assert_eq!(report["delimiter"], ",");
+    assert_eq!(report["encoding"], "utf-8");
+}
+
+fn run_bin(args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_options() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, text) = run_bin(&["completions", shell]);
+        assert!(ok, "{shell}");
+        assert!(text.contains("cio-import"), "{shell}");
+        assert!(
+            text.contains("encoding"),
+            "{shell}: the new option is there"
+        );
+    }
+    let (ok, text) = run_bin(&["man"]);
+    assert!(ok);
+    assert!(text.contains(".TH cio-import 1"), "{text}");
+    assert!(text.contains("inspect"), "{text}");
+    let (ok, _) = run_bin(&["completions", "tcsh"]);
+    assert!(!ok, "an unknown shell is a usage error");
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+}
+
+/// The README's first commands: the build prerequisites it names match Cargo.toml, the binary
+/// it installs is the one every later command calls, and the demo ends as it says (exit 2:
+/// six sample rows are bad on purpose).
+#[test]
+fn the_readme_first_commands_work_as_written() {
+    let text = readme();
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let rust = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        text.contains(&format!("Rust {rust} or newer")),
+        "README names the Rust version of Cargo.toml ({rust})"
+    );
+    assert!(text.contains("C compiler"), "README names the C compiler");
+    let block = text
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let commands: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(commands[0], "cargo install --locked --path .", "{block}");
+    assert!(
+        manifest.contains("name = \"cio-import\"\npath = \"src/main.rs\""),
+        "the binary installed is cio-import"
+    );
+    let demo = commands[1];
+    assert_eq!(
+        demo, "cio-import import samples/customers.csv --sandbox",
+        "{block}"
+    );
+    // Run it as written (the binary under test stands for the installed one) in a copy of
+    // the samples, so the repository's samples folder is left alone.
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("samples")).unwrap();
+    let samples: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/customers.csv");
+    std::fs::copy(&samples, dir.path().join("samples/customers.csv")).unwrap();
+    let args: Vec<&str> = demo.split_whitespace().skip(1).collect();
+    let out = Command::new(bin())
+        .args(&args)
+        .current_dir(dir.path())
+        .env_remove("CUSTOMERIO_SITE_ID")
+        .env_remove("CUSTOMERIO_TRACK_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        text.contains("exits with code 2"),
+        "the README says what the demo's exit code means"
+    );
+    assert!(stderr.contains("3001 = 2995 sent"), "{stderr}");
+}
