@@ -1,7 +1,7 @@
 //! The command line: the clap types, one file per subcommand, logging, signals, and the
 //! dispatch. Each subcommand turns its flags into checked settings of the library
 //! ([`crate::config::ImportConfig`], [`crate::sandbox::SandboxConfig`],
-//! [`crate::inspect::InspectOptions`]) before anything runs: no clap type goes further.
+//! [`crate::inspect::InspectOptions`], [`crate::verify::VerifyConfig`]) before anything runs: no clap type goes further.
 //! Errors end here: printed once, as `error: ...`, with the exit code of [`crate::exit`].
 
 mod import;
@@ -11,6 +11,7 @@ mod read;
 mod sandbox;
 mod state;
 mod sync;
+mod verify;
 
 pub use import::{ActionArg, ApiArg, EmptyArg, ImportArgs, KindArg, RegionArg};
 pub use inspect::InspectArgs;
@@ -18,6 +19,7 @@ pub use read::{FormatArg, IdentifyBy, ReadArgs};
 pub use sandbox::SandboxArgs;
 pub use state::StateArgs;
 pub use sync::{Job, JobError, SyncArgs};
+pub use verify::VerifyArgs;
 
 use crate::config::ConfigError;
 use crate::exit;
@@ -56,6 +58,10 @@ pub enum Command {
     /// Run an import job described in a TOML file (for cron); see samples/job.toml.
     #[command(after_help = exit::HELP)]
     Sync(SyncArgs),
+    /// Read people back through the App API and compare them with the file, attribute by
+    /// attribute (needs CUSTOMERIO_APP_API_KEY).
+    #[command(after_help = exit::VERIFY_HELP)]
+    Verify(VerifyArgs),
 }
 
 /// A usage problem of the command line that is not a setting out of range, reported before
@@ -181,6 +187,7 @@ pub fn run(cli: Cli) -> u8 {
             Command::Sandbox(args) => sandbox::run(args).await,
             Command::State(args) => state::run(&args),
             Command::Sync(args) => sync::run(&args).await,
+            Command::Verify(args) => verify::run(args).await,
         };
         ran.unwrap_or_else(|e| {
             eprintln!("error: {e}");
