@@ -147,7 +147,11 @@ fn a_stale_timestamp_dropped_by_customer_io_is_named() {
         "id,plan,_timestamp\nu3,basic,1500000000\nu1,pro,1500000000\n",
     );
     let late = sb.import(dir.path(), &["late.csv"]);
-    assert_eq!((late.code, late.n("sent")), (0, 2), "the Track API said 200");
+    assert_eq!(
+        (late.code, late.n("sent")),
+        (0, 2),
+        "the Track API said 200"
+    );
     assert_eq!(sb.people()["u3"].attributes["plan"], "pro", "dropped");
     let v = verify(&sb, dir.path(), &["late.csv"]);
     assert_eq!(v.code, 2, "{}", v.stderr);
@@ -167,7 +171,10 @@ fn a_stale_timestamp_dropped_by_customer_io_is_named() {
         (get(d, "source_value"), get(d, "workspace_value")),
         ("\"basic\"", "\"pro\"")
     );
-    assert!(get(d, "note").contains("_timestamp (1500000000) is older"), "{d:?}");
+    assert!(
+        get(d, "note").contains("_timestamp (1500000000) is older"),
+        "{d:?}"
+    );
     assert!(get(d, "workspace_updated_at").parse::<i64>().unwrap() > 1_500_000_000);
 }
 
@@ -179,7 +186,11 @@ fn an_update_only_send_to_someone_missing_is_named() {
     assert_eq!(sb.import(dir.path(), &["people.csv"]).code, 0);
     write(dir.path(), "upd.csv", "id,plan\nu2,pro\nghost,pro\n");
     let r = sb.import(dir.path(), &["upd.csv", "--update-only"]);
-    assert_eq!((r.code, r.n("sent")), (0, 2), "answered 200 for the ghost too");
+    assert_eq!(
+        (r.code, r.n("sent")),
+        (0, 2),
+        "answered 200 for the ghost too"
+    );
     let v = verify(&sb, dir.path(), &["upd.csv"]);
     assert_eq!(v.code, 2, "{}", v.stderr);
     assert_eq!((v.n("missing"), v.n("matching")), (1, 1));
@@ -239,7 +250,10 @@ fn a_value_changed_in_the_workspace_is_named_and_the_differing_rows_re_import() 
     assert_eq!((again.code, again.n("sent")), (0, 1));
     let v = verify(&sb, dir.path(), &["people.csv"]);
     assert_eq!((v.code, v.n("matching")), (0, 3), "{}", v.stderr);
-    assert!(!rejects.exists(), "a run without differences leaves no rejects");
+    assert!(
+        !rejects.exists(),
+        "a run without differences leaves no rejects"
+    );
 }
 
 #[test]
@@ -262,7 +276,9 @@ fn a_string_against_a_number_is_a_type_difference() {
     assert_eq!(v.code, 2);
     assert_eq!(v.summary["differences"]["type"], 3, "{}", v.summary);
     let d = differences(dir.path(), "people.csv");
-    assert!(d.iter().all(|l| get(l, "attribute") == "age" && get(l, "difference") == "type"));
+    assert!(d
+        .iter()
+        .all(|l| get(l, "attribute") == "age" && get(l, "difference") == "type"));
     assert_eq!(
         (get(&d[0], "source_value"), get(&d[0], "workspace_value")),
         ("\"31\"", "31")
@@ -281,12 +297,24 @@ fn listed(dir: &Path) -> Vec<String> {
 fn sampling_is_seeded_and_reproducible() {
     let sb = sandbox_with_app(0);
     let dir = tempdir();
-    write(dir.path(), "all.csv", numbered_csv("id,plan", 50, |i| format!("u{i},a")));
+    write(
+        dir.path(),
+        "all.csv",
+        numbered_csv("id,plan", 50, |i| format!("u{i},a")),
+    );
     assert_eq!(sb.import(dir.path(), &["all.csv"]).code, 0);
     // Every row now differs from the workspace, so the differences list the sample.
-    write(dir.path(), "all.csv", numbered_csv("id,plan", 50, |i| format!("u{i},b")));
+    write(
+        dir.path(),
+        "all.csv",
+        numbered_csv("id,plan", 50, |i| format!("u{i},b")),
+    );
     let sample = |seed: &str| {
-        let v = verify(&sb, dir.path(), &["all.csv", "--sample", "10", "--seed", seed]);
+        let v = verify(
+            &sb,
+            dir.path(),
+            &["all.csv", "--sample", "10", "--seed", seed],
+        );
         assert_eq!(v.code, 2);
         assert_eq!((v.n("checked"), v.n("not_sampled")), (10, 40));
         assert!(v.stderr.contains(&format!("--seed {seed}")), "{}", v.stderr);
@@ -304,7 +332,11 @@ fn people_are_read_back_100_at_a_time_and_a_429_is_paced_and_retried() {
     // slow down, and retry until every person is read.
     let sb = sandbox_with_app(2);
     let dir = tempdir();
-    write(dir.path(), "all.csv", numbered_csv("id,plan", 1000, |i| format!("u{i},a")));
+    write(
+        dir.path(),
+        "all.csv",
+        numbered_csv("id,plan", 1000, |i| format!("u{i},a")),
+    );
     assert_eq!(sb.import(dir.path(), &["all.csv"]).code, 0);
     let v = verify(&sb, dir.path(), &["all.csv", "--rate", "50"]);
     assert_eq!(v.code, 0, "{}", v.stderr);
@@ -349,7 +381,8 @@ fn with_state_only_the_people_the_last_run_sent_are_checked() {
     let dir = tempdir();
     write(dir.path(), "people.csv", PEOPLE);
     assert_eq!(
-        sb.import(dir.path(), &["people.csv", "--state", "s.db"]).code,
+        sb.import(dir.path(), &["people.csv", "--state", "s.db"])
+            .code,
         0
     );
     // The next run changes u2 only: the ledger's latest run recorded u2.

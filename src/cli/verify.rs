@@ -126,9 +126,10 @@ impl VerifyArgs {
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
         };
-        let rejects = self.rejects.clone().unwrap_or_else(|| {
-            beside_input(shown.as_deref(), &format!("differing.{ext}"))
-        });
+        let rejects = self
+            .rejects
+            .clone()
+            .unwrap_or_else(|| beside_input(shown.as_deref(), &format!("differing.{ext}")));
         let differences = self
             .differences
             .clone()
@@ -154,7 +155,9 @@ Customer.io; the sandbox shows its own)"
         let state = match &self.state {
             Some(path) => {
                 let site = site_id.ok_or_else(|| {
-                    anyhow!("--state needs {SITE_ID_ENV}: the workspace whose ledger records to check")
+                    anyhow!(
+                        "--state needs {SITE_ID_ENV}: the workspace whose ledger records to check"
+                    )
                 })?;
                 Some((path.clone(), Destination::new(&site, &track_base)))
             }

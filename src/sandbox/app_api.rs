@@ -77,7 +77,11 @@ pub fn router(state: Arc<State>) -> Router {
 }
 
 fn error(code: StatusCode, msg: &str) -> Response {
-    (code, Json(json!({"errors": [{"detail": msg, "status": code.as_u16()}]}))).into_response()
+    (
+        code,
+        Json(json!({"errors": [{"detail": msg, "status": code.as_u16()}]})),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -123,7 +127,10 @@ async fn people_by_id(
     }
     let kind = q.id_type.unwrap_or_else(|| "id".into());
     if !["id", "email", "cio_id"].contains(&kind.as_str()) {
-        return error(StatusCode::BAD_REQUEST, "id_type must be id, email or cio_id");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "id_type must be id, email or cio_id",
+        );
     }
     let ids: Vec<String> = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(o)) => match o.get("ids") {

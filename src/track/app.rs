@@ -216,8 +216,13 @@ mod tests {
     #[test]
     fn the_debug_form_hides_the_key() {
         let url = reqwest::Url::parse("http://127.0.0.1:1").unwrap();
-        let c = AppClient::new(&url, ApiKey::new("app-secret"), Duration::from_secs(1), None)
-            .unwrap();
+        let c = AppClient::new(
+            &url,
+            ApiKey::new("app-secret"),
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
         assert!(!format!("{c:?}").contains("app-secret"));
     }
 }

@@ -125,7 +125,10 @@ mod tests {
             compare("vip", &json!(true), Some(&json!("true"))),
             Some(Difference::Type)
         );
-        assert_eq!(compare("plan", &json!("pro"), None), Some(Difference::Absent));
+        assert_eq!(
+            compare("plan", &json!("pro"), None),
+            Some(Difference::Absent)
+        );
         assert_eq!(
             compare("plan", &json!("pro"), Some(&Value::Null)),
             Some(Difference::Absent)
@@ -139,16 +142,28 @@ mod tests {
         );
         // created_at: seconds as a number or as digits
         assert_eq!(
-            compare("created_at", &json!(1_700_000_000), Some(&json!("1700000000"))),
+            compare(
+                "created_at",
+                &json!(1_700_000_000),
+                Some(&json!("1700000000"))
+            ),
             None
         );
         assert_eq!(
-            compare("created_at", &json!(1_700_000_000), Some(&json!(1_600_000_000))),
+            compare(
+                "created_at",
+                &json!(1_700_000_000),
+                Some(&json!(1_600_000_000))
+            ),
             Some(Difference::Value)
         );
         // Nested values compare as values.
         assert_eq!(
-            compare("o", &json!({"a": [1, "x"]}), Some(&json!({"a": [1.0, "x"]}))),
+            compare(
+                "o",
+                &json!({"a": [1, "x"]}),
+                Some(&json!({"a": [1.0, "x"]}))
+            ),
             None
         );
         assert_eq!(shown(Some(&json!("42"))), "\"42\"");

@@ -381,7 +381,9 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
             }
         }
     }
-    let counts = reader.await.map_err(|e| VerifyError::Input(e.to_string()))?;
+    let counts = reader
+        .await
+        .map_err(|e| VerifyError::Input(e.to_string()))?;
     match counts {
         Ok(c) => {
             summary.rows = c.rows;
