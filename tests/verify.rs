@@ -191,7 +191,7 @@ fn an_update_only_send_to_someone_missing_is_named() {
         (0, 2),
         "answered 200 for the ghost too"
     );
-    let v = verify(&sb, dir.path(), &["upd.csv"]);
+    let v = verify(&sb, dir.path(), &["upd.csv", "--update-only"]);
     assert_eq!(v.code, 2, "{}", v.stderr);
     assert_eq!((v.n("missing"), v.n("matching")), (1, 1));
     let d = differences(dir.path(), "upd.csv");
@@ -205,6 +205,7 @@ fn an_update_only_send_to_someone_missing_is_named() {
         ),
         ("2", "3", "ghost", "missing_person")
     );
+    assert!(get(&d[0], "note").contains("update-only"), "{d:?}");
 }
 
 #[test]

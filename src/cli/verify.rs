@@ -31,6 +31,10 @@ pub struct VerifyArgs {
     /// As for `import`: keep only the columns the mapping names.
     #[arg(long)]
     pub drop_unmapped: bool,
+    /// As for `import`: the rows were sent update-only (a person missing is then named as
+    /// such: Customer.io changes nothing for someone who does not exist, and answers 200).
+    #[arg(long)]
+    pub update_only: bool,
     /// As for `import`: what an empty cell did (clear: expect the attribute to be gone or "").
     #[arg(long, value_enum, default_value = "ignore")]
     pub empty: EmptyArg,
@@ -95,6 +99,7 @@ impl VerifyArgs {
             .read(self.read.options())
             .drop_unmapped(self.drop_unmapped)
             .clear_empty(self.empty == EmptyArg::Clear)
+            .update_only(self.update_only)
             .api(Api::V1)
             .dry_run(true)
             .ca_cert(self.ca_cert.clone())
