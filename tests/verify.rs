@@ -18,10 +18,16 @@ const APP_KEY: &str = "app-k3y-SECRET-91b2c7";
 
 /// A plain sandbox (no Track limit) whose App API requires [`APP_KEY`], at `app_limit` req/s.
 fn sandbox_with_app(app_limit: u32) -> Sb {
+    sandbox_failing_first(app_limit, 0)
+}
+
+/// The same, answering the first `fail_first` App API requests 503.
+fn sandbox_failing_first(app_limit: u32, fail_first: u32) -> Sb {
     sandbox(SandboxConfig {
         app_api: AppApiConfig {
             key: Some(ApiKey::new(APP_KEY)),
             limit: app_limit,
+            fail_first,
         },
         ..SandboxConfig::plain()
     })
@@ -406,4 +412,31 @@ fn a_later_row_of_the_same_person_is_the_one_checked() {
     let v = verify(&sb, dir.path(), &["dup.csv"]);
     assert_eq!(v.code, 0, "{}", v.stderr);
     assert_eq!((v.n("checked"), v.n("superseded")), (2, 1));
+}
+
+#[test]
+fn a_5xx_from_the_app_api_is_retried_and_retries_that_run_out_leave_people_unchecked() {
+    let sb = sandbox_failing_first(0, 2);
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    assert_eq!(sb.import(dir.path(), &["people.csv"]).code, 0);
+    let v = verify(&sb, dir.path(), &["people.csv", "--backoff-base-ms", "1"]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert_eq!(v.summary["calls"]["retries"], 2, "{}", v.summary);
+    assert_eq!(v.n("matching"), 3);
+    // Two failures and no retry allowed: nobody is checked, and the run says so (exit 1).
+    let sb = sandbox_failing_first(0, 2);
+    assert_eq!(sb.import(dir.path(), &["people.csv"]).code, 0);
+    let v = verify(
+        &sb,
+        dir.path(),
+        &["people.csv", "--max-retries", "0", "--backoff-base-ms", "1"],
+    );
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert_eq!((v.n("not_checked"), v.n("checked")), (3, 0));
+    assert!(
+        v.summary["error"].as_str().unwrap().contains("503"),
+        "{}",
+        v.summary
+    );
 }

@@ -175,6 +175,7 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
             app_api: sandbox::AppApiConfig {
                 key: Some(ApiKey::new(args.app_api_key.clone())),
                 limit: args.app_limit,
+                ..sandbox::AppApiConfig::default()
             },
         };
         cfg.validate()?;

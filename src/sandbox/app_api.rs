@@ -36,6 +36,9 @@ pub struct AppApiConfig {
     pub key: Option<ApiKey>,
     /// Requests per second before 429 (burst: one second's worth); 0 = no limit.
     pub limit: u32,
+    /// Answer the first this many requests 503 (after auth and the limit), for tests of
+    /// the retries.
+    pub fail_first: u32,
 }
 
 impl Default for AppApiConfig {
@@ -43,6 +46,7 @@ impl Default for AppApiConfig {
         AppApiConfig {
             key: None,
             limit: DEFAULT_LIMIT,
+            fail_first: 0,
         }
     }
 }
@@ -55,6 +59,8 @@ struct App {
     limiter: Option<Limiter>,
     requests: AtomicU64,
     throttled: AtomicU64,
+    /// Requests past auth and the limit (for `fail_first`).
+    failed: AtomicU64,
 }
 
 /// The App API routes over the sandbox's state.
@@ -68,6 +74,7 @@ pub fn router(state: Arc<State>) -> Router {
         limiter,
         requests: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
     });
     Router::new()
         .route("/v1/customers/attributes", post(people_by_id))
@@ -124,6 +131,13 @@ async fn people_by_id(
             app.throttled.fetch_add(1, Relaxed);
             return error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
         }
+    }
+    let failed = app.failed.fetch_add(1, Relaxed);
+    if failed < u64::from(app.state.cfg.app_api.fail_first) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scripted failure (sandbox)",
+        );
     }
     let kind = q.id_type.unwrap_or_else(|| "id".into());
     if !["id", "email", "cio_id"].contains(&kind.as_str()) {
