@@ -401,6 +401,23 @@ fn with_state_only_the_people_the_last_run_sent_are_checked() {
     assert_eq!(v.code, 0, "{}", v.stderr);
     assert_eq!((v.n("checked"), v.n("not_in_last_run")), (1, 2));
     assert!(v.summary["last_run"].as_i64().is_some());
+    // Another workspace's ledger records: nothing to check is an error, not a success.
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "verify",
+            "people.csv",
+            "--state",
+            "s.db",
+            "--endpoint",
+            &sb.url(),
+        ])
+        .env("CUSTOMERIO_APP_API_KEY", APP_KEY)
+        .env("CUSTOMERIO_SITE_ID", "another-site")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recorded anyone"));
 }
 
 #[test]

@@ -70,6 +70,14 @@ pub enum VerifyError {
     /// The ledger cannot be read.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// `--state` names a ledger that recorded nobody for this workspace.
+    #[error("--state {path}: no run against {dest} recorded anyone: nothing to check (is CUSTOMERIO_SITE_ID the import's, and --endpoint/--region its workspace?)")]
+    NothingRecorded {
+        /// The ledger.
+        path: String,
+        /// The workspace looked for.
+        dest: String,
+    },
     /// The HTTP client cannot be set up.
     #[error(transparent)]
     Connect(#[from] crate::track::ConnectError),
@@ -273,7 +281,12 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
                 summary.last_run = Some(run);
                 Some(people)
             }
-            None => Some(Default::default()),
+            None => {
+                return Err(VerifyError::NothingRecorded {
+                    path: ledger.display().to_string(),
+                    dest: dest.to_string(),
+                })
+            }
         },
         None => None,
     };
