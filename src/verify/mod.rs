@@ -296,9 +296,15 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
         let import = cfg.import.clone();
         let sample = cfg.sample.map(|n| (n, cfg.seed));
         let recorded = recorded.clone();
-        tokio::task::spawn_blocking(move || select::select(&import, recorded.as_ref(), sample))
-            .await
-            .map_err(|e| VerifyError::Input(e.to_string()))??
+        // The converter's warnings (a `_timestamp` column) are given once, by the second pass.
+        tokio::task::spawn_blocking(move || {
+            let quiet = tracing::subscriber::NoSubscriber::default();
+            tracing::subscriber::with_default(quiet, || {
+                select::select(&import, recorded.as_ref(), sample)
+            })
+        })
+        .await
+        .map_err(|e| VerifyError::Input(e.to_string()))??
     };
     tracing::debug!("verify: {} people to choose from", selection.people);
     let client = AppClient::new(
