@@ -9,6 +9,9 @@ pub const SUCCESS: u8 = 0;
 pub const USAGE_OR_IO: u8 = 1;
 /// The run finished, but some rows failed (invalid, rejected, exhausted, not attempted).
 pub const ROWS_FAILED: u8 = 2;
+/// `verify`: something differs, or someone is missing in Customer.io (the same number as
+/// [`ROWS_FAILED`]: the run finished, and some rows did not make it).
+pub const DIFFERENCES: u8 = 2;
 /// The run was aborted by a fatal API answer (401/403: credentials or region).
 pub const FATAL_API: u8 = 3;
 /// The run was interrupted (Ctrl-C / SIGINT / SIGTERM).
@@ -21,6 +24,14 @@ pub const HELP: &str = "Exit codes:
   2    the run finished but some rows failed (see the rejects and errors files)
   3    aborted by a fatal API error (401/403: check site id, API key and region)
   130  interrupted (Ctrl-C); reports and summary are still written";
+
+/// The text `verify --help` shows after the options.
+pub const VERIFY_HELP: &str = "Exit codes:
+  0    every person checked matches the source
+  1    usage, configuration or I/O error, or some people could not be checked
+  2    some attribute differs, or someone is missing in Customer.io (see the differences file)
+  3    the App API refused the key (401/403: check CUSTOMERIO_APP_API_KEY and --region)
+  130  interrupted (Ctrl-C); the differences found so far are still written";
 
 /// The exit code of an import run: from how it ended and whether every row is accounted for
 /// (a count that does not balance is a bug, never a success).

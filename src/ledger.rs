@@ -626,6 +626,61 @@ rows acknowledged since the last commit will be sent again",
     }
 }
 
+/// The people the latest run against `dest` that recorded anyone acknowledged (what `verify
+/// --state` checks): that run's id and the people's keys, as
+/// [`crate::operation::Key::seen_hash`] of each identifier (16 bytes a person, never the rows).
+/// `None` when the ledger knows nothing of `dest`. Read-only: no lock, no run recorded.
+pub fn last_run_people(
+    path: &Path,
+    dest: &Destination,
+) -> Result<Option<(i64, std::collections::HashSet<u128>)>, LedgerError> {
+    if !path.exists() {
+        return Err(io(path)("no such file".into()));
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| io(path)(e.to_string()))?;
+    let q = |e: rusqlite::Error| io(path)(e.to_string());
+    let d: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
+            params![dest.site_id, dest.host],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(q)?;
+    let Some(d) = d else { return Ok(None) };
+    let run: Option<i64> = conn
+        .query_row(
+            "SELECT max(run_id) FROM people WHERE dest = ?1",
+            params![d],
+            |r| r.get(0),
+        )
+        .map_err(q)?;
+    let Some(run) = run else { return Ok(None) };
+    let mut st = conn
+        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2")
+        .map_err(q)?;
+    let rows = st
+        .query_map(params![d, run], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(q)?;
+    let mut people = std::collections::HashSet::new();
+    for row in rows {
+        let (kind, value) = row.map_err(q)?;
+        let kind = match kind.as_str() {
+            "email" => IdKind::Email,
+            "cio_id" => IdKind::CioId,
+            _ => IdKind::Id,
+        };
+        let id = Identifier { kind, value };
+        people.insert(
+            crate::operation::Key::Entity(crate::operation::Entity::Person, &id).seen_hash(),
+        );
+    }
+    Ok(Some((run, people)))
+}
+
 /// The number of runs `cio-import state` shows by default (`--runs`).
 pub const DEFAULT_STATE_RUNS: usize = 10;
 

@@ -31,6 +31,7 @@ pub mod tally;
 pub mod timestamp;
 pub mod track;
 pub mod validate;
+pub mod verify;
 
 pub use config::ImportConfig;
 pub use engine::run;

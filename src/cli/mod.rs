@@ -1,7 +1,7 @@
 //! The command line: the clap types, one file per subcommand, logging, signals, and the
 //! dispatch. Each subcommand turns its flags into checked settings of the library
 //! ([`crate::config::ImportConfig`], [`crate::sandbox::SandboxConfig`],
-//! [`crate::inspect::InspectOptions`]) before anything runs: no clap type goes further.
+//! [`crate::inspect::InspectOptions`], [`crate::verify::VerifyConfig`]) before anything runs: no clap type goes further.
 //! Errors end here: printed once, as `error: ...`, with the exit code of [`crate::exit`].
 
 mod alert;
@@ -15,6 +15,7 @@ mod run_log;
 mod sandbox;
 mod state;
 mod sync;
+mod verify;
 
 pub use alert::NotifyOnArg;
 pub use docs::CompletionsArgs;
@@ -25,6 +26,7 @@ pub use read::{FormatArg, IdentifyBy, ReadArgs};
 pub use sandbox::SandboxArgs;
 pub use state::StateArgs;
 pub use sync::{Job, JobError, SyncArgs};
+pub use verify::VerifyArgs;
 
 use crate::config::ConfigError;
 use crate::exit;
@@ -69,6 +71,10 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff): `cio-import man > ~/.local/share/man/man1/cio-import.1`.
     Man,
+    /// Read people back through the App API and compare them with the file, attribute by
+    /// attribute (needs CUSTOMERIO_APP_API_KEY).
+    #[command(after_help = exit::VERIFY_HELP)]
+    Verify(VerifyArgs),
 }
 
 /// A usage problem of the command line that is not a setting out of range, reported before
@@ -180,6 +186,7 @@ pub fn run(cli: Cli) -> u8 {
             Command::Sync(args) => sync::run(&args).await,
             Command::Completions(args) => Ok(docs::completions(&args)),
             Command::Man => Ok(docs::man()),
+            Command::Verify(args) => verify::run(args).await,
         };
         ran.unwrap_or_else(|e| {
             log::say(log::Level::Error, &format!("error: {e}"));

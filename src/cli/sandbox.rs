@@ -75,6 +75,12 @@ pub struct SandboxArgs {
     /// Fail any whole batch holding this identifier with 400; repeatable.
     #[arg(long = "poison-id")]
     pub poison_ids: Vec<String>,
+    /// The bearer key the App API endpoint (for `verify`) requires.
+    #[arg(long, env = "CUSTOMERIO_APP_API_KEY", hide_env_values = true, default_value = sandbox::APP_API_DEFAULT_KEY)]
+    pub app_api_key: String,
+    /// App API requests per second before 429 (Customer.io's limit is 10; 0 = no limit).
+    #[arg(long, default_value_t = sandbox::APP_API_DEFAULT_LIMIT)]
+    pub app_limit: u32,
     /// Serve HTTPS with a fresh self-signed certificate for localhost and 127.0.0.1.
     #[arg(long)]
     pub tls: bool,
@@ -166,6 +172,11 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
                 None => Vec::new(),
             },
             background_rate: args.background_rate,
+            app_api: sandbox::AppApiConfig {
+                key: Some(ApiKey::new(args.app_api_key.clone())),
+                limit: args.app_limit,
+                ..sandbox::AppApiConfig::default()
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -197,6 +208,10 @@ pub(super) async fn run(args: SandboxArgs) -> anyhow::Result<u8> {
         let _ = out.flush();
     }
     eprintln!("sandbox: listening on {} (Ctrl-C to stop); stats at {}/__sandbox/stats, people at {}/__sandbox/people", sb.url, sb.url, sb.url);
+    eprintln!(
+        "sandbox: App API (for verify) at {}/v1/customers/attributes, bearer key {}, {} req/s",
+        sb.url, args.app_api_key, args.app_limit
+    );
     wait_for_signal().await;
     let stats = sb.stats();
     eprintln!(

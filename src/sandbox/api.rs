@@ -158,7 +158,8 @@ pub fn router(state: Shared) -> Router {
         .route("/__sandbox/suppressed", get(suppressed))
         .route("/__sandbox/arrivals", get(arrivals))
         .merge(api)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(super::app_api::router(state))
 }
 
 async fn stats(AxState(s): AxState<Shared>) -> Response {

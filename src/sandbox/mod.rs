@@ -1,14 +1,18 @@
 //! A local stand-in for the Track API: the documented endpoints, limits and answers, a rate
 //! limit, faults on demand, and a record of what it received (`/__sandbox/stats`, `/people`,
 //! `/events`, `/suppressed`). It applies the person actions identify, event, delete, suppress
-//! and unsuppress, through v1 and v2 alike.
+//! and unsuppress, through v1 and v2 alike; it drops an identify whose `_timestamp` is older
+//! than the person's latest update (answering 200, as Customer.io does). On the same port it
+//! serves the App API's read endpoint for `verify` (`app_api`).
 
 mod api;
+mod app_api;
 mod faults;
 mod people;
 mod server;
 mod stats;
 
+pub use app_api::AppApiConfig;
 pub use people::{Event, Person, PersonEvent, Suppressed};
 pub use stats::{Arrival, StatsSnapshot};
 
@@ -64,6 +68,8 @@ pub struct SandboxConfig {
     /// Simulated live traffic (the customer's app) spending the same quota: requests per
     /// second, Poisson arrivals; its answers are counted apart (`background_*` in the stats).
     pub background_rate: u32,
+    /// The App API read endpoint (`POST /v1/customers/attributes`): its key and limit.
+    pub app_api: AppApiConfig,
 }
 
 /// The range of `--outage START_S LEN_S`, each in seconds.
@@ -88,6 +94,13 @@ impl SandboxConfig {
             "100",
         )
         .check(u128::from(self.limit))?;
+        b(
+            "--app-limit",
+            1_000_000,
+            "requests per second (0 = no limit)",
+            "10",
+        )
+        .check(u128::from(self.app_api.limit))?;
         Bounds {
             min: 1,
             ..b("--burst", 1_000_000, "requests", "10")
@@ -173,6 +186,7 @@ impl Default for SandboxConfig {
             poison_ids: Vec::new(),
             limit_schedule: Vec::new(),
             background_rate: 0,
+            app_api: AppApiConfig::default(),
         }
     }
 }
@@ -326,3 +340,10 @@ impl Sandbox {
 pub fn default_save_path(input: Option<&Path>) -> PathBuf {
     crate::report::summary::beside_input(input, "sandbox-people.jsonl")
 }
+
+/// The bearer key `cio-import sandbox` requires on its App API endpoint when none is given.
+pub const APP_API_DEFAULT_KEY: &str = app_api::DEFAULT_KEY;
+/// The App API endpoint's default limit: Customer.io's, 10 requests a second.
+pub const APP_API_DEFAULT_LIMIT: u32 = app_api::DEFAULT_LIMIT;
+/// Most identifiers one App API request may name.
+pub const APP_API_MAX_IDS: usize = app_api::MAX_IDS;

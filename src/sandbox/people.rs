@@ -72,6 +72,19 @@ struct Entry {
     attributes: Map<String, Value>,
     updates: u64,
     events: Vec<Event>,
+    /// When each attribute was last set (Unix seconds: the update's `_timestamp`, or the
+    /// time it arrived), as the App API's `timestamps` gives them.
+    stamps: HashMap<String, i64>,
+    /// The latest update's time: an identify whose `_timestamp` is older is dropped.
+    latest: i64,
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +133,9 @@ pub struct Applied {
     pub duplicate_events: u64,
     /// Identify and event operations for a suppressed identifier: accepted, ignored.
     pub ignored_suppressed: u64,
+    /// Identify operations whose `_timestamp` is older than the person's latest update:
+    /// accepted (200), dropped, as Customer.io does.
+    pub stale_dropped: u64,
 }
 
 impl People {
@@ -151,6 +167,11 @@ impl People {
                 } => {
                     // `_update` is an instruction, never an attribute, whatever its value.
                     let update_only = attributes.remove("_update") == Some(Value::Bool(true));
+                    // So is `_timestamp`: the update's time, never stored as an attribute.
+                    let stamp = attributes.remove("_timestamp").and_then(|v| match v {
+                        Value::String(s) => s.trim().parse().ok(),
+                        v => v.as_i64(),
+                    });
                     if m.suppressed.contains(&key) {
                         done.ignored_suppressed += 1;
                         continue;
@@ -158,9 +179,18 @@ impl People {
                     if update_only && !m.people.contains_key(&key) {
                         continue;
                     }
+                    let at = stamp.unwrap_or_else(unix_now);
+                    if let (Some(t), Some(e)) = (stamp, m.people.get(&key)) {
+                        if t < e.latest {
+                            done.stale_dropped += 1;
+                            continue;
+                        }
+                    }
                     let entry = m.people.entry(key).or_default();
                     entry.updates += 1;
+                    entry.latest = entry.latest.max(at);
                     for (k, v) in attributes {
+                        entry.stamps.insert(k.clone(), at);
                         entry.attributes.insert(k, v);
                     }
                 }
@@ -213,6 +243,30 @@ impl People {
     /// One person, if they exist.
     pub fn get(&self, key: &Key) -> Option<Person> {
         self.lock().people.get(key).map(|e| Self::person(key, e))
+    }
+
+    /// What the App API reads back of one person: their attributes and when each was set.
+    pub fn read_back(&self, key: &Key) -> Option<(Map<String, Value>, HashMap<String, i64>)> {
+        self.lock()
+            .people
+            .get(key)
+            .map(|e| (e.attributes.clone(), e.stamps.clone()))
+    }
+
+    /// Sets attributes of an existing person "in the workspace" (as someone editing them in
+    /// Customer.io would), stamped now; `false` when nobody holds `key`.
+    pub fn change_in_workspace(&self, key: &Key, attributes: Map<String, Value>) -> bool {
+        let mut g = self.lock();
+        let Some(e) = g.people.get_mut(key) else {
+            return false;
+        };
+        let now = unix_now();
+        e.latest = e.latest.max(now);
+        for (k, v) in attributes {
+            e.stamps.insert(k.clone(), now);
+            e.attributes.insert(k, v);
+        }
+        true
     }
 
     /// Whether an identifier is on the suppression list.

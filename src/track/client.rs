@@ -78,41 +78,8 @@ impl TrackClient {
         pool: usize,
         ca_cert: Option<&Path>,
     ) -> Result<TrackClient, ConnectError> {
-        let origin_host = base.host_str().unwrap_or_default().to_string();
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 5 {
-                attempt.error("too many redirects")
-            } else if redirect_allowed(attempt.url(), &origin_host) {
-                attempt.follow()
-            } else {
-                // Never carry the credentials off Customer.io's hosts.
-                attempt.error("redirect to a host outside customer.io refused")
-            }
-        });
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(pool)
-            .tcp_nodelay(true)
-            .redirect(policy)
-            .user_agent(concat!("cio-import/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = ca_cert {
-            let shown = || path.display().to_string();
-            let pem = std::fs::read(path).map_err(|source| ConnectError::CaCertRead {
-                path: shown(),
-                source,
-            })?;
-            let cert =
-                reqwest::Certificate::from_pem(&pem).map_err(|source| ConnectError::CaCertPem {
-                    path: shown(),
-                    source,
-                })?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(ConnectError::Http)?;
         Ok(TrackClient {
-            http,
+            http: http_client(base, timeout, pool, ca_cert)?,
             base: base.as_str().trim_end_matches('/').to_string(),
             credentials,
         })
@@ -155,10 +122,54 @@ impl TrackClient {
     }
 }
 
+/// The HTTP client every destination uses: rustls, `timeout` per request, redirects only
+/// within Customer.io's hosts (the Authorization header never leaves them), `ca_cert` trusted
+/// on top of the usual roots. Shared by the Track API and the App API clients.
+pub fn http_client(
+    base: &reqwest::Url,
+    timeout: Duration,
+    pool: usize,
+    ca_cert: Option<&Path>,
+) -> Result<reqwest::Client, ConnectError> {
+    let origin_host = base.host_str().unwrap_or_default().to_string();
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if redirect_allowed(attempt.url(), &origin_host) {
+            attempt.follow()
+        } else {
+            // Never carry the credentials off Customer.io's hosts.
+            attempt.error("redirect to a host outside customer.io refused")
+        }
+    });
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(pool)
+        .tcp_nodelay(true)
+        .redirect(policy)
+        .user_agent(concat!("cio-import/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_cert {
+        let shown = || path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| ConnectError::CaCertRead {
+            path: shown(),
+            source,
+        })?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|source| ConnectError::CaCertPem {
+                path: shown(),
+                source,
+            })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(ConnectError::Http)
+}
+
 /// How the message of an attempt that could not connect at all begins.
 const CONNECT_FAILED: &str = "could not connect";
 
-fn transport_error(e: reqwest::Error) -> Answer {
+pub(crate) fn transport_error(e: reqwest::Error) -> Answer {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

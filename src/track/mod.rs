@@ -2,6 +2,7 @@
 //! client, and what each answer means. The engine reaches a destination only through the
 //! [`Wire`] seam ([`wire`]); the Track API is [`TrackApi`] ([`track_api`]).
 
+pub mod app;
 pub mod batch;
 pub mod client;
 pub mod error;
