@@ -2,6 +2,7 @@
 //! [`Summary`]. Rows flow through one file per stage:
 //!
 //! ```text
+//! (groups)    pre-pass: people with several rows, under --state (crate::groups)
 //! read.rs     reader thread: rows -> operations, ledger skip     (bounded channel)
 //! batch.rs    packs operations into batch bodies, or passes single ones
 //! send.rs     N workers in flight, per-key order (order.rs), paced (pacer.rs), retried
@@ -74,13 +75,16 @@ pub enum StartError {
     /// The state file cannot be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The pre-pass for people with several rows was interrupted.
+    #[error(transparent)]
+    Groups(#[from] crate::groups::GroupsError),
 }
 
 impl StartError {
     /// How a run that could not start ended.
     fn ending(&self) -> Ending {
         match self {
-            StartError::InterruptedBeforeInput => Ending::Interrupted,
+            StartError::InterruptedBeforeInput | StartError::Groups(_) => Ending::Interrupted,
             _ => Ending::Aborted,
         }
     }
@@ -99,6 +103,8 @@ struct Opened {
     _ledger: Option<Ledger>,
     lookup: Option<LedgerCheck>,
     ledger_writer: Option<ledger::LedgerWriter>,
+    /// People with several rows (a rereadable input under `--state`).
+    groups: Option<crate::groups::Groups>,
 }
 
 /// Checks the settings and opens everything, in the order whose first failure is reported.
@@ -189,6 +195,12 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
             (Some(l), Some(check), Some(writer))
         }
     };
+    let groups = if crate::groups::applies(cfg) {
+        let (cfg, stop) = (cfg.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || crate::groups::prepass(&cfg, &stop)).await??
+    } else {
+        None
+    };
     Ok(Opened {
         rows,
         input_progress,
@@ -198,6 +210,7 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
         _ledger: ledger,
         lookup,
         ledger_writer,
+        groups,
     })
 }
 
@@ -262,6 +275,7 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         _ledger,
         lookup,
         ledger_writer,
+        groups,
     } = opened;
 
     // Regular files never stall, so their rows can travel in chunks; pipes go row by row.
@@ -317,6 +331,11 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
         out: out_tx,
         stop: stop.clone(),
         tally: tally.clone(),
+        groups,
+        note_repeats: cfg.state.is_some()
+            && !cfg.input.rereadable()
+            && cfg.convert.event.is_none()
+            && cfg.convert.action == crate::operation::Action::Identify,
     };
     let reader_end = tokio::task::spawn_blocking(move || reader.run())
         .await
