@@ -1074,6 +1074,9 @@ impl World {
                 rec
             })
             .collect();
+        // A person's valid rows in file order: with several, the ledger records the chain of
+        // their hashes (issue 14), which claims what the rows give applied in order.
+        let mut by_person: HashMap<String, Vec<([u8; 16], Map<String, Value>)>> = HashMap::new();
         for (i, rec) in records.iter().enumerate() {
             let pos = Position {
                 row: i as u64 + 1,
@@ -1088,9 +1091,21 @@ impl World {
                         _ => v.as_object().cloned().unwrap_or_default(),
                     };
                     attrs.remove("_update");
+                    by_person
+                        .entry(rec.identifier.value.clone())
+                        .or_default()
+                        .push((h, attrs.clone()));
                     self.hashes.insert(h, attrs);
                 }
             }
+        }
+        for rows in by_person.into_values().filter(|r| r.len() > 1) {
+            let chain = cio_import::groups::chain(rows.iter().map(|(h, _)| *h));
+            let mut coalesced = Map::new();
+            for (_, attrs) in rows {
+                coalesced.extend(attrs);
+            }
+            self.hashes.insert(chain, coalesced);
         }
         if night.other && self.other.is_none() {
             self.other = Some(workspace(OTHER_SITE, OTHER_KEY));
@@ -1939,6 +1954,33 @@ fn a_plain_night_and_an_unchanged_one_are_clean() {
     assert_eq!(ran.code, Some(0));
     assert_clean(&ran);
     assert!(!w.hashes.is_empty());
+}
+
+/// Issue 14: a night with a person on several rows, then the same night again, sends no
+/// request; a change in that person's first row sends all their rows again, in order.
+#[test]
+fn an_unchanged_night_with_duplicates_sends_nothing() {
+    let mut w = World::new(0);
+    let rows = vec![
+        Row::new("b", ["", "free", "", "Lyon"]),
+        Row::new("a", ["Ada 1", "pro", "7", "Paris"]),
+        Row::new("b", ["Grace 2", "", "9", ""]),
+        Row::new("b", ["", "team", "", ""]),
+    ];
+    for opts in [Opts::default(), Opts { v1: true, clear: true, mapping: true, ..Opts::default() }] {
+        let mut night = Night::plain(rows.clone());
+        night.opts = opts;
+        assert_clean(&w.run(&night));
+        let before = w.main.stats().requests;
+        let ran = w.run(&night);
+        assert_eq!(ran.code, Some(0));
+        assert_clean(&ran);
+        assert_eq!(w.main.stats().requests, before, "{:?}", night.opts);
+        let mut changed = night.clone();
+        changed.rows[0].cells[3] = "Nice".into();
+        assert_clean(&w.run(&changed));
+        assert!(w.main.stats().requests > before);
+    }
 }
 
 /// The model finds a workspace that does not hold what the source says (a planted change).
