@@ -329,3 +329,25 @@ fn empty_clear_and_a_mapping_end_on_the_rows_in_file_order_and_skip_when_unchang
     let (third, requests) = night(&sb, dir.path(), &["--mapping", "map.toml", "--api", "v1"]);
     assert_eq!((counts(&third), requests), ((4, 3, 1), 3), "{}", third.summary);
 }
+
+#[test]
+fn a_ledger_from_before_the_rows_column_is_migrated() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "p.csv", "id,plan\na,one\nb,x\n");
+    assert_eq!(night(&sb, dir.path(), &[]).0.code, 0);
+    // The ledger as an earlier version left it: no `rows` column.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch("ALTER TABLE people DROP COLUMN rows")
+            .unwrap();
+    }
+    // Its records are one row each, and still trusted; a repeated person is recorded anew.
+    write(dir.path(), "p.csv", "id,plan\na,one\nb,x\nb,y\n");
+    let (run, requests) = night(&sb, dir.path(), &["--api", "v1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!((counts(&run), requests), ((3, 2, 1), 2), "{}", run.summary);
+    assert_eq!(ledger_rows(dir.path()), vec![("b".to_string(), 2)]);
+    let (again, requests) = night(&sb, dir.path(), &[]);
+    assert_eq!((counts(&again), requests), ((3, 0, 3), 0));
+}
