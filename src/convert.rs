@@ -344,9 +344,7 @@ or --identify-by email{}",
     pub fn identifier_of(&self, raw: &RawRow) -> Option<Identifier> {
         match raw {
             RawRow::Csv(rec) => self.csv_identifier(rec).ok(),
-            RawRow::Line(line) if self.opts.mapping.is_none() => {
-                self.jsonl_identifier(line).ok()
-            }
+            RawRow::Line(line) if self.opts.mapping.is_none() => self.jsonl_identifier(line).ok(),
             RawRow::Line(_) => self
                 .convert(Position { row: 0, line: 0 }, raw.clone())
                 .ok()

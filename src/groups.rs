@@ -22,8 +22,8 @@
 //!   its outcome is unknown, or the run is killed), the ledger holds nothing for that person,
 //!   so the next night sends all their rows again. A row that fails validation is not part of
 //!   the group (it is never sent, both nights alike) and costs only itself.
-//! - **Knowing who repeats.** A pre-pass reads a rereadable input ([`crate::source::Input::rereadable`])
-//!   before the run, twice when needed: first the identifiers only (no payload is built),
+//! - **Knowing who repeats.** A pre-pass reads a rereadable input
+//!   ([`crate::source::Input::rereadable`]) before the run, twice when needed: first the identifiers only (no payload is built),
 //!   remembering who was seen in a fixed 12 MiB Bloom filter ([`SeenFilter`]) and who was
 //!   seen again in a hash set; then, only if someone repeats, the rows of those people are
 //!   converted and their chains folded, 16 bytes of state per person. Memory is the filter

@@ -573,12 +573,28 @@ fn write_loop(
                     match m {
                         Msg::Acked(people) => {
                             for (kind, id, hash) in people {
-                                up.execute(params![dest, kind.as_str(), id, &hash[..], t, run_id, 1])?;
+                                up.execute(params![
+                                    dest,
+                                    kind.as_str(),
+                                    id,
+                                    &hash[..],
+                                    t,
+                                    run_id,
+                                    1
+                                ])?;
                             }
                         }
                         Msg::AckedRows(people) => {
                             for (kind, id, hash, rows) in people {
-                                up.execute(params![dest, kind.as_str(), id, &hash[..], t, run_id, rows])?;
+                                up.execute(params![
+                                    dest,
+                                    kind.as_str(),
+                                    id,
+                                    &hash[..],
+                                    t,
+                                    run_id,
+                                    rows
+                                ])?;
                             }
                         }
                         Msg::AckedEvents(ids) => {
@@ -697,7 +713,9 @@ pub fn describe(path: &Path) -> Result<String, LedgerError> {
                 )
                 .unwrap_or(0);
             if several > 0 {
-                out.push_str(&format!(" ({several} of them from several rows of one file)"));
+                out.push_str(&format!(
+                    " ({several} of them from several rows of one file)"
+                ));
             }
             out.push('\n');
         }

@@ -177,7 +177,10 @@ fn a_failed_second_row_leaves_nothing_in_the_ledger_and_the_next_night_sends_aga
     );
     let errors = first.errors();
     assert_eq!(errors.len(), 1);
-    assert_eq!((errors[0]["row"].as_str(), errors[0]["line"].as_str()), ("2", "3"));
+    assert_eq!(
+        (errors[0]["row"].as_str(), errors[0]["line"].as_str()),
+        ("2", "3")
+    );
     assert_eq!(
         std::fs::read_to_string(first.rejects_path("csv")).unwrap(),
         "id,plan\nd,two\n"
@@ -191,7 +194,11 @@ fn a_failed_second_row_leaves_nothing_in_the_ledger_and_the_next_night_sends_aga
             .map(|r| r.unwrap())
             .collect()
     };
-    assert_eq!(held, vec!["z".to_string()], "the first row alone is not recorded");
+    assert_eq!(
+        held,
+        vec!["z".to_string()],
+        "the first row alone is not recorded"
+    );
     // A clean night: both of d's rows go again (z is skipped), then nothing.
     let (second, requests) = night(&sb, dir.path(), &args);
     assert_eq!((second.code, counts(&second), requests), (0, (3, 2, 1), 2));
@@ -309,7 +316,12 @@ fn empty_clear_and_a_mapping_end_on_the_rows_in_file_order_and_skip_when_unchang
     );
     let args = ["--empty", "clear", "--mapping", "map.toml", "--api", "v1"];
     let (first, _) = night(&sb, dir.path(), &args);
-    assert_eq!((first.code, counts(&first)), (0, (4, 4, 0)), "{}", first.stderr);
+    assert_eq!(
+        (first.code, counts(&first)),
+        (0, (4, 4, 0)),
+        "{}",
+        first.stderr
+    );
     let shown = |sb: &Sb| -> Value {
         let p = person(sb, "d");
         let m: serde_json::Map<String, Value> = p
@@ -327,7 +339,12 @@ fn empty_clear_and_a_mapping_end_on_the_rows_in_file_order_and_skip_when_unchang
     assert_eq!((counts(&second), requests), ((4, 0, 4), 0));
     // The same file without --empty clear: other rows (empty cells left out), so sent.
     let (third, requests) = night(&sb, dir.path(), &["--mapping", "map.toml", "--api", "v1"]);
-    assert_eq!((counts(&third), requests), ((4, 3, 1), 3), "{}", third.summary);
+    assert_eq!(
+        (counts(&third), requests),
+        ((4, 3, 1), 3),
+        "{}",
+        third.summary
+    );
 }
 
 #[test]

@@ -1967,7 +1967,15 @@ fn an_unchanged_night_with_duplicates_sends_nothing() {
         Row::new("b", ["Grace 2", "", "9", ""]),
         Row::new("b", ["", "team", "", ""]),
     ];
-    for opts in [Opts::default(), Opts { v1: true, clear: true, mapping: true, ..Opts::default() }] {
+    for opts in [
+        Opts::default(),
+        Opts {
+            v1: true,
+            clear: true,
+            mapping: true,
+            ..Opts::default()
+        },
+    ] {
         let mut night = Night::plain(rows.clone());
         night.opts = opts;
         assert_clean(&w.run(&night));

@@ -8,8 +8,8 @@
 //! their rows.
 
 use super::outcome::{GroupNote, Outcome};
-use crate::groups::{chain_next, Groups, Mode};
 use crate::convert::Converter;
+use crate::groups::{chain_next, Groups, Mode};
 use crate::ledger::Lookup;
 use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure, Position, RawRow};
@@ -211,13 +211,12 @@ impl Reader {
                                     } else {
                                         g.mode = Mode::Send;
                                         // Announced before the first row can be acknowledged.
-                                        let _ = out.blocking_send(Outcome::Group(
-                                            GroupNote::Expect {
+                                        let _ =
+                                            out.blocking_send(Outcome::Group(GroupNote::Expect {
                                                 key,
                                                 rows: g.rows,
                                                 chain: g.chain,
-                                            },
-                                        ));
+                                            }));
                                         // Whatever the ledger holds stops being true once
                                         // these rows go; nothing is recorded for this person
                                         // again before all of them are acknowledged, so the
@@ -231,15 +230,18 @@ impl Reader {
                                     if !changed_warned {
                                         changed_warned = true;
                                         tracing::warn!(
-                                            "row {} (line {}): the input changed while it was read (its rows differ from the pre-pass's); the person is not recorded in the state file this run, and a later run sends their rows",
+                                            "row {} (line {}): the input changed while it was read (its rows \
+differ from the pre-pass's); the person is not recorded in the state file this run, and a later \
+run sends their rows",
                                             pos.row,
                                             pos.line
                                         );
                                     }
                                     if g.mode == Mode::Send {
-                                        let _ = out.blocking_send(Outcome::Group(
-                                            GroupNote::Cancel { key },
-                                        ));
+                                        let _ =
+                                            out.blocking_send(Outcome::Group(GroupNote::Cancel {
+                                                key,
+                                            }));
                                     }
                                 }
                                 if g.mode == Mode::Skip {
@@ -258,7 +260,9 @@ impl Reader {
                                 if note_repeats && sent_before {
                                     note_repeats = false;
                                     tracing::info!(
-                                        "row {} (line {}) repeats an identifier of an earlier row; stdin and pipes cannot be read twice, so with --state people with several rows are sent again on every run: give a regular file to skip them when unchanged",
+                                        "row {} (line {}) repeats an identifier of an earlier row; stdin \
+and pipes cannot be read twice, so with --state people with several rows are sent again on \
+every run: give a regular file to skip them when unchanged",
                                         pos.row,
                                         pos.line
                                     );
@@ -277,9 +281,7 @@ impl Reader {
                                 // a send cannot change them.)
                                 op.forget_first = match known {
                                     None => true,
-                                    Some(k) => {
-                                        sent_before || k.is_some_and(|k| op.hash != Some(k))
-                                    }
+                                    Some(k) => sent_before || k.is_some_and(|k| op.hash != Some(k)),
                                 };
                             }
                         }
