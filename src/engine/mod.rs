@@ -196,8 +196,17 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
         }
     };
     let groups = if crate::groups::applies(cfg) {
+        let began = Instant::now();
         let (cfg, stop) = (cfg.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || crate::groups::prepass(&cfg, &stop)).await??
+        let groups =
+            tokio::task::spawn_blocking(move || crate::groups::prepass(&cfg, &stop)).await??;
+        let n = groups.as_ref().map_or(0, |g| g.len());
+        tracing::info!(
+            "{input_name}: {n} people have several rows (pre-pass {:.2} s); with --state each \
+is skipped whole when all their rows are unchanged",
+            began.elapsed().as_secs_f64()
+        );
+        groups
     } else {
         None
     };
