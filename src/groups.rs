@@ -166,7 +166,7 @@ sent as they are"
     let mut n = 0u64;
     for item in rows {
         n += 1;
-        if n % STOP_CHECK_ROWS == 0 && stop.reading_should_stop() {
+        if n.is_multiple_of(STOP_CHECK_ROWS) && stop.reading_should_stop() {
             return Err(GroupsError::Interrupted);
         }
         let raw = match item {
@@ -216,7 +216,7 @@ sent every night"
     let mut n = 0u64;
     for item in rows {
         n += 1;
-        if n % STOP_CHECK_ROWS == 0 && stop.reading_should_stop() {
+        if n.is_multiple_of(STOP_CHECK_ROWS) && stop.reading_should_stop() {
             return Err(GroupsError::Interrupted);
         }
         let (pos, raw) = match item {

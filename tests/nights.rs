@@ -71,6 +71,8 @@ const OTHER_SITE: &str = "other-workspace-site";
 const OTHER_KEY: &str = "other-workspace-key";
 
 type Cells = [String; 4];
+/// A valid row's attribute hash and the attributes it sets.
+type HashedRow = ([u8; 16], Map<String, Value>);
 
 /// One source row.
 #[derive(Clone, Debug)]
@@ -1076,7 +1078,7 @@ impl World {
             .collect();
         // A person's valid rows in file order: with several, the ledger records the chain of
         // their hashes (issue 14), which claims what the rows give applied in order.
-        let mut by_person: HashMap<String, Vec<([u8; 16], Map<String, Value>)>> = HashMap::new();
+        let mut by_person: HashMap<String, Vec<HashedRow>> = HashMap::new();
         for (i, rec) in records.iter().enumerate() {
             let pos = Position {
                 row: i as u64 + 1,
