@@ -23,19 +23,23 @@
 //!   so the next night sends all their rows again. A row that fails validation is not part of
 //!   the group (it is never sent, both nights alike) and costs only itself.
 //! - **Knowing who repeats.** A pre-pass reads a rereadable input
-//!   ([`crate::source::Input::rereadable`]) before the run, twice when needed: first the identifiers only (no payload is built),
-//!   remembering who was seen in a fixed 12 MiB Bloom filter ([`SeenFilter`]) and who was
-//!   seen again in a hash set; then, only if someone repeats, the rows of those people are
-//!   converted and their chains folded, 16 bytes of state per person. Memory is the filter
-//!   plus about 64 bytes per repeated person, capped at [`MAX_GROUPS`] people (about
-//!   130 MiB); people beyond the cap, and a Bloom false positive's person with a single row,
-//!   keep the per-row behaviour, which is correct but re-sends duplicates.
+//!   ([`crate::source::Input::rereadable`]) before the run, twice when needed: first the
+//!   identifiers only (no payload is built), remembering who was seen in a fixed 12 MiB Bloom
+//!   filter ([`SeenFilter`]) and who was seen again in a hash set; then, only if someone
+//!   repeats, the rows of those people are converted and their chains folded, 16 bytes of
+//!   state per person. Memory is the filter (freed before the run reads) plus about 75 bytes
+//!   per repeated person in the reader (and 40 in the outcome stage while their rows are in
+//!   flight), capped at [`MAX_GROUPS`] people (about 150 MiB); people beyond the cap, and a
+//!   Bloom false positive's person with a single row, keep the per-row behaviour, which is
+//!   correct but re-sends duplicates.
 //! - **Stdin and pipes** cannot be read twice: their duplicates keep the per-row behaviour
 //!   (the earlier rows of a repeated person differ from the last row's recorded hash, so they
-//!   go every night, and so does everything after them); the run says so once.
+//!   go every night, and so do their later rows); the run says so once.
 //! - **The input changing under the run.** The reader folds the chain again as it reads; if
-//!   a group's chain differs from the pre-pass's, it warns, records nothing for that person,
-//!   and, if it skipped them, forgets them so the next night sends them.
+//!   a group's chain differs from the pre-pass's, or the person has more rows than it found,
+//!   it warns and records nothing for that person in this run. If it skipped them, the
+//!   ledger's chain is still true of the workspace, and the next night's pre-pass, seeing
+//!   other rows, sends them.
 //!
 //! Events (keyed by event id), deletions and suppressions, and dry runs are unaffected.
 

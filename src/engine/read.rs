@@ -256,6 +256,16 @@ run sends their rows",
                                     // as a row of its own.
                                     let _ = out
                                         .blocking_send(Outcome::Group(GroupNote::Cancel { key }));
+                                    if !changed_warned {
+                                        changed_warned = true;
+                                        tracing::warn!(
+                                            "row {} (line {}): the input changed while it was \
+read (more rows of this person than the pre-pass found); the person is not recorded in the \
+state file this run, and a later run sends their rows",
+                                            pos.row,
+                                            pos.line
+                                        );
+                                    }
                                 }
                                 if note_repeats && sent_before {
                                     note_repeats = false;
