@@ -34,6 +34,9 @@
 //!   suppression list (suppress), or off it (unsuppress).
 //!
 //! (d) knows that a suppressed person is never created, and a deleted one is created again.
+//! (h) After a clean night (exit 0, no fault or kill, no events or list run, not update-only)
+//! whose file has someone on several rows, the same file is run again and must send no
+//! request (issue 14).
 //!
 //! CI: `cargo test --test nights` (a few hundred nights; `many_nights` is ignored until the
 //! issue-10 fixes land). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
@@ -1850,6 +1853,18 @@ impl Tally {
         }
     }
 
+    /// A replay (h): counted apart from the drawn nights, its findings as any night's.
+    fn replay(&mut self, ran: &Ran) {
+        self.add("replays with duplicates");
+        for f in ran.findings.iter().filter(|f| f.kind != "context") {
+            let e = self.found.entry(f.kind).or_default();
+            e.0 += 1;
+            if e.1.len() < 6 {
+                e.1.push(f.what.clone());
+            }
+        }
+    }
+
     fn report(&self) -> String {
         let mut s = String::from("nights ran:\n");
         for (k, v) in &self.counts {
@@ -1871,6 +1886,32 @@ impl Tally {
     }
 }
 
+/// The same file again, when a night was clean (exit 0, no fault, no kill, the main workspace,
+/// no events or list run, not update-only) and has someone on several rows, none of them
+/// suppressed: every row was acknowledged, so the ledger must skip them all.
+fn replay_of(night: &Night, ran: &Ran, world: &World) -> Option<Night> {
+    let mut ids: Vec<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    let repeats = ids.windows(2).any(|w| w[0] == w[1]);
+    let suppressed = suppressed_of(&world.main);
+    let clean = ran.code == Some(0)
+        && night.kill == Kill::None
+        && night.faults.iter().all(|f| *f == Fault::Pass)
+        && !night.other
+        && night.events.is_none()
+        && night.action.is_none()
+        && !night.opts.update_only
+        && !ids.iter().any(|id| suppressed.contains(*id));
+    (clean && repeats).then(|| {
+        let mut replay = Night::plain(night.rows.clone());
+        replay.opts = Opts {
+            full: false,
+            ..night.opts.clone()
+        };
+        replay
+    })
+}
+
 /// Runs `nights` nights for each seed, seeds spread over `threads` threads.
 fn simulate(seeds: Vec<u64>, nights: usize, threads: usize) -> Tally {
     let queue = Mutex::new(seeds);
@@ -1887,6 +1928,23 @@ fn simulate(seeds: Vec<u64>, nights: usize, threads: usize) -> Tally {
                     let night = gen.night(n);
                     let ran = world.run(&night);
                     tally.lock().unwrap().night(&night, &ran);
+                    // (h) issue 14: after a clean night whose file has someone on several
+                    // rows, the very same file again sends no request.
+                    if let Some(replay) = replay_of(&night, &ran, &world) {
+                        let before = world.main.stats().requests;
+                        let mut ran = world.run(&replay);
+                        let sent = world.main.stats().requests - before;
+                        if sent != 0 {
+                            ran.findings.push(Finding {
+                                kind: "replay",
+                                what: format!(
+                                    "seed {seed} night {n}: the same file again (someone on \
+several rows) sent {sent} requests after a clean night"
+                                ),
+                            });
+                        }
+                        tally.lock().unwrap().replay(&ran);
+                    }
                 }
             });
         }
