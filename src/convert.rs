@@ -347,6 +347,22 @@ impl Converter {
         }
     }
 
+    /// The identifier a row addresses, read without building its payload where the format
+    /// allows (CSV, plain JSONL; mapped JSONL is converted whole, as a mapping may reshape
+    /// the identifier). `None` when it cannot be read (the row is invalid, or will be). Used
+    /// by pre-passes that only need to know who a row is about ([`crate::groups`]).
+    pub fn identifier_of(&self, raw: &RawRow) -> Option<Identifier> {
+        match raw {
+            RawRow::Csv(rec) => self.csv_identifier(rec).ok(),
+            RawRow::Line(line) if self.opts.mapping.is_none() => self.jsonl_identifier(line).ok(),
+            RawRow::Line(_) => self
+                .convert(Position { row: 0, line: 0 }, raw.clone())
+                .ok()
+                .map(|op| op.identifier),
+            RawRow::CsvBytes(_) | RawRow::CsvLine(_) => None,
+        }
+    }
+
     /// The identifier of a CSV row (or of its fallback column, when the mapping names one).
     fn csv_identifier(&self, rec: &csv::StringRecord) -> Result<Identifier, Invalid> {
         let field = |i: usize| rec.get(i).unwrap_or_default();

@@ -6,6 +6,11 @@
 //! values other than the recorded ones, their record is removed (and committed) first: if the
 //! send then fails, times out, or the process dies, the ledger knows nothing of that person
 //! rather than something that may no longer be true.
+//!
+//! A person with several rows in one file is recorded once all of them are acknowledged,
+//! with the chain of their rows' hashes and the row count (`people.rows`; 1 for one row's
+//! hash): see [`crate::groups`]. Ledgers from before that column get it, every record as one
+//! row.
 
 mod history;
 
@@ -98,6 +103,7 @@ CREATE TABLE IF NOT EXISTS people (
     hash BLOB NOT NULL,
     acked_at INTEGER NOT NULL,
     run_id INTEGER NOT NULL,
+    rows INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -181,6 +187,12 @@ fn upgrade(conn: &Connection, path: &Path) -> Result<Option<String>, LedgerError
 workspace acknowledged them; they are no longer trusted, so everyone is sent once",
             path.display()
         ));
+    }
+    // `rows` (issue 14): how many rows of the file the hash covers; 1 for every record made
+    // before (each was one row's hash).
+    if let (true, false) = has("people", "rows")? {
+        conn.execute_batch("ALTER TABLE people ADD COLUMN rows INTEGER NOT NULL DEFAULT 1")
+            .map_err(e)?;
     }
     if let (true, false) = has("runs", "dest")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN dest INTEGER")
@@ -426,6 +438,8 @@ pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
 
 enum Msg {
     Acked(Vec<(IdKind, String, [u8; 16])>),
+    /// People with several rows, every row acknowledged: the chain hash and the row count.
+    AckedRows(Vec<(IdKind, String, [u8; 16], u32)>),
     AckedEvents(Vec<Box<str>>),
     /// People to forget; `true`: to record as (maybe) suppressed too.
     Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
@@ -452,6 +466,14 @@ impl LedgerWriter {
     pub fn acked(&self, people: Vec<(IdKind, String, [u8; 16])>) {
         if !people.is_empty() {
             let _ = self.tx.send(Msg::Acked(people));
+        }
+    }
+
+    /// People with several rows in the file, all of them acknowledged in this run: the chain
+    /// of their rows' hashes ([`crate::groups::chain`]) and how many rows it covers.
+    pub fn acked_rows(&self, people: Vec<(IdKind, String, [u8; 16], u32)>) {
+        if !people.is_empty() {
+            let _ = self.tx.send(Msg::AckedRows(people));
         }
     }
 
@@ -531,8 +553,8 @@ fn write_loop(
             let tx = conn.transaction()?;
             {
                 let mut up = tx.prepare_cached(
-                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id",
+                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows",
                 )?;
                 let mut del = tx.prepare_cached(
                     "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
@@ -556,7 +578,28 @@ fn write_loop(
                     match m {
                         Msg::Acked(people) => {
                             for (kind, id, hash) in people {
-                                up.execute(params![dest, kind.as_str(), id, &hash[..], t, run_id])?;
+                                up.execute(params![
+                                    dest,
+                                    kind.as_str(),
+                                    id,
+                                    &hash[..],
+                                    t,
+                                    run_id,
+                                    1
+                                ])?;
+                            }
+                        }
+                        Msg::AckedRows(people) => {
+                            for (kind, id, hash, rows) in people {
+                                up.execute(params![
+                                    dest,
+                                    kind.as_str(),
+                                    id,
+                                    &hash[..],
+                                    t,
+                                    run_id,
+                                    rows
+                                ])?;
                             }
                         }
                         Msg::AckedEvents(ids) => {
@@ -792,7 +835,21 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
             let (site_id, host, n) = row.map_err(q)?;
             any = true;
             let d = Destination { site_id, host };
-            out.push_str(&format!("  {n} people acknowledged by {d}\n"));
+            out.push_str(&format!("  {n} people acknowledged by {d}"));
+            let several: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM people p JOIN destinations d ON d.id = p.dest \
+                     WHERE d.site_id = ?1 AND d.host = ?2 AND p.rows > 1",
+                    params![d.site_id, d.host],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            if several > 0 {
+                out.push_str(&format!(
+                    " ({several} of them from several rows of one file)"
+                ));
+            }
+            out.push('\n');
         }
         if !any {
             out.push_str("  no acknowledgements yet\n");

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod engine;
 pub mod event_id;
 pub mod exit;
+pub mod groups;
 pub mod inspect;
 pub mod json_object;
 pub mod ledger;

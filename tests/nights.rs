@@ -34,6 +34,9 @@
 //!   suppression list (suppress), or off it (unsuppress).
 //!
 //! (d) knows that a suppressed person is never created, and a deleted one is created again.
+//! (h) After a clean night (exit 0, no fault or kill, no events or list run, not update-only)
+//! whose file has someone on several rows, the same file is run again and must send no
+//! request (issue 14).
 //!
 //! CI: `cargo test --test nights` (a few hundred nights; `many_nights` is ignored until the
 //! issue-10 fixes land). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
@@ -71,6 +74,8 @@ const OTHER_SITE: &str = "other-workspace-site";
 const OTHER_KEY: &str = "other-workspace-key";
 
 type Cells = [String; 4];
+/// A valid row's attribute hash and the attributes it sets.
+type HashedRow = ([u8; 16], Map<String, Value>);
 
 /// One source row.
 #[derive(Clone, Debug)]
@@ -1074,6 +1079,9 @@ impl World {
                 rec
             })
             .collect();
+        // A person's valid rows in file order: with several, the ledger records the chain of
+        // their hashes (issue 14), which claims what the rows give applied in order.
+        let mut by_person: HashMap<String, Vec<HashedRow>> = HashMap::new();
         for (i, rec) in records.iter().enumerate() {
             let pos = Position {
                 row: i as u64 + 1,
@@ -1088,9 +1096,21 @@ impl World {
                         _ => v.as_object().cloned().unwrap_or_default(),
                     };
                     attrs.remove("_update");
+                    by_person
+                        .entry(rec.identifier.value.clone())
+                        .or_default()
+                        .push((h, attrs.clone()));
                     self.hashes.insert(h, attrs);
                 }
             }
+        }
+        for rows in by_person.into_values().filter(|r| r.len() > 1) {
+            let chain = cio_import::groups::chain(rows.iter().map(|(h, _)| *h));
+            let mut coalesced = Map::new();
+            for (_, attrs) in rows {
+                coalesced.extend(attrs);
+            }
+            self.hashes.insert(chain, coalesced);
         }
         if night.other && self.other.is_none() {
             self.other = Some(workspace(OTHER_SITE, OTHER_KEY));
@@ -1833,6 +1853,18 @@ impl Tally {
         }
     }
 
+    /// A replay (h): counted apart from the drawn nights, its findings as any night's.
+    fn replay(&mut self, ran: &Ran) {
+        self.add("replays with duplicates");
+        for f in ran.findings.iter().filter(|f| f.kind != "context") {
+            let e = self.found.entry(f.kind).or_default();
+            e.0 += 1;
+            if e.1.len() < 6 {
+                e.1.push(f.what.clone());
+            }
+        }
+    }
+
     fn report(&self) -> String {
         let mut s = String::from("nights ran:\n");
         for (k, v) in &self.counts {
@@ -1854,6 +1886,32 @@ impl Tally {
     }
 }
 
+/// The same file again, when a night was clean (exit 0, no fault, no kill, the main workspace,
+/// no events or list run, not update-only) and has someone on several rows, none of them
+/// suppressed: every row was acknowledged, so the ledger must skip them all.
+fn replay_of(night: &Night, ran: &Ran, world: &World) -> Option<Night> {
+    let mut ids: Vec<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    let repeats = ids.windows(2).any(|w| w[0] == w[1]);
+    let suppressed = suppressed_of(&world.main);
+    let clean = ran.code == Some(0)
+        && night.kill == Kill::None
+        && night.faults.iter().all(|f| *f == Fault::Pass)
+        && !night.other
+        && night.events.is_none()
+        && night.action.is_none()
+        && !night.opts.update_only
+        && !ids.iter().any(|id| suppressed.contains(*id));
+    (clean && repeats).then(|| {
+        let mut replay = Night::plain(night.rows.clone());
+        replay.opts = Opts {
+            full: false,
+            ..night.opts.clone()
+        };
+        replay
+    })
+}
+
 /// Runs `nights` nights for each seed, seeds spread over `threads` threads.
 fn simulate(seeds: Vec<u64>, nights: usize, threads: usize) -> Tally {
     let queue = Mutex::new(seeds);
@@ -1870,6 +1928,23 @@ fn simulate(seeds: Vec<u64>, nights: usize, threads: usize) -> Tally {
                     let night = gen.night(n);
                     let ran = world.run(&night);
                     tally.lock().unwrap().night(&night, &ran);
+                    // (h) issue 14: after a clean night whose file has someone on several
+                    // rows, the very same file again sends no request.
+                    if let Some(replay) = replay_of(&night, &ran, &world) {
+                        let before = world.main.stats().requests;
+                        let mut ran = world.run(&replay);
+                        let sent = world.main.stats().requests - before;
+                        if sent != 0 {
+                            ran.findings.push(Finding {
+                                kind: "replay",
+                                what: format!(
+                                    "seed {seed} night {n}: the same file again (someone on \
+several rows) sent {sent} requests after a clean night"
+                                ),
+                            });
+                        }
+                        tally.lock().unwrap().replay(&ran);
+                    }
                 }
             });
         }
@@ -1939,6 +2014,41 @@ fn a_plain_night_and_an_unchanged_one_are_clean() {
     assert_eq!(ran.code, Some(0));
     assert_clean(&ran);
     assert!(!w.hashes.is_empty());
+}
+
+/// Issue 14: a night with a person on several rows, then the same night again, sends no
+/// request; a change in that person's first row sends all their rows again, in order.
+#[test]
+fn an_unchanged_night_with_duplicates_sends_nothing() {
+    let mut w = World::new(0);
+    let rows = vec![
+        Row::new("b", ["", "free", "", "Lyon"]),
+        Row::new("a", ["Ada 1", "pro", "7", "Paris"]),
+        Row::new("b", ["Grace 2", "", "9", ""]),
+        Row::new("b", ["", "team", "", ""]),
+    ];
+    for opts in [
+        Opts::default(),
+        Opts {
+            v1: true,
+            clear: true,
+            mapping: true,
+            ..Opts::default()
+        },
+    ] {
+        let mut night = Night::plain(rows.clone());
+        night.opts = opts;
+        assert_clean(&w.run(&night));
+        let before = w.main.stats().requests;
+        let ran = w.run(&night);
+        assert_eq!(ran.code, Some(0));
+        assert_clean(&ran);
+        assert_eq!(w.main.stats().requests, before, "{:?}", night.opts);
+        let mut changed = night.clone();
+        changed.rows[0].cells[3] = "Nice".into();
+        assert_clean(&w.run(&changed));
+        assert!(w.main.stats().requests > before);
+    }
 }
 
 /// The model finds a workspace that does not hold what the source says (a planted change).

@@ -2,6 +2,7 @@
 //! [`Summary`]. Rows flow through one file per stage:
 //!
 //! ```text
+//! (groups)    pre-pass: people with several rows, under --state (crate::groups)
 //! read.rs     reader thread: rows -> operations, ledger skip     (bounded channel)
 //! batch.rs    packs operations into batch bodies, or passes single ones
 //! send.rs     N workers in flight, per-key order (order.rs), paced (pacer.rs), retried
@@ -75,13 +76,16 @@ pub enum StartError {
     /// The state file cannot be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The pre-pass for people with several rows was interrupted.
+    #[error(transparent)]
+    Groups(#[from] crate::groups::GroupsError),
 }
 
 impl StartError {
     /// How a run that could not start ended.
     fn ending(&self) -> Ending {
         match self {
-            StartError::InterruptedBeforeInput => Ending::Interrupted,
+            StartError::InterruptedBeforeInput | StartError::Groups(_) => Ending::Interrupted,
             _ => Ending::Aborted,
         }
     }
@@ -104,6 +108,8 @@ struct Opened {
     _ledger: Option<Ledger>,
     lookup: Option<LedgerCheck>,
     ledger_writer: Option<ledger::LedgerWriter>,
+    /// People with several rows (a rereadable input under `--state`).
+    groups: Option<crate::groups::Groups>,
 }
 
 /// Checks the settings and opens everything, in the order whose first failure is reported.
@@ -198,6 +204,21 @@ async fn open(
             (Some(l), Some(check), Some(writer))
         }
     };
+    let groups = if crate::groups::applies(cfg) {
+        let began = Instant::now();
+        let (cfg, stop) = (cfg.clone(), stop.clone());
+        let groups =
+            tokio::task::spawn_blocking(move || crate::groups::prepass(&cfg, &stop)).await??;
+        let n = groups.as_ref().map_or(0, |g| g.len());
+        tracing::info!(
+            "{input_name}: {n} people have several rows (pre-pass {:.2} s); with --state each \
+is skipped whole when all their rows are unchanged",
+            began.elapsed().as_secs_f64()
+        );
+        groups
+    } else {
+        None
+    };
     Ok(Opened {
         rows,
         input_progress,
@@ -209,6 +230,7 @@ async fn open(
         _ledger: ledger,
         lookup,
         ledger_writer,
+        groups,
     })
 }
 
@@ -286,6 +308,7 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
         _ledger,
         lookup,
         ledger_writer,
+        groups,
     } = opened;
 
     // Regular files never stall, so their rows can travel in chunks; pipes go row by row.
@@ -345,6 +368,11 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
         out: out_tx,
         stop: stop.clone(),
         tally: tally.clone(),
+        groups,
+        note_repeats: cfg.state.is_some()
+            && !cfg.input.rereadable()
+            && cfg.convert.event.is_none()
+            && cfg.convert.action == crate::operation::Action::Identify,
     };
     let reader_end = tokio::task::spawn_blocking(move || reader.run())
         .await

@@ -1,6 +1,11 @@
 //! Outcomes: what happened to each operation after it left the reader. The sink counts
 //! every one, writes acknowledgements and forgets to the ledger, and failures to the rejects
 //! and errors files; the run's counts balance because every row ends here exactly once.
+//!
+//! A person with several rows ([`crate::groups`]) is announced by the reader before their
+//! first row is sent; the sink then records none of their rows alone, and records their
+//! chain once all of their rows are acknowledged with a hash (never after a failure, an
+//! update-only or maybe-suppressed acknowledgement, or a cancellation).
 
 use crate::ledger::{Forgotten, LedgerWriter};
 use crate::operation::{Action, Operation};
@@ -9,6 +14,7 @@ use crate::report::errors::ErrorsWriter;
 use crate::report::rejects::RejectsWriter;
 use crate::stop::Stop;
 use crate::tally::Tally;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -23,6 +29,37 @@ pub enum Outcome {
     /// people (durably) and then says so, before the request goes out.
     /// `true`: they are about to be suppressed, and the ledger records that too.
     Forget(Vec<(IdKind, String)>, bool, Forgotten),
+    /// About a person with several rows (from the reader, before or while their rows go).
+    Group(GroupNote),
+}
+
+/// What the reader tells the sink about a person with several rows, keyed by
+/// [`crate::operation::Key::seen_hash`].
+#[derive(Debug)]
+pub enum GroupNote {
+    /// Their `rows` rows are about to be sent; once all are acknowledged with a hash, the
+    /// ledger records `chain` for them.
+    Expect {
+        /// The person's key.
+        key: u128,
+        /// How many of their rows will be sent.
+        rows: u32,
+        /// The chain of those rows' hashes.
+        chain: [u8; 16],
+    },
+    /// Record nothing for them in this run (the input changed under the run).
+    Cancel {
+        /// The person's key.
+        key: u128,
+    },
+}
+
+/// A person announced by [`GroupNote::Expect`]: rows acknowledged so far.
+struct Expected {
+    rows: u32,
+    chain: [u8; 16],
+    acked: u32,
+    cancelled: bool,
 }
 
 /// What the sink leaves behind: the reports written, and the ledger writer to finish.
@@ -43,11 +80,58 @@ pub(super) async fn sink(
     stop: Stop,
 ) -> ReportFiles {
     let mut broken = false;
+    let mut groups: HashMap<u128, Expected> = HashMap::new();
     while let Some(o) = outcomes.recv().await {
         match o {
-            Outcome::Sent(ops) => {
+            Outcome::Group(GroupNote::Expect { key, rows, chain }) => {
+                groups.insert(
+                    key,
+                    Expected {
+                        rows,
+                        chain,
+                        acked: 0,
+                        cancelled: false,
+                    },
+                );
+            }
+            Outcome::Group(GroupNote::Cancel { key }) => {
+                if let Some(g) = groups.get_mut(&key) {
+                    g.cancelled = true;
+                }
+            }
+            Outcome::Sent(mut ops) => {
                 tally.count(Class::Sent, ops.len() as u64);
                 if let Some(l) = &ledger {
+                    if !groups.is_empty() {
+                        let (mut complete, mut done) = (Vec::new(), Vec::new());
+                        ops.retain(|op| {
+                            if op.event_id.is_some() {
+                                return true;
+                            }
+                            let key = op.key().seen_hash();
+                            let Some(g) = groups.get_mut(&key) else {
+                                return true;
+                            };
+                            if op.hash.is_some() && !g.cancelled {
+                                g.acked += 1;
+                                if g.acked == g.rows {
+                                    complete.push((
+                                        op.identifier.kind,
+                                        op.identifier.value.clone(),
+                                        g.chain,
+                                        g.rows,
+                                    ));
+                                    done.push(key);
+                                }
+                            }
+                            // One row of several is never recorded alone.
+                            false
+                        });
+                        for key in done {
+                            groups.remove(&key);
+                        }
+                        l.acked_rows(complete);
+                    }
                     l.unsuppressed(
                         ops.iter()
                             .filter(|op| op.action == Action::Unsuppress)

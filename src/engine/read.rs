@@ -2,9 +2,14 @@
 //! operation, checked against the ledger (an operation the workspace already acknowledged
 //! unchanged is skipped), and sent on in chunks over the bounded channel; a row that cannot
 //! be converted goes straight to the outcomes as invalid.
+//!
+//! A person with several rows in the file ([`crate::groups`], found by a pre-pass) is
+//! skipped or sent whole: the decision is made at their first row, against the chain of all
+//! their rows.
 
-use super::outcome::Outcome;
+use super::outcome::{GroupNote, Outcome};
 use crate::convert::Converter;
+use crate::groups::{chain_next, Groups, Mode};
 use crate::ledger::Lookup;
 use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure, Position, RawRow};
@@ -50,6 +55,29 @@ pub(super) struct Reader {
     pub(super) out: mpsc::Sender<Outcome>,
     pub(super) stop: Stop,
     pub(super) tally: Arc<Tally>,
+    /// The people with several rows (a rereadable input under `--state`).
+    pub(super) groups: Option<Groups>,
+    /// The input could not be read twice: say once that repeated people are sent every night.
+    pub(super) note_repeats: bool,
+}
+
+/// The hash the ledger holds for `id` (`Some(None)`: nothing), or `None` when the lookup
+/// failed (said once; the row is then sent).
+fn ledger_hash(
+    check: &LedgerCheck,
+    id: &crate::record::Identifier,
+    failed: &mut bool,
+) -> Option<Option<[u8; 16]>> {
+    match check.lookup.hash_of(id) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            if !*failed {
+                *failed = true;
+                tracing::warn!("{e}: rows are sent without checking the ledger");
+            }
+            None
+        }
+    }
 }
 
 impl Reader {
@@ -64,7 +92,10 @@ impl Reader {
             out,
             stop,
             tally,
+            mut groups,
+            mut note_repeats,
         } = self;
+        let mut changed_warned = false;
         // Keys sent earlier in this run: a later operation on them is never skipped, so the
         // file's last row wins even when the ledger already holds its hash. Fixed memory (a
         // Bloom filter): a false positive only sends a row that could have been skipped.
@@ -119,6 +150,8 @@ impl Reader {
                 Item::Row { pos, raw } => {
                     last_line = pos.line;
                     let mut converted = converter.convert(pos, raw);
+                    // The row's own attribute hash, before anything below clears `op.hash`.
+                    let content_hash = converted.as_ref().ok().and_then(|op| op.hash);
                     // An event is skipped when the workspace acknowledged its id before: it
                     // cannot change, and nothing is forgotten before sending it.
                     if let (Ok(op), Some(check)) = (&converted, &ledger) {
@@ -157,33 +190,111 @@ impl Reader {
                     ) {
                         let key = op.key().seen_hash();
                         let sent_before = seen.may_contain(key);
-                        let known = match check.lookup.hash_of(&op.identifier) {
-                            Ok(k) => Some(k),
-                            Err(e) => {
-                                if !lookup_failed {
-                                    lookup_failed = true;
-                                    tracing::warn!(
-                                        "{e}: rows are sent without checking the ledger"
+                        let group = groups
+                            .as_mut()
+                            .filter(|_| op.action == Action::Identify)
+                            .and_then(|g| g.get_mut(key));
+                        match group {
+                            // One of the rows of a person with several: all of them are
+                            // skipped, or all sent, as decided at the first.
+                            Some(g) if g.read < g.rows => {
+                                g.read += 1;
+                                g.running = chain_next(g.running, content_hash.unwrap_or([0; 16]));
+                                if g.mode == Mode::Unread {
+                                    let known =
+                                        ledger_hash(check, &op.identifier, &mut lookup_failed);
+                                    if !check.full
+                                        && !sent_before
+                                        && known.flatten() == Some(g.chain)
+                                    {
+                                        g.mode = Mode::Skip;
+                                    } else {
+                                        g.mode = Mode::Send;
+                                        // Announced before the first row can be acknowledged.
+                                        let _ =
+                                            out.blocking_send(Outcome::Group(GroupNote::Expect {
+                                                key,
+                                                rows: g.rows,
+                                                chain: g.chain,
+                                            }));
+                                        // Whatever the ledger holds stops being true once
+                                        // these rows go; nothing is recorded for this person
+                                        // again before all of them are acknowledged, so the
+                                        // first row's forget covers the others.
+                                        op.forget_first = !matches!(known, Some(None));
+                                    }
+                                } else {
+                                    op.forget_first = false;
+                                }
+                                if g.read == g.rows && g.running != g.chain {
+                                    if !changed_warned {
+                                        changed_warned = true;
+                                        tracing::warn!(
+                                            "row {} (line {}): the input changed while it was read (its rows \
+differ from the pre-pass's); the person is not recorded in the state file this run, and a later \
+run sends their rows",
+                                            pos.row,
+                                            pos.line
+                                        );
+                                    }
+                                    if g.mode == Mode::Send {
+                                        let _ =
+                                            out.blocking_send(Outcome::Group(GroupNote::Cancel {
+                                                key,
+                                            }));
+                                    }
+                                }
+                                if g.mode == Mode::Skip {
+                                    tally.count(Class::Skipped, 1);
+                                    continue;
+                                }
+                            }
+                            other => {
+                                if other.is_some() {
+                                    // More rows than the pre-pass found: the input changed.
+                                    // Nothing is recorded for them this run; the row goes
+                                    // as a row of its own.
+                                    let _ = out
+                                        .blocking_send(Outcome::Group(GroupNote::Cancel { key }));
+                                    if !changed_warned {
+                                        changed_warned = true;
+                                        tracing::warn!(
+                                            "row {} (line {}): the input changed while it was \
+read (more rows of this person than the pre-pass found); the person is not recorded in the \
+state file this run, and a later run sends their rows",
+                                            pos.row,
+                                            pos.line
+                                        );
+                                    }
+                                }
+                                if note_repeats && sent_before {
+                                    note_repeats = false;
+                                    tracing::info!(
+                                        "row {} (line {}) repeats an identifier of an earlier row; stdin \
+and pipes cannot be read twice, so with --state people with several rows are sent again on \
+every run: give a regular file to skip them when unchanged",
+                                        pos.row,
+                                        pos.line
                                     );
                                 }
-                                None
+                                let known = ledger_hash(check, &op.identifier, &mut lookup_failed);
+                                if !check.full
+                                    && !sent_before
+                                    && known.flatten().is_some_and(|k| op.hash == Some(k))
+                                {
+                                    tally.count(Class::Skipped, 1);
+                                    continue;
+                                }
+                                // What the ledger knows of this entity stops being true once
+                                // this operation is sent, whatever the answer: it is forgotten
+                                // first. (When the ledger already holds exactly these values,
+                                // a send cannot change them.)
+                                op.forget_first = match known {
+                                    None => true,
+                                    Some(k) => sent_before || k.is_some_and(|k| op.hash != Some(k)),
+                                };
                             }
-                        };
-                        if !check.full
-                            && !sent_before
-                            && known.flatten().is_some_and(|k| op.hash == Some(k))
-                        {
-                            tally.count(Class::Skipped, 1);
-                            continue;
                         }
-                        // What the ledger knows of this entity stops being true once this
-                        // operation is sent, whatever the answer: it is forgotten first.
-                        // (When the ledger already holds exactly these values, a send cannot
-                        // change them.)
-                        op.forget_first = match known {
-                            None => true,
-                            Some(k) => sent_before || k.is_some_and(|k| op.hash != Some(k)),
-                        };
                         // A suppression is recorded before it is sent, whatever the answer.
                         if op.action == Action::Suppress {
                             op.forget_first = true;
