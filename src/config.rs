@@ -71,6 +71,8 @@ pub struct ImportConfig {
     pub full: bool,
     /// How progress is shown.
     pub progress: ProgressMode,
+    /// Guards and mirror mode for unattended syncs ([`crate::guard`], [`crate::mirror`]).
+    pub nightly: crate::guard::Nightly,
 }
 
 /// A setting outside what the tool accepts, found before anything runs. The messages name the
@@ -78,6 +80,9 @@ pub struct ImportConfig {
 /// the field of [`ImportConfig`] or [`crate::sandbox::SandboxConfig`] is named after it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A guard or mirror setting that contradicts the others ([`crate::guard::check_settings`]).
+    #[error("{0}")]
+    Nightly(String),
     /// A number outside the range the option accepts.
     #[error("{option} {value}: out of range: give {range} (e.g. {option} {example})")]
     OutOfRange {
@@ -461,6 +466,7 @@ impl ImportConfig {
             state: None,
             full: false,
             progress: ProgressMode::Log,
+            nightly: crate::guard::Nightly::default(),
         }
     }
 }
@@ -668,6 +674,7 @@ pub struct ImportConfigBuilder {
     state: Option<PathBuf>,
     full: bool,
     progress: ProgressMode,
+    nightly: crate::guard::Nightly,
 }
 
 impl ImportConfig {
@@ -703,6 +710,7 @@ impl ImportConfig {
             state: None,
             full: false,
             progress: ProgressMode::Log,
+            nightly: crate::guard::Nightly::default(),
         }
     }
 }
@@ -891,6 +899,12 @@ impl ImportConfigBuilder {
         self
     }
 
+    /// Guards and mirror mode (checked against the rest by [`crate::guard::check_settings`]).
+    pub fn nightly(mut self, nightly: crate::guard::Nightly) -> Self {
+        self.nightly = nightly;
+        self
+    }
+
     /// The settings, once every one of them is checked; the first problem otherwise, naming
     /// the option and the fix.
     pub fn build(self) -> Result<ImportConfig, ConfigError> {
@@ -983,6 +997,8 @@ impl ImportConfigBuilder {
         cfg.summary = self.summary;
         cfg.dry_run = self.dry_run;
         cfg.progress = self.progress;
+        cfg.nightly = self.nightly;
+        crate::guard::check_settings(&cfg).map_err(ConfigError::Nightly)?;
         // The same checks the engine makes before it runs, here so that the message comes
         // before anything is opened.
         cfg.validate()?;

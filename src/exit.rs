@@ -9,6 +9,9 @@ pub const SUCCESS: u8 = 0;
 pub const USAGE_OR_IO: u8 = 1;
 /// The run finished, but some rows failed (invalid, rejected, exhausted, not attempted).
 pub const ROWS_FAILED: u8 = 2;
+/// A nightly guard stopped the run (an empty input, `--min-rows`, `--max-change`,
+/// `--max-removals`): the same code as failed rows, since both need a person to look.
+pub const GUARD: u8 = 2;
 /// The run was aborted by a fatal API answer (401/403: credentials or region).
 pub const FATAL_API: u8 = 3;
 /// The run was interrupted (Ctrl-C / SIGINT / SIGTERM).
@@ -18,7 +21,9 @@ pub const INTERRUPTED: u8 = 130;
 pub const HELP: &str = "Exit codes:
   0    every row was sent (or skipped as unchanged)
   1    usage, configuration or I/O error
-  2    the run finished but some rows failed (see the rejects and errors files)
+  2    the run finished but some rows (or mirror removals) failed (see the rejects and
+       errors files), or a guard stopped it (an empty input, --min-rows, --max-change,
+       --max-removals)
   3    aborted by a fatal API error (401/403: check site id, API key and region)
   130  interrupted (Ctrl-C); reports and summary are still written";
 
@@ -28,6 +33,8 @@ pub fn code(s: &Summary) -> u8 {
     match s.ending {
         _ if !s.accounted => USAGE_OR_IO,
         Ending::Completed if s.failed() > 0 => ROWS_FAILED,
+        Ending::Completed if s.mirror.as_ref().is_some_and(|m| m.failed > 0) => ROWS_FAILED,
+        Ending::Guarded => GUARD,
         Ending::Completed => SUCCESS,
         Ending::Aborted => USAGE_OR_IO,
         Ending::AbortedByApi => FATAL_API,

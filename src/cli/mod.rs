@@ -6,6 +6,7 @@
 
 mod import;
 mod inspect;
+mod nightly;
 mod presets;
 mod read;
 mod sandbox;

@@ -36,6 +36,8 @@ pub(super) struct ReaderEnd {
     pub(super) error: Option<SourceError>,
     /// The last line read, when reading stopped before the end.
     pub(super) stopped_at_line: Option<u64>,
+    /// With `--mirror`: who the rows named.
+    pub(super) seen: Option<crate::mirror::Seen>,
 }
 
 /// The reading stage and what it feeds.
@@ -50,6 +52,8 @@ pub(super) struct Reader {
     pub(super) out: mpsc::Sender<Outcome>,
     pub(super) stop: Stop,
     pub(super) tally: Arc<Tally>,
+    /// With `--mirror`: remembers who each row names, whatever becomes of the row.
+    pub(super) seen: Option<crate::mirror::Seen>,
 }
 
 impl Reader {
@@ -64,6 +68,7 @@ impl Reader {
             out,
             stop,
             tally,
+            mut seen,
         } = self;
         // Keys sent earlier in this run: a later operation on them is never skipped, so the
         // file's last row wins even when the ledger already holds its hash. Fixed memory (a
@@ -93,32 +98,45 @@ impl Reader {
                 }
             }
         };
-        let end = |error: Option<SourceError>, stopped_at_line: Option<u64>, chunk: Chunk| {
+        let end = |error: Option<SourceError>,
+                   stopped_at_line: Option<u64>,
+                   chunk: Chunk,
+                   seen: Option<crate::mirror::Seen>| {
             if !chunk.is_empty() {
                 send_chunk(chunk);
             }
             ReaderEnd {
                 error,
                 stopped_at_line,
+                seen,
             }
         };
         while let Some(item) = rows.next() {
             if stop.reading_should_stop() {
-                return end(None, Some(last_line), chunk);
+                return end(None, Some(last_line), chunk, seen.take());
             }
             let item = match item {
                 Ok(i) => i,
-                Err(e) => return end(Some(e), Some(last_line), chunk),
+                Err(e) => return end(Some(e), Some(last_line), chunk, seen.take()),
             };
             tally.rows.fetch_add(1, Relaxed);
             match item {
                 Item::Bad { pos, raw, message } => {
                     last_line = pos.line;
+                    if let Some(s) = seen.as_mut() {
+                        s.saw(None);
+                    }
                     send_failure(invalid(pos, None, message, raw));
                 }
                 Item::Row { pos, raw } => {
                     last_line = pos.line;
                     let mut converted = converter.convert(pos, raw);
+                    if let Some(s) = seen.as_mut() {
+                        match &converted {
+                            Ok(op) => s.saw(Some(&op.identifier.value)),
+                            Err((inv, _)) => s.saw(inv.identifier.as_deref()),
+                        }
+                    }
                     // An event is skipped when the workspace acknowledged its id before: it
                     // cannot change, and nothing is forgotten before sending it.
                     if let (Ok(op), Some(check)) = (&converted, &ledger) {
@@ -216,7 +234,7 @@ impl Reader {
                 }
             }
         }
-        end(None, None, chunk)
+        end(None, None, chunk, seen.take())
     }
 }
 
