@@ -707,3 +707,123 @@ fn sync_dry_run_previews_the_job() {
     assert!(!sb.people().contains_key("p9"));
     assert_eq!(person(&sb, "p0")["plan"], "pro");
 }
+
+#[test]
+fn a_removal_whose_outcome_is_unknown_stays_owed_and_is_retried() {
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 6);
+    write(dir.path(), "n2.csv", export(0..4, plain_row));
+    // The removal batch is applied, then answered 500, and no retry is allowed: unknown.
+    sb.sb
+        .set_script(vec![cio_import::sandbox::Fault::Ambiguous]);
+    let args = [
+        "n2.csv",
+        "--state",
+        "st.db",
+        "--mirror",
+        "delete",
+        "--max-removals",
+        "2",
+        "--yes",
+        "--max-retries",
+        "0",
+    ];
+    let r = sb.import(dir.path(), &args);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let m = &r.summary["mirror"];
+    assert_eq!(
+        (
+            m["absent"].as_u64(),
+            m["removed"].as_u64(),
+            m["failed"].as_u64()
+        ),
+        (Some(2), Some(0), Some(2)),
+        "{m}"
+    );
+    // Rows balance on their own: removals are not rows.
+    assert_eq!(r.n("rows"), 4);
+    // The ledger claims neither that they exist nor that they are gone: the removal is owed.
+    let st = dir.path().join("st.db");
+    assert!(!known_ids(&st).iter().any(|i| i == "p4" || i == "p5"));
+    let out = std::process::Command::new(bin())
+        .args(["state", "st.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 mirror removals pending"), "{text}");
+    // p5 comes back; p4 stays absent: only p4's removal is sent again.
+    write(
+        dir.path(),
+        "n3.csv",
+        export(0..6, |i| (i != 4).then(|| format!("p{i},free,{i}"))),
+    );
+    let deletes_before = deletes(&sb);
+    let mut args3 = args;
+    args3[0] = "n3.csv";
+    let r = sb.import(dir.path(), &args3);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["mirror"]["first"], serde_json::json!(["p4"]));
+    assert_eq!(r.summary["mirror"]["removed"], 1);
+    assert_eq!(deletes(&sb), deletes_before + 1);
+    // p5 was unknown to the ledger, so it was sent (and recreated), not skipped.
+    assert_eq!(r.n("sent"), 1);
+    assert!(sb.people().contains_key("p5"));
+    let out = std::process::Command::new(bin())
+        .args(["state", "st.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("pending"));
+}
+
+#[test]
+fn a_ledger_from_before_per_attribute_hashes_is_migrated() {
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 3);
+    let st = dir.path().join("st.db");
+    // The previous schema: no attrs column.
+    rusqlite::Connection::open(&st)
+        .unwrap()
+        .execute_batch("ALTER TABLE people DROP COLUMN attrs")
+        .unwrap();
+    write(
+        dir.path(),
+        "n2.csv",
+        "id,plan,age\np0,pro,0\np1,free,1\np2,free,2\n",
+    );
+    let r = sb.import(dir.path(), &["n2.csv", "--state", "st.db", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("p0 (attributes not recorded)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("unchanged          2"), "{}", r.stdout);
+    // A real run adds the column; the unchanged stay skipped (their hashes still hold).
+    let r = sb.import(dir.path(), &["n2.csv", "--state", "st.db"]);
+    assert_eq!((r.n("sent"), r.n("skipped")), (1, 2), "{}", r.stderr);
+    write(
+        dir.path(),
+        "n3.csv",
+        "id,plan,age\np0,pro,7\np1,free,1\np2,free,2\n",
+    );
+    let r = sb.import(dir.path(), &["n3.csv", "--state", "st.db", "--dry-run"]);
+    assert!(r.stdout.contains("p0 (age)"), "{}", r.stdout);
+}
+
+#[test]
+fn a_dry_run_with_state_records_no_run() {
+    // Before issue 14 a dry run with --state opened the ledger for writing and recorded a run.
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 3);
+    let st = dir.path().join("st.db");
+    let before = ledger_rows(&st);
+    let r = sb.import(dir.path(), &["n1.csv", "--state", "st.db", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(ledger_rows(&st), before);
+    assert!(r.stdout.contains("unchanged          3"), "{}", r.stdout);
+}
