@@ -488,17 +488,18 @@ pub fn describe_run(summary: &serde_json::Value) -> String {
         return String::new();
     }
     let g = |k: &str| m[k].as_u64().unwrap_or(0);
+    let mode = m["mode"].as_str().unwrap_or("?");
+    if m["held_back"].is_string() {
+        return format!(
+            "; mirror {mode}: {} absent, none removed (held back)",
+            g("absent")
+        );
+    }
     format!(
-        "; mirror {}: {} absent, {} removed, {} failed{}",
-        m["mode"].as_str().unwrap_or("?"),
+        "; mirror {mode}: {} absent, {} removed, {} failed",
         g("absent"),
         g("removed"),
         g("failed") + g("not_sent"),
-        if m["held_back"].is_string() {
-            " (held back)"
-        } else {
-            ""
-        }
     )
 }
 

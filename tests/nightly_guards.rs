@@ -385,22 +385,31 @@ fn nothing_is_removed_after_a_read_error() {
     let sb = plain();
     let dir = tempdir();
     first_night(&sb, dir.path(), 40);
-    // A gzip export cut short: rows p0..p? are read, then the read fails.
+    // A gzip export cut short: some rows are read, then the read fails.
     let full = gzip(export(0..40, plain_row).as_bytes());
-    write(dir.path(), "n2.csv.gz", &full[..full.len() / 2]);
-    let r = sb.import(
-        dir.path(),
-        &[
-            "n2.csv.gz",
-            "--state",
-            "st.db",
-            "--mirror",
-            "delete",
-            "--max-removals",
-            "100%",
-            "--yes",
-        ],
-    );
+    let cut = &full[..full.len() / 2];
+    write(dir.path(), "n2.csv.gz", cut);
+    // A file is read once first: that reading fails, and nothing at all is sent.
+    let requests = sb.stats().requests;
+    let args = [
+        "--state",
+        "st.db",
+        "--mirror",
+        "delete",
+        "--max-removals",
+        "100%",
+        "--yes",
+    ];
+    let mut file_args = vec!["n2.csv.gz"];
+    file_args.extend(args);
+    let r = sb.import(dir.path(), &file_args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot preview"), "{}", r.stderr);
+    assert_eq!(sb.stats().requests, requests);
+    // From a pipe, the rows read before the break are sent; the removals are held back.
+    let mut pipe_args = vec!["-", "--format", "csv"];
+    pipe_args.extend(args);
+    let r = import(dir.path(), Some(&sb.url()), &pipe_args, Some(cut));
     assert_eq!(r.code, 1, "{}", r.stderr);
     let m = &r.summary["mirror"];
     assert!(
@@ -492,16 +501,48 @@ fn the_cap_stops_before_any_removal() {
     let sb = plain();
     let dir = tempdir();
     first_night(&sb, dir.path(), 20);
-    write(dir.path(), "n2.csv", export(0..15, plain_row));
-    let before = sb.stats();
-    // Default cap: 5% of 20 known is 1 person; 5 vanished.
+    write(
+        dir.path(),
+        "n2.csv",
+        export(0..15, |i| Some(format!("p{i},pro,{i}"))),
+    );
+    let requests = sb.stats().requests;
+    // Default cap: 5% of 20 known is 1 person; 5 vanished. A file is counted first: nothing
+    // at all is sent.
     let r = sb.import(
         dir.path(),
         &["n2.csv", "--state", "st.db", "--mirror", "delete", "--yes"],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("would delete 5 of the 20 people known for this workspace (25.0%), more than --max-removals 5% (1 people)"),
+        r.stderr.contains("would delete 5 of the 20 people known for this workspace (25.0%), more than --max-removals 5% (1 people): nothing was sent"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.stats().requests, requests);
+    // From a pipe the count is known once read: the rows go, the removals do not.
+    let data = std::fs::read(dir.path().join("n2.csv")).unwrap();
+    let r = import(
+        dir.path(),
+        Some(&sb.url()),
+        &[
+            "-",
+            "--format",
+            "csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "4",
+            "--yes",
+        ],
+        Some(&data),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.summary["outcome"], "stopped by a guard");
+    assert!(
+        r.stderr.contains("would delete 5 of the 20 people known for this workspace (25.0%), more than --max-removals 4 (4 people): nothing was removed"),
         "{}",
         r.stderr
     );
@@ -514,25 +555,9 @@ fn the_cap_stops_before_any_removal() {
         ),
         (Some(5), Some(0), Some(5))
     );
-    let r = sb.import(
-        dir.path(),
-        &[
-            "n2.csv",
-            "--state",
-            "st.db",
-            "--mirror",
-            "delete",
-            "--max-removals",
-            "4",
-            "--yes",
-        ],
-    );
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.n("sent"), 15);
     assert_eq!(sb.people().len(), 20);
-    assert_eq!(
-        deletes(&sb),
-        before.by_action.get("delete").copied().unwrap_or(0)
-    );
+    assert_eq!(deletes(&sb), 0);
     assert_eq!(known_ids(&dir.path().join("st.db")).len(), 20);
     // Without --yes (no terminal), refused before anything is sent.
     let requests = sb.stats().requests;

@@ -81,12 +81,11 @@ pub(super) async fn before_run(
         }
         return Ok(Next::Run);
     }
+    // A mirror on a regular file is counted first, so that its cap stops the run before any
+    // row is sent (the engine checks again once the input has been read: the file may change).
     let prepass = preview_wanted
-        || (!cfg.dry_run && (n.min_rows.is_some() || n.max_change.is_some() || must_ask));
+        || (!cfg.dry_run && (n.min_rows.is_some() || n.max_change.is_some() || n.mirror.is_some()));
     if !prepass {
-        if must_ask && !terminal {
-            return Err(refuse_unconfirmed(cfg));
-        }
         return Ok(Next::Run);
     }
     if must_ask && !terminal {
@@ -98,19 +97,28 @@ pub(super) async fn before_run(
         return Ok(Next::Run);
     }
     if let Err(e) = n.check_rows(&d.input, d.rows) {
-        eprintln!("error: {e}: nothing was sent");
-        return Ok(Next::Exit(exit::GUARD));
+        return Ok(stop_with(cfg, format!("{e}: nothing was sent")));
     }
     if let Err(e) = n.check_change(&d.input, d.changed.count, d.absent, d.known) {
-        eprintln!("error: {e}");
-        return Ok(Next::Exit(exit::GUARD));
+        return Ok(stop_with(cfg, e.to_string()));
     }
-    if must_ask {
-        let Some(m) = cfg.nightly.mirror.as_mut() else {
-            return Ok(Next::Run);
-        };
+    if let Some(m) = cfg.nightly.mirror.as_mut() {
         let count = d.absent;
         let limit = m.cap.limit(d.known);
+        if !must_ask {
+            if count > limit {
+                let why = format!(
+                    "--mirror {} would {} {count} of the {} people known for this workspace ({:.1}%), more than --max-removals {} ({limit} people): nothing was sent; check the export (see --dry-run), or raise --max-removals",
+                    m.mode.name(),
+                    m.mode.verb(),
+                    d.known,
+                    count as f64 * 100.0 / d.known.max(1) as f64,
+                    m.cap
+                );
+                return Ok(stop_with(cfg, why));
+            }
+            return Ok(Next::Run);
+        }
         let first = d
             .to_remove
             .as_ref()
@@ -156,6 +164,29 @@ pub(super) async fn before_run(
         }
     }
     Ok(Next::Run)
+}
+
+/// A guard tripped before the run: says why, writes the summary (`--summary`, nothing sent,
+/// outcome `stopped by a guard`) for monitors, and ends with [`exit::GUARD`].
+fn stop_with(cfg: &ImportConfig, why: String) -> Next {
+    eprintln!("error: {why}");
+    let heading = crate::report::summary::Heading {
+        input: cfg.input.display(),
+        api: cfg.convert.api.as_str(),
+        dry_run: cfg.dry_run,
+    };
+    let mut s = crate::report::summary::Summary::of(
+        &crate::tally::Tally::default(),
+        &heading,
+        std::time::Duration::ZERO,
+    );
+    s.end(crate::report::summary::Ending::Guarded, Some(why));
+    if let Some(path) = &cfg.summary {
+        if let Err(e) = s.write_json(path) {
+            eprintln!("error: {e}");
+        }
+    }
+    Next::Exit(s.exit_code)
 }
 
 fn refuse_unconfirmed(cfg: &ImportConfig) -> UsageError {
