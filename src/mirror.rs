@@ -239,6 +239,7 @@ pub fn seen_key(value: &str) -> u128 {
 
 /// People seen tonight (a Bloom filter of [`seen_key`]s: a false positive keeps someone), and
 /// rows whose identifier could not be read.
+#[derive(Default)]
 pub struct Seen {
     /// The identifiers seen.
     pub filter: SeenFilter,
@@ -246,14 +247,6 @@ pub struct Seen {
     pub unidentified: u64,
 }
 
-impl Default for Seen {
-    fn default() -> Self {
-        Seen {
-            filter: SeenFilter::new(),
-            unidentified: 0,
-        }
-    }
-}
 
 impl Seen {
     /// A row naming `value` (or, with `None`, a row whose identifier cannot be read).

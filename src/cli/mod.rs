@@ -41,6 +41,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of `import`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Import people from a CSV or JSONL file (or stdin).
