@@ -247,7 +247,6 @@ pub struct Seen {
     pub unidentified: u64,
 }
 
-
 impl Seen {
     /// A row naming `value` (or, with `None`, a row whose identifier cannot be read).
     pub fn saw(&mut self, value: Option<&str>) {

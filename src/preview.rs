@@ -409,7 +409,11 @@ impl Diff {
             self.changed.count,
             names(&changed, self.changed.count)
         );
-        out += &format!("  unchanged   {:>8}\n", self.unchanged.count);
+        out += &format!(
+            "  unchanged   {:>8}{}\n",
+            self.unchanged.count,
+            names(&self.unchanged.first, self.unchanged.count)
+        );
         if let (Some(r), Some(m)) = (&self.to_remove, &self.mirror) {
             out += &format!(
                 "  to remove   {:>8}{}  (--mirror {m})\n",
