@@ -149,6 +149,9 @@ pub struct Diff {
     pub other_kinds: u64,
     /// Rows whose identifier cannot be read (with `--mirror`, they hold every removal back).
     pub unidentified: u64,
+    /// No site id was given (a dry run needs no credentials): no workspace's ledger is read.
+    #[serde(skip)]
+    pub no_site_id: bool,
 }
 
 /// Opens the ledger at `path` read-only and finds `dest` in it: `None` when the file does not
@@ -264,6 +267,7 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
         input: cfg.input.display(),
         destination: dest.to_string(),
         mirror: cfg.nightly.mirror.as_ref().map(|m| m.mode.name()),
+        no_site_id: site_id.is_empty(),
         ..Diff::default()
     };
     let mut seen = Seen::default();
@@ -430,6 +434,9 @@ impl Diff {
             "  known       {:>8}  people in the state file for this workspace\n",
             self.known
         );
+        if self.no_site_id {
+            out += "  no site id: set CUSTOMERIO_SITE_ID and CUSTOMERIO_TRACK_API_KEY (or the job's variables) to compare with that workspace's state\n";
+        }
         if self.other_kinds > 0 {
             out += &format!(
                 "  {} people known by another identifier kind are left alone\n",
