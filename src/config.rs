@@ -76,6 +76,8 @@ pub struct ImportConfig {
     pub full: bool,
     /// How progress is shown.
     pub progress: ProgressMode,
+    /// Guards and mirror mode for unattended syncs ([`crate::guard`], [`crate::mirror`]).
+    pub nightly: crate::guard::Nightly,
 }
 
 /// A setting outside what the tool accepts, found before anything runs. The messages name the
@@ -83,6 +85,9 @@ pub struct ImportConfig {
 /// the field of [`ImportConfig`] or [`crate::sandbox::SandboxConfig`] is named after it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A guard or mirror setting that contradicts the others ([`crate::guard::check_settings`]).
+    #[error("{0}")]
+    Nightly(String),
     /// A number outside the range the option accepts.
     #[error("{option} {value}: out of range: give {range} (e.g. {option} {example})")]
     OutOfRange {
@@ -481,6 +486,7 @@ impl ImportConfig {
             state: None,
             full: false,
             progress: ProgressMode::Log,
+            nightly: crate::guard::Nightly::default(),
         }
     }
 }
@@ -706,6 +712,7 @@ pub struct ImportConfigBuilder {
     state: Option<PathBuf>,
     full: bool,
     progress: ProgressMode,
+    nightly: crate::guard::Nightly,
 }
 
 impl ImportConfig {
@@ -741,6 +748,7 @@ impl ImportConfig {
             state: None,
             full: false,
             progress: ProgressMode::Log,
+            nightly: crate::guard::Nightly::default(),
         }
     }
 }
@@ -929,6 +937,12 @@ impl ImportConfigBuilder {
         self
     }
 
+    /// Guards and mirror mode (checked against the rest by [`crate::guard::check_settings`]).
+    pub fn nightly(mut self, nightly: crate::guard::Nightly) -> Self {
+        self.nightly = nightly;
+        self
+    }
+
     /// The settings, once every one of them is checked; the first problem otherwise, naming
     /// the option and the fix.
     pub fn build(self) -> Result<ImportConfig, ConfigError> {
@@ -1023,6 +1037,8 @@ impl ImportConfigBuilder {
         cfg.summary = self.summary;
         cfg.dry_run = self.dry_run;
         cfg.progress = self.progress;
+        cfg.nightly = self.nightly;
+        crate::guard::check_settings(&cfg).map_err(ConfigError::Nightly)?;
         // The same checks the engine makes before it runs, here so that the message comes
         // before anything is opened.
         cfg.validate()?;

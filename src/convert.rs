@@ -297,7 +297,7 @@ impl Converter {
             }
         };
         match built {
-            Ok((identifier, attributes, payload, hash, conditional)) => Ok(Operation {
+            Ok((identifier, attributes, payload, (hash, attrs), conditional)) => Ok(Operation {
                 pos,
                 entity: Entity::Person,
                 action: Action::Identify,
@@ -307,6 +307,7 @@ impl Converter {
                 payload,
                 raw,
                 hash,
+                attrs,
                 conditional,
                 forget_first: false,
             }),
@@ -340,6 +341,7 @@ impl Converter {
                 attributes: 0,
                 raw,
                 hash: None,
+                attrs: None,
                 conditional: false,
                 forget_first: false,
             }),
@@ -463,7 +465,16 @@ impl Converter {
                 violation: v,
             })?;
         }
-        Ok((id, n, payload, canon.map(Canon::hash), conditional))
+        let hashes = match canon {
+            Some(c) => {
+                let attrs = crate::preview::AttrHashes::of(
+                    c.pairs.iter().map(|(name, r)| (*name, &c.buf[r.clone()])),
+                );
+                (Some(c.hash()), Some(attrs))
+            }
+            None => (None, None),
+        };
+        Ok((id, n, payload, hashes, conditional))
     }
 
     fn csv(&self, rec: &csv::StringRecord) -> Result<Built, Invalid> {
@@ -806,7 +817,13 @@ fn number_identifier(column: &str, n: &serde_json::Number) -> Result<String, Inv
 
 /// What a conversion yields: identifier, attribute count, payload, attribute hash, and
 /// whether the send is conditional (`_update`).
-type Built = (Identifier, usize, Vec<u8>, Option<[u8; 16]>, bool);
+type Built = (
+    Identifier,
+    usize,
+    Vec<u8>,
+    (Option<[u8; 16]>, Option<Box<[u8]>>),
+    bool,
+);
 
 /// The canonical form of a row's attributes, for the ledger's hash: sorted by name, each value
 /// tagged with its exact type (the string "42" and the number 42 differ; so do 1 and 1.0),

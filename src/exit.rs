@@ -12,6 +12,9 @@ pub const ROWS_FAILED: u8 = 2;
 /// `verify`: something differs, or someone is missing in Customer.io (the same number as
 /// [`ROWS_FAILED`]: the run finished, and some rows did not make it).
 pub const DIFFERENCES: u8 = 2;
+/// A nightly guard stopped the run (an empty input, `--min-rows`, `--max-change`,
+/// `--max-removals`): the same code as failed rows, since both need a person to look.
+pub const GUARD: u8 = 2;
 /// The run was aborted by a fatal API answer (401/403: credentials or region).
 pub const FATAL_API: u8 = 3;
 /// The run was interrupted (Ctrl-C / SIGINT / SIGTERM).
@@ -21,7 +24,9 @@ pub const INTERRUPTED: u8 = 130;
 pub const HELP: &str = "Exit codes:
   0    every row was sent (or skipped as unchanged)
   1    usage, configuration or I/O error
-  2    the run finished but some rows failed (see the rejects and errors files)
+  2    the run finished but some rows (or mirror removals) failed (see the rejects and
+       errors files), or a guard stopped it (an empty input, --min-rows, --max-change,
+       --max-removals)
   3    aborted by a fatal API error (401/403: check site id, API key and region)
   130  interrupted (Ctrl-C); reports and summary are still written";
 
@@ -39,6 +44,8 @@ pub fn code(s: &Summary) -> u8 {
     match s.ending {
         _ if !s.accounted => USAGE_OR_IO,
         Ending::Completed if s.failed() > 0 => ROWS_FAILED,
+        Ending::Completed if s.mirror.as_ref().is_some_and(|m| m.failed > 0) => ROWS_FAILED,
+        Ending::Guarded => GUARD,
         Ending::Completed => SUCCESS,
         Ending::Aborted => USAGE_OR_IO,
         Ending::AbortedByApi => FATAL_API,

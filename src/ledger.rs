@@ -104,6 +104,7 @@ CREATE TABLE IF NOT EXISTS people (
     acked_at INTEGER NOT NULL,
     run_id INTEGER NOT NULL,
     rows INTEGER NOT NULL DEFAULT 1,
+    attrs BLOB,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -140,6 +141,15 @@ CREATE TABLE IF NOT EXISTS failures (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_run ON failures (run_id);
+CREATE TABLE IF NOT EXISTS removals (
+    dest INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    PRIMARY KEY (dest, kind, identifier)
+) WITHOUT ROWID;
 ";
 
 fn connect(path: &Path) -> Result<Connection, LedgerError> {
@@ -196,6 +206,12 @@ workspace acknowledged them; they are no longer trusted, so everyone is sent onc
     }
     if let (true, false) = has("runs", "dest")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN dest INTEGER")
+            .map_err(e)?;
+    }
+    // Per-attribute hashes (issue 14, for the preview's changed attribute names): people
+    // acknowledged before have none, and the preview says so; their skip hash still holds.
+    if let (true, false) = has("people", "attrs")? {
+        conn.execute_batch("ALTER TABLE people ADD COLUMN attrs BLOB")
             .map_err(e)?;
     }
     Ok(note)
@@ -299,6 +315,27 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
     /// seen, acknowledgements it no longer trusts).
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This run's destination, as the ledger numbers it.
+    pub fn dest_id(&self) -> i64 {
+        self.dest
+    }
+
+    /// This run's number in the ledger.
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// A new connection to the state file (WAL, synchronous=FULL), for a stage that keeps
+    /// its own tables (the mirror's pending removals).
+    pub fn connection(&self) -> Result<Connection, LedgerError> {
+        connect(&self.path)
     }
 
     /// A read connection for the reader thread. The file is memory-mapped (a re-sync looks
@@ -436,10 +473,16 @@ impl Lookup {
 /// ledger could not be written (then the people must not be sent).
 pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
 
+/// One acknowledged person: identifier kind and value, the hash of what was acknowledged,
+/// and its per-attribute hashes ([`crate::preview::AttrHashes`]) when they were computed.
+pub type Ack = (IdKind, String, [u8; 16], Option<Box<[u8]>>);
+
 enum Msg {
-    Acked(Vec<(IdKind, String, [u8; 16])>),
+    Acked(Vec<Ack>),
     /// People with several rows, every row acknowledged: the chain hash and the row count.
     AckedRows(Vec<(IdKind, String, [u8; 16], u32)>),
+    /// People whose mirror removal was acknowledged: they leave the ledger.
+    Removed(Vec<(IdKind, String)>),
     AckedEvents(Vec<Box<str>>),
     /// People to forget; `true`: to record as (maybe) suppressed too.
     Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
@@ -463,7 +506,7 @@ pub struct LedgerWriter {
 
 impl LedgerWriter {
     /// People the API acknowledged, with the hash of what it acknowledged.
-    pub fn acked(&self, people: Vec<(IdKind, String, [u8; 16])>) {
+    pub fn acked(&self, people: Vec<Ack>) {
         if !people.is_empty() {
             let _ = self.tx.send(Msg::Acked(people));
         }
@@ -494,6 +537,14 @@ impl LedgerWriter {
             self.tx.send(Msg::Forget(people, suppress, done))
         {
             let _ = done.send(false);
+        }
+    }
+
+    /// People whose mirror removal the API acknowledged: their pending removal and anything
+    /// the ledger knew of them go.
+    pub fn removed(&self, people: Vec<(IdKind, String)>) {
+        if !people.is_empty() {
+            let _ = self.tx.send(Msg::Removed(people));
         }
     }
 
@@ -553,8 +604,8 @@ fn write_loop(
             let tx = conn.transaction()?;
             {
                 let mut up = tx.prepare_cached(
-                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows",
+                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows, attrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows, attrs = excluded.attrs",
                 )?;
                 let mut del = tx.prepare_cached(
                     "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
@@ -577,7 +628,7 @@ fn write_loop(
                 for m in batch {
                     match m {
                         Msg::Acked(people) => {
-                            for (kind, id, hash) in people {
+                            for (kind, id, hash, attrs) in people {
                                 up.execute(params![
                                     dest,
                                     kind.as_str(),
@@ -585,7 +636,8 @@ fn write_loop(
                                     &hash[..],
                                     t,
                                     run_id,
-                                    1
+                                    1,
+                                    attrs.as_deref()
                                 ])?;
                             }
                         }
@@ -598,8 +650,18 @@ fn write_loop(
                                     &hash[..],
                                     t,
                                     run_id,
-                                    rows
+                                    rows,
+                                    None::<&[u8]>
                                 ])?;
+                            }
+                        }
+                        Msg::Removed(people) => {
+                            let mut gone = tx.prepare_cached(
+                                "DELETE FROM removals WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                            )?;
+                            for (kind, id) in people {
+                                gone.execute(params![dest, kind.as_str(), id])?;
+                                del.execute(params![dest, kind.as_str(), id])?;
                             }
                         }
                         Msg::AckedEvents(ids) => {
@@ -854,6 +916,7 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
         if !any {
             out.push_str("  no acknowledgements yet\n");
         }
+        out.push_str(&crate::mirror::describe_pending(&conn).map_err(q)?);
     } else {
         out.push_str(
             "  acknowledgements recorded by an older version, not tied to a workspace: \

@@ -124,6 +124,9 @@ pub struct Operation {
     pub raw: RawRow,
     /// The hash of the attributes' canonical form, when a ledger is in use.
     pub hash: Option<[u8; 16]>,
+    /// Per-attribute hashes ([`crate::preview::AttrHashes`]) with `hash`: what the ledger keeps
+    /// so that a preview can name the attributes that changed.
+    pub attrs: Option<Box<[u8]>>,
     /// The payload carries `_update` (from `--update-only` or the data): the send never
     /// creates anyone, so its acknowledgement proves nothing and is not recorded.
     pub conditional: bool,

@@ -40,6 +40,10 @@ pub struct Tally {
     pub rate_bits: AtomicU64,
     /// The lowest pacing rate so far (`f64` bits).
     pub rate_min_bits: AtomicU64,
+    /// Mirror removals acknowledged (not rows: see [`crate::mirror`]).
+    pub removed: AtomicU64,
+    /// Mirror removals that failed or whose outcome is unknown.
+    pub removal_failed: AtomicU64,
 }
 
 impl Tally {

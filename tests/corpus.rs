@@ -25,8 +25,11 @@ const CASES: &[Case] = &[
     ("quotes_in_quotes.csv", &[], 0, 2, 2, &[]),
     ("quoted_newline.csv", &[], 0, 2, 2, &[]),
     ("ragged.csv", &[], 2, 4, 2, &[3, 4]),
-    ("header_only.csv", &[], 0, 0, 0, &[]),
-    ("empty.csv", &[], 1, 0, 0, &[]),
+    // No rows is a failure (a guard: exit 2) unless --allow-empty (issue 14).
+    ("header_only.csv", &[], 2, 0, 0, &[]),
+    ("header_only.csv", &["--allow-empty"], 0, 0, 0, &[]),
+    ("empty.csv", &[], 2, 0, 0, &[]),
+    ("empty.csv", &["--allow-empty"], 0, 0, 0, &[]),
     ("duplicate_headers.csv", &[], 1, 0, 0, &[]),
     ("empty_header_name.csv", &[], 1, 0, 0, &[]),
     ("missing_id_column.csv", &[], 1, 0, 0, &[]),

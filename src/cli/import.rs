@@ -244,6 +244,28 @@ pub struct ImportArgs {
     /// Seconds one attempt to deliver the alert may take (one retry at most).
     #[arg(long, default_value_t = 5.0, hide = true)]
     pub notify_timeout: f64,
+    /// An input without rows (empty, or a header only) is not a failure.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Fail (exit 2) when the input has fewer rows; on a regular file, before anything is sent.
+    #[arg(long, value_name = "N")]
+    pub min_rows: Option<u64>,
+    /// With --state: stop (exit 2) before sending anything when more than PCT% of the people
+    /// the state file knows for this workspace would change or vanish (a regular file only).
+    #[arg(long, value_name = "PCT")]
+    pub max_change: Option<f64>,
+    /// With --state: people the state file knows who are absent from this complete export are
+    /// deleted, suppressed, or get ATTRIBUTE cleared ("", or VALUE), once every row was read.
+    /// Needs --yes (or the count typed on a terminal); capped by --max-removals.
+    #[arg(long, value_name = "delete|suppress|clear:ATTRIBUTE[=VALUE]")]
+    pub mirror: Option<crate::mirror::MirrorMode>,
+    /// --mirror: remove nobody when more would go than N people or PCT% of the people known
+    /// (default 5%).
+    #[arg(long, value_name = "N|PCT%", requires = "mirror")]
+    pub max_removals: Option<crate::mirror::RemovalCap>,
+    /// With --dry-run and --state: print the preview (the diff) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ImportArgs {
@@ -298,6 +320,19 @@ impl ImportArgs {
             .dry_run(self.dry_run)
             .state(self.state.clone())
             .full(self.full)
+            .nightly(crate::guard::Nightly {
+                allow_empty: self.allow_empty,
+                min_rows: self.min_rows,
+                max_change: self.max_change,
+                mirror: self
+                    .mirror
+                    .clone()
+                    .map(|mode| crate::mirror::MirrorSettings {
+                        mode,
+                        cap: self.max_removals.unwrap_or_default(),
+                        confirmed: if self.yes { u64::MAX } else { 0 },
+                    }),
+            })
             .progress(progress)
             .build()?;
         Ok(cfg)
@@ -454,8 +489,11 @@ async fn run_import(
     } else {
         (env_credentials, None)
     };
-    let cfg = args.config(credentials, endpoint)?;
+    let mut cfg = args.config(credentials, endpoint)?;
     preview_and_confirm(&args, &cfg).await?;
+    if let super::nightly::Next::Exit(code) = super::nightly::before_run(&args, &mut cfg).await? {
+        return Ok(code);
+    }
     warn_recent_events(&cfg).await;
     let summary_path = cfg.summary.clone();
     let input_for_save = match &cfg.input {

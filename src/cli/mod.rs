@@ -9,6 +9,7 @@ mod docs;
 mod import;
 mod inspect;
 mod log;
+mod nightly;
 mod presets;
 mod read;
 mod run_log;
@@ -51,6 +52,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of `import`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Import people from a CSV or JSONL file (or stdin).

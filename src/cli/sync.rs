@@ -20,6 +20,13 @@ pub struct SyncArgs {
     /// The job file.
     #[arg(long)]
     pub config: PathBuf,
+    /// Preview the job: with its --state, the diff (new, changed, unchanged, to remove);
+    /// nothing is sent and no run is recorded.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: print the preview as JSON on stdout.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 /// Where the rejects, errors and summary files go, named after the job file
@@ -298,7 +305,14 @@ impl Job {
 
 /// Runs the job.
 pub(super) async fn run(args: &SyncArgs) -> anyhow::Result<u8> {
-    let job = Job::load(&args.config)?;
+    let mut job = Job::load(&args.config)?;
+    // `sync --dry-run` and `--json` join the job's own options (before the `--` and the input).
+    let at = job.args.len().saturating_sub(2);
+    for (on, flag) in [(args.dry_run, "--dry-run"), (args.json, "--json")] {
+        if on && !job.args.iter().any(|a| a == flag) {
+            job.args.insert(at, flag.into());
+        }
+    }
     let import = job.import_args()?;
     let site_var = job.site_id_env.as_deref().unwrap_or(SITE_ID_ENV);
     let key_var = job.api_key_env.as_deref().unwrap_or(API_KEY_ENV);

@@ -93,6 +93,7 @@ impl Converter {
                 // With a ledger, an acknowledged event is recorded by its id: the hash is
                 // only the mark that it should be.
                 hash: self.opts.hash.then_some([0; 16]),
+                attrs: None,
                 conditional: false,
                 forget_first: false,
             }),

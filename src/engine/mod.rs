@@ -14,6 +14,7 @@
 //! It chooses no exit code either: the summary's [`Ending`] is mapped by [`crate::exit::code`].
 
 mod batch;
+mod nightly;
 mod order;
 mod outcome;
 mod pacer;
@@ -160,7 +161,9 @@ async fn open(
         input: input_name.to_string(),
         message,
     })?;
-    let (ledger, lookup, ledger_writer) = match &cfg.state {
+    // A dry run never opens the ledger for writing: it records no run and changes nothing
+    // (its preview reads the state file read-only: see `crate::preview`).
+    let (ledger, lookup, ledger_writer) = match cfg.state.as_ref().filter(|_| !cfg.dry_run) {
         None => (None, None, None),
         Some(path) => {
             let site_id = cfg
@@ -293,6 +296,14 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
             let mut s = Summary::of(&tally, &heading, started.elapsed());
             record.finish();
             s.run = Some(record);
+            // A zero-byte file has no header to open: it is an empty input, for the guards.
+            if matches!(e, StartError::Source(_)) && crate::guard::empty_file(&cfg.input) {
+                match cfg.nightly.check_rows(&input_name, 0) {
+                    Ok(()) => s.end(Ending::Completed, None),
+                    Err(g) => s.end(Ending::Guarded, Some(g.to_string())),
+                }
+                return s;
+            }
             s.end(e.ending(), Some(e.to_string()));
             return s;
         }
@@ -347,6 +358,9 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
         _ => 4096,
     };
     let (rec_tx, rec_rx) = mpsc::channel::<Chunk>((rows_buffered / chunk_rows).max(4));
+    // With --mirror, removals follow the rows through the same channel once reading is done.
+    let mirroring = cfg.nightly.mirror.is_some() && !cfg.dry_run && _ledger.is_some();
+    let removal_tx = mirroring.then(|| rec_tx.clone());
     let sender = wire.map(|wire| {
         let courier = Arc::new(courier(&cfg, wire, &stop, &tally));
         let d = Dispatcher {
@@ -373,8 +387,9 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
             && !cfg.input.rereadable()
             && cfg.convert.event.is_none()
             && cfg.convert.action == crate::operation::Action::Identify,
+        seen: mirroring.then(crate::mirror::Seen::default),
     };
-    let reader_end = tokio::task::spawn_blocking(move || reader.run())
+    let mut reader_end = tokio::task::spawn_blocking(move || reader.run())
         .await
         .unwrap_or_else(|e| ReaderEnd {
             error: Some(SourceError::Io {
@@ -382,7 +397,26 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
                 message: format!("the reader failed: {e}"),
             }),
             stopped_at_line: None,
+            seen: None,
         });
+    let incomplete = match (&reader_end.error, stop.state()) {
+        (Some(e), _) => Some(e.to_string()),
+        (None, StopState::Running) => None,
+        (None, StopState::Interrupted) => Some("interrupted".into()),
+        (None, StopState::LocalFatal(m) | StopState::ApiFatal(m)) => Some(m),
+    };
+    let mut after = nightly::after_read(
+        &cfg,
+        _ledger.as_ref(),
+        &tally,
+        nightly::ReadDone {
+            input: &input_name,
+            incomplete,
+            seen: reader_end.seen.take(),
+        },
+        removal_tx,
+    )
+    .await;
     let mut throttled_s = 0.0;
     if let Some((s, courier)) = sender {
         if let Err(e) = s.await {
@@ -411,8 +445,15 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
             Some("interrupted (Ctrl-C)".to_string()),
         ),
         (StopState::Running, Some(e)) => (Ending::Aborted, Some(e.to_string())),
-        (StopState::Running, None) => (Ending::Completed, None),
+        (StopState::Running, None) => match after.guard.take() {
+            Some(why) => (Ending::Guarded, Some(why)),
+            None => (Ending::Completed, None),
+        },
     };
+    if let Some(mut m) = after.mirror.take() {
+        nightly::settle(&mut m, &tally);
+        s.mirror = Some(m);
+    }
     s.end(ending, reason);
     record.input_read(input_figures.0, Tally::get(&input_figures.1), &digest);
     record.finish();

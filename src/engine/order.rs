@@ -122,6 +122,7 @@ mod tests {
             payload: Vec::new(),
             raw: RawRow::Line(Vec::new()),
             hash: None,
+            attrs: None,
             conditional: false,
             forget_first: false,
         })

@@ -100,6 +100,24 @@ pub(super) async fn sink(
                 }
             }
             Outcome::Sent(mut ops) => {
+                // Mirror removals are no rows: their own counter, and they leave the ledger.
+                if ops.iter().any(|op| crate::mirror::is_removal(op.pos)) {
+                    let (removed, rows): (Vec<_>, Vec<_>) = ops
+                        .into_iter()
+                        .partition(|op| crate::mirror::is_removal(op.pos));
+                    tally
+                        .removed
+                        .fetch_add(removed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(l) = &ledger {
+                        l.removed(
+                            removed
+                                .into_iter()
+                                .map(|op| (op.identifier.kind, op.identifier.value))
+                                .collect(),
+                        );
+                    }
+                    ops = rows;
+                }
                 tally.count(Class::Sent, ops.len() as u64);
                 if let Some(l) = &ledger {
                     if !groups.is_empty() {
@@ -146,7 +164,9 @@ pub(super) async fn sink(
                                     events.push(id);
                                     None
                                 }
-                                (h, _) => h.map(|h| (op.identifier.kind, op.identifier.value, h)),
+                                (h, _) => h.map(|h| {
+                                    (op.identifier.kind, op.identifier.value, h, op.attrs)
+                                }),
                             })
                             .collect(),
                     );
@@ -159,6 +179,19 @@ pub(super) async fn sink(
                     let _ = done.send(true);
                 }
             },
+            Outcome::Failed(f) if crate::mirror::is_removal(f.pos) => {
+                // Not a row: counted apart, named in the log; it stays a pending removal.
+                tally
+                    .removal_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    "mirror: the removal of {} failed ({}): {}; it stays pending and is tried \
+again by the next mirror run while they stay absent",
+                    f.identifier.as_deref().unwrap_or("?"),
+                    f.class.as_str(),
+                    f.message
+                );
+            }
             Outcome::Failed(f) => {
                 tally.count(f.class, 1);
                 if let Some(l) = &ledger {

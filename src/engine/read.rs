@@ -41,6 +41,8 @@ pub(super) struct ReaderEnd {
     pub(super) error: Option<SourceError>,
     /// The last line read, when reading stopped before the end.
     pub(super) stopped_at_line: Option<u64>,
+    /// With `--mirror`: who the rows named.
+    pub(super) seen: Option<crate::mirror::Seen>,
 }
 
 /// The reading stage and what it feeds.
@@ -59,6 +61,8 @@ pub(super) struct Reader {
     pub(super) groups: Option<Groups>,
     /// The input could not be read twice: say once that repeated people are sent every night.
     pub(super) note_repeats: bool,
+    /// With `--mirror`: remembers who each row names, whatever becomes of the row.
+    pub(super) seen: Option<crate::mirror::Seen>,
 }
 
 /// The hash the ledger holds for `id` (`Some(None)`: nothing), or `None` when the lookup
@@ -94,6 +98,7 @@ impl Reader {
             tally,
             mut groups,
             mut note_repeats,
+            mut seen,
         } = self;
         let mut changed_warned = false;
         // Keys sent earlier in this run: a later operation on them is never skipped, so the
@@ -124,27 +129,34 @@ impl Reader {
                 }
             }
         };
-        let end = |error: Option<SourceError>, stopped_at_line: Option<u64>, chunk: Chunk| {
+        let end = |error: Option<SourceError>,
+                   stopped_at_line: Option<u64>,
+                   chunk: Chunk,
+                   seen: Option<crate::mirror::Seen>| {
             if !chunk.is_empty() {
                 send_chunk(chunk);
             }
             ReaderEnd {
                 error,
                 stopped_at_line,
+                seen,
             }
         };
         while let Some(item) = rows.next() {
             if stop.reading_should_stop() {
-                return end(None, Some(last_line), chunk);
+                return end(None, Some(last_line), chunk, seen.take());
             }
             let item = match item {
                 Ok(i) => i,
-                Err(e) => return end(Some(e), Some(last_line), chunk),
+                Err(e) => return end(Some(e), Some(last_line), chunk, seen.take()),
             };
             tally.rows.fetch_add(1, Relaxed);
             match item {
                 Item::Bad { pos, raw, message } => {
                     last_line = pos.line;
+                    if let Some(s) = seen.as_mut() {
+                        s.saw(None);
+                    }
                     send_failure(invalid(pos, None, message, raw));
                 }
                 Item::Row { pos, raw } => {
@@ -152,6 +164,12 @@ impl Reader {
                     let mut converted = converter.convert(pos, raw);
                     // The row's own attribute hash, before anything below clears `op.hash`.
                     let content_hash = converted.as_ref().ok().and_then(|op| op.hash);
+                    if let Some(s) = seen.as_mut() {
+                        match &converted {
+                            Ok(op) => s.saw(Some(&op.identifier.value)),
+                            Err((inv, _)) => s.saw(inv.identifier.as_deref()),
+                        }
+                    }
                     // An event is skipped when the workspace acknowledged its id before: it
                     // cannot change, and nothing is forgotten before sending it.
                     if let (Ok(op), Some(check)) = (&converted, &ledger) {
@@ -327,7 +345,7 @@ every run: give a regular file to skip them when unchanged",
                 }
             }
         }
-        end(None, None, chunk)
+        end(None, None, chunk, seen.take())
     }
 }
 

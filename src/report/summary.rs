@@ -20,6 +20,9 @@ pub enum Ending {
     AbortedByApi,
     /// Stopped by Ctrl-C or SIGTERM.
     Interrupted,
+    /// Stopped by a nightly guard (an empty input, `--min-rows`, `--max-change`, the mirror's
+    /// `--max-removals` or confirmation): see [`crate::guard`].
+    Guarded,
 }
 
 impl Ending {
@@ -29,6 +32,7 @@ impl Ending {
             Ending::Completed => "completed",
             Ending::Aborted | Ending::AbortedByApi => "aborted",
             Ending::Interrupted => "interrupted",
+            Ending::Guarded => "stopped by a guard",
         }
     }
 }
@@ -112,6 +116,9 @@ pub struct Summary {
     pub errors_file: Option<String>,
     /// The process exit code.
     pub exit_code: u8,
+    /// With `--mirror`: the removals of people absent from the export (they are not rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorReport>,
     /// How the run ended (`outcome` and `exit_code` follow from it).
     #[serde(skip)]
     pub ending: Ending,
@@ -158,6 +165,7 @@ impl Summary {
             rejects_file: None,
             errors_file: None,
             exit_code: 0,
+            mirror: None,
             ending: Ending::Completed,
         };
         s.accounted =
@@ -278,6 +286,9 @@ cio-import stopped before reading any row: nothing was sent
             self.not_attempted,
             if self.accounted { "" } else { "  (MISMATCH: please report this bug)" }
         ));
+        if let Some(m) = &self.mirror {
+            out.push_str(&m.table());
+        }
         if let Some(r) = &self.stop_reason {
             out.push_str(&format!("  stopped: {r}\n"));
         }
