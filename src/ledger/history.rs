@@ -305,8 +305,14 @@ impl History {
                 Some(c) => c.to_string(),
                 None => "-".into(),
             };
+            // A mirror's removals are no rows: after the input, as `; mirror delete: ...`.
+            let mirror = r
+                .summary
+                .as_ref()
+                .map(crate::mirror::describe_run)
+                .unwrap_or_default();
             out.push_str(&format!(
-                "  {id:<26}  {start:<20}  {:>9} {:>9} {:>9} {:>9}  {exit:<4}  {}{}\n",
+                "  {id:<26}  {start:<20}  {:>9} {:>9} {:>9} {:>9}  {exit:<4}  {}{mirror}{}\n",
                 or_dash(r.rows),
                 or_dash(r.sent),
                 or_dash(r.skipped),
