@@ -10,7 +10,9 @@ use crate::track::{json_key, Api, PayloadWriter};
 use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
 use serde_json::Value;
 
+pub mod device;
 pub mod event;
+pub mod merge;
 pub use event::EventOptions;
 
 /// How rows become people.
@@ -240,7 +242,11 @@ impl Converter {
             warn_timestamp();
         }
         let id_index = columns.iter().position(|c| c.role == Role::Identifier);
-        if header.is_some() && id_index.is_none() {
+        if let (Some(_), Action::Merge) = (header, opts.action) {
+            // A merges file names its two people in its own columns.
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            merge::sides(&names)?;
+        } else if header.is_some() && id_index.is_none() {
             let names: Vec<&str> = columns.iter().map(|c| c.source.as_str()).collect();
             return Err(format!(
                 "no column becomes the identifier '{}' (columns: {}): choose one with --id-column, \
@@ -275,6 +281,11 @@ or --identify-by email{}",
         if let Some(ev) = &self.opts.event {
             return self.convert_event(ev, pos, raw);
         }
+        match self.opts.action {
+            Action::AddDevice | Action::DeleteDevice => return self.convert_device(pos, raw),
+            Action::Merge => return self.convert_merge(pos, raw),
+            _ => {}
+        }
         if !crate::track::carries_attributes(self.opts.action) {
             return self.convert_bare(pos, raw);
         }
@@ -299,6 +310,7 @@ or --identify-by email{}",
                 hash,
                 conditional,
                 forget_first: false,
+                target: None,
             }),
             Err(inv) => Err((inv, raw)),
         }
@@ -332,6 +344,7 @@ or --identify-by email{}",
                 hash: None,
                 conditional: false,
                 forget_first: false,
+                target: None,
             }),
             Err(inv) => Err((inv, raw)),
         }

@@ -124,6 +124,7 @@ mod tests {
             hash: None,
             conditional: false,
             forget_first: false,
+            target: None,
         })
         .collect()
     }

@@ -3,7 +3,7 @@
 //! and errors files; the run's counts balance because every row ends here exactly once.
 
 use crate::ledger::{Forgotten, LedgerWriter};
-use crate::operation::{Action, Operation};
+use crate::operation::{Action, Operation, Target};
 use crate::record::{Class, Failure, IdKind};
 use crate::report::errors::ErrorsWriter;
 use crate::report::rejects::RejectsWriter;
@@ -23,6 +23,8 @@ pub enum Outcome {
     /// people (durably) and then says so, before the request goes out.
     /// `true`: they are about to be suppressed, and the ledger records that too.
     Forget(Vec<(IdKind, String)>, bool, Forgotten),
+    /// About to be sent or deleted: the ledger forgets these devices (by token) first.
+    ForgetDevices(Vec<Box<str>>, Forgotten),
 }
 
 /// What the sink leaves behind: the reports written, and the ledger writer to finish.
@@ -55,20 +57,39 @@ pub(super) async fn sink(
                             .collect(),
                     );
                     let mut events = Vec::new();
+                    let mut devices = Vec::new();
                     l.acked(
                         ops.into_iter()
-                            .filter_map(|op| match (op.hash, op.event_id) {
-                                (Some(_), Some(id)) => {
+                            .filter_map(|op| match (op.hash, op.event_id, op.target) {
+                                (Some(_), Some(id), _) => {
                                     events.push(id);
                                     None
                                 }
-                                (h, _) => h.map(|h| (op.identifier.kind, op.identifier.value, h)),
+                                (Some(h), None, Some(Target::Device(token))) => {
+                                    devices.push((
+                                        token,
+                                        op.identifier.kind,
+                                        op.identifier.value,
+                                        h,
+                                    ));
+                                    None
+                                }
+                                (h, _, _) => {
+                                    h.map(|h| (op.identifier.kind, op.identifier.value, h))
+                                }
                             })
                             .collect(),
                     );
                     l.acked_events(events);
+                    l.acked_devices(devices);
                 }
             }
+            Outcome::ForgetDevices(tokens, done) => match &ledger {
+                Some(l) => l.forget_devices(tokens, done),
+                None => {
+                    let _ = done.send(true);
+                }
+            },
             Outcome::Forget(people, suppress, done) => match &ledger {
                 Some(l) => l.forget(people, suppress, Some(done)),
                 None => {

@@ -143,7 +143,10 @@ impl Reader {
                     // Someone who may be suppressed is sent, but an acknowledgement proves
                     // nothing (the workspace keeps nothing of theirs): it is not recorded.
                     if let (Ok(op), Some(check)) = (&mut converted, &ledger) {
-                        if matches!(op.action, Action::Identify | Action::Event)
+                        if matches!(
+                            op.action,
+                            Action::Identify | Action::Event | Action::AddDevice
+                        )
                             && check.lookup.suppressed(&op.identifier).unwrap_or(true)
                         {
                             op.hash = None;
@@ -157,7 +160,13 @@ impl Reader {
                     ) {
                         let key = op.key().seen_hash();
                         let sent_before = seen.may_contain(key);
-                        let known = match check.lookup.hash_of(&op.identifier) {
+                        // A device is known by its token; a merge is never skipped.
+                        let looked = match (op.device_token(), op.action) {
+                            (Some(token), _) => check.lookup.device_hash(token),
+                            (None, Action::Merge) => Ok(None),
+                            (None, _) => check.lookup.hash_of(&op.identifier),
+                        };
+                        let known = match looked {
                             Ok(k) => Some(k),
                             Err(e) => {
                                 if !lookup_failed {
@@ -186,6 +195,11 @@ impl Reader {
                         };
                         // A suppression is recorded before it is sent, whatever the answer.
                         if op.action == Action::Suppress {
+                            op.forget_first = true;
+                        }
+                        // A merge changes the primary and deletes the secondary, whatever
+                        // the ledger knew of them.
+                        if op.action == Action::Merge {
                             op.forget_first = true;
                         }
                         if op.conditional {
