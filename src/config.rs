@@ -947,7 +947,12 @@ impl ImportConfigBuilder {
                 action: self.action.as_str(),
             });
         }
-        let action = match (self.events.is_some(), self.devices, self.merges, self.action) {
+        let action = match (
+            self.events.is_some(),
+            self.devices,
+            self.merges,
+            self.action,
+        ) {
             (true, ..) => Action::Event,
             (_, true, _, Action::Identify) => Action::AddDevice,
             (_, true, _, Action::Delete) => Action::DeleteDevice,
@@ -1014,9 +1019,7 @@ impl ImportConfigBuilder {
         cfg.backoff_base = self.backoff_base;
         cfg.backoff_cap = self.backoff_cap;
         cfg.batch_bytes = self.batch_bytes;
-        cfg.batch_size = self
-            .batch_size
-            .or((action == Action::Merge).then_some(1));
+        cfg.batch_size = self.batch_size.or((action == Action::Merge).then_some(1));
         cfg.flush_after = self.flush_after;
         if let Some(p) = self.rejects {
             cfg.rejects = p;

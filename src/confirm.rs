@@ -90,10 +90,7 @@ impl Preview {
                 s += &format!("\n  {m}");
             }
             if self.people > self.first.len() as u64 {
-                s += &format!(
-                    "\n  ... and {} more",
-                    self.people - self.first.len() as u64
-                );
+                s += &format!("\n  ... and {} more", self.people - self.first.len() as u64);
             }
         } else if !self.first.is_empty() {
             s += &format!("\n  first: {}", self.first.join(", "));
@@ -157,7 +154,8 @@ file, not stdin or a pipe",
                     if seen.insert((IdKind::Id, token.clone())) {
                         p.people += 1;
                         if p.first.len() < FIRST {
-                            p.first.push(format!("{} on {}", token, op.identifier.v1_path_value()));
+                            p.first
+                                .push(format!("{} on {}", token, op.identifier.v1_path_value()));
                         }
                         if p.people > cap {
                             p.at_least = true;

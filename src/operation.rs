@@ -223,7 +223,10 @@ mod tests {
         );
         assert_ne!(ka.seen_hash(), Key::Entity(Entity::Person, &b).seen_hash());
         assert_ne!(ka.order_hash(), Key::Event("42").order_hash());
-        assert_ne!(Key::Device("42").order_hash(), Key::Event("42").order_hash());
+        assert_ne!(
+            Key::Device("42").order_hash(),
+            Key::Event("42").order_hash()
+        );
         assert_ne!(Key::Device("42").seen_hash(), Key::Event("42").seen_hash());
     }
 }

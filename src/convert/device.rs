@@ -159,7 +159,9 @@ rename another column to {TOKEN_COLUMN})"
             });
         }
         let platform = match platform.as_ref().and_then(text) {
-            Some(p) if PLATFORMS.contains(&p.to_ascii_lowercase().as_str()) => p.to_ascii_lowercase(),
+            Some(p) if PLATFORMS.contains(&p.to_ascii_lowercase().as_str()) => {
+                p.to_ascii_lowercase()
+            }
             Some(p) if !p.is_empty() => {
                 return Err(invalid(
                     who,

@@ -121,9 +121,8 @@ impl Converter {
                 let fields = parse_object(line)?;
                 let mut cells = Vec::with_capacity(fields.len());
                 for (k, v) in &fields {
-                    let value = json_object::read(v).map_err(|m| {
-                        invalid(None, Some(k), format!("field '{k}' {m}"))
-                    })?;
+                    let value = json_object::read(v)
+                        .map_err(|m| invalid(None, Some(k), format!("field '{k}' {m}")))?;
                     let text = match value {
                         serde_json::Value::Null => continue,
                         serde_json::Value::String(s) => s,
@@ -208,9 +207,8 @@ mod tests {
     #[test]
     fn a_pair_becomes_a_merge_and_the_same_person_is_invalid() {
         let c = conv(&["primary_id", "secondary_email"]).unwrap();
-        let row = |a: &str, b: &str| {
-            c.convert(POS, RawRow::Csv(csv::StringRecord::from(vec![a, b])))
-        };
+        let row =
+            |a: &str, b: &str| c.convert(POS, RawRow::Csv(csv::StringRecord::from(vec![a, b])));
         let op = row("1", "X@Y.io").unwrap();
         assert_eq!(op.identifier.value, "1");
         let v: Value = serde_json::from_slice(&op.payload).unwrap();
@@ -236,6 +234,9 @@ mod tests {
         let e = conv(&["primary_id", "primary_email", "secondary_id"]).unwrap_err();
         assert!(e.contains("primary_id and primary_email"), "{e}");
         let e = conv(&["primary_id", "id"]).unwrap_err();
-        assert!(e.contains("secondary_id, secondary_email, secondary_cio_id"), "{e}");
+        assert!(
+            e.contains("secondary_id, secondary_email, secondary_cio_id"),
+            "{e}"
+        );
     }
 }

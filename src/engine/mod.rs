@@ -25,8 +25,8 @@ pub use send::STOP_GRACE;
 
 use crate::config::{ConfigError, ImportConfig};
 use crate::convert::Converter;
-use crate::operation::Action;
 use crate::ledger::{self, Ledger, LedgerError};
+use crate::operation::Action;
 use crate::report::errors::ErrorsWriter;
 use crate::report::progress::{self, InputProgress};
 use crate::report::rejects::RejectsWriter;

@@ -146,8 +146,7 @@ impl Reader {
                         if matches!(
                             op.action,
                             Action::Identify | Action::Event | Action::AddDevice
-                        )
-                            && check.lookup.suppressed(&op.identifier).unwrap_or(true)
+                        ) && check.lookup.suppressed(&op.identifier).unwrap_or(true)
                         {
                             op.hash = None;
                         }

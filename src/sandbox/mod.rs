@@ -1,15 +1,16 @@
 //! A local stand-in for the Track API: the documented endpoints, limits and answers, a rate
 //! limit, faults on demand, and a record of what it received (`/__sandbox/stats`, `/people`,
-//! `/events`, `/suppressed`). It applies the person actions identify, event, delete, suppress
-//! and unsuppress, through v1 and v2 alike.
+//! `/events`, `/suppressed`). It applies the person actions identify, event, delete, suppress,
+//! unsuppress, add_device, delete_device and merge, through v1 and v2 alike.
 
 mod api;
+mod devices;
 mod faults;
 mod people;
 mod server;
 mod stats;
 
-pub use people::{Event, Person, PersonEvent, Suppressed};
+pub use people::{Device, Event, Person, PersonEvent, Suppressed};
 pub use stats::{Arrival, StatsSnapshot};
 
 use crate::secret::Credentials;

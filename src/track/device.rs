@@ -111,8 +111,7 @@ mod tests {
             v1,
             json!({"device":{"id":"tok/1","platform":"ios","last_used":1_700_000_000,"attributes":{"app_version":"1.2"}}})
         );
-        let v2: Value =
-            serde_json::from_slice(&add_device_payload(Api::Batch, &id, &d)).unwrap();
+        let v2: Value = serde_json::from_slice(&add_device_payload(Api::Batch, &id, &d)).unwrap();
         assert_eq!(
             v2,
             json!({"type":"person","identifiers":{"id":"42"},"action":"add_device","device":{"token":"tok/1","platform":"ios","last_used":1_700_000_000,"attributes":{"app_version":"1.2"}}})

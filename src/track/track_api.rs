@@ -46,9 +46,7 @@ fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (
         (Entity::Person, Action::DeleteDevice) => {
             (Method::DELETE, v1_customer_path(id) + "/devices")
         }
-        (Entity::Person, Action::Merge) => {
-            (Method::POST, super::merge::V1_MERGE_PATH.to_string())
-        }
+        (Entity::Person, Action::Merge) => (Method::POST, super::merge::V1_MERGE_PATH.to_string()),
     }
 }
 
