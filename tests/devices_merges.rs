@@ -19,8 +19,11 @@ u2,tok-c,IOS,,
 u3,tok-d,web,,
 ";
 
+/// The devices of `id`, by token (devices of one person travel in parallel: their order of
+/// arrival is not the file's).
 fn devices_of(sb: &Sb, id: &str) -> Vec<Value> {
-    sb.people()
+    let mut v: Vec<Value> = sb
+        .people()
         .get(id)
         .map(|p| {
             p.devices
@@ -28,7 +31,9 @@ fn devices_of(sb: &Sb, id: &str) -> Vec<Value> {
                 .map(|d| serde_json::to_value(d).unwrap())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    v.sort_by(|a, b| a["token"].as_str().cmp(&b["token"].as_str()));
+    v
 }
 
 #[test]
@@ -456,5 +461,104 @@ fn a_merge_makes_the_ledger_forget_both_people() {
     assert!(
         sb.people().contains_key("u2"),
         "u2 is recreated by the sync"
+    );
+}
+
+#[test]
+fn inspect_suggests_merges_that_import_as_a_merges_file() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "people.csv",
+        "id,email,name\nu1,ann@x.io,Ann\nu2,bob@x.io,Bob\nu3,ANN@x.io,Annie\nu4,,Dan\nu5,ann@x.io,A.\nu1,ann@x.io,Ann\n",
+    );
+    assert_eq!(sb.import(dir.path(), &["people.csv"]).n("sent"), 6);
+    let out = std::process::Command::new(bin())
+        .current_dir(dir.path())
+        .args(["inspect", "people.csv", "--suggest-merges", "merges.csv"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("duplicates: 1 emails carried by more than one id ('email' by 'id'): 2 merges suggested in merges.csv"),
+        "{stdout}"
+    );
+    let path = dir.path().join("merges.csv");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "primary_id,secondary_id\nu1,u3\nu1,u5\n"
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&path) & 0o777, 0o600);
+    let report = std::process::Command::new(bin())
+        .current_dir(dir.path())
+        .args(["inspect", "merges.csv", "--kind", "merges"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        text.contains("2 rows; 2 merges would be sent, 0 rows are invalid")
+            && text.contains("line 2: merge id u3 into id u1"),
+        "{text}"
+    );
+    let run = sb.import(dir.path(), &["merges.csv", "--kind", "merges", "--yes"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    let people = sb.people();
+    assert!(!people.contains_key("u3") && !people.contains_key("u5"));
+    assert_eq!(person(&sb, "u1")["name"], "Ann");
+}
+
+/// The README's one-liner: Braze's push tokens (several on one line) to a devices CSV.
+const BRAZE_JQ: &str = r#"jq -rn '["id","token","platform","app","device_id","push_enabled"], (inputs | select(.external_id != null) | .external_id as $id | .push_tokens[]? | [$id, .token, .platform, .app, .device_id, (.notifications_enabled | tostring)]) | @csv'"#;
+
+#[test]
+fn braze_push_tokens_become_devices_through_the_jq_one_liner() {
+    if std::process::Command::new("jq")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("jq is not installed: the Braze one-liner is not tested here");
+        return;
+    }
+    let dir = tempdir();
+    let export = concat!(
+        r#"{"external_id":"b1","email":"a@x.io","push_tokens":[{"app":"Shop","platform":"iOS","token":"apns-1","device_id":"D1","notifications_enabled":true},{"app":"Shop","platform":"Android","token":"fcm-1","device_id":"D2","notifications_enabled":false}]}"#,
+        "\n",
+        r#"{"external_id":"b2","email":"b@x.io"}"#,
+        "\n",
+        r#"{"external_id":null,"braze_id":"x","push_tokens":[{"platform":"iOS","token":"anon"}]}"#,
+        "\n"
+    );
+    write(dir.path(), "users.jsonl.gz", gzip(export.as_bytes()));
+    let st = std::process::Command::new("sh")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc users.jsonl.gz | {BRAZE_JQ} > devices.csv"
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sb = plain();
+    let run = sb.import(dir.path(), &["devices.csv", "--kind", "devices"]);
+    assert_eq!(
+        (run.code, run.n("rows"), run.n("sent")),
+        (0, 2, 2),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        devices_of(&sb, "b1"),
+        vec![
+            json!({"token":"apns-1","platform":"ios","last_used":null,"attributes":{"app":"Shop","device_id":"D1","push_enabled":"true"}}),
+            json!({"token":"fcm-1","platform":"android","last_used":null,"attributes":{"app":"Shop","device_id":"D2","push_enabled":"false"}}),
+        ]
     );
 }

@@ -6,6 +6,7 @@
 
 mod import;
 mod inspect;
+mod inspect_kinds;
 mod presets;
 mod read;
 mod sandbox;
