@@ -458,8 +458,9 @@ enum Msg {
     AckedEvents(Vec<Box<str>>),
     /// Devices acknowledged: token, the person's kind and value, hash.
     AckedDevices(Vec<(Box<str>, IdKind, String, [u8; 16])>),
-    /// Devices (by token) to forget before they are sent.
-    ForgetDevices(Vec<Box<str>>, Forgotten),
+    /// Devices to forget before they are sent: by token, and every device of these people
+    /// (about to be deleted, suppressed or merged away).
+    ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
     /// People to forget; `true`: to record as (maybe) suppressed too.
     Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
     Unsuppressed(Vec<(IdKind, String)>),
@@ -503,11 +504,18 @@ impl LedgerWriter {
         }
     }
 
-    /// Removes what the ledger knows of these devices (by token), committed before `done` is
-    /// told `true`: called before they are sent with other values or deleted.
-    pub fn forget_devices(&self, tokens: Vec<Box<str>>, done: Forgotten) {
-        if let Err(mpsc::SendError(Msg::ForgetDevices(_, done))) =
-            self.tx.send(Msg::ForgetDevices(tokens, done))
+    /// Removes what the ledger knows of these devices (by token) and of every device of
+    /// `owners`, committed before `done` is told `true`: called before devices are sent with
+    /// other values or deleted, and before their people are deleted, suppressed or merged
+    /// away (their devices go with them).
+    pub fn forget_devices(
+        &self,
+        tokens: Vec<Box<str>>,
+        owners: Vec<(IdKind, String)>,
+        done: Forgotten,
+    ) {
+        if let Err(mpsc::SendError(Msg::ForgetDevices(_, _, done))) =
+            self.tx.send(Msg::ForgetDevices(tokens, owners, done))
         {
             let _ = done.send(false);
         }
@@ -637,18 +645,18 @@ fn write_loop(
                                 ])?;
                             }
                         }
-                        Msg::ForgetDevices(tokens, done) => {
+                        Msg::ForgetDevices(tokens, owners, done) => {
                             for token in tokens {
                                 dev_del.execute(params![dest, &*token])?;
+                            }
+                            for (kind, id) in owners {
+                                dev_of.execute(params![dest, kind.as_str(), id])?;
                             }
                             forgotten.push(done);
                         }
                         Msg::Forget(people, suppress, done) => {
                             for (kind, id) in people {
                                 del.execute(params![dest, kind.as_str(), id])?;
-                                // A person deleted, suppressed or merged away takes their
-                                // devices along.
-                                dev_of.execute(params![dest, kind.as_str(), id])?;
                                 if suppress {
                                     sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
                                 }

@@ -188,6 +188,16 @@ impl Operation {
         }
     }
 
+    /// The person this operation removes from the workspace, with their devices: the person
+    /// of a delete or a suppression, a merge's secondary.
+    pub fn person_removed(&self) -> Option<&Identifier> {
+        match (self.action, &self.target) {
+            (Action::Delete | Action::Suppress, _) => Some(&self.identifier),
+            (Action::Merge, Some(Target::Secondary(s))) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The people whose ledger records this operation makes untrue once sent: its person
     /// (for a merge, the primary, whose attributes change) and a merge's secondary (who is
     /// deleted). None for a device operation: it changes the device, not the person.

@@ -486,7 +486,7 @@ fn inspect_suggests_merges_that_import_as_a_merges_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("duplicates: 1 emails carried by more than one id ('email' by 'id'): 2 merges suggested in merges.csv"),
+        stdout.contains("duplicates: 1 email carried by more than one id ('email' by 'id'): 2 merges suggested in merges.csv"),
         "{stdout}"
     );
     let path = dir.path().join("merges.csv");
@@ -560,5 +560,47 @@ fn braze_push_tokens_become_devices_through_the_jq_one_liner() {
             json!({"token":"apns-1","platform":"ios","last_used":null,"attributes":{"app":"Shop","device_id":"D1","push_enabled":"true"}}),
             json!({"token":"fcm-1","platform":"android","last_used":null,"attributes":{"app":"Shop","device_id":"D2","push_enabled":"false"}}),
         ]
+    );
+}
+
+#[test]
+fn the_ledger_forgets_devices_with_their_person_only_when_the_person_goes() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "devices.csv", DEVICES);
+    let devices = ["devices.csv", "--kind", "devices", "--state", "state.db"];
+    assert_eq!(sb.import(dir.path(), &devices).n("sent"), 3);
+    // New attributes for u1: their devices are untouched, so still skipped.
+    write(dir.path(), "people.csv", "id,name\nu1,Ann\n");
+    let people = sb.import(dir.path(), &["people.csv", "--state", "state.db"]);
+    assert_eq!(people.n("sent"), 1);
+    write(dir.path(), "people.csv", "id,name\nu1,Annie\n");
+    assert_eq!(
+        sb.import(dir.path(), &["people.csv", "--state", "state.db"])
+            .n("sent"),
+        1
+    );
+    let again = sb.import(dir.path(), &devices);
+    assert_eq!(
+        (again.n("sent"), again.n("skipped")),
+        (0, 3),
+        "{}",
+        again.stderr
+    );
+    // u1 deleted: their devices went with them, and are sent again.
+    write(dir.path(), "gone.csv", "id\nu1\n");
+    let del = sb.import(
+        dir.path(),
+        &[
+            "gone.csv", "--action", "delete", "--yes", "--state", "state.db",
+        ],
+    );
+    assert_eq!(del.n("sent"), 1, "{}", del.stderr);
+    let after = sb.import(dir.path(), &devices);
+    assert_eq!(
+        (after.n("sent"), after.n("skipped")),
+        (2, 1),
+        "{}",
+        after.stderr
     );
 }

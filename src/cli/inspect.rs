@@ -67,12 +67,14 @@ fn suggest_merges(args: &InspectArgs, out: &std::path::Path) -> anyhow::Result<(
         .build()?;
     let s = crate::duplicates::suggest_merges(&cfg, out).map_err(|e| anyhow::anyhow!(e))?;
     let line = format!(
-        "duplicates: {} emails carried by more than one id ('{}' by '{}'): {} merges suggested in {} \
+        "duplicates: {} {} carried by more than one id ('{}' by '{}'): {} {} suggested in {} \
 (review it, then: cio-import import {} --kind merges --dry-run)",
         s.emails,
+        if s.emails == 1 { "email" } else { "emails" },
         s.email_column,
         s.id_column,
         s.merges,
+        if s.merges == 1 { "merge" } else { "merges" },
         out.display(),
         out.display()
     );

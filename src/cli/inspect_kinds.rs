@@ -89,9 +89,13 @@ pub(super) fn run(args: &InspectArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(exit::SUCCESS);
     }
+    let one = |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
     println!(
-        "{}: {read} rows; {ok} {kind} would be sent, {bad} rows are invalid",
-        cfg.input.display()
+        "{}: {read} {}; {ok} {} would be sent, {bad} {} invalid",
+        cfg.input.display(),
+        one(read, "row", "rows"),
+        one(ok, &kind[..kind.len() - 1], kind),
+        one(bad, "row is", "rows are"),
     );
     for (p, n) in &platforms {
         println!("  {p}: {n}");

@@ -23,8 +23,9 @@ pub enum Outcome {
     /// people (durably) and then says so, before the request goes out.
     /// `true`: they are about to be suppressed, and the ledger records that too.
     Forget(Vec<(IdKind, String)>, bool, Forgotten),
-    /// About to be sent or deleted: the ledger forgets these devices (by token) first.
-    ForgetDevices(Vec<Box<str>>, Forgotten),
+    /// About to be sent: the ledger forgets these devices (by token), and every device of
+    /// these people (about to be removed), first.
+    ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
 }
 
 /// What the sink leaves behind: the reports written, and the ledger writer to finish.
@@ -84,8 +85,8 @@ pub(super) async fn sink(
                     l.acked_devices(devices);
                 }
             }
-            Outcome::ForgetDevices(tokens, done) => match &ledger {
-                Some(l) => l.forget_devices(tokens, done),
+            Outcome::ForgetDevices(tokens, owners, done) => match &ledger {
+                Some(l) => l.forget_devices(tokens, owners, done),
                 None => {
                     let _ = done.send(true);
                 }

@@ -434,17 +434,23 @@ impl Dispatcher {
                 .filter(|op| op.forget_first)
                 .filter_map(|op| op.device_token().map(Box::from))
                 .collect();
-            if !forget_devices.is_empty() {
+            let removed: Vec<(IdKind, String)> = job
+                .operations()
+                .iter()
+                .filter_map(|op| op.person_removed())
+                .map(|id| (id.kind, id.value.clone()))
+                .collect();
+            if !forget_devices.is_empty() || !removed.is_empty() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let forgotten = out
-                    .send(Outcome::ForgetDevices(forget_devices, tx))
+                    .send(Outcome::ForgetDevices(forget_devices, removed, tx))
                     .await
                     .is_ok()
                     && rx.await.unwrap_or(false);
                 if !forgotten {
                     for op in job.into_operations() {
-                        let msg = "not sent: the state file could not record that this device \
-is about to change (see the error above); re-run once it can be written";
+                        let msg = "not sent: the state file could not record that these devices \
+(or their people) are about to change (see the error above); re-run once it can be written";
                         let _ = out
                             .send(failure(op, Class::NotAttempted, None, 0, msg.into()))
                             .await;
