@@ -106,10 +106,14 @@ impl Preview {
 /// people its rows address. Needs a file: stdin cannot be read twice.
 pub fn preview(cfg: &ImportConfig, cap: u64) -> Result<Preview, String> {
     if !cfg.input.rereadable() {
+        let (what, counts) = match cfg.convert.action {
+            Action::Merge => ("--kind merges".to_string(), "the merges"),
+            Action::DeleteDevice => ("--kind devices --action delete".to_string(), "the devices"),
+            a => (format!("--action {}", a.as_str()), "the people"),
+        };
         return Err(format!(
-            "--action {} counts the people first, so it reads the input twice: give a regular \
-file, not stdin or a pipe",
-            cfg.convert.action.as_str()
+            "{what} counts {counts} first, so it reads the input twice: give a regular \
+file, not stdin or a pipe"
         ));
     }
     let (rows, converter) = crate::convert::prepass(cfg)?;

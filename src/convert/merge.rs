@@ -230,6 +230,30 @@ mod tests {
     }
 
     #[test]
+    fn a_json_line_names_its_sides_by_member() {
+        let opts = ConvertOptions {
+            action: Action::Merge,
+            ..ConvertOptions::new(IdKind::Id, "id", Api::V1)
+        };
+        let c = Converter::new(opts, None).unwrap();
+        let line = |l: &str| c.convert(POS, RawRow::Line(l.as_bytes().to_vec()));
+        let op = line(r#"{"primary_cio_id":"cio_abc","secondary_id":7}"#).unwrap();
+        let v: Value = serde_json::from_slice(&op.payload).unwrap();
+        assert_eq!(
+            v,
+            json!({"primary":{"cio_id":"abc"},"secondary":{"id":"7"}})
+        );
+        let (e, _) = line(r#"{"primary_id":"1"}"#).unwrap_err();
+        assert!(
+            e.message().contains("one secondary column"),
+            "{}",
+            e.message()
+        );
+        let (e, _) = line(r#"{"primary_id":"1","secondary_id":{"a":1}}"#).unwrap_err();
+        assert_eq!(e.violation.field.as_deref(), Some("secondary_id"));
+    }
+
+    #[test]
     fn a_header_needs_exactly_one_column_per_side() {
         let e = conv(&["primary_id", "primary_email", "secondary_id"]).unwrap_err();
         assert!(e.contains("primary_id and primary_email"), "{e}");

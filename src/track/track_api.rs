@@ -236,5 +236,13 @@ mod tests {
             route(Action::Suppress),
             (Method::POST, "/api/v1/customers/a%40b.io/suppress".into())
         );
+        assert_eq!(
+            route(Action::AddDevice),
+            (Method::PUT, "/api/v1/customers/a%40b.io/devices".into())
+        );
+        assert_eq!(
+            route(Action::Merge),
+            (Method::POST, "/api/v1/merge_customers".into())
+        );
     }
 }
