@@ -101,6 +101,21 @@ struct Inner {
     /// Every event id received, workspace-wide; kept when a person is deleted.
     event_ids: HashSet<String>,
     suppressed: HashSet<Key>,
+    /// Who holds each device token (a token is one device).
+    device_owner: HashMap<String, Key>,
+}
+
+impl Inner {
+    /// Removes a person and forgets who held their devices.
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
+        let e = self.people.remove(key)?;
+        for d in &e.devices {
+            if self.device_owner.get(&d.token) == Some(key) {
+                self.device_owner.remove(&d.token);
+            }
+        }
+        Some(e)
+    }
 }
 
 /// All people, keyed by identifier kind and value.
@@ -225,10 +240,10 @@ impl People {
                     m.people.entry(key).or_default().events.push(event);
                 }
                 Change::Delete(key) => {
-                    m.people.remove(&key);
+                    m.remove(&key);
                 }
                 Change::Suppress(key) => {
-                    m.people.remove(&key);
+                    m.remove(&key);
                     m.suppressed.insert(key);
                 }
                 Change::Unsuppress(key) => {
@@ -239,14 +254,20 @@ impl People {
                         done.ignored_suppressed += 1;
                         continue;
                     }
-                    for e in m.people.values_mut() {
-                        e.devices.retain(|d| d.token != device.token);
+                    if let Some(owner) = m.device_owner.remove(&device.token) {
+                        if let Some(e) = m.people.get_mut(&owner) {
+                            e.devices.retain(|d| d.token != device.token);
+                        }
                     }
+                    m.device_owner.insert(device.token.clone(), key.clone());
                     m.people.entry(key).or_default().devices.push(device);
                 }
                 Change::DeleteDevice { key, token } => {
                     if let Some(e) = m.people.get_mut(&key) {
                         e.devices.retain(|d| d.token != token);
+                    }
+                    if m.device_owner.get(&token) == Some(&key) {
+                        m.device_owner.remove(&token);
                     }
                 }
                 Change::Merge { primary, secondary } => {
@@ -260,6 +281,9 @@ impl People {
                     let Some(sec) = m.people.remove(&secondary) else {
                         continue;
                     };
+                    for d in &sec.devices {
+                        m.device_owner.insert(d.token.clone(), primary.clone());
+                    }
                     let Some(pri) = m.people.get_mut(&primary) else {
                         continue;
                     };
