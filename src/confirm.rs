@@ -1,7 +1,8 @@
-//! Before a destructive run (`--action delete` or `suppress`): a pre-pass over the input counts
-//! the people it will touch and names the first few, and [`decide`] says whether the run may
-//! go on (`--yes`, a typed confirmation on a terminal, `--dry-run`, and the `--max-deletes`
-//! cap). Nothing is sent before the decision.
+//! Before a destructive run (`--action delete` or `suppress`, `--kind devices --action delete`,
+//! `--kind merges`): a pre-pass over the input counts the people (devices, merges) it will
+//! touch and names the first few, and [`decide`] says whether the run may go on (`--yes`, a
+//! typed confirmation on a terminal, `--dry-run`, and the cap: `--max-deletes`, or
+//! `--max-merges` for merges). Nothing is sent before the decision.
 
 use crate::config::ImportConfig;
 use crate::operation::Action;
@@ -12,12 +13,42 @@ use std::collections::HashSet;
 /// The default of `--max-deletes`: a destructive run touching more people is refused.
 pub const DEFAULT_MAX_DELETES: u64 = 10_000;
 
+/// The default of `--max-merges`: a merges file with more pairs is refused.
+pub const DEFAULT_MAX_MERGES: u64 = 1_000;
+
 /// How many identifiers the preview names.
 pub const FIRST: usize = 5;
 
-/// Whether `action` removes people (and so needs a confirmation): delete and suppress.
+/// How many merges the preview lists, one a line.
+pub const FIRST_MERGES: usize = 20;
+
+/// Whether `action` removes people, devices or merges people (and so needs a confirmation):
+/// delete, suppress, delete_device, merge.
 pub fn is_destructive(action: Action) -> bool {
-    matches!(action, Action::Delete | Action::Suppress)
+    matches!(
+        action,
+        Action::Delete | Action::Suppress | Action::DeleteDevice | Action::Merge
+    )
+}
+
+/// What a preview counts, for `n` of them: people, devices or merges.
+pub fn noun(action: Action, n: u64) -> &'static str {
+    match (action, n == 1) {
+        (Action::DeleteDevice, true) => "device",
+        (Action::DeleteDevice, false) => "devices",
+        (Action::Merge, true) => "merge",
+        (Action::Merge, false) => "merges",
+        (_, true) => "person",
+        (_, false) => "people",
+    }
+}
+
+/// The option that caps `action`.
+pub fn cap_option(action: Action) -> &'static str {
+    match action {
+        Action::Merge => "--max-merges",
+        _ => "--max-deletes",
+    }
 }
 
 /// What the pre-pass found.
@@ -27,7 +58,8 @@ pub struct Preview {
     pub action: Action,
     /// Rows read (the pre-pass stops early once `people` passes the cap).
     pub rows: u64,
-    /// Distinct people (identifier kind and value) among the rows that convert.
+    /// Distinct people (identifier kind and value) among the rows that convert; for
+    /// `delete_device`, distinct devices (tokens); for merges, every pair.
     pub people: u64,
     /// Rows whose identifier cannot be read (they will be reported as invalid, never sent).
     pub invalid: u64,
@@ -45,7 +77,7 @@ impl Preview {
             "{}: {more}{} {} in {input}",
             self.action.as_str(),
             self.people,
-            if self.people == 1 { "person" } else { "people" },
+            noun(self.action, self.people),
         );
         if self.invalid > 0 {
             s += &format!(
@@ -53,7 +85,14 @@ impl Preview {
                 self.invalid
             );
         }
-        if !self.first.is_empty() {
+        if self.action == Action::Merge {
+            for m in &self.first {
+                s += &format!("\n  {m}");
+            }
+            if self.people > self.first.len() as u64 {
+                s += &format!("\n  ... and {} more", self.people - self.first.len() as u64);
+            }
+        } else if !self.first.is_empty() {
             s += &format!("\n  first: {}", self.first.join(", "));
             if self.people > self.first.len() as u64 {
                 s += ", ...";
@@ -67,10 +106,14 @@ impl Preview {
 /// people its rows address. Needs a file: stdin cannot be read twice.
 pub fn preview(cfg: &ImportConfig, cap: u64) -> Result<Preview, String> {
     if !cfg.input.rereadable() {
+        let (what, counts) = match cfg.convert.action {
+            Action::Merge => ("--kind merges".to_string(), "the merges"),
+            Action::DeleteDevice => ("--kind devices --action delete".to_string(), "the devices"),
+            a => (format!("--action {}", a.as_str()), "the people"),
+        };
         return Err(format!(
-            "--action {} counts the people first, so it reads the input twice: give a regular \
-file, not stdin or a pipe",
-            cfg.convert.action.as_str()
+            "{what} counts {counts} first, so it reads the input twice: give a regular \
+file, not stdin or a pipe"
         ));
     }
     let (rows, converter) = crate::convert::prepass(cfg)?;
@@ -90,6 +133,40 @@ file, not stdin or a pipe",
             Item::Bad { .. } => p.invalid += 1,
             Item::Row { pos, raw } => match converter.convert(pos, raw) {
                 Err(_) => p.invalid += 1,
+                Ok(op) if op.action == Action::Merge => {
+                    p.people += 1;
+                    if let (true, Some(crate::operation::Target::Secondary(sec))) =
+                        (p.first.len() < FIRST_MERGES, &op.target)
+                    {
+                        p.first.push(format!(
+                            "line {}: merge {} {} into {} {}",
+                            op.pos.line,
+                            sec.kind.as_str(),
+                            sec.value,
+                            op.identifier.kind.as_str(),
+                            op.identifier.value
+                        ));
+                    }
+                    if p.people > cap {
+                        p.at_least = true;
+                        break;
+                    }
+                }
+                Ok(op) if op.action == Action::DeleteDevice => {
+                    let token = op.device_token().unwrap_or_default().to_string();
+                    // Devices are counted by token (the kind slot is the person's, unused).
+                    if seen.insert((IdKind::Id, token.clone())) {
+                        p.people += 1;
+                        if p.first.len() < FIRST {
+                            p.first
+                                .push(format!("{} on {}", token, op.identifier.v1_path_value()));
+                        }
+                        if p.people > cap {
+                            p.at_least = true;
+                            break;
+                        }
+                    }
+                }
                 Ok(op) => {
                     let id = op.identifier;
                     let shown = id.v1_path_value();
@@ -124,6 +201,11 @@ pub enum Decision {
 /// Whether a destructive run with this preview may go on.
 pub fn decide(p: &Preview, yes: bool, dry_run: bool, cap: u64, terminal: bool) -> Decision {
     let action = p.action.as_str();
+    let flag = cap_option(p.action);
+    let what = match p.action {
+        Action::Merge => "--kind merges".to_string(),
+        _ => format!("--action {action}"),
+    };
     if dry_run {
         return Decision::Proceed;
     }
@@ -134,8 +216,9 @@ pub fn decide(p: &Preview, yes: bool, dry_run: bool, cap: u64, terminal: bool) -
             p.people.to_string()
         };
         return Decision::Refuse(format!(
-            "--action {action} would touch {n} people, more than --max-deletes {cap}: \
-nothing was sent; check the file, or raise --max-deletes if you mean it"
+            "{what} would touch {n} {}, more than {flag} {cap}: \
+nothing was sent; check the file, or raise {flag} if you mean it",
+            noun(p.action, 2)
         ));
     }
     if yes || p.people == 0 {
@@ -144,10 +227,13 @@ nothing was sent; check the file, or raise --max-deletes if you mean it"
     if terminal {
         return Decision::Ask;
     }
+    let doing = match p.action {
+        Action::Merge => format!("would make {} {}", p.people, noun(p.action, p.people)),
+        _ => format!("would {action} {} {}", p.people, noun(p.action, p.people)),
+    };
     Decision::Refuse(format!(
-        "--action {action} would {action} {} people and needs a confirmation: nothing was sent; \
-check with --dry-run, then add --yes",
-        p.people
+        "{what} {doing} and needs a confirmation: nothing was sent; \
+check with --dry-run, then add --yes"
     ))
 }
 
@@ -202,5 +288,22 @@ mod tests {
         assert!(is_destructive(Action::Suppress));
         assert!(!is_destructive(Action::Unsuppress));
         assert!(!is_destructive(Action::Identify));
+        assert!(is_destructive(Action::Merge));
+        assert!(is_destructive(Action::DeleteDevice));
+        assert!(!is_destructive(Action::AddDevice));
+    }
+
+    #[test]
+    fn merges_are_capped_by_max_merges() {
+        let mut m = p(3);
+        m.action = Action::Merge;
+        assert!(matches!(
+            decide(&m, true, false, 2, false),
+            Decision::Refuse(s) if s.contains("--max-merges 2") && s.contains("3 merges")
+        ));
+        assert!(matches!(
+            decide(&m, false, false, 10, false),
+            Decision::Refuse(s) if s.contains("--kind merges would make 3 merges")
+        ));
     }
 }

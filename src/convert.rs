@@ -10,8 +10,10 @@ use crate::track::{json_key, Api, PayloadWriter};
 use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
 use serde_json::Value;
 
+pub mod device;
 pub mod event;
 mod header;
+pub mod merge;
 pub use event::EventOptions;
 
 /// How rows become people.
@@ -241,7 +243,11 @@ impl Converter {
             warn_timestamp();
         }
         let id_index = columns.iter().position(|c| c.role == Role::Identifier);
-        if header.is_some() && id_index.is_none() {
+        if let (Some(_), Action::Merge) = (header, opts.action) {
+            // A merges file names its two people in its own columns.
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            merge::sides(&names)?;
+        } else if header.is_some() && id_index.is_none() {
             let names: Vec<&str> = columns.iter().map(|c| c.source.as_str()).collect();
             return Err(header::missing_identifier(
                 &opts.id_column,
@@ -285,6 +291,11 @@ impl Converter {
         if let Some(ev) = &self.opts.event {
             return self.convert_event(ev, pos, raw);
         }
+        match self.opts.action {
+            Action::AddDevice | Action::DeleteDevice => return self.convert_device(pos, raw),
+            Action::Merge => return self.convert_merge(pos, raw),
+            _ => {}
+        }
         if !crate::track::carries_attributes(self.opts.action) {
             return self.convert_bare(pos, raw);
         }
@@ -310,6 +321,7 @@ impl Converter {
                 attrs,
                 conditional,
                 forget_first: false,
+                target: None,
             }),
             Err(inv) => Err((inv, raw)),
         }
@@ -344,6 +356,7 @@ impl Converter {
                 attrs: None,
                 conditional: false,
                 forget_first: false,
+                target: None,
             }),
             Err(inv) => Err((inv, raw)),
         }

@@ -114,6 +114,17 @@ CREATE TABLE IF NOT EXISTS events (
     run_id INTEGER NOT NULL,
     PRIMARY KEY (dest, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    dest INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    acked_at INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    PRIMARY KEY (dest, token)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS devices_person ON devices (dest, kind, identifier);
 CREATE TABLE IF NOT EXISTS suppressed (
     dest INTEGER NOT NULL,
     kind TEXT NOT NULL,
@@ -308,6 +319,15 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
             None => conn.execute("DELETE FROM people WHERE dest = ?1", params![self.dest]),
         }
         .map_err(e)?;
+        // Their devices go with them.
+        match keep {
+            Some(k) => conn.execute(
+                "DELETE FROM devices WHERE dest = ?1 AND kind != ?2",
+                params![self.dest, k.as_str()],
+            ),
+            None => conn.execute("DELETE FROM devices WHERE dest = ?1", params![self.dest]),
+        }
+        .map_err(e)?;
         Ok(n)
     }
 
@@ -458,6 +478,20 @@ impl Lookup {
             .map_err(|e| io(&self.path)(e.to_string()))
     }
 
+    /// The hash this run's destination last acknowledged for the device `token` (whose hash
+    /// covers the person it was added to), if any.
+    pub fn device_hash(&self, token: &str) -> Result<Option<[u8; 16]>, LedgerError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT hash FROM devices WHERE dest = ?1 AND token = ?2")
+            .map_err(|e| io(&self.path)(e.to_string()))?;
+        let got: Option<Vec<u8>> = st
+            .query_row(params![self.dest, token], |r| r.get(0))
+            .optional()
+            .map_err(|e| io(&self.path)(e.to_string()))?;
+        Ok(got.and_then(|v| v.try_into().ok()))
+    }
+
     /// Whether this run's destination acknowledged the event `event_id`.
     pub fn event_acked(&self, event_id: &str) -> Result<bool, LedgerError> {
         let mut st = self
@@ -484,6 +518,11 @@ enum Msg {
     /// People whose mirror removal was acknowledged: they leave the ledger.
     Removed(Vec<(IdKind, String)>),
     AckedEvents(Vec<Box<str>>),
+    /// Devices acknowledged: token, the person's kind and value, hash.
+    AckedDevices(Vec<(Box<str>, IdKind, String, [u8; 16])>),
+    /// Devices to forget before they are sent: by token, and every device of these people
+    /// (about to be deleted, suppressed or merged away).
+    ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
     /// People to forget; `true`: to record as (maybe) suppressed too.
     Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
     Unsuppressed(Vec<(IdKind, String)>),
@@ -524,6 +563,31 @@ impl LedgerWriter {
     pub fn acked_events(&self, ids: Vec<Box<str>>) {
         if !ids.is_empty() {
             let _ = self.tx.send(Msg::AckedEvents(ids));
+        }
+    }
+
+    /// Devices the API acknowledged: token, person, hash. A token is one device: recording
+    /// it on one person replaces what was recorded of it on anyone else.
+    pub fn acked_devices(&self, devices: Vec<(Box<str>, IdKind, String, [u8; 16])>) {
+        if !devices.is_empty() {
+            let _ = self.tx.send(Msg::AckedDevices(devices));
+        }
+    }
+
+    /// Removes what the ledger knows of these devices (by token) and of every device of
+    /// `owners`, committed before `done` is told `true`: called before devices are sent with
+    /// other values or deleted, and before their people are deleted, suppressed or merged
+    /// away (their devices go with them).
+    pub fn forget_devices(
+        &self,
+        tokens: Vec<Box<str>>,
+        owners: Vec<(IdKind, String)>,
+        done: Forgotten,
+    ) {
+        if let Err(mpsc::SendError(Msg::ForgetDevices(_, _, done))) =
+            self.tx.send(Msg::ForgetDevices(tokens, owners, done))
+        {
+            let _ = done.send(false);
         }
     }
 
@@ -614,6 +678,15 @@ fn write_loop(
                     "INSERT INTO events (dest, event_id, acked_at, run_id) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (dest, event_id) DO UPDATE SET acked_at = excluded.acked_at, run_id = excluded.run_id",
                 )?;
+                let mut dev = tx.prepare_cached(
+                    "INSERT INTO devices (dest, token, kind, identifier, hash, acked_at, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (dest, token) DO UPDATE SET kind = excluded.kind, identifier = excluded.identifier, hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id",
+                )?;
+                let mut dev_del =
+                    tx.prepare_cached("DELETE FROM devices WHERE dest = ?1 AND token = ?2")?;
+                let mut dev_of = tx.prepare_cached(
+                    "DELETE FROM devices WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                )?;
                 let mut sup = tx.prepare_cached(
                     "INSERT INTO suppressed (dest, kind, identifier, since, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (dest, kind, identifier) DO NOTHING",
@@ -668,6 +741,28 @@ fn write_loop(
                             for id in ids {
                                 ev.execute(params![dest, &*id, t, run_id])?;
                             }
+                        }
+                        Msg::AckedDevices(devices) => {
+                            for (token, kind, id, hash) in devices {
+                                dev.execute(params![
+                                    dest,
+                                    &*token,
+                                    kind.as_str(),
+                                    id,
+                                    &hash[..],
+                                    t,
+                                    run_id
+                                ])?;
+                            }
+                        }
+                        Msg::ForgetDevices(tokens, owners, done) => {
+                            for token in tokens {
+                                dev_del.execute(params![dest, &*token])?;
+                            }
+                            for (kind, id) in owners {
+                                dev_of.execute(params![dest, kind.as_str(), id])?;
+                            }
+                            forgotten.push(done);
                         }
                         Msg::Forget(people, suppress, done) => {
                             for (kind, id) in people {

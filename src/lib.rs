@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod confirm;
 pub mod convert;
+pub mod duplicates;
 pub mod engine;
 pub mod event_id;
 pub mod exit;

@@ -163,6 +163,7 @@ impl MirrorMode {
             // removals are sent (see [`record_pending`]), never from their acknowledgement.
             conditional: matches!(self, MirrorMode::Clear { .. }),
             forget_first: false,
+            target: None,
         }
     }
 }

@@ -44,6 +44,13 @@ pub enum Action {
     Suppress,
     /// Lift a suppression.
     Unsuppress,
+    /// Add (or update) a push device of a person: [`Target::Device`] names its token.
+    AddDevice,
+    /// Remove a person's device: [`Target::Device`] names its token.
+    DeleteDevice,
+    /// Merge a person (the secondary, [`Target::Secondary`]) into the operation's person
+    /// (the primary), who remains; the secondary is deleted. Irreversible.
+    Merge,
 }
 
 impl Action {
@@ -55,6 +62,9 @@ impl Action {
             Action::Delete => "delete",
             Action::Suppress => "suppress",
             Action::Unsuppress => "unsuppress",
+            Action::AddDevice => "add_device",
+            Action::DeleteDevice => "delete_device",
+            Action::Merge => "merge",
         }
     }
 }
@@ -69,6 +79,12 @@ pub enum Key<'a> {
     /// An event, by its id: events of one person need no order among themselves, and the
     /// ledger remembers them one by one.
     Event(&'a str),
+    /// A device, by its token: a token belongs to one device, whoever it is added to, so
+    /// every operation on it is applied in file order, and the ledger remembers it by token.
+    Device(&'a str),
+    /// Every merge: one key for all, so merges are applied strictly in file order (a chain
+    /// A<-B, then B<-C, applies as written).
+    Merge,
 }
 
 impl Key<'_> {
@@ -86,6 +102,12 @@ impl Key<'_> {
                 h.update(&[0]);
                 h.update(id.as_bytes());
             }
+            Key::Device(token) => {
+                h.update(b"device");
+                h.update(&[0]);
+                h.update(token.as_bytes());
+            }
+            Key::Merge => h.update(b"merge"),
         }
         h.digest()
     }
@@ -97,8 +119,21 @@ impl Key<'_> {
                 xxhash_rust::xxh3::xxh3_128_with_seed(id.value.as_bytes(), id.kind as u64)
             }
             Key::Event(id) => xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), u64::MAX),
+            Key::Device(token) => {
+                xxhash_rust::xxh3::xxh3_128_with_seed(token.as_bytes(), u64::MAX - 1)
+            }
+            Key::Merge => xxhash_rust::xxh3::xxh3_128_with_seed(b"merge", u64::MAX - 2),
         }
     }
+}
+
+/// The second thing an operation names besides its person, for the actions that have one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A device, by its token ([`Action::AddDevice`], [`Action::DeleteDevice`]).
+    Device(Box<str>),
+    /// The person merged into the operation's person ([`Action::Merge`]).
+    Secondary(Identifier),
 }
 
 /// A row that passed conversion and validation, ready for a destination: one operation and
@@ -133,14 +168,47 @@ pub struct Operation {
     /// The ledger may hold other values for this entity: they are forgotten (durably)
     /// before this operation is sent, so a send whose outcome is unknown leaves no stale claim.
     pub forget_first: bool,
+    /// The device or the secondary person, for the actions that name one.
+    pub target: Option<Target>,
 }
 
 impl Operation {
     /// The key that orders this operation and names it in the ledger.
     pub fn key(&self) -> Key<'_> {
-        match &self.event_id {
-            Some(id) => Key::Event(id),
-            None => Key::Entity(self.entity, &self.identifier),
+        match (&self.event_id, &self.target) {
+            (Some(id), _) => Key::Event(id),
+            (None, Some(Target::Device(token))) => Key::Device(token),
+            (None, Some(Target::Secondary(_))) => Key::Merge,
+            (None, None) => Key::Entity(self.entity, &self.identifier),
+        }
+    }
+
+    /// The device token, for a device operation.
+    pub fn device_token(&self) -> Option<&str> {
+        match &self.target {
+            Some(Target::Device(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The person this operation removes from the workspace, with their devices: the person
+    /// of a delete or a suppression, a merge's secondary.
+    pub fn person_removed(&self) -> Option<&Identifier> {
+        match (self.action, &self.target) {
+            (Action::Delete | Action::Suppress, _) => Some(&self.identifier),
+            (Action::Merge, Some(Target::Secondary(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The people whose ledger records this operation makes untrue once sent: its person
+    /// (for a merge, the primary, whose attributes change) and a merge's secondary (who is
+    /// deleted). None for a device operation: it changes the device, not the person.
+    pub fn people_touched(&self) -> Vec<&Identifier> {
+        match &self.target {
+            Some(Target::Device(_)) => Vec::new(),
+            Some(Target::Secondary(s)) => vec![&self.identifier, s],
+            None => vec![&self.identifier],
         }
     }
 }
@@ -168,5 +236,10 @@ mod tests {
         );
         assert_ne!(ka.seen_hash(), Key::Entity(Entity::Person, &b).seen_hash());
         assert_ne!(ka.order_hash(), Key::Event("42").order_hash());
+        assert_ne!(
+            Key::Device("42").order_hash(),
+            Key::Event("42").order_hash()
+        );
+        assert_ne!(Key::Device("42").seen_hash(), Key::Event("42").seen_hash());
     }
 }

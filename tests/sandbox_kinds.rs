@@ -203,9 +203,12 @@ fn delete_suppress_and_unsuppress_through_both_apis() {
     assert_eq!(
         by,
         [
+            ("add_device", 0),
             ("delete", 2),
+            ("delete_device", 0),
             ("event", 3),
             ("identify", 8),
+            ("merge", 0),
             ("suppress", 2),
             ("unsuppress", 2),
         ]
@@ -308,16 +311,13 @@ fn event_limits_answer_v1_400_and_batch_207_with_the_documented_messages() {
             "event id must be a ULID: 26 characters of Crockford base32",
         ),
         (3, "name", "event name must be present"),
+        // A merge names `primary` and `secondary`; a device needs its platform.
         (
             4,
-            "action",
-            "action 'merge' is not supported by the sandbox yet",
+            "primary",
+            "primary and secondary must each hold exactly one of id, email, cio_id",
         ),
-        (
-            5,
-            "action",
-            "action 'add_device' is not supported by the sandbox yet",
-        ),
+        (5, "device.platform", "platform must be ios or android"),
         (
             6,
             "action",
@@ -367,8 +367,8 @@ fn event_limits_answer_v1_400_and_batch_207_with_the_documented_messages() {
         body.contains("event name cannot be longer than 100 bytes"),
         "{body}"
     );
-    let merge = op("merge", "e", json!({})).to_string();
-    let (st, _, body) = sb.http("POST", "/api/v2/entity", &merge, AUTH);
+    let page = op("page", "e", json!({})).to_string();
+    let (st, _, body) = sb.http("POST", "/api/v2/entity", &page, AUTH);
     assert_eq!(st, 400);
     assert!(body.contains("not supported by the sandbox yet"), "{body}");
 }
@@ -489,7 +489,8 @@ fn people_only_traffic_shows_zero_counts_and_an_unchanged_dump() {
     let (_, v) = get(&sb, "/__sandbox/stats");
     assert_eq!(
         v["by_action"],
-        json!({"delete": 0, "event": 0, "identify": 1, "suppress": 0, "unsuppress": 0})
+        json!({"add_device": 0, "delete": 0, "delete_device": 0, "event": 0, "identify": 1,
+            "merge": 0, "suppress": 0, "unsuppress": 0})
     );
     assert_eq!(
         (

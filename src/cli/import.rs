@@ -91,6 +91,11 @@ pub enum KindArg {
     People,
     /// Each row is an event on a person: its name, time, id and data.
     Events,
+    /// Each row is a push device of a person: token, platform, last_used, attributes
+    /// (--action delete removes the devices; needs --yes).
+    Devices,
+    /// Each row merges a secondary person into a primary one (irreversible; needs --yes).
+    Merges,
 }
 
 /// `--empty`
@@ -148,9 +153,12 @@ pub struct ImportArgs {
     /// Confirm a destructive --action (delete, suppress) without being asked.
     #[arg(long)]
     pub yes: bool,
-    /// Refuse a destructive --action that would touch more people than this.
+    /// Refuse a destructive --action that would touch more people (or devices) than this.
     #[arg(long, default_value_t = confirm::DEFAULT_MAX_DELETES)]
     pub max_deletes: u64,
+    /// --kind merges: refuse a file of more merges than this.
+    #[arg(long, default_value_t = confirm::DEFAULT_MAX_MERGES)]
+    pub max_merges: u64,
     /// The API to use.
     #[arg(long, value_enum, default_value = "batch")]
     pub api: ApiArg,
@@ -289,6 +297,8 @@ impl ImportArgs {
                 id_column: self.event_id_column.clone(),
                 workspace: String::new(),
             }))
+            .devices(self.kind == KindArg::Devices)
+            .merges(self.kind == KindArg::Merges)
             .api(self.api.into());
         let builder = match (endpoint_override, &self.endpoint) {
             (Some(url), _) => builder.resolved_endpoint(url),
@@ -358,10 +368,13 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
     let destructive = confirm::is_destructive(action);
     // Unsuppress needs no confirmation: it is previewed only by a dry run of a file.
     let previewed = destructive || (args.dry_run && matches!(cfg.input, Input::Path(_)));
-    if matches!(action, Action::Identify | Action::Event) || !previewed {
+    if matches!(action, Action::Identify | Action::Event | Action::AddDevice) || !previewed {
         return Ok(());
     }
-    let cap = args.max_deletes;
+    let cap = match action {
+        Action::Merge => args.max_merges,
+        _ => args.max_deletes,
+    };
     let preview = {
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || confirm::preview(&cfg, cap))
@@ -379,7 +392,8 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
         Decision::Refuse(why) => Err(UsageError::Confirmation(why)),
         Decision::Ask => {
             eprint!(
-                "type the number of people ({}) to {} them, anything else to stop: ",
+                "type the number of {} ({}) to {} them, anything else to stop: ",
+                confirm::noun(action, 2),
                 preview.people,
                 action.as_str()
             );
@@ -391,8 +405,11 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
             match read {
                 Ok(Ok(a)) if confirm::confirms(&a, preview.people) => Ok(()),
                 _ => Err(UsageError::Confirmation(format!(
-                    "--action {} not confirmed: nothing was sent",
-                    action.as_str()
+                    "{} not confirmed: nothing was sent",
+                    match action {
+                        Action::Merge => "--kind merges".to_string(),
+                        _ => format!("--action {}", action.as_str()),
+                    }
                 ))),
             }
         }

@@ -27,6 +27,11 @@ pub struct InspectArgs {
     /// --kind events: the column of the event's time.
     #[arg(long, default_value = crate::convert::event::TIMESTAMP_COLUMN)]
     pub timestamp_column: String,
+    /// A people file with an id and an email column: write the ids that share an email (the
+    /// same person twice) to this file as merges (primary_id,secondary_id; owner-only), to
+    /// review and import with --kind merges.
+    #[arg(long)]
+    pub suggest_merges: Option<PathBuf>,
 }
 
 impl From<&InspectArgs> for InspectOptions {
@@ -41,11 +46,44 @@ impl From<&InspectArgs> for InspectOptions {
 
 /// Runs `inspect`.
 pub(super) fn run(args: &InspectArgs) -> anyhow::Result<u8> {
+    if matches!(args.kind, super::KindArg::Devices | super::KindArg::Merges) {
+        return super::inspect_kinds::run(args);
+    }
     crate::inspect::run(&InspectOptions::from(args))?;
     if args.kind == super::KindArg::Events {
         recent_events(args)?;
     }
+    if let Some(out) = &args.suggest_merges {
+        suggest_merges(args, out)?;
+    }
     Ok(exit::SUCCESS)
+}
+
+/// `inspect --suggest-merges FILE`: the ids that share an email, as a merges file.
+fn suggest_merges(args: &InspectArgs, out: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = crate::config::ImportConfig::builder(Input::from_arg(&args.input))
+        .read(args.read.options())
+        .dry_run(true)
+        .build()?;
+    let s = crate::duplicates::suggest_merges(&cfg, out).map_err(|e| anyhow::anyhow!(e))?;
+    let line = format!(
+        "duplicates: {} {} carried by more than one id ('{}' by '{}'): {} {} suggested in {} \
+(review it, then: cio-import import {} --kind merges --dry-run)",
+        s.emails,
+        if s.emails == 1 { "email" } else { "emails" },
+        s.email_column,
+        s.id_column,
+        s.merges,
+        if s.merges == 1 { "merge" } else { "merges" },
+        out.display(),
+        out.display()
+    );
+    if args.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// `inspect --kind events`: how many events convert, and how many are within the last 72

@@ -8,6 +8,7 @@ mod alert;
 mod docs;
 mod import;
 mod inspect;
+mod inspect_kinds;
 mod log;
 mod nightly;
 mod presets;

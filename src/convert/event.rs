@@ -96,6 +96,7 @@ impl Converter {
                 attrs: None,
                 conditional: false,
                 forget_first: false,
+                target: None,
             }),
             Err(inv) => Err((inv, raw)),
         }
@@ -271,7 +272,7 @@ doubles nor drops it",
     }
 
     /// A CSV row's identifier and its other non-empty cells, mapped and typed.
-    fn event_csv(
+    pub(super) fn event_csv(
         &self,
         rec: &csv::StringRecord,
     ) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
@@ -310,7 +311,10 @@ doubles nor drops it",
 
     /// A JSON line's identifier and its other members (types kept), mapped when a mapping
     /// is given.
-    fn event_jsonl(&self, line: &[u8]) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
+    pub(super) fn event_jsonl(
+        &self,
+        line: &[u8],
+    ) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
         let id = self.jsonl_identifier(line)?;
         let fields = parse_object(line)?;
         let mut values: Vec<(String, Value)> = Vec::with_capacity(fields.len());

@@ -28,6 +28,7 @@ pub use send::STOP_GRACE;
 use crate::config::{ConfigError, ImportConfig};
 use crate::convert::Converter;
 use crate::ledger::{self, Ledger, LedgerError};
+use crate::operation::Action;
 use crate::report::errors::ErrorsWriter;
 use crate::report::progress::{self, InputProgress};
 use crate::report::rejects::RejectsWriter;
@@ -174,14 +175,20 @@ async fn open(
             let dest = ledger::Destination::new(site_id, &cfg.endpoint);
             let l = Ledger::open(path, input_name, &dest)?;
             l.record_run(record)?;
-            if crate::confirm::is_destructive(cfg.convert.action) && !cfg.dry_run {
+            let removes_people = crate::confirm::is_destructive(cfg.convert.action)
+                && cfg.convert.action != Action::DeleteDevice;
+            if removes_people && !cfg.dry_run {
                 // With a fallback column, rows may address people by either kind.
                 let fallback = cfg
                     .convert
                     .mapping
                     .as_ref()
                     .is_some_and(|m| m.fallback.is_some());
-                let keep = (!fallback).then_some(cfg.convert.id_kind);
+                let keep = match cfg.convert.action {
+                    // A merge's sides may each be someone the ledger knows by another kind.
+                    Action::Merge => converter.merge_kind(),
+                    _ => (!fallback).then_some(cfg.convert.id_kind),
+                };
                 let n = l.forget_other_kinds(keep)?;
                 if n > 0 {
                     tracing::warn!(

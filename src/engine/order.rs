@@ -125,6 +125,7 @@ mod tests {
             attrs: None,
             conditional: false,
             forget_first: false,
+            target: None,
         })
         .collect()
     }

@@ -8,7 +8,7 @@
 //! update-only or maybe-suppressed acknowledgement, or a cancellation).
 
 use crate::ledger::{Forgotten, LedgerWriter};
-use crate::operation::{Action, Operation};
+use crate::operation::{Action, Operation, Target};
 use crate::record::{Class, Failure, IdKind};
 use crate::report::errors::ErrorsWriter;
 use crate::report::rejects::RejectsWriter;
@@ -31,6 +31,9 @@ pub enum Outcome {
     Forget(Vec<(IdKind, String)>, bool, Forgotten),
     /// About a person with several rows (from the reader, before or while their rows go).
     Group(GroupNote),
+    /// About to be sent: the ledger forgets these devices (by token), and every device of
+    /// these people (about to be removed), first.
+    ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
 }
 
 /// What the reader tells the sink about a person with several rows, keyed by
@@ -157,22 +160,39 @@ pub(super) async fn sink(
                             .collect(),
                     );
                     let mut events = Vec::new();
+                    let mut devices = Vec::new();
                     l.acked(
                         ops.into_iter()
-                            .filter_map(|op| match (op.hash, op.event_id) {
-                                (Some(_), Some(id)) => {
+                            .filter_map(|op| match (op.hash, op.event_id, op.target) {
+                                (Some(_), Some(id), _) => {
                                     events.push(id);
                                     None
                                 }
-                                (h, _) => h.map(|h| {
+                                (Some(h), None, Some(Target::Device(token))) => {
+                                    devices.push((
+                                        token,
+                                        op.identifier.kind,
+                                        op.identifier.value,
+                                        h,
+                                    ));
+                                    None
+                                }
+                                (h, _, _) => h.map(|h| {
                                     (op.identifier.kind, op.identifier.value, h, op.attrs)
                                 }),
                             })
                             .collect(),
                     );
                     l.acked_events(events);
+                    l.acked_devices(devices);
                 }
             }
+            Outcome::ForgetDevices(tokens, owners, done) => match &ledger {
+                Some(l) => l.forget_devices(tokens, owners, done),
+                None => {
+                    let _ = done.send(true);
+                }
+            },
             Outcome::Forget(people, suppress, done) => match &ledger {
                 Some(l) => l.forget(people, suppress, Some(done)),
                 None => {

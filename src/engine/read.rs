@@ -65,14 +65,20 @@ pub(super) struct Reader {
     pub(super) seen: Option<crate::mirror::Seen>,
 }
 
-/// The hash the ledger holds for `id` (`Some(None)`: nothing), or `None` when the lookup
-/// failed (said once; the row is then sent).
+/// The hash the ledger holds for `op`'s entity (`Some(None)`: nothing), or `None` when the
+/// lookup failed (said once; the row is then sent). A device is known by its token; a merge
+/// is never skipped.
 fn ledger_hash(
     check: &LedgerCheck,
-    id: &crate::record::Identifier,
+    op: &crate::operation::Operation,
     failed: &mut bool,
 ) -> Option<Option<[u8; 16]>> {
-    match check.lookup.hash_of(id) {
+    let looked = match (op.device_token(), op.action) {
+        (Some(token), _) => check.lookup.device_hash(token),
+        (None, Action::Merge) => Ok(None),
+        (None, _) => check.lookup.hash_of(&op.identifier),
+    };
+    match looked {
         Ok(k) => Some(k),
         Err(e) => {
             if !*failed {
@@ -194,8 +200,10 @@ impl Reader {
                     // Someone who may be suppressed is sent, but an acknowledgement proves
                     // nothing (the workspace keeps nothing of theirs): it is not recorded.
                     if let (Ok(op), Some(check)) = (&mut converted, &ledger) {
-                        if matches!(op.action, Action::Identify | Action::Event)
-                            && check.lookup.suppressed(&op.identifier).unwrap_or(true)
+                        if matches!(
+                            op.action,
+                            Action::Identify | Action::Event | Action::AddDevice
+                        ) && check.lookup.suppressed(&op.identifier).unwrap_or(true)
                         {
                             op.hash = None;
                         }
@@ -219,8 +227,7 @@ impl Reader {
                                 g.read += 1;
                                 g.running = chain_next(g.running, content_hash.unwrap_or([0; 16]));
                                 if g.mode == Mode::Unread {
-                                    let known =
-                                        ledger_hash(check, &op.identifier, &mut lookup_failed);
+                                    let known = ledger_hash(check, op, &mut lookup_failed);
                                     if !check.full
                                         && !sent_before
                                         && known.flatten() == Some(g.chain)
@@ -295,7 +302,7 @@ every run: give a regular file to skip them when unchanged",
                                         pos.line
                                     );
                                 }
-                                let known = ledger_hash(check, &op.identifier, &mut lookup_failed);
+                                let known = ledger_hash(check, op, &mut lookup_failed);
                                 if !check.full
                                     && !sent_before
                                     && known.flatten().is_some_and(|k| op.hash == Some(k))
@@ -315,6 +322,11 @@ every run: give a regular file to skip them when unchanged",
                         }
                         // A suppression is recorded before it is sent, whatever the answer.
                         if op.action == Action::Suppress {
+                            op.forget_first = true;
+                        }
+                        // A merge changes the primary and deletes the secondary, whatever
+                        // the ledger knew of them.
+                        if op.action == Action::Merge {
                             op.forget_first = true;
                         }
                         if op.conditional {

@@ -425,8 +425,41 @@ impl Dispatcher {
                 .operations()
                 .iter()
                 .filter(|op| op.forget_first)
-                .map(|op| (op.identifier.kind, op.identifier.value.clone()))
+                .flat_map(|op| op.people_touched())
+                .map(|id| (id.kind, id.value.clone()))
                 .collect();
+            let forget_devices: Vec<Box<str>> = job
+                .operations()
+                .iter()
+                .filter(|op| op.forget_first)
+                .filter_map(|op| op.device_token().map(Box::from))
+                .collect();
+            let removed: Vec<(IdKind, String)> = job
+                .operations()
+                .iter()
+                .filter_map(|op| op.person_removed())
+                .map(|id| (id.kind, id.value.clone()))
+                .collect();
+            if !forget_devices.is_empty() || !removed.is_empty() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let forgotten = out
+                    .send(Outcome::ForgetDevices(forget_devices, removed, tx))
+                    .await
+                    .is_ok()
+                    && rx.await.unwrap_or(false);
+                if !forgotten {
+                    for op in job.into_operations() {
+                        let msg = "not sent: the state file could not record that these devices \
+(or their people) are about to change (see the error above); re-run once it can be written";
+                        let _ = out
+                            .send(failure(op, Class::NotAttempted, None, 0, msg.into()))
+                            .await;
+                    }
+                    drop(done);
+                    drop(permit);
+                    return;
+                }
+            }
             let suppress = job
                 .operations()
                 .iter()

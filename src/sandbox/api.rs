@@ -145,6 +145,18 @@ pub fn router(state: Shared) -> Router {
             "/api/v1/customers/{id}/unsuppress",
             post(unsuppress_v1).fallback(not_found),
         )
+        .route(
+            "/api/v1/customers/{id}/devices",
+            put(super::devices::add_device_v1).fallback(not_found),
+        )
+        .route(
+            "/api/v1/customers/{id}/devices/{device_id}",
+            axum::routing::delete(super::devices::delete_device_v1).fallback(not_found),
+        )
+        .route(
+            "/api/v1/merge_customers",
+            post(super::devices::merge_v1).fallback(not_found),
+        )
         .route("/api/v2/entity", post(entity))
         .route("/api/v2/batch", post(batch))
         .route("/api/v1/accounts/region", get(region))
@@ -414,7 +426,7 @@ async fn not_found(AxState(s): AxState<Shared>, uri: Uri) -> Response {
 }
 
 /// Classifies a v1 path identifier: `cio_` prefix, an email, or an id.
-fn v1_key(decoded: &str) -> (String, String) {
+pub(super) fn v1_key(decoded: &str) -> (String, String) {
     if let Some(c) = decoded.strip_prefix("cio_") {
         ("cio_id".into(), c.to_string())
     } else if decoded.contains('@') {
@@ -450,7 +462,7 @@ fn raw_identifier(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
 }
 
 /// A v1 error body, alternating between the two documented forms.
-fn v1_error(s: &State, code: StatusCode, msg: String) -> Response {
+pub(super) fn v1_error(s: &State, code: StatusCode, msg: String) -> Response {
     let n = s.v1_errors.fetch_add(1, Relaxed);
     let body = if n.is_multiple_of(2) {
         json!({"meta": {"error": msg}})
@@ -515,7 +527,7 @@ fn attribute_map(s: &State, members: &Members) -> Map<String, Value> {
 }
 
 /// The identifier a v1 path names, after the checks every v1 call gets.
-fn v1_person(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
+pub(super) fn v1_person(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
     let id = raw_identifier(s, uri)?;
     if id.trim().is_empty() {
         return Err(Box::new(v1_error(
@@ -535,7 +547,7 @@ fn v1_person(s: &State, uri: &Uri) -> Result<String, Box<Response>> {
 }
 
 /// The 400 for an identifier the sandbox was told to refuse (`--reject-id`).
-fn v1_refused(s: &State, id: &str) -> Option<Response> {
+pub(super) fn v1_refused(s: &State, id: &str) -> Option<Response> {
     s.cfg.reject_ids.iter().any(|r| r == id).then(|| {
         v1_error(
             s,
@@ -553,6 +565,9 @@ fn action_of(c: &Change) -> Action {
         Change::Delete(_) => Action::Delete,
         Change::Suppress(_) => Action::Suppress,
         Change::Unsuppress(_) => Action::Unsuppress,
+        Change::AddDevice { .. } => Action::AddDevice,
+        Change::DeleteDevice { .. } => Action::DeleteDevice,
+        Change::Merge { .. } => Action::Merge,
     }
 }
 
@@ -567,7 +582,7 @@ fn apply(s: &State, changes: Vec<Change>) {
 }
 
 /// Applies one accepted v1 change and answers 200 `{}`.
-fn apply_v1(s: &State, change: Change) -> Response {
+pub(super) fn apply_v1(s: &State, change: Change) -> Response {
     apply(s, vec![change]);
     status_json(StatusCode::OK, json!({}))
 }
@@ -778,18 +793,15 @@ async fn region(AxState(s): AxState<Shared>) -> Response {
 }
 
 /// The person actions the sandbox applies.
-const APPLIED: [&str; 5] = super::stats::ACTIONS;
+const APPLIED: [&str; super::stats::ACTIONS.len()] = super::stats::ACTIONS;
 
 /// Person actions of the Track API the sandbox does not apply yet: answered as invalid
 /// operations, never accepted silently.
-const NOT_YET: [&str; 7] = [
+const NOT_YET: [&str; 4] = [
     "page",
     "screen",
     "add_relationships",
     "delete_relationships",
-    "add_device",
-    "delete_device",
-    "merge",
 ];
 
 /// One operation as sent: only what the checks need is parsed.
@@ -838,6 +850,10 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Change, (String, String)>
     }
     if !APPLIED.contains(&action) {
         return Err(("action".into(), format!("unknown action '{action}'")));
+    }
+    if action == "merge" {
+        // A merge names two people and no `identifiers`.
+        return super::devices::check_merge(s, op.get());
     }
     let ids = match &view.identifiers {
         Some(m) => &m.0,
@@ -932,6 +948,7 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Change, (String, String)>
         "delete" => Ok(Change::Delete(key)),
         "suppress" => Ok(Change::Suppress(key)),
         "unsuppress" => Ok(Change::Unsuppress(key)),
+        "add_device" | "delete_device" => super::devices::check_v2_device(s, key, action, op.get()),
         other => Err(("action".into(), format!("unknown action '{other}'"))),
     }
 }
@@ -1031,7 +1048,11 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
     if !s.cfg.poison_ids.is_empty() {
         let poisoned = ops.iter().find_map(|op| {
             let parsed: Value = serde_json::from_str(op.get()).ok()?;
-            let ids = parsed.get("identifiers")?.as_object()?;
+            // A merge names its people as `primary` and `secondary`.
+            let ids = parsed
+                .get("identifiers")
+                .or_else(|| parsed.get("secondary"))?
+                .as_object()?;
             let v = ids.values().next()?.as_str()?;
             s.cfg
                 .poison_ids

@@ -1,19 +1,21 @@
 //! A local stand-in for the Track API: the documented endpoints, limits and answers, a rate
 //! limit, faults on demand, and a record of what it received (`/__sandbox/stats`, `/people`,
-//! `/events`, `/suppressed`). It applies the person actions identify, event, delete, suppress
-//! and unsuppress, through v1 and v2 alike; it drops an identify whose `_timestamp` is older
-//! than the person's latest update (answering 200, as Customer.io does). On the same port it
-//! serves the App API's read endpoint for `verify` (`app_api`).
+//! `/events`, `/suppressed`). It applies the person actions identify, event, delete, suppress,
+//! unsuppress, add_device, delete_device and merge, through v1 and v2 alike; it drops an
+//! identify whose `_timestamp` is older than the person's latest update (answering 200, as
+//! Customer.io does). On the same port it serves the App API's read endpoint for `verify`
+//! (`app_api`).
 
 mod api;
 mod app_api;
+mod devices;
 mod faults;
 mod people;
 mod server;
 mod stats;
 
 pub use app_api::AppApiConfig;
-pub use people::{Event, Person, PersonEvent, Suppressed};
+pub use people::{Device, Event, Person, PersonEvent, Suppressed};
 pub use stats::{Arrival, StatsSnapshot};
 
 use crate::secret::Credentials;

@@ -1,6 +1,8 @@
 //! The sandbox's people: identify merges attributes, `_update` never creates, events are kept
 //! per person and deduplicated by id, delete removes, suppress removes and keeps the
-//! identifier out until unsuppressed.
+//! identifier out until unsuppressed. Devices are kept per person (a token is one device: added
+//! to someone, it leaves anyone else); a merge moves the secondary's attributes the primary
+//! lacks (unset or empty), devices and events to the primary and removes the secondary.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,6 +26,24 @@ pub struct Person {
     /// people-only dump reads as it always did).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
+    /// Their push devices, in the order added (left out of the JSON when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+}
+
+/// A push device as the sandbox holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Device {
+    /// The device token.
+    pub token: String,
+    /// `ios` or `android`.
+    pub platform: String,
+    /// When it was last used, Unix seconds, when given.
+    #[serde(default)]
+    pub last_used: Option<i64>,
+    /// Its attributes (strings).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub attributes: Map<String, Value>,
 }
 
 /// An event as the sandbox holds it.
@@ -77,6 +97,7 @@ struct Entry {
     stamps: HashMap<String, i64>,
     /// The latest update's time: an identify whose `_timestamp` is older is dropped.
     latest: i64,
+    devices: Vec<Device>,
 }
 
 /// Now, in Unix seconds.
@@ -93,6 +114,21 @@ struct Inner {
     /// Every event id received, workspace-wide; kept when a person is deleted.
     event_ids: HashSet<String>,
     suppressed: HashSet<Key>,
+    /// Who holds each device token (a token is one device).
+    device_owner: HashMap<String, Key>,
+}
+
+impl Inner {
+    /// Removes a person and forgets who held their devices.
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
+        let e = self.people.remove(key)?;
+        for d in &e.devices {
+            if self.device_owner.get(&d.token) == Some(key) {
+                self.device_owner.remove(&d.token);
+            }
+        }
+        Some(e)
+    }
 }
 
 /// All people, keyed by identifier kind and value.
@@ -124,6 +160,30 @@ pub enum Change {
     Suppress(Key),
     /// Take the identifier off the suppression list (recreates nobody).
     Unsuppress(Key),
+    /// Add or update a device (the person is created if new, as Customer.io does for an
+    /// operation on someone unknown); its token leaves anyone else.
+    AddDevice {
+        /// Kind and value.
+        key: Key,
+        /// The device.
+        device: Device,
+    },
+    /// Remove a person's device (nothing happens when they do not have it).
+    DeleteDevice {
+        /// Kind and value.
+        key: Key,
+        /// The token.
+        token: String,
+    },
+    /// Merge `secondary` into `primary`. When either does not exist nothing happens (the
+    /// API docs: without the primary "your request won't do anything"; for a missing
+    /// secondary they say nothing, and the sandbox does nothing either).
+    Merge {
+        /// The person who remains.
+        primary: Key,
+        /// The person merged in and removed.
+        secondary: Key,
+    },
 }
 
 /// What applying changes did besides applying them.
@@ -136,6 +196,8 @@ pub struct Applied {
     /// Identify operations whose `_timestamp` is older than the person's latest update:
     /// accepted (200), dropped, as Customer.io does.
     pub stale_dropped: u64,
+    /// Merges accepted whose primary or secondary did not exist: nothing was changed.
+    pub ignored_merges: u64,
 }
 
 impl People {
@@ -208,14 +270,71 @@ impl People {
                     m.people.entry(key).or_default().events.push(event);
                 }
                 Change::Delete(key) => {
-                    m.people.remove(&key);
+                    m.remove(&key);
                 }
                 Change::Suppress(key) => {
-                    m.people.remove(&key);
+                    m.remove(&key);
                     m.suppressed.insert(key);
                 }
                 Change::Unsuppress(key) => {
                     m.suppressed.remove(&key);
+                }
+                Change::AddDevice { key, device } => {
+                    if m.suppressed.contains(&key) {
+                        done.ignored_suppressed += 1;
+                        continue;
+                    }
+                    if let Some(owner) = m.device_owner.remove(&device.token) {
+                        if let Some(e) = m.people.get_mut(&owner) {
+                            e.devices.retain(|d| d.token != device.token);
+                        }
+                    }
+                    m.device_owner.insert(device.token.clone(), key.clone());
+                    m.people.entry(key).or_default().devices.push(device);
+                }
+                Change::DeleteDevice { key, token } => {
+                    if let Some(e) = m.people.get_mut(&key) {
+                        e.devices.retain(|d| d.token != token);
+                    }
+                    if m.device_owner.get(&token) == Some(&key) {
+                        m.device_owner.remove(&token);
+                    }
+                }
+                Change::Merge { primary, secondary } => {
+                    if primary == secondary
+                        || !m.people.contains_key(&primary)
+                        || !m.people.contains_key(&secondary)
+                    {
+                        done.ignored_merges += 1;
+                        continue;
+                    }
+                    let Some(sec) = m.people.remove(&secondary) else {
+                        continue;
+                    };
+                    for d in &sec.devices {
+                        m.device_owner.insert(d.token.clone(), primary.clone());
+                    }
+                    let Some(pri) = m.people.get_mut(&primary) else {
+                        continue;
+                    };
+                    // The primary keeps its values; the secondary fills only what the primary
+                    // has not set, or has empty.
+                    for (k, v) in sec.attributes {
+                        let empty = match pri.attributes.get(&k) {
+                            None | Some(Value::Null) => true,
+                            Some(Value::String(s)) => s.is_empty(),
+                            Some(_) => false,
+                        };
+                        if empty {
+                            pri.attributes.insert(k, v);
+                        }
+                    }
+                    for d in sec.devices {
+                        if !pri.devices.iter().any(|x| x.token == d.token) {
+                            pri.devices.push(d);
+                        }
+                    }
+                    pri.events.extend(sec.events);
                 }
             }
         }
@@ -229,6 +348,7 @@ impl People {
             attributes: e.attributes.clone(),
             updates: e.updates,
             events: e.events.clone(),
+            devices: e.devices.clone(),
         }
     }
 
@@ -422,5 +542,61 @@ mod tests {
         assert!(p.list().is_empty() && p.suppressed().is_empty());
         identify(&p, "1", json!({"b": 2}));
         assert_eq!(held(&p, "1"), Some(json!({"b": 2})), "a new profile");
+    }
+
+    fn device(token: &str) -> Device {
+        Device {
+            token: token.into(),
+            platform: "ios".into(),
+            last_used: None,
+            attributes: Map::new(),
+        }
+    }
+
+    /// The primary keeps its values and gains what it lacks (unset or empty), the
+    /// secondary's devices and events; the secondary is gone. A merge with a missing side
+    /// changes nothing.
+    #[test]
+    fn a_merge_fills_the_primary_and_removes_the_secondary() {
+        let p = People::new(true);
+        identify(&p, "1", json!({"name": "Ann", "city": ""}));
+        identify(
+            &p,
+            "2",
+            json!({"name": "Anne", "city": "Oslo", "plan": "pro"}),
+        );
+        p.apply(vec![
+            Change::AddDevice {
+                key: key("2"),
+                device: device("t2"),
+            },
+            event(None, "e1"),
+        ]);
+        let merge = |a: &str, b: &str| Change::Merge {
+            primary: key(a),
+            secondary: key(b),
+        };
+        assert_eq!(p.apply(vec![merge("1", "9")]).ignored_merges, 1);
+        assert_eq!(p.apply(vec![merge("9", "1")]).ignored_merges, 1);
+        p.apply(vec![merge("1", "2")]);
+        assert_eq!(
+            held(&p, "1"),
+            Some(json!({"name": "Ann", "city": "Oslo", "plan": "pro"}))
+        );
+        assert_eq!(held(&p, "2"), None);
+        let one = p.get(&key("1")).unwrap();
+        assert_eq!(one.devices, vec![device("t2")]);
+        assert_eq!(one.events.len(), 1);
+        // A token is one device: added to someone else, it moves.
+        p.apply(vec![Change::AddDevice {
+            key: key("3"),
+            device: device("t2"),
+        }]);
+        assert!(p.get(&key("1")).unwrap().devices.is_empty());
+        p.apply(vec![Change::DeleteDevice {
+            key: key("3"),
+            token: "t2".into(),
+        }]);
+        assert!(p.get(&key("3")).unwrap().devices.is_empty());
     }
 }

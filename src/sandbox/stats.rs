@@ -31,10 +31,20 @@ pub struct Stats {
     by_action: [AtomicU64; ACTIONS.len()],
     duplicate_events: AtomicU64,
     ignored_suppressed: AtomicU64,
+    ignored_merges: AtomicU64,
 }
 
 /// The person actions the sandbox applies, in the order of [`Action`].
-pub const ACTIONS: [&str; 5] = ["identify", "event", "delete", "suppress", "unsuppress"];
+pub const ACTIONS: [&str; 8] = [
+    "identify",
+    "event",
+    "delete",
+    "suppress",
+    "unsuppress",
+    "add_device",
+    "delete_device",
+    "merge",
+];
 
 /// A person action the sandbox applies (its index in [`ACTIONS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +59,12 @@ pub enum Action {
     Suppress = 3,
     /// Take an identifier off the suppression list.
     Unsuppress = 4,
+    /// Add or update a device.
+    AddDevice = 5,
+    /// Remove a device.
+    DeleteDevice = 6,
+    /// Merge two people.
+    Merge = 7,
 }
 
 /// Accepted operations of one request, counted by [`Action`].
@@ -87,6 +103,10 @@ pub struct StatsSnapshot {
     /// Customer.io ignores them (counted in `by_action` too).
     #[serde(default)]
     pub ignored_suppressed: u64,
+    /// Merges accepted whose primary or secondary did not exist, so nothing changed
+    /// (counted in `by_action.merge` too).
+    #[serde(default)]
+    pub ignored_merges: u64,
     /// Answers by HTTP status.
     pub by_status: BTreeMap<String, u64>,
     /// Connections closed without an answer on purpose.
@@ -236,6 +256,10 @@ impl Stats {
             self.ignored_suppressed
                 .fetch_add(applied.ignored_suppressed, Relaxed);
         }
+        if applied.ignored_merges > 0 {
+            self.ignored_merges
+                .fetch_add(applied.ignored_merges, Relaxed);
+        }
     }
 
     /// Records a protocol violation by the client.
@@ -260,6 +284,7 @@ impl Stats {
                 .collect(),
             duplicate_events: self.duplicate_events.load(Relaxed),
             ignored_suppressed: self.ignored_suppressed.load(Relaxed),
+            ignored_merges: self.ignored_merges.load(Relaxed),
             by_status: self
                 .by_status
                 .lock()

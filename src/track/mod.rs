@@ -5,7 +5,9 @@
 pub mod app;
 pub mod batch;
 pub mod client;
+pub mod device;
 pub mod error;
+pub mod merge;
 pub mod track_api;
 pub mod wire;
 
@@ -182,6 +184,10 @@ fn v2_frame(entity: Entity, action: Action) -> (&'static [u8], &'static [u8]) {
         (Entity::Person, Action::Delete) => (HEAD, br#"},"action":"delete""#),
         (Entity::Person, Action::Suppress) => (HEAD, br#"},"action":"suppress""#),
         (Entity::Person, Action::Unsuppress) => (HEAD, br#"},"action":"unsuppress""#),
+        // Written whole by `device` and `merge`; these frames are never used.
+        (Entity::Person, Action::AddDevice) => (HEAD, br#"},"action":"add_device""#),
+        (Entity::Person, Action::DeleteDevice) => (HEAD, br#"},"action":"delete_device""#),
+        (Entity::Person, Action::Merge) => (HEAD, br#"},"action":"merge""#),
     }
 }
 
@@ -257,7 +263,7 @@ pub fn event_payload(
 }
 
 /// Every byte outside RFC 3986's unreserved set is encoded, as the official clients do.
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -41,6 +41,12 @@ fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (
         (Entity::Person, Action::Unsuppress) => {
             (Method::POST, v1_customer_path(id) + "/unsuppress")
         }
+        (Entity::Person, Action::AddDevice) => (Method::PUT, v1_customer_path(id) + "/devices"),
+        // `single` puts the token after it.
+        (Entity::Person, Action::DeleteDevice) => {
+            (Method::DELETE, v1_customer_path(id) + "/devices")
+        }
+        (Entity::Person, Action::Merge) => (Method::POST, super::merge::V1_MERGE_PATH.to_string()),
     }
 }
 
@@ -104,7 +110,13 @@ impl Wire for TrackApi {
     }
 
     fn single(&self, op: &mut Operation) -> Request {
-        let (method, path) = v1_route(op.entity, op.action, &op.identifier);
+        let (method, path) = match (op.action, op.device_token()) {
+            (Action::DeleteDevice, Some(token)) => (
+                Method::DELETE,
+                super::device::v1_device_path(&op.identifier, token),
+            ),
+            _ => v1_route(op.entity, op.action, &op.identifier),
+        };
         Request {
             method,
             path,
@@ -223,6 +235,14 @@ mod tests {
         assert_eq!(
             route(Action::Suppress),
             (Method::POST, "/api/v1/customers/a%40b.io/suppress".into())
+        );
+        assert_eq!(
+            route(Action::AddDevice),
+            (Method::PUT, "/api/v1/customers/a%40b.io/devices".into())
+        );
+        assert_eq!(
+            route(Action::Merge),
+            (Method::POST, "/api/v1/merge_customers".into())
         );
     }
 }
