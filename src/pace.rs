@@ -284,10 +284,12 @@ impl Law {
 /// Requests granted per one-second window: the rate actually used.
 #[derive(Debug)]
 struct Usage {
+    /// The first grant (the creation until then): the run's setup is no part of its rate.
     started: Instant,
     window: Instant,
     count: u64,
     previous: u64,
+    granted: bool,
 }
 
 impl Usage {
@@ -297,6 +299,7 @@ impl Usage {
             window: now,
             count: 0,
             previous: 0,
+            granted: false,
         }
     }
 
@@ -317,6 +320,13 @@ impl Usage {
     }
 
     fn grant(&mut self, now: Instant) {
+        if !self.granted {
+            // Time before the first grant (opening the input, a pre-pass, a slow start) is
+            // not time the rate was used in.
+            self.granted = true;
+            self.started = now;
+            self.window = now;
+        }
         self.roll(now);
         self.count += 1;
     }
@@ -622,6 +632,20 @@ mod tests {
 
     fn at(base: Instant, s: f64) -> Instant {
         base + Duration::from_secs_f64(s)
+    }
+
+    /// The rate used so far counts from the first grant: a slow start (opening the input,
+    /// a pre-pass, a loaded machine) before it is no time the rate was used in.
+    #[test]
+    fn the_rate_so_far_counts_from_the_first_grant() {
+        let t0 = Instant::now();
+        let mut u = Usage::new(t0);
+        // 100 grants over 0.1 s, starting 0.9 s after the controller was made.
+        for i in 0..100 {
+            u.grant(at(t0, 0.9 + i as f64 * 0.001));
+        }
+        let r = u.so_far(at(t0, 1.0)).expect("a rate");
+        assert!((900.0..=1100.0).contains(&r), "{r}");
     }
 
     /// A law already past its first cut (which halves), at `w` with no ceiling.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use cio_import::sandbox::SandboxConfig;
+use cio_import::sandbox::{SandboxConfig, StatsSnapshot};
 use common::*;
 use std::time::Duration;
 
@@ -90,16 +90,22 @@ fn retry_after_holds_the_bucket_and_exhausts_no_row() {
 }
 
 /// No second carries more than the ceiling plus its burst, whatever the controller does.
+/// The sandbox counts arrivals, not grants: requests granted in one second may arrive in the
+/// next when the machine is loaded, but never more of them than are in flight at once, so
+/// the bound is the ceiling, its burst and the concurrency.
 #[test]
 fn the_ceiling_is_never_passed() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "p.csv", rows(250));
-    let run = sb.import(dir.path(), &["p.csv", "--api", "v1", "--rate", "60"]);
+    let run = sb.import(
+        dir.path(),
+        &["p.csv", "--api", "v1", "--rate", "60", "--concurrency", "4"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let st = sb.stats();
     assert!(
-        st.max_requests_per_second <= 60 + 3,
+        st.max_requests_per_second <= 60 + 3 + 4,
         "{} in one second",
         st.max_requests_per_second
     );
@@ -149,21 +155,33 @@ fn fixed_rate_stays_at_the_rate() {
 /// in force and its 429s are counted apart from the API's.
 #[test]
 fn the_sandbox_schedule_and_live_traffic_share_one_quota() {
+    // The limit comes at 5 s: long after the first background requests on any machine, so
+    // the first check sees them unlimited; each check waits for its condition (no fixed sleep).
+    let began = std::time::Instant::now();
     let sb = sandbox(SandboxConfig {
         limit: 0,
         burst: 5,
-        limit_schedule: vec![(Duration::ZERO, 0), (Duration::from_millis(1000), 10)],
+        limit_schedule: vec![(Duration::ZERO, 0), (Duration::from_secs(5), 10)],
         background_rate: 200,
         seed: Some(1),
         ..SandboxConfig::default()
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let before = sb.stats();
-    assert!(before.background_requests > 10, "{before:?}");
-    assert_eq!(before.background_429s, 0, "no limit yet: {before:?}");
-    std::thread::sleep(Duration::from_millis(1200));
-    let after = sb.stats();
-    assert!(after.background_429s > 20, "{after:?}");
+    let wait_for = |what: &str, ok: &dyn Fn(&StatsSnapshot) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = sb.stats();
+            if ok(&st) {
+                return st;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {st:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = wait_for("background traffic", &|st| st.background_requests > 10);
+    if began.elapsed() < Duration::from_secs(5) {
+        assert_eq!(before.background_429s, 0, "no limit yet: {before:?}");
+    }
+    let after = wait_for("429s once limited", &|st| st.background_429s > 20);
     assert_eq!(
         after.requests, 0,
         "live traffic is not counted as API requests"
