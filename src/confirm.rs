@@ -4,12 +4,12 @@
 //! cap). Nothing is sent before the decision.
 
 use crate::config::ImportConfig;
-use crate::operation::Action;
-use crate::record::IdKind;
+use crate::operation::{Action, Entity};
 use crate::source::Item;
 use std::collections::HashSet;
 
-/// The default of `--max-deletes`: a destructive run touching more people is refused.
+/// The default of `--max-deletes`: a destructive run touching more people (objects,
+/// relationships) is refused.
 pub const DEFAULT_MAX_DELETES: u64 = 10_000;
 
 /// How many identifiers the preview names.
@@ -19,6 +19,9 @@ pub const FIRST: usize = 5;
 pub fn is_destructive(action: Action) -> bool {
     matches!(action, Action::Delete | Action::Suppress)
 }
+
+/// The noun of a people preview.
+pub const PEOPLE: (&str, &str) = ("person", "people");
 
 /// What the pre-pass found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub struct Preview {
     pub invalid: u64,
     /// The first [`FIRST`] distinct identifiers, in file order.
     pub first: Vec<String>,
+    /// What is counted, singular and plural: people, or with `--kind objects` and
+    /// `--kind relationships` objects and relationships (`people` then counts those).
+    pub noun: (&'static str, &'static str),
     /// The count stopped at the cap plus one: the file holds at least `people`.
     pub at_least: bool,
 }
@@ -45,7 +51,11 @@ impl Preview {
             "{}: {more}{} {} in {input}",
             self.action.as_str(),
             self.people,
-            if self.people == 1 { "person" } else { "people" },
+            if self.people == 1 {
+                self.noun.0
+            } else {
+                self.noun.1
+            },
         );
         if self.invalid > 0 {
             s += &format!(
@@ -74,7 +84,12 @@ file, not stdin or a pipe",
         ));
     }
     let (rows, converter) = crate::convert::prepass(cfg)?;
-    let mut seen: HashSet<(IdKind, String)> = HashSet::new();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let noun = match cfg.convert.object.as_ref().map(|o| o.kind) {
+        None => PEOPLE,
+        Some(crate::convert::ObjectKind::Objects) => ("object", "objects"),
+        Some(crate::convert::ObjectKind::Relationships) => ("relationship", "relationships"),
+    };
     let mut p = Preview {
         action: cfg.convert.action,
         rows: 0,
@@ -82,6 +97,7 @@ file, not stdin or a pipe",
         invalid: 0,
         first: Vec::new(),
         at_least: false,
+        noun,
     };
     for item in rows {
         let item = item.map_err(|e| e.to_string())?;
@@ -91,9 +107,12 @@ file, not stdin or a pipe",
             Item::Row { pos, raw } => match converter.convert(pos, raw) {
                 Err(_) => p.invalid += 1,
                 Ok(op) => {
-                    let id = op.identifier;
-                    let shown = id.v1_path_value();
-                    if seen.insert((id.kind, id.value)) {
+                    let shown = match op.object.as_deref() {
+                        Some(o) if op.entity == Entity::Object => o.id.clone(),
+                        Some(o) => format!("{} -> {}", op.identifier.v1_path_value(), o.id),
+                        None => op.identifier.v1_path_value(),
+                    };
+                    if seen.insert(op.key().seen_hash()) {
                         p.people += 1;
                         if p.first.len() < FIRST {
                             p.first.push(shown);
@@ -134,8 +153,9 @@ pub fn decide(p: &Preview, yes: bool, dry_run: bool, cap: u64, terminal: bool) -
             p.people.to_string()
         };
         return Decision::Refuse(format!(
-            "--action {action} would touch {n} people, more than --max-deletes {cap}: \
-nothing was sent; check the file, or raise --max-deletes if you mean it"
+            "--action {action} would touch {n} {}, more than --max-deletes {cap}: \
+nothing was sent; check the file, or raise --max-deletes if you mean it",
+            p.noun.1
         ));
     }
     if yes || p.people == 0 {
@@ -145,9 +165,10 @@ nothing was sent; check the file, or raise --max-deletes if you mean it"
         return Decision::Ask;
     }
     Decision::Refuse(format!(
-        "--action {action} would {action} {} people and needs a confirmation: nothing was sent; \
+        "--action {action} would {action} {} {} and needs a confirmation: nothing was sent; \
 check with --dry-run, then add --yes",
-        p.people
+        p.people,
+        if p.people == 1 { p.noun.0 } else { p.noun.1 }
     ))
 }
 
@@ -168,6 +189,7 @@ mod tests {
             invalid: 0,
             first: vec!["1".into()],
             at_least: false,
+            noun: PEOPLE,
         }
     }
 

@@ -11,7 +11,10 @@ use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
 use serde_json::Value;
 
 pub mod event;
+pub mod object;
+pub mod relationship;
 pub use event::EventOptions;
+pub use object::{ObjectKind, ObjectOptions};
 
 /// How rows become people.
 #[derive(Clone, Debug)]
@@ -36,6 +39,9 @@ pub struct ConvertOptions {
     /// `--kind events`: each row is an event (the action is then [`Action::Event`]), with
     /// its name, time and id in these columns.
     pub event: Option<EventOptions>,
+    /// `--kind objects` or `--kind relationships`: each row is an object, or a person's
+    /// relationship to an object, of this object type.
+    pub object: Option<ObjectOptions>,
 }
 
 impl ConvertOptions {
@@ -51,6 +57,7 @@ impl ConvertOptions {
             update_only: false,
             action: Action::Identify,
             event: None,
+            object: None,
         }
     }
 }
@@ -240,6 +247,9 @@ impl Converter {
             warn_timestamp();
         }
         let id_index = columns.iter().position(|c| c.role == Role::Identifier);
+        if let Some(o) = &opts.object {
+            object::check_header(o, &opts.id_column, header, &columns, mapping.is_some())?;
+        }
         if header.is_some() && id_index.is_none() {
             let names: Vec<&str> = columns.iter().map(|c| c.source.as_str()).collect();
             return Err(format!(
@@ -275,6 +285,9 @@ or --identify-by email{}",
         if let Some(ev) = &self.opts.event {
             return self.convert_event(ev, pos, raw);
         }
+        if let Some(o) = &self.opts.object {
+            return self.convert_object_kind(o, pos, raw);
+        }
         if !crate::track::carries_attributes(self.opts.action) {
             return self.convert_bare(pos, raw);
         }
@@ -293,6 +306,7 @@ or --identify-by email{}",
                 action: Action::Identify,
                 identifier,
                 event_id: None,
+                object: None,
                 attributes,
                 payload,
                 raw,
@@ -327,6 +341,7 @@ or --identify-by email{}",
                 ),
                 identifier,
                 event_id: None,
+                object: None,
                 attributes: 0,
                 raw,
                 hash: None,
@@ -334,6 +349,17 @@ or --identify-by email{}",
                 forget_first: false,
             }),
             Err(inv) => Err((inv, raw)),
+        }
+    }
+
+    /// Starts the payload of the identify of `id`: a person's, or with `--kind objects` the
+    /// object's whose id it holds.
+    fn begin_payload(&self, id: &Identifier, capacity: usize) -> PayloadWriter {
+        match &self.opts.object {
+            Some(o) if o.kind == ObjectKind::Objects => {
+                PayloadWriter::begin_object(&o.object(&id.value), capacity)
+            }
+            _ => PayloadWriter::begin(self.opts.api, id, capacity),
         }
     }
 
@@ -395,6 +421,10 @@ or --identify-by email{}",
     }
 
     fn fallback(&self) -> Option<(&str, IdKind)> {
+        if self.opts.object.as_ref().is_some_and(|o| o.kind == ObjectKind::Objects) {
+            // An object id has no fallback: the mapping's is about people.
+            return None;
+        }
         self.opts
             .mapping
             .as_ref()
@@ -418,10 +448,11 @@ or --identify-by email{}",
         }
         let n = w.attributes();
         if n > MAX_ATTRIBUTES {
+            let who = if self.opts.object.is_some() { "object" } else { "person" };
             return Err(invalid(
                 Some(&id.value),
                 None,
-                format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per person: drop columns"),
+                format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per {who}: drop columns"),
             ));
         }
         if self.opts.update_only {
@@ -431,7 +462,9 @@ or --identify-by email{}",
         // `_update`, from --update-only or from the data itself, makes the send conditional.
         let conditional = w.has_update_key();
         let payload = w.finish();
-        if self.opts.api == Api::Batch {
+        // An object travels as a v2 operation whatever the API (alone, to /api/v2/entity,
+        // under --api v1): 32,000 bytes at most either way.
+        if self.opts.api == Api::Batch || self.opts.object.is_some() {
             validate::operation_size(payload.len()).map_err(|v| Invalid {
                 identifier: Some(id.value.clone()),
                 violation: v,
@@ -449,8 +482,7 @@ or --identify-by email{}",
             }
             _ => self.identifier(self.opts.id_kind, &self.opts.id_column, id_value)?,
         };
-        let mut w = PayloadWriter::begin(
-            self.opts.api,
+        let mut w = self.begin_payload(
             &id,
             rec.as_slice().len() + 96 + 16 * rec.len(),
         );
@@ -605,7 +637,7 @@ or --identify-by email{}",
             .transpose()?;
         let id_value = self.json_identifier(column, id_raw.as_ref())?;
         let id = self.identifier(self.opts.id_kind, column, &id_value)?;
-        let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        let mut w = self.begin_payload(&id, line.len() + 64);
         let mut canon = self.opts.hash.then(Canon::default);
         for (name, value) in &fields {
             let text = value.get();
@@ -708,7 +740,7 @@ or --identify-by email{}",
             }
         }
         let id = self.identifier(kind, id_col, &id_value)?;
-        let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        let mut w = self.begin_payload(&id, line.len() + 64);
         let mut canon = self.opts.hash.then(Canon::default);
         let mut converted: Vec<(String, Value)> = Vec::with_capacity(attrs.len());
         for (source, name, rule, value) in attrs {

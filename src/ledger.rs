@@ -7,6 +7,11 @@
 //! send then fails, times out, or the process dies, the ledger knows nothing of that person
 //! rather than something that may no longer be true.
 
+mod objects;
+
+pub use objects::Entry;
+
+use crate::operation::Key;
 use crate::record::{Failure, IdKind, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::fs::{File, OpenOptions};
@@ -204,6 +209,7 @@ impl Ledger {
         let mut notes = Vec::new();
         notes.extend(upgrade(&conn, path)?);
         conn.execute_batch(SCHEMA).map_err(e)?;
+        conn.execute_batch(objects::SCHEMA).map_err(e)?;
         let known: Option<i64> = conn
             .query_row(
                 "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
@@ -267,6 +273,7 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
     pub fn forget_other_kinds(&self, keep: Option<IdKind>) -> Result<usize, LedgerError> {
         let conn = connect(&self.path)?;
         let e = |e: rusqlite::Error| io(&self.path)(e.to_string());
+        objects::forget_other_kinds(&conn, self.dest, keep).map_err(e)?;
         let n = match keep {
             Some(k) => conn.execute(
                 "DELETE FROM people WHERE dest = ?1 AND kind != ?2",
@@ -276,6 +283,15 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         }
         .map_err(e)?;
         Ok(n)
+    }
+
+    /// Before a relationships deletion list: forgets every relationship of this destination
+    /// whose person is known by another identifier kind than `keep` (Customer.io may resolve
+    /// both to the same person). Returns how many it forgot.
+    pub fn forget_relationships_of_other_kinds(&self, keep: IdKind) -> Result<usize, LedgerError> {
+        let conn = connect(&self.path)?;
+        objects::forget_other_kinds(&conn, self.dest, Some(keep))
+            .map_err(|e| io(&self.path)(e.to_string()))
     }
 
     /// What the log should say about this ledger before the run (a destination it has not
@@ -386,6 +402,20 @@ impl Lookup {
         Ok(got.and_then(|v| v.try_into().ok()))
     }
 
+    /// The hash this run's destination last acknowledged for what `key` names: a person,
+    /// an object or a relationship (never an event: see [`Lookup::event_acked`]).
+    pub fn hash_of_key(&self, key: Key<'_>) -> Result<Option<[u8; 16]>, LedgerError> {
+        match key {
+            Key::Entity(_, id) => self.hash_of(id),
+            Key::Event(_) => Ok(None),
+            Key::Object(_) | Key::Relationship(..) => {
+                let got = objects::hash_of(&self.conn, self.dest, key)
+                    .map_err(|e| io(&self.path)(e.to_string()))?;
+                Ok(got.and_then(|v| v.try_into().ok()))
+            }
+        }
+    }
+
     /// Whether `id` may be suppressed in this run's destination: a suppression of theirs
     /// was sent (acknowledged or not) and no unsuppression acknowledged since. The workspace
     /// answers 200 to an identify or event for them and keeps nothing, so such an
@@ -420,10 +450,16 @@ impl Lookup {
 pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
 
 enum Msg {
-    Acked(Vec<(IdKind, String, [u8; 16])>),
+    Acked(Vec<(Entry, [u8; 16])>),
     AckedEvents(Vec<Box<str>>),
-    /// People to forget; `true`: to record as (maybe) suppressed too.
-    Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
+    /// What to forget; `suppress`: to record (the people) as maybe suppressed too; `removed`:
+    /// a delete or suppression is about to be sent, so relationships go with their ends.
+    Forget {
+        entries: Vec<Entry>,
+        suppress: bool,
+        removed: bool,
+        done: Option<Forgotten>,
+    },
     Unsuppressed(Vec<(IdKind, String)>),
     Failed(Failure),
     Finish {
@@ -443,8 +479,9 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// People the API acknowledged, with the hash of what it acknowledged.
-    pub fn acked(&self, people: Vec<(IdKind, String, [u8; 16])>) {
+    /// People, objects and relationships the API acknowledged, with the hash of what it
+    /// acknowledged.
+    pub fn acked(&self, people: Vec<(Entry, [u8; 16])>) {
         if !people.is_empty() {
             let _ = self.tx.send(Msg::Acked(people));
         }
@@ -462,9 +499,24 @@ impl LedgerWriter {
     /// (a failure, a timeout, a crash) leaves no stale claim behind. With `suppress` (before
     /// a suppression is sent) they are also recorded as maybe suppressed, until an
     /// unsuppression of theirs is acknowledged.
-    pub fn forget(&self, people: Vec<(IdKind, String)>, suppress: bool, done: Option<Forgotten>) {
-        if let Err(mpsc::SendError(Msg::Forget(_, _, Some(done)))) =
-            self.tx.send(Msg::Forget(people, suppress, done))
+    /// With `removed` (a delete or suppression), the relationships of the people and objects
+    /// removed are forgotten too.
+    pub fn forget(
+        &self,
+        entries: Vec<Entry>,
+        suppress: bool,
+        removed: bool,
+        done: Option<Forgotten>,
+    ) {
+        let msg = Msg::Forget {
+            entries,
+            suppress,
+            removed,
+            done,
+        };
+        if let Err(mpsc::SendError(Msg::Forget {
+            done: Some(done), ..
+        })) = self.tx.send(msg)
         {
             let _ = done.send(false);
         }
@@ -549,9 +601,21 @@ fn write_loop(
                 let t = now();
                 for m in batch {
                     match m {
-                        Msg::Acked(people) => {
-                            for (kind, id, hash) in people {
-                                up.execute(params![dest, kind.as_str(), id, &hash[..], t, run_id])?;
+                        Msg::Acked(entries) => {
+                            for (entry, hash) in entries {
+                                match &entry {
+                                    Entry::Person(kind, id) => {
+                                        up.execute(params![
+                                            dest,
+                                            kind.as_str(),
+                                            id,
+                                            &hash[..],
+                                            t,
+                                            run_id
+                                        ])?;
+                                    }
+                                    other => objects::record(&tx, dest, run_id, t, other, &hash)?,
+                                }
                             }
                         }
                         Msg::AckedEvents(ids) => {
@@ -559,8 +623,17 @@ fn write_loop(
                                 ev.execute(params![dest, &*id, t, run_id])?;
                             }
                         }
-                        Msg::Forget(people, suppress, done) => {
-                            for (kind, id) in people {
+                        Msg::Forget {
+                            entries,
+                            suppress,
+                            removed,
+                            done,
+                        } => {
+                            for entry in entries {
+                                objects::forget(&tx, dest, &entry, removed)?;
+                                let Entry::Person(kind, id) = entry else {
+                                    continue;
+                                };
                                 del.execute(params![dest, kind.as_str(), id])?;
                                 if suppress {
                                     sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
@@ -661,6 +734,20 @@ pub fn describe(path: &Path) -> Result<String, LedgerError> {
             any = true;
             let d = Destination { site_id, host };
             out.push_str(&format!("  {n} people acknowledged by {d}\n"));
+            let dest: i64 = conn
+                .query_row(
+                    "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
+                    params![d.site_id, d.host],
+                    |r| r.get(0),
+                )
+                .map_err(q)?;
+            if let Some((o, r)) = objects::counts(&conn, dest).map_err(q)? {
+                if o + r > 0 {
+                    out.push_str(&format!(
+                        "  {o} objects and {r} relationships acknowledged by {d}\n"
+                    ));
+                }
+            }
         }
         if !any {
             out.push_str("  no acknowledgements yet\n");

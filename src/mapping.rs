@@ -59,6 +59,9 @@ struct OptionsFile {
     flatten: Option<String>,
     delimiter: Option<String>,
     format: Option<String>,
+    /// `objects` or `relationships`: what the rows are, unless `--kind` says.
+    kind: Option<String>,
+    object_id_column: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +117,11 @@ pub struct Mapping {
     pub delimiter: Option<u8>,
     /// The format the source uses.
     pub format: Option<crate::source::Format>,
+    /// What the rows are when `--kind` does not say (`kind = "objects"` or
+    /// `"relationships"`; people otherwise).
+    pub object_kind: Option<crate::convert::ObjectKind>,
+    /// The object id's column after mapping, unless `--object-id-column` says.
+    pub object_id_column: Option<String>,
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -237,7 +245,20 @@ impl Mapping {
                 },
             ));
         }
+        let object_kind = match o.kind.as_deref() {
+            None | Some("people") => None,
+            Some("objects") => Some(crate::convert::ObjectKind::Objects),
+            Some("relationships") => Some(crate::convert::ObjectKind::Relationships),
+            Some(other) => {
+                return Err(err(
+                    "kind",
+                    format!("kind = '{other}': use people, objects or relationships"),
+                ))
+            }
+        };
         Ok(Mapping {
+            object_kind,
+            object_id_column: o.object_id_column,
             description: o.description,
             rules,
             constants: file

@@ -89,6 +89,22 @@ pub enum KindArg {
     People,
     /// Each row is an event on a person: its name, time, id and data.
     Events,
+    /// Each row is an object (a company, an account) of --object-type-id and its attributes.
+    Objects,
+    /// Each row relates a person to an object of --object-type-id, with the relationship's
+    /// attributes (a role).
+    Relationships,
+}
+
+impl KindArg {
+    /// The object kind it names, if any.
+    pub fn object_kind(self) -> Option<crate::convert::ObjectKind> {
+        match self {
+            KindArg::Objects => Some(crate::convert::ObjectKind::Objects),
+            KindArg::Relationships => Some(crate::convert::ObjectKind::Relationships),
+            KindArg::People | KindArg::Events => None,
+        }
+    }
 }
 
 /// `--empty`
@@ -128,9 +144,18 @@ pub struct ImportArgs {
     /// they will touch and need --yes (or the count typed on a terminal).
     #[arg(long, value_enum, default_value = "identify")]
     pub action: ActionArg,
-    /// What each row is: a person (identify, or --action) or an event on a person.
-    #[arg(long, value_enum, default_value = "people")]
-    pub kind: KindArg,
+    /// What each row is: a person (identify, or --action), an event on a person, an object,
+    /// or a person's relationship to an object [default: people, or the preset's].
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// --kind objects|relationships: the object type's id in the workspace (1 for the first
+    /// type created; Data & Integrations > Objects).
+    #[arg(long)]
+    pub object_type_id: Option<String>,
+    /// --kind objects|relationships: the column of the object's id, after mapping
+    /// [default: object_id, or the preset's].
+    #[arg(long)]
+    pub object_id_column: Option<String>,
     /// --kind events: the column of the event's name.
     #[arg(long, default_value = crate::convert::event::NAME_COLUMN)]
     pub name_column: String,
@@ -239,7 +264,13 @@ impl ImportArgs {
             .update_only(self.update_only)
             .clear_empty(self.empty == EmptyArg::Clear)
             .action(self.action.into())
-            .events((self.kind == KindArg::Events).then(|| EventOptions {
+            .objects(config::ObjectChoice {
+                kind_given: self.kind.is_some(),
+                kind: self.kind.and_then(KindArg::object_kind),
+                type_id: self.object_type_id.clone(),
+                id_column: self.object_id_column.clone(),
+            })
+            .events((self.kind == Some(KindArg::Events)).then(|| EventOptions {
                 name_column: self.name_column.clone(),
                 timestamp_column: self.timestamp_column.clone(),
                 id_column: self.event_id_column.clone(),
@@ -322,7 +353,8 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
         Decision::Refuse(why) => Err(UsageError::Confirmation(why)),
         Decision::Ask => {
             eprint!(
-                "type the number of people ({}) to {} them, anything else to stop: ",
+                "type the number of {} ({}) to {} them, anything else to stop: ",
+                preview.noun.1,
                 preview.people,
                 action.as_str()
             );

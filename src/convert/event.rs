@@ -87,6 +87,7 @@ impl Converter {
                 action: Action::Event,
                 identifier: b.identifier,
                 event_id: Some(b.event_id.into_boxed_str()),
+                object: None,
                 attributes: b.attributes,
                 payload: b.payload,
                 raw,
@@ -269,8 +270,9 @@ doubles nor drops it",
         })
     }
 
-    /// A CSV row's identifier and its other non-empty cells, mapped and typed.
-    fn event_csv(
+    /// A CSV row's identifier and its other non-empty cells, mapped and typed (also the
+    /// reading of a relationship row).
+    pub(super) fn event_csv(
         &self,
         rec: &csv::StringRecord,
     ) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
@@ -309,7 +311,7 @@ doubles nor drops it",
 
     /// A JSON line's identifier and its other members (types kept), mapped when a mapping
     /// is given.
-    fn event_jsonl(&self, line: &[u8]) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
+    pub(super) fn event_jsonl(&self, line: &[u8]) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
         let id = self.jsonl_identifier(line)?;
         let fields = parse_object(line)?;
         let mut values: Vec<(String, Value)> = Vec::with_capacity(fields.len());

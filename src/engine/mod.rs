@@ -156,7 +156,21 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
                 .unwrap_or("");
             let dest = ledger::Destination::new(site_id, &cfg.endpoint);
             let l = Ledger::open(path, input_name, &dest)?;
-            if crate::confirm::is_destructive(cfg.convert.action) && !cfg.dry_run {
+            let relationships = cfg
+                .convert
+                .object
+                .as_ref()
+                .map(|o| o.kind == crate::convert::ObjectKind::Relationships);
+            if relationships == Some(true) && cfg.convert.action == crate::operation::Action::Delete && !cfg.dry_run
+            {
+                // A relationship removed by email may be one the ledger knows by id.
+                l.forget_relationships_of_other_kinds(cfg.convert.id_kind)?;
+            }
+            // An object deletion removes no people.
+            if crate::confirm::is_destructive(cfg.convert.action)
+                && relationships.is_none()
+                && !cfg.dry_run
+            {
                 // With a fallback column, rows may address people by either kind.
                 let fallback = cfg
                     .convert

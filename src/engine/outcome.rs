@@ -2,9 +2,9 @@
 //! every one, writes acknowledgements and forgets to the ledger, and failures to the rejects
 //! and errors files; the run's counts balance because every row ends here exactly once.
 
-use crate::ledger::{Forgotten, LedgerWriter};
+use crate::ledger::{Entry, Forgotten, LedgerWriter};
 use crate::operation::{Action, Operation};
-use crate::record::{Class, Failure, IdKind};
+use crate::record::{Class, Failure};
 use crate::report::errors::ErrorsWriter;
 use crate::report::rejects::RejectsWriter;
 use crate::stop::Stop;
@@ -20,9 +20,11 @@ pub enum Outcome {
     /// Did not make it.
     Failed(Failure),
     /// About to be sent with values the ledger does not hold: the ledger forgets these
-    /// people (durably) and then says so, before the request goes out.
-    /// `true`: they are about to be suppressed, and the ledger records that too.
-    Forget(Vec<(IdKind, String)>, bool, Forgotten),
+    /// people, objects or relationships (durably) and then says so, before the request goes
+    /// out. The first `true`: they are about to be suppressed, and the ledger records that
+    /// too; the second: they are about to be deleted or suppressed, and their relationships
+    /// are forgotten with them.
+    Forget(Vec<Entry>, bool, bool, Forgotten),
 }
 
 /// What the sink leaves behind: the reports written, and the ledger writer to finish.
@@ -57,20 +59,20 @@ pub(super) async fn sink(
                     let mut events = Vec::new();
                     l.acked(
                         ops.into_iter()
-                            .filter_map(|op| match (op.hash, op.event_id) {
+                            .filter_map(|op| match (op.hash, op.event_id.clone()) {
                                 (Some(_), Some(id)) => {
                                     events.push(id);
                                     None
                                 }
-                                (h, _) => h.map(|h| (op.identifier.kind, op.identifier.value, h)),
+                                (h, _) => h.map(|h| (Entry::of(&op), h)),
                             })
                             .collect(),
                     );
                     l.acked_events(events);
                 }
             }
-            Outcome::Forget(people, suppress, done) => match &ledger {
-                Some(l) => l.forget(people, suppress, Some(done)),
+            Outcome::Forget(entries, suppress, removed, done) => match &ledger {
+                Some(l) => l.forget(entries, suppress, removed, Some(done)),
                 None => {
                     let _ = done.send(true);
                 }

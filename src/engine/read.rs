@@ -6,7 +6,7 @@
 use super::outcome::Outcome;
 use crate::convert::Converter;
 use crate::ledger::Lookup;
-use crate::operation::{Action, Operation};
+use crate::operation::{Action, Entity, Operation};
 use crate::record::{Class, Failure, Position, RawRow};
 use crate::seen::SeenFilter;
 use crate::source::{Item, Rows, SourceError};
@@ -143,7 +143,11 @@ impl Reader {
                     // Someone who may be suppressed is sent, but an acknowledgement proves
                     // nothing (the workspace keeps nothing of theirs): it is not recorded.
                     if let (Ok(op), Some(check)) = (&mut converted, &ledger) {
-                        if matches!(op.action, Action::Identify | Action::Event)
+                        if op.entity == Entity::Person
+                            && matches!(
+                                op.action,
+                                Action::Identify | Action::Event | Action::AddRelationships
+                            )
                             && check.lookup.suppressed(&op.identifier).unwrap_or(true)
                         {
                             op.hash = None;
@@ -157,7 +161,7 @@ impl Reader {
                     ) {
                         let key = op.key().seen_hash();
                         let sent_before = seen.may_contain(key);
-                        let known = match check.lookup.hash_of(&op.identifier) {
+                        let known = match check.lookup.hash_of_key(op.key()) {
                             Ok(k) => Some(k),
                             Err(e) => {
                                 if !lookup_failed {
@@ -184,8 +188,13 @@ impl Reader {
                             None => true,
                             Some(k) => sent_before || k.is_some_and(|k| op.hash != Some(k)),
                         };
-                        // A suppression is recorded before it is sent, whatever the answer.
-                        if op.action == Action::Suppress {
+                        // A suppression is recorded before it is sent, whatever the answer; a
+                        // delete forgets (with the relationships of what it removes) whatever
+                        // the ledger knew.
+                        if matches!(
+                            op.action,
+                            Action::Suppress | Action::Delete | Action::DeleteRelationships
+                        ) {
                             op.forget_first = true;
                         }
                         if op.conditional {

@@ -7,7 +7,8 @@ use super::order::{EntityOrder, JobDone};
 use super::outcome::Outcome;
 use super::pacer::{Pacer, Permit};
 use crate::operation::{Action, Operation};
-use crate::record::{Class, Failure, IdKind};
+use crate::ledger::Entry;
+use crate::record::{Class, Failure};
 use crate::stop::Stop;
 use crate::tally::Tally;
 use crate::track::batch::Packed;
@@ -421,20 +422,24 @@ impl Dispatcher {
             // The ledger forgets what it knew of people about to get other values, and this
             // is durable before the request goes out. After the waits above, so it comes
             // after any earlier acknowledgement of the same people.
-            let forget: Vec<(IdKind, String)> = job
+            let forget: Vec<Entry> = job
                 .operations()
                 .iter()
                 .filter(|op| op.forget_first)
-                .map(|op| (op.identifier.kind, op.identifier.value.clone()))
+                .map(Entry::of)
                 .collect();
             let suppress = job
                 .operations()
                 .iter()
                 .any(|op| op.action == Action::Suppress);
+            let removed = job
+                .operations()
+                .iter()
+                .any(|op| matches!(op.action, Action::Suppress | Action::Delete));
             if !forget.is_empty() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let forgotten = out
-                    .send(Outcome::Forget(forget, suppress, tx))
+                    .send(Outcome::Forget(forget, suppress, removed, tx))
                     .await
                     .is_ok()
                     && rx.await.unwrap_or(false);

@@ -24,6 +24,9 @@ pub struct Person {
     /// people-only dump reads as it always did).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
+    /// Their relationships to objects (left out of the JSON when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relationships: Vec<super::objects::Relationship>,
 }
 
 /// An event as the sandbox holds it.
@@ -111,6 +114,8 @@ pub enum Change {
     Suppress(Key),
     /// Take the identifier off the suppression list (recreates nobody).
     Unsuppress(Key),
+    /// An object or relationship operation, applied by [`super::objects`].
+    Object(super::objects::ObjectChange),
 }
 
 /// What applying changes did besides applying them.
@@ -187,6 +192,7 @@ impl People {
                 Change::Unsuppress(key) => {
                     m.suppressed.remove(&key);
                 }
+                Change::Object(_) => {}
             }
         }
         done
@@ -199,6 +205,7 @@ impl People {
             attributes: e.attributes.clone(),
             updates: e.updates,
             events: e.events.clone(),
+            relationships: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod client;
 pub mod error;
+pub mod objects;
 pub mod track_api;
 pub mod wire;
 
@@ -181,6 +182,15 @@ fn v2_frame(entity: Entity, action: Action) -> (&'static [u8], &'static [u8]) {
         (Entity::Person, Action::Delete) => (HEAD, br#"},"action":"delete""#),
         (Entity::Person, Action::Suppress) => (HEAD, br#"},"action":"suppress""#),
         (Entity::Person, Action::Unsuppress) => (HEAD, br#"},"action":"unsuppress""#),
+        // Objects and relationships are written whole by `objects` (their identifiers are
+        // not one `kind: value`); these frames are never used.
+        (Entity::Person, Action::AddRelationships) => {
+            (HEAD, br#"},"action":"add_relationships""#)
+        }
+        (Entity::Person, Action::DeleteRelationships) => {
+            (HEAD, br#"},"action":"delete_relationships""#)
+        }
+        (Entity::Object, _) => (br#"{"type":"object","identifiers":{"#, br#"}"#),
     }
 }
 

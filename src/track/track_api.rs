@@ -31,8 +31,13 @@ impl TrackApi {
     }
 }
 
-/// The v1 method and path of `action` on a person.
+/// The v1 method and path of `action` on a person; objects and relationships have none and
+/// go to `POST /api/v2/entity` ([`super::objects`]).
 fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (Method, String) {
+    if super::objects::is_object_operation(entity, action) {
+        // No v1 path exists: the operation travels alone in its v2 form.
+        return (Method::POST, super::objects::ENTITY_PATH.to_string());
+    }
     match (entity, action) {
         (Entity::Person, Action::Identify) => (Method::PUT, v1_customer_path(id)),
         (Entity::Person, Action::Delete) => (Method::DELETE, v1_customer_path(id)),
@@ -40,6 +45,10 @@ fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (
         (Entity::Person, Action::Suppress) => (Method::POST, v1_customer_path(id) + "/suppress"),
         (Entity::Person, Action::Unsuppress) => {
             (Method::POST, v1_customer_path(id) + "/unsuppress")
+        }
+        (Entity::Object, _)
+        | (Entity::Person, Action::AddRelationships | Action::DeleteRelationships) => {
+            (Method::POST, super::objects::ENTITY_PATH.to_string())
         }
     }
 }
