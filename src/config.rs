@@ -997,7 +997,9 @@ impl ImportConfigBuilder {
                 action: self.action.as_str(),
             });
         }
-        let object = self.objects.resolve(mapping.as_ref(), self.events.is_some())?;
+        let object = self
+            .objects
+            .resolve(mapping.as_ref(), self.events.is_some())?;
         if let Some(o) = &object {
             let kind = o.kind_name();
             if !matches!(self.action, Action::Identify | Action::Delete) {

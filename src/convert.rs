@@ -421,7 +421,12 @@ or --identify-by email{}",
     }
 
     fn fallback(&self) -> Option<(&str, IdKind)> {
-        if self.opts.object.as_ref().is_some_and(|o| o.kind == ObjectKind::Objects) {
+        if self
+            .opts
+            .object
+            .as_ref()
+            .is_some_and(|o| o.kind == ObjectKind::Objects)
+        {
             // An object id has no fallback: the mapping's is about people.
             return None;
         }
@@ -448,7 +453,11 @@ or --identify-by email{}",
         }
         let n = w.attributes();
         if n > MAX_ATTRIBUTES {
-            let who = if self.opts.object.is_some() { "object" } else { "person" };
+            let who = if self.opts.object.is_some() {
+                "object"
+            } else {
+                "person"
+            };
             return Err(invalid(
                 Some(&id.value),
                 None,
@@ -482,10 +491,7 @@ or --identify-by email{}",
             }
             _ => self.identifier(self.opts.id_kind, &self.opts.id_column, id_value)?,
         };
-        let mut w = self.begin_payload(
-            &id,
-            rec.as_slice().len() + 96 + 16 * rec.len(),
-        );
+        let mut w = self.begin_payload(&id, rec.as_slice().len() + 96 + 16 * rec.len());
         let mut canon = self.opts.hash.then(Canon::default);
         for (i, col) in self.columns.iter().enumerate() {
             if matches!(col.role, Role::Identifier | Role::Dropped) {

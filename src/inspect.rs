@@ -4,6 +4,8 @@
 //! delimiter or the identifier was not chosen and the default does not fit, a file is read
 //! again with a better guess (said in the notes).
 
+pub mod objects;
+
 use crate::config::{ConfigError, ReadOptions};
 use crate::convert::{ConvertOptions, Converter};
 use crate::mapping::{snake_case, Mapping};

@@ -475,6 +475,18 @@ pub const PRESETS: &[Preset] = &[
         name: "brevo",
         text: include_str!("presets/brevo.toml"),
     },
+    Preset {
+        name: "hubspot-companies",
+        text: include_str!("presets/hubspot_companies.toml"),
+    },
+    Preset {
+        name: "hubspot-associations",
+        text: include_str!("presets/hubspot_associations.toml"),
+    },
+    Preset {
+        name: "intercom-companies",
+        text: include_str!("presets/intercom_companies.toml"),
+    },
 ];
 
 /// Finds a preset by name.
@@ -538,7 +550,13 @@ mod tests {
         for p in PRESETS {
             let m = Mapping::parse(p.text, p.name).unwrap_or_else(|e| panic!("{e}"));
             assert!(m.description.is_some(), "{}", p.name);
-            assert!(m.identify_by.is_some(), "{}", p.name);
+            // An objects preset identifies no people.
+            assert!(
+                m.identify_by.is_some()
+                    || m.object_kind == Some(crate::convert::ObjectKind::Objects),
+                "{}",
+                p.name
+            );
         }
     }
 

@@ -311,7 +311,10 @@ doubles nor drops it",
 
     /// A JSON line's identifier and its other members (types kept), mapped when a mapping
     /// is given.
-    pub(super) fn event_jsonl(&self, line: &[u8]) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
+    pub(super) fn event_jsonl(
+        &self,
+        line: &[u8],
+    ) -> Result<(Identifier, Vec<(String, Value)>), Invalid> {
         let id = self.jsonl_identifier(line)?;
         let fields = parse_object(line)?;
         let mut values: Vec<(String, Value)> = Vec::with_capacity(fields.len());

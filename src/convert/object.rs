@@ -159,7 +159,7 @@ impl Converter {
                 conditional: false,
                 forget_first: false,
             }),
-            Err(inv) => Err((inv, raw)),
+            Err(inv) => Err((object_message(inv, o), raw)),
         }
     }
 
@@ -195,9 +195,17 @@ impl Converter {
                     forget_first: false,
                 })
             }
-            Err(inv) => Err((inv, raw)),
+            Err(inv) => Err((object_message(inv, o), raw)),
         }
     }
+}
+
+/// The people rules name the id column "identifier": for an object, it is its object id.
+fn object_message(mut inv: Invalid, o: &ObjectOptions) -> Invalid {
+    if inv.violation.field.as_deref() == Some(o.id_column.as_str()) {
+        inv.violation.message = inv.violation.message.replacen("identifier", "object id", 1);
+    }
+    inv
 }
 
 /// An object's id where an operation holds an identifier (for messages and reports only:

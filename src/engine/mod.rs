@@ -161,7 +161,9 @@ async fn open(cfg: &ImportConfig, stop: &Stop, input_name: &str) -> Result<Opene
                 .object
                 .as_ref()
                 .map(|o| o.kind == crate::convert::ObjectKind::Relationships);
-            if relationships == Some(true) && cfg.convert.action == crate::operation::Action::Delete && !cfg.dry_run
+            if relationships == Some(true)
+                && cfg.convert.action == crate::operation::Action::Delete
+                && !cfg.dry_run
             {
                 // A relationship removed by email may be one the ledger knows by id.
                 l.forget_relationships_of_other_kinds(cfg.convert.id_kind)?;

@@ -6,8 +6,8 @@
 use super::order::{EntityOrder, JobDone};
 use super::outcome::Outcome;
 use super::pacer::{Pacer, Permit};
-use crate::operation::{Action, Operation};
 use crate::ledger::Entry;
+use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure};
 use crate::stop::Stop;
 use crate::tally::Tally;

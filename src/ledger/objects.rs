@@ -59,11 +59,9 @@ impl Entry {
     pub fn of(op: &Operation) -> Entry {
         match (op.entity, op.object.as_deref()) {
             (Entity::Object, Some(o)) => Entry::Object(o.clone()),
-            (Entity::Person, Some(o)) => Entry::Relationship(
-                op.identifier.kind,
-                op.identifier.value.clone(),
-                o.clone(),
-            ),
+            (Entity::Person, Some(o)) => {
+                Entry::Relationship(op.identifier.kind, op.identifier.value.clone(), o.clone())
+            }
             _ => Entry::Person(op.identifier.kind, op.identifier.value.clone()),
         }
     }

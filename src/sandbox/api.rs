@@ -794,13 +794,7 @@ const APPLIED: [&str; 5] = super::stats::ACTIONS;
 
 /// Person actions of the Track API the sandbox does not apply yet: answered as invalid
 /// operations, never accepted silently.
-const NOT_YET: [&str; 5] = [
-    "page",
-    "screen",
-    "add_device",
-    "delete_device",
-    "merge",
-];
+const NOT_YET: [&str; 5] = ["page", "screen", "add_device", "delete_device", "merge"];
 
 /// One operation as sent: only what the checks need is parsed.
 #[derive(serde::Deserialize)]

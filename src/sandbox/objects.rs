@@ -136,10 +136,7 @@ impl Objects {
             }
             ObjectChange::Relate(person, list) => {
                 for (object, attributes) in list {
-                    let slot = g
-                        .relationships
-                        .entry((person.clone(), object))
-                        .or_default();
+                    let slot = g.relationships.entry((person.clone(), object)).or_default();
                     merge(slot, attributes);
                 }
             }
@@ -462,16 +459,25 @@ mod tests {
     #[test]
     fn object_operations_are_checked_as_documented() {
         let ok = r#"{"type":"object","identifiers":{"object_type_id":"1","object_id":"acme"},"action":"identify","attributes":{"name":"Acme"}}"#;
-        assert!(matches!(check_object(ok, &[]), Ok(ObjectChange::Identify(..))));
+        assert!(matches!(
+            check_object(ok, &[]),
+            Ok(ObjectChange::Identify(..))
+        ));
         let long = ok.replace("acme", &"a".repeat(151));
         assert_eq!(
             check_object(&long, &[]).unwrap_err().1,
             "object_id cannot be longer than 150 bytes"
         );
         let numeric = ok.replace(r#""object_type_id":"1""#, r#""object_type_id":1"#);
-        assert!(check_object(&numeric, &[]).unwrap_err().1.contains("string"));
+        assert!(check_object(&numeric, &[])
+            .unwrap_err()
+            .1
+            .contains("string"));
         let value = ok.replace("\"Acme\"", &format!("\"{}\"", "v".repeat(1001)));
-        assert!(check_object(&value, &[]).unwrap_err().1.contains("1000 bytes"));
+        assert!(check_object(&value, &[])
+            .unwrap_err()
+            .1
+            .contains("1000 bytes"));
         let person = ("id".to_string(), "42".to_string());
         let none = r#"{"type":"person","identifiers":{"id":"42"},"action":"add_relationships","cio_relationships":[]}"#;
         assert!(check_person_relationships(person.clone(), "add_relationships", none).is_err());

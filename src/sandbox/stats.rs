@@ -275,9 +275,11 @@ impl Stats {
                     .iter()
                     .zip(&self.by_action)
                     .map(|(name, n)| (name.to_string(), n.load(Relaxed)))
-                    .chain(super::objects::ACTIONS.iter().map(|name| {
-                        (name.to_string(), objects.get(name).copied().unwrap_or(0))
-                    }))
+                    .chain(
+                        super::objects::ACTIONS.iter().map(|name| {
+                            (name.to_string(), objects.get(name).copied().unwrap_or(0))
+                        }),
+                    )
                     .collect()
             },
             duplicate_events: self.duplicate_events.load(Relaxed),

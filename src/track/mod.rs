@@ -184,9 +184,7 @@ fn v2_frame(entity: Entity, action: Action) -> (&'static [u8], &'static [u8]) {
         (Entity::Person, Action::Unsuppress) => (HEAD, br#"},"action":"unsuppress""#),
         // Objects and relationships are written whole by `objects` (their identifiers are
         // not one `kind: value`); these frames are never used.
-        (Entity::Person, Action::AddRelationships) => {
-            (HEAD, br#"},"action":"add_relationships""#)
-        }
+        (Entity::Person, Action::AddRelationships) => (HEAD, br#"},"action":"add_relationships""#),
         (Entity::Person, Action::DeleteRelationships) => {
             (HEAD, br#"},"action":"delete_relationships""#)
         }
