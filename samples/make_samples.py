@@ -77,7 +77,7 @@ with open(os.path.join(here, "customers.jsonl"), "w", encoding="utf-8") as fh:
 
 # Objects and relationships: companies (objects of one type) and memberships (people of
 # customers.csv related to them, with a role). Their own random source, so the files above
-# stay as they were. A few deliberately broken rows again.
+# stay as they were. Two deliberately broken companies.
 orng = random.Random(7)
 companies = [
     ("acme", "Acme Corp", "acme.example", "enterprise", "Manufacturing"),
@@ -105,4 +105,3 @@ with open(os.path.join(here, "memberships.csv"), "w", newline="", encoding="utf-
     for i in range(1, 41):
         oid = companies[orng.randrange(len(companies))][0]
         w.writerow([rows[i - 1]["id"], oid, orng.choice(roles), f"2021-{1 + i % 12:02d}-{1 + i % 28:02d}"])
-    w.writerow(["u00041", "", "admin", ""])  # missing object id

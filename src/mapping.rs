@@ -477,15 +477,15 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hubspot-companies",
-        text: include_str!("presets/hubspot_companies.toml"),
+        text: include_str!("presets/hubspot-companies.toml"),
     },
     Preset {
         name: "hubspot-associations",
-        text: include_str!("presets/hubspot_associations.toml"),
+        text: include_str!("presets/hubspot-associations.toml"),
     },
     Preset {
         name: "intercom-companies",
-        text: include_str!("presets/intercom_companies.toml"),
+        text: include_str!("presets/intercom-companies.toml"),
     },
 ];
 

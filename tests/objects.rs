@@ -673,3 +673,28 @@ fn inspect_shows_what_would_be_sent() {
     );
     assert!(text.contains(r#""action":"add_relationships""#), "{text}");
 }
+
+#[test]
+fn deleting_a_person_the_ledger_never_identified_forgets_their_relationships() {
+    // Before objects, a person deletion forgot only people the ledger knew; a person known
+    // only through relationships kept them claimed after Customer.io removed them.
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "memberships.csv", MEMBERSHIPS);
+    let args = relationship_args("memberships.csv", "batch", &["--state", "state.db"]);
+    assert_eq!(sb.import(dir.path(), &args).n("sent"), 4);
+    write(dir.path(), "bye.csv", "id\nu2\n");
+    let run = sb.import(
+        dir.path(),
+        &[
+            "bye.csv", "--action", "delete", "--yes", "--state", "state.db",
+        ],
+    );
+    assert_eq!(run.n("sent"), 1, "{}", run.stderr);
+    let run = sb.import(dir.path(), &args);
+    assert_eq!(
+        (run.n("sent"), run.n("skipped")),
+        (2, 2),
+        "u2's two relationships again"
+    );
+}

@@ -17,22 +17,12 @@
 //! `POST /api/v2/entity` ([`ENTITY_PATH`]), whose body is the same operation.
 
 use super::{write_json_str, Api, PayloadWriter};
-use crate::operation::{Action, Entity};
+use crate::operation::Action;
 use crate::record::{Identifier, ObjectRef};
 use serde_json::{Map, Value};
 
 /// The v2 path of one operation (`--api v1` for objects and relationships).
 pub const ENTITY_PATH: &str = "/api/v2/entity";
-
-/// Whether an operation of `entity` and `action` is an object or relationship operation,
-/// which always travels in its v2 form (alone to [`ENTITY_PATH`] under `--api v1`).
-pub fn is_object_operation(entity: Entity, action: Action) -> bool {
-    entity == Entity::Object
-        || matches!(
-            action,
-            Action::AddRelationships | Action::DeleteRelationships
-        )
-}
 
 /// Appends `"object_type_id":"1","object_id":"acme"`.
 fn write_object_identifiers(buf: &mut Vec<u8>, o: &ObjectRef) {

@@ -34,10 +34,6 @@ impl TrackApi {
 /// The v1 method and path of `action` on a person; objects and relationships have none and
 /// go to `POST /api/v2/entity` ([`super::objects`]).
 fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (Method, String) {
-    if super::objects::is_object_operation(entity, action) {
-        // No v1 path exists: the operation travels alone in its v2 form.
-        return (Method::POST, super::objects::ENTITY_PATH.to_string());
-    }
     match (entity, action) {
         (Entity::Person, Action::Identify) => (Method::PUT, v1_customer_path(id)),
         (Entity::Person, Action::Delete) => (Method::DELETE, v1_customer_path(id)),
@@ -46,6 +42,7 @@ fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (
         (Entity::Person, Action::Unsuppress) => {
             (Method::POST, v1_customer_path(id) + "/unsuppress")
         }
+        // No v1 path exists: the operation travels alone in its v2 form.
         (Entity::Object, _)
         | (Entity::Person, Action::AddRelationships | Action::DeleteRelationships) => {
             (Method::POST, super::objects::ENTITY_PATH.to_string())
@@ -233,5 +230,16 @@ mod tests {
             route(Action::Suppress),
             (Method::POST, "/api/v1/customers/a%40b.io/suppress".into())
         );
+        for (entity, action) in [
+            (Entity::Object, Action::Identify),
+            (Entity::Object, Action::Delete),
+            (Entity::Person, Action::AddRelationships),
+            (Entity::Person, Action::DeleteRelationships),
+        ] {
+            assert_eq!(
+                v1_route(entity, action, &id),
+                (Method::POST, "/api/v2/entity".into())
+            );
+        }
     }
 }
