@@ -235,7 +235,11 @@ fn every_sample_and_every_preset_round_trips_through_the_suggested_mapping() {
     sample_files.sort();
     assert!(sample_files.len() >= 9);
     // The objects and relationships samples of a preset are in that preset's columns only.
-    let preset_only = ["hubspot-companies", "hubspot-associations", "intercom-companies"];
+    let preset_only = [
+        "hubspot-companies",
+        "hubspot-associations",
+        "intercom-companies",
+    ];
     for file in &sample_files {
         let stem = file.file_stem().unwrap().to_string_lossy();
         if preset_only.contains(&stem.as_ref()) {
