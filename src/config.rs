@@ -1011,6 +1011,16 @@ impl ImportConfigBuilder {
                     ),
                 });
             }
+            if o.kind == ObjectKind::Objects
+                && (self.read.id_column.is_some() || self.read.identify_by.is_some())
+            {
+                return Err(ConfigError::ObjectsWith {
+                    kind,
+                    problem: "reads the object id from --object-id-column: drop --id-column and \
+--identify-by"
+                        .into(),
+                });
+            }
             if self.update_only || (self.clear_empty && o.kind == ObjectKind::Relationships) {
                 return Err(ConfigError::ObjectsWith {
                     kind,

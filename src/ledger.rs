@@ -379,16 +379,7 @@ const LOOKUPS_PER_TXN: u32 = 20_000;
 impl Lookup {
     /// The hash this run's destination last acknowledged for `id`, if any.
     pub fn hash_of(&self, id: &Identifier) -> Result<Option<[u8; 16]>, LedgerError> {
-        let n = self.in_txn.get();
-        if n == 0 || n >= LOOKUPS_PER_TXN {
-            let sql = if n == 0 { "BEGIN" } else { "COMMIT; BEGIN" };
-            self.conn
-                .execute_batch(sql)
-                .map_err(|e| io(&self.path)(e.to_string()))?;
-            self.in_txn.set(1);
-        } else {
-            self.in_txn.set(n + 1);
-        }
+        self.count_lookup()?;
         let mut st = self
             .conn
             .prepare_cached(
@@ -402,6 +393,21 @@ impl Lookup {
         Ok(got.and_then(|v| v.try_into().ok()))
     }
 
+    /// Counts a lookup: [`LOOKUPS_PER_TXN`] of them share one read transaction.
+    fn count_lookup(&self) -> Result<(), LedgerError> {
+        let n = self.in_txn.get();
+        if n == 0 || n >= LOOKUPS_PER_TXN {
+            let sql = if n == 0 { "BEGIN" } else { "COMMIT; BEGIN" };
+            self.conn
+                .execute_batch(sql)
+                .map_err(|e| io(&self.path)(e.to_string()))?;
+            self.in_txn.set(1);
+        } else {
+            self.in_txn.set(n + 1);
+        }
+        Ok(())
+    }
+
     /// The hash this run's destination last acknowledged for what `key` names: a person,
     /// an object or a relationship (never an event: see [`Lookup::event_acked`]).
     pub fn hash_of_key(&self, key: Key<'_>) -> Result<Option<[u8; 16]>, LedgerError> {
@@ -409,6 +415,7 @@ impl Lookup {
             Key::Entity(_, id) => self.hash_of(id),
             Key::Event(_) => Ok(None),
             Key::Object(_) | Key::Relationship(..) => {
+                self.count_lookup()?;
                 let got = objects::hash_of(&self.conn, self.dest, key)
                     .map_err(|e| io(&self.path)(e.to_string()))?;
                 Ok(got.and_then(|v| v.try_into().ok()))

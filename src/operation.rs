@@ -30,10 +30,11 @@ impl Entity {
     }
 }
 
-/// What an operation does to its entity. Only [`Action::Identify`] is produced today; the
-/// others name the Track API's further person actions so that converters for them can be
-/// added without changing the engine (`add_device`, `delete_device`, `merge` and the
-/// relationship actions are further variants of the same kind).
+/// What an operation does to its entity: the Track API's actions that a converter produces
+/// (`add_device`, `delete_device` and `merge` would be further variants of the same kind,
+/// added without changing the engine). An object takes [`Action::Identify`] and
+/// [`Action::Delete`]; a person's relationship to an object is
+/// [`Action::AddRelationships`] or [`Action::DeleteRelationships`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Action {

@@ -493,6 +493,18 @@ fn limits_are_checked_at_the_row_and_name_line_and_field() {
             ],
             "--object-id-column",
         ),
+        (
+            vec![
+                "companies.csv",
+                "--kind",
+                "objects",
+                "--object-type-id",
+                "1",
+                "--id-column",
+                "name",
+            ],
+            "drop --id-column",
+        ),
     ] {
         let run = sb.import(dir.path(), &args);
         assert_ne!(run.code, 0, "{args:?}");
