@@ -710,3 +710,44 @@ fn deleting_a_person_the_ledger_never_identified_forgets_their_relationships() {
         "u2's two relationships again"
     );
 }
+
+#[test]
+fn rows_about_one_object_or_one_person_keep_file_order_in_flight() {
+    // 40 rows, each its own request, 8 in flight: the last row of each object or person
+    // must be the one that lands.
+    let sb = sandbox(SandboxConfig {
+        latency: std::time::Duration::from_millis(5),
+        ..SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    let companies = numbered_csv("object_id,step", 40, |i| format!("c{},{i}", i % 2));
+    let memberships = numbered_csv("id,object_id,step", 40, |i| format!("p{},c0,{i}", i % 2));
+    write(dir.path(), "companies.csv", &companies);
+    write(dir.path(), "memberships.csv", &memberships);
+    let fast = ["--batch-size", "1", "--concurrency", "8"];
+    let run = sb.import(dir.path(), &objects_args("companies.csv", "batch", &fast));
+    assert_eq!(run.n("sent"), 40, "{}", run.stderr);
+    let run = sb.import(
+        dir.path(),
+        &relationship_args("memberships.csv", "v1", &fast),
+    );
+    assert_eq!(run.n("sent"), 40, "{}", run.stderr);
+    let got = objects(&sb);
+    let last = |parity: usize| {
+        (0..40)
+            .filter(|i| i % 2 == parity)
+            .max()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(got["c0"].0["step"], last(0));
+    assert_eq!(got["c1"].0["step"], last(1));
+    let people: Vec<(String, Value)> = got["c0"].1.clone();
+    assert_eq!(
+        people,
+        vec![
+            ("p0".to_string(), json!({"step": last(0)})),
+            ("p1".to_string(), json!({"step": last(1)}))
+        ]
+    );
+}
