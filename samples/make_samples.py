@@ -74,3 +74,34 @@ with open(os.path.join(here, "customers.jsonl"), "w", encoding="utf-8") as fh:
             fh.write("[1, 2, 3]\n")                 # not an object: a bad row
         if i == 30:
             fh.write('{"id": "u-broken", "email": \n')  # broken JSON
+
+# Objects and relationships: companies (objects of one type) and memberships (people of
+# customers.csv related to them, with a role). Their own random source, so the files above
+# stay as they were. Two deliberately broken companies.
+orng = random.Random(7)
+companies = [
+    ("acme", "Acme Corp", "acme.example", "enterprise", "Manufacturing"),
+    ("globex", "Globex", "globex.example", "pro", "Energy"),
+    ("initech", "Initech", "initech.example", "starter", "Software"),
+    ("umbrella", "Umbrella Co", "umbrella.example", "enterprise", "Pharmaceuticals"),
+    ("hooli", "Hooli", "hooli.example", "pro", "Software"),
+    ("stark", "Stark Industries", "stark.example", "enterprise", "Defense"),
+    ("wayne", "Wayne Enterprises", "wayne.example", "enterprise", "Conglomerate"),
+    ("vandelay", "Vandelay Industries", "vandelay.example", "free", "Import/Export"),
+]
+with open(os.path.join(here, "companies.csv"), "w", newline="", encoding="utf-8") as fh:
+    w = csv.writer(fh, lineterminator="\r\n")
+    w.writerow(["object_id", "name", "domain", "plan", "industry", "seats", "created_at"])
+    for i, (oid, name, domain, plan, industry) in enumerate(companies):
+        w.writerow([oid, name, domain, plan, industry, orng.randint(3, 500),
+                    created(i * 97)])
+    w.writerow(["", "Nameless Ltd", "", "free", "", "1", ""])  # missing object id
+    w.writerow(["x" * 151, "Too Long Id Inc", "", "", "", "", ""])  # object id over 150 bytes
+
+roles = ["admin", "member", "member", "billing", "viewer"]
+with open(os.path.join(here, "memberships.csv"), "w", newline="", encoding="utf-8") as fh:
+    w = csv.writer(fh, lineterminator="\r\n")
+    w.writerow(["id", "object_id", "role", "since"])
+    for i in range(1, 41):
+        oid = companies[orng.randrange(len(companies))][0]
+        w.writerow([rows[i - 1]["id"], oid, orng.choice(roles), f"2021-{1 + i % 12:02d}-{1 + i % 28:02d}"])

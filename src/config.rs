@@ -5,7 +5,7 @@
 //! [`Region`], [`IdKind`], [`Format`]), and [`ImportConfigBuilder::build`] checks every one of
 //! them. The engine gets an [`ImportConfig`] and never sees clap.
 
-use crate::convert::{ConvertOptions, EventOptions};
+use crate::convert::{ConvertOptions, EventOptions, ObjectKind, ObjectOptions};
 use crate::mapping::Mapping;
 use crate::operation::Action;
 use crate::record::IdKind;
@@ -167,6 +167,19 @@ pub enum ConfigError {
         kind: &'static str,
         /// The action given.
         action: &'static str,
+    },
+    /// `--kind objects|relationships` without `--object-type-id`, or with one that is not an
+    /// object type id.
+    #[error("{0}")]
+    ObjectTypeId(String),
+    /// `--kind objects|relationships` with an action other than identify or delete, or with
+    /// an option about people's attributes.
+    #[error("--kind {kind} {problem}")]
+    ObjectsWith {
+        /// `objects` or `relationships`.
+        kind: &'static str,
+        /// What does not go with it, and the fix.
+        problem: String,
     },
     /// A run that sends, without credentials.
     #[error(
@@ -664,6 +677,62 @@ pub fn load_mapping(
     Ok(Some((text, m)))
 }
 
+/// `--kind objects|relationships` as given on the command line (or in a job file), before a
+/// preset fills in what it implies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectChoice {
+    /// Any `--kind` given at all: a preset's kind applies only when none was.
+    pub kind_given: bool,
+    /// `--kind objects` or `--kind relationships`.
+    pub kind: Option<ObjectKind>,
+    /// `--object-type-id`.
+    pub type_id: Option<String>,
+    /// `--object-id-column` (default: the preset's, else `object_id`).
+    pub id_column: Option<String>,
+}
+
+impl ObjectChoice {
+    /// The object options of the run, if it reads objects or relationships: the options',
+    /// else the mapping's kind and object id column (`kind` and `object_id_column` in its
+    /// `[options]`), checked.
+    fn resolve(
+        &self,
+        mapping: Option<&Mapping>,
+        events: bool,
+    ) -> Result<Option<ObjectOptions>, ConfigError> {
+        let kind = match (self.kind, self.kind_given || events) {
+            (Some(k), _) => Some(k),
+            (None, false) => mapping.and_then(|m| m.object_kind),
+            (None, true) => None,
+        };
+        let Some(kind) = kind else {
+            if self.type_id.is_some() {
+                return Err(ConfigError::ObjectTypeId(
+                    "--object-type-id goes with --kind objects or --kind relationships".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let name = ObjectOptions::kind_str(kind);
+        let type_id = self.type_id.clone().ok_or_else(|| {
+            ConfigError::ObjectTypeId(format!(
+                "--kind {name} needs --object-type-id N: the id of the object type in your workspace (Data & Integrations > Objects; the first type created is 1)"
+            ))
+        })?;
+        crate::convert::object::check_type_id(&type_id).map_err(ConfigError::ObjectTypeId)?;
+        let id_column = self
+            .id_column
+            .clone()
+            .or_else(|| mapping.and_then(|m| m.object_id_column.clone()))
+            .unwrap_or_else(|| crate::convert::object::OBJECT_ID_COLUMN.to_string());
+        Ok(Some(ObjectOptions {
+            kind,
+            type_id,
+            id_column,
+        }))
+    }
+}
+
 /// Where the requests of an import go.
 #[derive(Clone, Debug)]
 enum Endpoint {
@@ -701,6 +770,7 @@ pub struct ImportConfigBuilder {
     events: Option<EventOptions>,
     devices: bool,
     merges: bool,
+    objects: ObjectChoice,
     api: Api,
     endpoint: Endpoint,
     credentials: Option<Credentials>,
@@ -739,6 +809,7 @@ impl ImportConfig {
             events: None,
             devices: false,
             merges: false,
+            objects: ObjectChoice::default(),
             api: Api::Batch,
             endpoint: Endpoint::Region(Region::Us),
             credentials: None,
@@ -818,6 +889,13 @@ impl ImportConfigBuilder {
     /// that a batch is applied in order, and a chain A<-B, B<-C must be).
     pub fn merges(mut self, on: bool) -> Self {
         self.merges = on;
+        self
+    }
+
+    /// `--kind objects|relationships`, `--object-type-id`, `--object-id-column` as given (a
+    /// preset may imply the kind and the column: see [`ObjectChoice`]).
+    pub fn objects(mut self, objects: ObjectChoice) -> Self {
+        self.objects = objects;
         self
     }
 
@@ -999,6 +1077,38 @@ impl ImportConfigBuilder {
                 action: self.action.as_str(),
             });
         }
+        let object = self
+            .objects
+            .resolve(mapping.as_ref(), self.events.is_some())?;
+        if let Some(o) = &object {
+            let kind = o.kind_name();
+            if !matches!(self.action, Action::Identify | Action::Delete) {
+                return Err(ConfigError::ObjectsWith {
+                    kind,
+                    problem: format!(
+                        "takes --action identify (the default) or delete, not {}",
+                        self.action.as_str()
+                    ),
+                });
+            }
+            if o.kind == ObjectKind::Objects
+                && (self.read.id_column.is_some() || self.read.identify_by.is_some())
+            {
+                return Err(ConfigError::ObjectsWith {
+                    kind,
+                    problem: "reads the object id from --object-id-column: drop --id-column and \
+--identify-by"
+                        .into(),
+                });
+            }
+            if self.update_only || (self.clear_empty && o.kind == ObjectKind::Relationships) {
+                return Err(ConfigError::ObjectsWith {
+                    kind,
+                    problem: "sends no people's attributes: drop --update-only and --empty clear"
+                        .into(),
+                });
+            }
+        }
         let action = match (
             self.events.is_some(),
             self.devices,
@@ -1040,9 +1150,16 @@ impl ImportConfigBuilder {
         cfg.delimiter = reading.delimiter;
         cfg.detect_delimiter = reading.detect_delimiter;
         cfg.encoding = reading.encoding;
+        // Objects are read by their object id column; relationships find their person as
+        // people do.
+        let (id_kind, id_column) = match &object {
+            Some(o) if o.kind == ObjectKind::Objects => (IdKind::Id, o.id_column.clone()),
+            _ => (reading.id_kind, reading.id_column),
+        };
         cfg.convert = ConvertOptions {
-            id_kind: reading.id_kind,
-            id_column: reading.id_column,
+            object,
+            id_kind,
+            id_column,
             api: self.api,
             hash: self.state.is_some(),
             mapping: mapping.map(Arc::new),

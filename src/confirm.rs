@@ -5,12 +5,12 @@
 //! `--max-merges` for merges). Nothing is sent before the decision.
 
 use crate::config::ImportConfig;
-use crate::operation::Action;
-use crate::record::IdKind;
+use crate::operation::{Action, Entity};
 use crate::source::Item;
 use std::collections::HashSet;
 
-/// The default of `--max-deletes`: a destructive run touching more people is refused.
+/// The default of `--max-deletes`: a destructive run touching more people (objects,
+/// relationships) is refused.
 pub const DEFAULT_MAX_DELETES: u64 = 10_000;
 
 /// The default of `--max-merges`: a merges file with more pairs is refused.
@@ -51,6 +51,9 @@ pub fn cap_option(action: Action) -> &'static str {
     }
 }
 
+/// The noun of a people preview.
+pub const PEOPLE: (&str, &str) = ("person", "people");
+
 /// What the pre-pass found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Preview {
@@ -65,11 +68,23 @@ pub struct Preview {
     pub invalid: u64,
     /// The first [`FIRST`] distinct identifiers, in file order.
     pub first: Vec<String>,
+    /// What is counted, singular and plural: people, or with `--kind objects` and
+    /// `--kind relationships` objects and relationships (`people` then counts those).
+    pub noun: (&'static str, &'static str),
     /// The count stopped at the cap plus one: the file holds at least `people`.
     pub at_least: bool,
 }
 
 impl Preview {
+    /// What is counted (person or people, object or objects, ...), for `n` of them.
+    pub fn noun_for(&self, n: u64) -> &'static str {
+        if n == 1 {
+            self.noun.0
+        } else {
+            self.noun.1
+        }
+    }
+
     /// The lines shown before the decision.
     pub fn describe(&self, input: &str) -> String {
         let more = if self.at_least { "at least " } else { "" };
@@ -77,7 +92,7 @@ impl Preview {
             "{}: {more}{} {} in {input}",
             self.action.as_str(),
             self.people,
-            noun(self.action, self.people),
+            self.noun_for(self.people),
         );
         if self.invalid > 0 {
             s += &format!(
@@ -117,7 +132,12 @@ file, not stdin or a pipe"
         ));
     }
     let (rows, converter) = crate::convert::prepass(cfg)?;
-    let mut seen: HashSet<(IdKind, String)> = HashSet::new();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let noun = match cfg.convert.object.as_ref().map(|o| o.kind) {
+        None => (noun(cfg.convert.action, 1), noun(cfg.convert.action, 2)),
+        Some(crate::convert::ObjectKind::Objects) => ("object", "objects"),
+        Some(crate::convert::ObjectKind::Relationships) => ("relationship", "relationships"),
+    };
     let mut p = Preview {
         action: cfg.convert.action,
         rows: 0,
@@ -125,6 +145,7 @@ file, not stdin or a pipe"
         invalid: 0,
         first: Vec::new(),
         at_least: false,
+        noun,
     };
     for item in rows {
         let item = item.map_err(|e| e.to_string())?;
@@ -154,8 +175,8 @@ file, not stdin or a pipe"
                 }
                 Ok(op) if op.action == Action::DeleteDevice => {
                     let token = op.device_token().unwrap_or_default().to_string();
-                    // Devices are counted by token (the kind slot is the person's, unused).
-                    if seen.insert((IdKind::Id, token.clone())) {
+                    // Devices are counted by token.
+                    if seen.insert(op.key().seen_hash()) {
                         p.people += 1;
                         if p.first.len() < FIRST {
                             p.first
@@ -168,9 +189,12 @@ file, not stdin or a pipe"
                     }
                 }
                 Ok(op) => {
-                    let id = op.identifier;
-                    let shown = id.v1_path_value();
-                    if seen.insert((id.kind, id.value)) {
+                    let shown = match op.object.as_deref() {
+                        Some(o) if op.entity == Entity::Object => o.id.clone(),
+                        Some(o) => format!("{} -> {}", op.identifier.v1_path_value(), o.id),
+                        None => op.identifier.v1_path_value(),
+                    };
+                    if seen.insert(op.key().seen_hash()) {
                         p.people += 1;
                         if p.first.len() < FIRST {
                             p.first.push(shown);
@@ -218,7 +242,7 @@ pub fn decide(p: &Preview, yes: bool, dry_run: bool, cap: u64, terminal: bool) -
         return Decision::Refuse(format!(
             "{what} would touch {n} {}, more than {flag} {cap}: \
 nothing was sent; check the file, or raise {flag} if you mean it",
-            noun(p.action, 2)
+            p.noun.1
         ));
     }
     if yes || p.people == 0 {
@@ -228,8 +252,8 @@ nothing was sent; check the file, or raise {flag} if you mean it",
         return Decision::Ask;
     }
     let doing = match p.action {
-        Action::Merge => format!("would make {} {}", p.people, noun(p.action, p.people)),
-        _ => format!("would {action} {} {}", p.people, noun(p.action, p.people)),
+        Action::Merge => format!("would make {} {}", p.people, p.noun_for(p.people)),
+        _ => format!("would {action} {} {}", p.people, p.noun_for(p.people)),
     };
     Decision::Refuse(format!(
         "{what} {doing} and needs a confirmation: nothing was sent; \
@@ -254,6 +278,7 @@ mod tests {
             invalid: 0,
             first: vec!["1".into()],
             at_least: false,
+            noun: PEOPLE,
         }
     }
 

@@ -14,7 +14,10 @@ pub mod device;
 pub mod event;
 mod header;
 pub mod merge;
+pub mod object;
+pub mod relationship;
 pub use event::EventOptions;
+pub use object::{ObjectKind, ObjectOptions};
 
 /// How rows become people.
 #[derive(Clone, Debug)]
@@ -39,6 +42,9 @@ pub struct ConvertOptions {
     /// `--kind events`: each row is an event (the action is then [`Action::Event`]), with
     /// its name, time and id in these columns.
     pub event: Option<EventOptions>,
+    /// `--kind objects` or `--kind relationships`: each row is an object, or a person's
+    /// relationship to an object, of this object type.
+    pub object: Option<ObjectOptions>,
 }
 
 impl ConvertOptions {
@@ -54,6 +60,7 @@ impl ConvertOptions {
             update_only: false,
             action: Action::Identify,
             event: None,
+            object: None,
         }
     }
 }
@@ -243,6 +250,9 @@ impl Converter {
             warn_timestamp();
         }
         let id_index = columns.iter().position(|c| c.role == Role::Identifier);
+        if let Some(o) = &opts.object {
+            object::check_header(o, &opts.id_column, header, &columns, mapping.is_some())?;
+        }
         if let (Some(_), Action::Merge) = (header, opts.action) {
             // A merges file names its two people in its own columns.
             let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
@@ -296,6 +306,9 @@ impl Converter {
             Action::Merge => return self.convert_merge(pos, raw),
             _ => {}
         }
+        if let Some(o) = &self.opts.object {
+            return self.convert_object_kind(o, pos, raw);
+        }
         if !crate::track::carries_attributes(self.opts.action) {
             return self.convert_bare(pos, raw);
         }
@@ -314,6 +327,7 @@ impl Converter {
                 action: Action::Identify,
                 identifier,
                 event_id: None,
+                object: None,
                 attributes,
                 payload,
                 raw,
@@ -350,6 +364,7 @@ impl Converter {
                 ),
                 identifier,
                 event_id: None,
+                object: None,
                 attributes: 0,
                 raw,
                 hash: None,
@@ -375,6 +390,17 @@ impl Converter {
                 .ok()
                 .map(|op| op.identifier),
             RawRow::CsvBytes(_) | RawRow::CsvLine(_) => None,
+        }
+    }
+
+    /// Starts the payload of the identify of `id`: a person's, or with `--kind objects` the
+    /// object's whose id it holds.
+    fn begin_payload(&self, id: &Identifier, capacity: usize) -> PayloadWriter {
+        match &self.opts.object {
+            Some(o) if o.kind == ObjectKind::Objects => {
+                PayloadWriter::begin_object(&o.object(&id.value), capacity)
+            }
+            _ => PayloadWriter::begin(self.opts.api, id, capacity),
         }
     }
 
@@ -436,6 +462,15 @@ impl Converter {
     }
 
     fn fallback(&self) -> Option<(&str, IdKind)> {
+        if self
+            .opts
+            .object
+            .as_ref()
+            .is_some_and(|o| o.kind == ObjectKind::Objects)
+        {
+            // An object id has no fallback: the mapping's is about people.
+            return None;
+        }
         self.opts
             .mapping
             .as_ref()
@@ -459,10 +494,15 @@ impl Converter {
         }
         let n = w.attributes();
         if n > MAX_ATTRIBUTES {
+            let who = if self.opts.object.is_some() {
+                "object"
+            } else {
+                "person"
+            };
             return Err(invalid(
                 Some(&id.value),
                 None,
-                format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per person: drop columns"),
+                format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per {who}: drop columns"),
             ));
         }
         if self.opts.update_only {
@@ -472,7 +512,9 @@ impl Converter {
         // `_update`, from --update-only or from the data itself, makes the send conditional.
         let conditional = w.has_update_key();
         let payload = w.finish();
-        if self.opts.api == Api::Batch {
+        // An object travels as a v2 operation whatever the API (alone, to /api/v2/entity,
+        // under --api v1): 32,000 bytes at most either way.
+        if self.opts.api == Api::Batch || self.opts.object.is_some() {
             validate::operation_size(payload.len()).map_err(|v| Invalid {
                 identifier: Some(id.value.clone()),
                 violation: v,
@@ -499,11 +541,7 @@ impl Converter {
             }
             _ => self.identifier(self.opts.id_kind, &self.opts.id_column, id_value)?,
         };
-        let mut w = PayloadWriter::begin(
-            self.opts.api,
-            &id,
-            rec.as_slice().len() + 96 + 16 * rec.len(),
-        );
+        let mut w = self.begin_payload(&id, rec.as_slice().len() + 96 + 16 * rec.len());
         let mut canon = self.opts.hash.then(Canon::default);
         for (i, col) in self.columns.iter().enumerate() {
             if matches!(col.role, Role::Identifier | Role::Dropped) {
@@ -655,7 +693,7 @@ impl Converter {
             .transpose()?;
         let id_value = self.json_identifier(column, id_raw.as_ref())?;
         let id = self.identifier(self.opts.id_kind, column, &id_value)?;
-        let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        let mut w = self.begin_payload(&id, line.len() + 64);
         let mut canon = self.opts.hash.then(Canon::default);
         for (name, value) in &fields {
             let text = value.get();
@@ -758,7 +796,7 @@ impl Converter {
             }
         }
         let id = self.identifier(kind, id_col, &id_value)?;
-        let mut w = PayloadWriter::begin(self.opts.api, &id, line.len() + 64);
+        let mut w = self.begin_payload(&id, line.len() + 64);
         let mut canon = self.opts.hash.then(Canon::default);
         let mut converted: Vec<(String, Value)> = Vec::with_capacity(attrs.len());
         for (source, name, rule, value) in attrs {

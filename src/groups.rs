@@ -138,6 +138,7 @@ pub fn applies(cfg: &ImportConfig) -> bool {
     cfg.state.is_some()
         && !cfg.dry_run
         && cfg.convert.event.is_none()
+        && cfg.convert.object.is_none()
         && cfg.convert.action == Action::Identify
         && cfg.input.rereadable()
 }

@@ -6,6 +6,8 @@
 //! the file with (detected or given), and which date columns need a mapping `format` (dates
 //! such as 07/03/2019, day first or month first).
 
+pub mod objects;
+
 use crate::config::{ConfigError, ReadOptions};
 use crate::convert::{ConvertOptions, Converter};
 use crate::mapping::{snake_case, Mapping};

@@ -16,6 +16,11 @@ mod history;
 
 pub use history::{FailedRow, History, Repeated, RunEntry, FAILURES_PER_RUN_JSON};
 
+mod objects;
+
+pub use objects::Entry;
+
+use crate::operation::Key;
 use crate::record::{Failure, IdKind, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::fs::{File, OpenOptions};
@@ -248,6 +253,7 @@ impl Ledger {
         notes.extend(upgrade(&conn, path)?);
         conn.execute_batch(SCHEMA).map_err(e)?;
         history::add_run_columns(&conn, path)?;
+        conn.execute_batch(objects::SCHEMA).map_err(e)?;
         let known: Option<i64> = conn
             .query_row(
                 "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
@@ -311,6 +317,7 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
     pub fn forget_other_kinds(&self, keep: Option<IdKind>) -> Result<usize, LedgerError> {
         let conn = connect(&self.path)?;
         let e = |e: rusqlite::Error| io(&self.path)(e.to_string());
+        objects::forget_other_kinds(&conn, self.dest, keep).map_err(e)?;
         let n = match keep {
             Some(k) => conn.execute(
                 "DELETE FROM people WHERE dest = ?1 AND kind != ?2",
@@ -329,6 +336,15 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         }
         .map_err(e)?;
         Ok(n)
+    }
+
+    /// Before a relationships deletion list: forgets every relationship of this destination
+    /// whose person is known by another identifier kind than `keep` (Customer.io may resolve
+    /// both to the same person). Returns how many it forgot.
+    pub fn forget_relationships_of_other_kinds(&self, keep: IdKind) -> Result<usize, LedgerError> {
+        let conn = connect(&self.path)?;
+        objects::forget_other_kinds(&conn, self.dest, Some(keep))
+            .map_err(|e| io(&self.path)(e.to_string()))
     }
 
     /// What the log should say about this ledger before the run (a destination it has not
@@ -437,16 +453,7 @@ const LOOKUPS_PER_TXN: u32 = 20_000;
 impl Lookup {
     /// The hash this run's destination last acknowledged for `id`, if any.
     pub fn hash_of(&self, id: &Identifier) -> Result<Option<[u8; 16]>, LedgerError> {
-        let n = self.in_txn.get();
-        if n == 0 || n >= LOOKUPS_PER_TXN {
-            let sql = if n == 0 { "BEGIN" } else { "COMMIT; BEGIN" };
-            self.conn
-                .execute_batch(sql)
-                .map_err(|e| io(&self.path)(e.to_string()))?;
-            self.in_txn.set(1);
-        } else {
-            self.in_txn.set(n + 1);
-        }
+        self.count_lookup()?;
         let mut st = self
             .conn
             .prepare_cached(
@@ -458,6 +465,37 @@ impl Lookup {
             .optional()
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(got.and_then(|v| v.try_into().ok()))
+    }
+
+    /// Counts a lookup: [`LOOKUPS_PER_TXN`] of them share one read transaction.
+    fn count_lookup(&self) -> Result<(), LedgerError> {
+        let n = self.in_txn.get();
+        if n == 0 || n >= LOOKUPS_PER_TXN {
+            let sql = if n == 0 { "BEGIN" } else { "COMMIT; BEGIN" };
+            self.conn
+                .execute_batch(sql)
+                .map_err(|e| io(&self.path)(e.to_string()))?;
+            self.in_txn.set(1);
+        } else {
+            self.in_txn.set(n + 1);
+        }
+        Ok(())
+    }
+
+    /// The hash this run's destination last acknowledged for what `key` names: a person,
+    /// an object or a relationship (never an event: see [`Lookup::event_acked`]).
+    pub fn hash_of_key(&self, key: Key<'_>) -> Result<Option<[u8; 16]>, LedgerError> {
+        match key {
+            Key::Entity(_, id) => self.hash_of(id),
+            Key::Device(token) => self.device_hash(token),
+            Key::Event(_) | Key::Merge => Ok(None),
+            Key::Object(_) | Key::Relationship(..) => {
+                self.count_lookup()?;
+                let got = objects::hash_of(&self.conn, self.dest, key)
+                    .map_err(|e| io(&self.path)(e.to_string()))?;
+                Ok(got.and_then(|v| v.try_into().ok()))
+            }
+        }
     }
 
     /// Whether `id` may be suppressed in this run's destination: a suppression of theirs
@@ -509,7 +547,7 @@ pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
 
 /// One acknowledged person: identifier kind and value, the hash of what was acknowledged,
 /// and its per-attribute hashes ([`crate::preview::AttrHashes`]) when they were computed.
-pub type Ack = (IdKind, String, [u8; 16], Option<Box<[u8]>>);
+pub type Ack = (Entry, [u8; 16], Option<Box<[u8]>>);
 
 enum Msg {
     Acked(Vec<Ack>),
@@ -523,8 +561,14 @@ enum Msg {
     /// Devices to forget before they are sent: by token, and every device of these people
     /// (about to be deleted, suppressed or merged away).
     ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
-    /// People to forget; `true`: to record as (maybe) suppressed too.
-    Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
+    /// What to forget; `suppress`: to record (the people) as maybe suppressed too; `removed`:
+    /// a delete or suppression is about to be sent, so relationships go with their ends.
+    Forget {
+        entries: Vec<Entry>,
+        suppress: bool,
+        removed: bool,
+        done: Option<Forgotten>,
+    },
     Unsuppressed(Vec<(IdKind, String)>),
     Failed(Failure),
     Finish {
@@ -544,7 +588,8 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// People the API acknowledged, with the hash of what it acknowledged.
+    /// People, objects and relationships the API acknowledged, with the hash of what it
+    /// acknowledged (and a person's per-attribute hashes, for the preview).
     pub fn acked(&self, people: Vec<Ack>) {
         if !people.is_empty() {
             let _ = self.tx.send(Msg::Acked(people));
@@ -596,9 +641,24 @@ impl LedgerWriter {
     /// (a failure, a timeout, a crash) leaves no stale claim behind. With `suppress` (before
     /// a suppression is sent) they are also recorded as maybe suppressed, until an
     /// unsuppression of theirs is acknowledged.
-    pub fn forget(&self, people: Vec<(IdKind, String)>, suppress: bool, done: Option<Forgotten>) {
-        if let Err(mpsc::SendError(Msg::Forget(_, _, Some(done)))) =
-            self.tx.send(Msg::Forget(people, suppress, done))
+    /// With `removed` (a delete or suppression), the relationships of the people and objects
+    /// removed are forgotten too.
+    pub fn forget(
+        &self,
+        entries: Vec<Entry>,
+        suppress: bool,
+        removed: bool,
+        done: Option<Forgotten>,
+    ) {
+        let msg = Msg::Forget {
+            entries,
+            suppress,
+            removed,
+            done,
+        };
+        if let Err(mpsc::SendError(Msg::Forget {
+            done: Some(done), ..
+        })) = self.tx.send(msg)
         {
             let _ = done.send(false);
         }
@@ -700,18 +760,23 @@ fn write_loop(
                 let t = now();
                 for m in batch {
                     match m {
-                        Msg::Acked(people) => {
-                            for (kind, id, hash, attrs) in people {
-                                up.execute(params![
-                                    dest,
-                                    kind.as_str(),
-                                    id,
-                                    &hash[..],
-                                    t,
-                                    run_id,
-                                    1,
-                                    attrs.as_deref()
-                                ])?;
+                        Msg::Acked(entries) => {
+                            for (entry, hash, attrs) in entries {
+                                match &entry {
+                                    Entry::Person(kind, id) => {
+                                        up.execute(params![
+                                            dest,
+                                            kind.as_str(),
+                                            id,
+                                            &hash[..],
+                                            t,
+                                            run_id,
+                                            1,
+                                            attrs.as_deref()
+                                        ])?;
+                                    }
+                                    other => objects::record(&tx, dest, run_id, t, other, &hash)?,
+                                }
                             }
                         }
                         Msg::AckedRows(people) => {
@@ -764,8 +829,17 @@ fn write_loop(
                             }
                             forgotten.push(done);
                         }
-                        Msg::Forget(people, suppress, done) => {
-                            for (kind, id) in people {
+                        Msg::Forget {
+                            entries,
+                            suppress,
+                            removed,
+                            done,
+                        } => {
+                            for entry in entries {
+                                objects::forget(&tx, dest, &entry, removed)?;
+                                let Entry::Person(kind, id) = entry else {
+                                    continue;
+                                };
                                 del.execute(params![dest, kind.as_str(), id])?;
                                 if suppress {
                                     sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
@@ -1007,6 +1081,20 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
                 ));
             }
             out.push('\n');
+            let dest: i64 = conn
+                .query_row(
+                    "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
+                    params![d.site_id, d.host],
+                    |r| r.get(0),
+                )
+                .map_err(q)?;
+            if let Some((o, r)) = objects::counts(&conn, dest).map_err(q)? {
+                if o + r > 0 {
+                    out.push_str(&format!(
+                        "  {o} objects and {r} relationships acknowledged by {d}\n"
+                    ));
+                }
+            }
         }
         if !any {
             out.push_str("  no acknowledgements yet\n");

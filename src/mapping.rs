@@ -59,6 +59,9 @@ struct OptionsFile {
     flatten: Option<String>,
     delimiter: Option<String>,
     format: Option<String>,
+    /// `objects` or `relationships`: what the rows are, unless `--kind` says.
+    kind: Option<String>,
+    object_id_column: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +117,11 @@ pub struct Mapping {
     pub delimiter: Option<u8>,
     /// The format the source uses.
     pub format: Option<crate::source::Format>,
+    /// What the rows are when `--kind` does not say (`kind = "objects"` or
+    /// `"relationships"`; people otherwise).
+    pub object_kind: Option<crate::convert::ObjectKind>,
+    /// The object id's column after mapping, unless `--object-id-column` says.
+    pub object_id_column: Option<String>,
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -237,7 +245,20 @@ impl Mapping {
                 },
             ));
         }
+        let object_kind = match o.kind.as_deref() {
+            None | Some("people") => None,
+            Some("objects") => Some(crate::convert::ObjectKind::Objects),
+            Some("relationships") => Some(crate::convert::ObjectKind::Relationships),
+            Some(other) => {
+                return Err(err(
+                    "kind",
+                    format!("kind = '{other}': use people, objects or relationships"),
+                ))
+            }
+        };
         Ok(Mapping {
+            object_kind,
+            object_id_column: o.object_id_column,
             description: o.description,
             rules,
             constants: file
@@ -454,6 +475,18 @@ pub const PRESETS: &[Preset] = &[
         name: "brevo",
         text: include_str!("presets/brevo.toml"),
     },
+    Preset {
+        name: "hubspot-companies",
+        text: include_str!("presets/hubspot-companies.toml"),
+    },
+    Preset {
+        name: "hubspot-associations",
+        text: include_str!("presets/hubspot-associations.toml"),
+    },
+    Preset {
+        name: "intercom-companies",
+        text: include_str!("presets/intercom-companies.toml"),
+    },
 ];
 
 /// Finds a preset by name.
@@ -517,7 +550,13 @@ mod tests {
         for p in PRESETS {
             let m = Mapping::parse(p.text, p.name).unwrap_or_else(|e| panic!("{e}"));
             assert!(m.description.is_some(), "{}", p.name);
-            assert!(m.identify_by.is_some(), "{}", p.name);
+            // An objects preset identifies no people.
+            assert!(
+                m.identify_by.is_some()
+                    || m.object_kind == Some(crate::convert::ObjectKind::Objects),
+                "{}",
+                p.name
+            );
         }
     }
 

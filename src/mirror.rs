@@ -159,6 +159,7 @@ impl MirrorMode {
             raw: RawRow::Line(Vec::new()),
             hash: None,
             attrs: None,
+            object: None,
             // A clear never creates anyone (`_update`); the ledger is written before the
             // removals are sent (see [`record_pending`]), never from their acknowledgement.
             conditional: matches!(self, MirrorMode::Clear { .. }),

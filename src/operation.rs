@@ -7,7 +7,7 @@
 //! depends on the kind (the body's shape, the request's method and path) belongs to the
 //! converter that built the body and to the destination that sends it ([`crate::track`]).
 
-use crate::record::{Identifier, Position, RawRow};
+use crate::record::{Identifier, ObjectRef, Position, RawRow};
 
 /// What an operation is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,7 +15,9 @@ use crate::record::{Identifier, Position, RawRow};
 pub enum Entity {
     /// A person, addressed by an [`Identifier`] (id, email or cio_id).
     Person,
-    // Later: `Object`, addressed by an object type id and an object id.
+    /// An object (`--kind objects`), addressed by an object type id and an object id
+    /// ([`ObjectRef`], in [`Operation::object`]).
+    Object,
 }
 
 impl Entity {
@@ -23,14 +25,16 @@ impl Entity {
     pub fn as_str(self) -> &'static str {
         match self {
             Entity::Person => "person",
+            Entity::Object => "object",
         }
     }
 }
 
-/// What an operation does to its entity. Only [`Action::Identify`] is produced today; the
-/// others name the Track API's further person actions so that converters for them can be
-/// added without changing the engine (`add_device`, `delete_device`, `merge` and the
-/// relationship actions are further variants of the same kind).
+/// What an operation does to its entity: the Track API's actions that a converter produces
+/// (`add_device`, `delete_device` and `merge` would be further variants of the same kind,
+/// added without changing the engine). An object takes [`Action::Identify`] and
+/// [`Action::Delete`]; a person's relationship to an object is
+/// [`Action::AddRelationships`] or [`Action::DeleteRelationships`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Action {
@@ -51,6 +55,11 @@ pub enum Action {
     /// Merge a person (the secondary, [`Target::Secondary`]) into the operation's person
     /// (the primary), who remains; the secondary is deleted. Irreversible.
     Merge,
+    /// Relate a person to an object (`--kind relationships`), with the relationship's
+    /// attributes: the person's `add_relationships`.
+    AddRelationships,
+    /// Remove a person's relationship to an object: the person's `delete_relationships`.
+    DeleteRelationships,
 }
 
 impl Action {
@@ -65,6 +74,8 @@ impl Action {
             Action::AddDevice => "add_device",
             Action::DeleteDevice => "delete_device",
             Action::Merge => "merge",
+            Action::AddRelationships => "add_relationships",
+            Action::DeleteRelationships => "delete_relationships",
         }
     }
 }
@@ -85,6 +96,11 @@ pub enum Key<'a> {
     /// Every merge: one key for all, so merges are applied strictly in file order (a chain
     /// A<-B, then B<-C, applies as written).
     Merge,
+    /// An object: every identify or delete of the same object, in file order.
+    Object(&'a ObjectRef),
+    /// A relationship between a person and an object: ordered with the person (it travels
+    /// on the person's operation), named in the ledger by the pair.
+    Relationship(&'a Identifier, &'a ObjectRef),
 }
 
 impl Key<'_> {
@@ -92,7 +108,7 @@ impl Key<'_> {
     pub fn order_hash(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         match self {
-            Key::Entity(Entity::Person, id) => {
+            Key::Entity(_, id) | Key::Relationship(id, _) => {
                 h.update(id.kind.as_str().as_bytes());
                 h.update(&[0]);
                 h.update(id.value.as_bytes());
@@ -108,6 +124,13 @@ impl Key<'_> {
                 h.update(token.as_bytes());
             }
             Key::Merge => h.update(b"merge"),
+            Key::Object(o) => {
+                h.update(b"object");
+                h.update(&[0]);
+                h.update(o.type_id.as_bytes());
+                h.update(&[0]);
+                h.update(o.id.as_bytes());
+            }
         }
         h.digest()
     }
@@ -115,7 +138,7 @@ impl Key<'_> {
     /// A 128-bit hash of the key, for the filter of keys sent earlier in the run.
     pub fn seen_hash(&self) -> u128 {
         match self {
-            Key::Entity(Entity::Person, id) => {
+            Key::Entity(_, id) => {
                 xxhash_rust::xxh3::xxh3_128_with_seed(id.value.as_bytes(), id.kind as u64)
             }
             Key::Event(id) => xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), u64::MAX),
@@ -123,6 +146,8 @@ impl Key<'_> {
                 xxhash_rust::xxh3::xxh3_128_with_seed(token.as_bytes(), u64::MAX - 1)
             }
             Key::Merge => xxhash_rust::xxh3::xxh3_128_with_seed(b"merge", u64::MAX - 2),
+            Key::Object(o) => object_hash(None, o),
+            Key::Relationship(id, o) => object_hash(Some(id), o),
         }
     }
 }
@@ -134,6 +159,23 @@ pub enum Target {
     Device(Box<str>),
     /// The person merged into the operation's person ([`Action::Merge`]).
     Secondary(Identifier),
+}
+
+/// The filter hash of an object, or of a person's relationship to it: each part
+/// length-prefixed, so that no two keys run together.
+fn object_hash(person: Option<&Identifier>, o: &ObjectRef) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::with_seed(u64::MAX - 3);
+    let mut part = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    if let Some(p) = person {
+        part(p.kind.as_str().as_bytes());
+        part(p.value.as_bytes());
+    }
+    part(o.type_id.as_bytes());
+    part(o.id.as_bytes());
+    h.digest128()
 }
 
 /// A row that passed conversion and validation, ready for a destination: one operation and
@@ -150,6 +192,9 @@ pub struct Operation {
     pub identifier: Identifier,
     /// For an event: its id (a ULID), which orders and names it instead of the person.
     pub event_id: Option<Box<str>>,
+    /// For an object: the object (then `identifier` holds its object id, for messages only).
+    /// For a relationship: the object the person is related to.
+    pub object: Option<Box<ObjectRef>>,
     /// How many attributes the payload sets.
     pub attributes: usize,
     /// The serialized body, written for the destination's API by [`crate::track::PayloadWriter`]:
@@ -175,11 +220,13 @@ pub struct Operation {
 impl Operation {
     /// The key that orders this operation and names it in the ledger.
     pub fn key(&self) -> Key<'_> {
-        match (&self.event_id, &self.target) {
-            (Some(id), _) => Key::Event(id),
-            (None, Some(Target::Device(token))) => Key::Device(token),
-            (None, Some(Target::Secondary(_))) => Key::Merge,
-            (None, None) => Key::Entity(self.entity, &self.identifier),
+        match (&self.event_id, &self.target, &self.object, self.entity) {
+            (Some(id), _, _, _) => Key::Event(id),
+            (None, Some(Target::Device(token)), _, _) => Key::Device(token),
+            (None, Some(Target::Secondary(_)), _, _) => Key::Merge,
+            (None, None, Some(o), Entity::Object) => Key::Object(o),
+            (None, None, Some(o), Entity::Person) => Key::Relationship(&self.identifier, o),
+            (None, None, _, entity) => Key::Entity(entity, &self.identifier),
         }
     }
 

@@ -42,6 +42,16 @@ impl Identifier {
     }
 }
 
+/// An object (a company, an account...): its object type id (a string-formatted integer,
+/// `"1"` for the first type a workspace defines) and its object id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    /// The object type id, as the v2 `identifiers.object_type_id` carries it.
+    pub type_id: String,
+    /// The object's id within its type.
+    pub id: String,
+}
+
 /// The row as it was read, kept so a failed row can be written back verbatim.
 #[derive(Clone, Debug)]
 pub enum RawRow {

@@ -204,11 +204,15 @@ fn delete_suppress_and_unsuppress_through_both_apis() {
         by,
         [
             ("add_device", 0),
+            ("add_relationships", 0),
             ("delete", 2),
             ("delete_device", 0),
+            ("delete_relationships", 0),
             ("event", 3),
             ("identify", 8),
             ("merge", 0),
+            ("object_delete", 0),
+            ("object_identify", 0),
             ("suppress", 2),
             ("unsuppress", 2),
         ]
@@ -298,7 +302,7 @@ fn event_limits_answer_v1_400_and_batch_207_with_the_documented_messages() {
             op("event", "9", json!({"name": "x", "timestamp": "yesterday"})),
             op("delete", "10", json!({})),
             {"type": "object", "identifiers": {"object_type_id": "1", "object_id": "a"},
-                "action": "identify"},
+                "action": "identify_anonymous"},
         ]),
     );
     assert_eq!(st, 207, "{v}");
@@ -325,7 +329,11 @@ fn event_limits_answer_v1_400_and_batch_207_with_the_documented_messages() {
         ),
         (7, "action", "unknown action 'fly'"),
         (8, "timestamp", "timestamp must be integer Unix seconds"),
-        (10, "type", "type 'object' is not supported by the sandbox"),
+        (
+            10,
+            "action",
+            "object action 'identify_anonymous' is not supported by the sandbox yet",
+        ),
     ];
     let got: Vec<(u64, &str, &str)> = errors
         .iter()
@@ -489,8 +497,9 @@ fn people_only_traffic_shows_zero_counts_and_an_unchanged_dump() {
     let (_, v) = get(&sb, "/__sandbox/stats");
     assert_eq!(
         v["by_action"],
-        json!({"add_device": 0, "delete": 0, "delete_device": 0, "event": 0, "identify": 1,
-            "merge": 0, "suppress": 0, "unsuppress": 0})
+        json!({"add_device": 0, "add_relationships": 0, "delete": 0, "delete_device": 0,
+            "delete_relationships": 0, "event": 0, "identify": 1, "merge": 0,
+            "object_delete": 0, "object_identify": 0, "suppress": 0, "unsuppress": 0})
     );
     assert_eq!(
         (

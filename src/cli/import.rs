@@ -96,6 +96,22 @@ pub enum KindArg {
     Devices,
     /// Each row merges a secondary person into a primary one (irreversible; needs --yes).
     Merges,
+    /// Each row is an object (a company, an account) of --object-type-id and its attributes.
+    Objects,
+    /// Each row relates a person to an object of --object-type-id, with the relationship's
+    /// attributes (a role).
+    Relationships,
+}
+
+impl KindArg {
+    /// The object kind it names, if any.
+    pub fn object_kind(self) -> Option<crate::convert::ObjectKind> {
+        match self {
+            KindArg::Objects => Some(crate::convert::ObjectKind::Objects),
+            KindArg::Relationships => Some(crate::convert::ObjectKind::Relationships),
+            KindArg::People | KindArg::Events | KindArg::Devices | KindArg::Merges => None,
+        }
+    }
 }
 
 /// `--empty`
@@ -135,9 +151,18 @@ pub struct ImportArgs {
     /// they will touch and need --yes (or the count typed on a terminal).
     #[arg(long, value_enum, default_value = "identify")]
     pub action: ActionArg,
-    /// What each row is: a person (identify, or --action) or an event on a person.
-    #[arg(long, value_enum, default_value = "people")]
-    pub kind: KindArg,
+    /// What each row is: a person (identify, or --action), an event on a person, an object,
+    /// or a person's relationship to an object [default: people, or the preset's].
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// --kind objects|relationships: the object type's id in the workspace (1 for the first
+    /// type created; Data & Integrations > Objects).
+    #[arg(long)]
+    pub object_type_id: Option<String>,
+    /// --kind objects|relationships: the column of the object's id, after mapping
+    /// [default: object_id, or the preset's].
+    #[arg(long)]
+    pub object_id_column: Option<String>,
     /// --kind events: the column of the event's name.
     #[arg(long, default_value = crate::convert::event::NAME_COLUMN)]
     pub name_column: String,
@@ -291,14 +316,20 @@ impl ImportArgs {
             .update_only(self.update_only)
             .clear_empty(self.empty == EmptyArg::Clear)
             .action(self.action.into())
-            .events((self.kind == KindArg::Events).then(|| EventOptions {
+            .objects(config::ObjectChoice {
+                kind_given: self.kind.is_some(),
+                kind: self.kind.and_then(KindArg::object_kind),
+                type_id: self.object_type_id.clone(),
+                id_column: self.object_id_column.clone(),
+            })
+            .events((self.kind == Some(KindArg::Events)).then(|| EventOptions {
                 name_column: self.name_column.clone(),
                 timestamp_column: self.timestamp_column.clone(),
                 id_column: self.event_id_column.clone(),
                 workspace: String::new(),
             }))
-            .devices(self.kind == KindArg::Devices)
-            .merges(self.kind == KindArg::Merges)
+            .devices(self.kind == Some(KindArg::Devices))
+            .merges(self.kind == Some(KindArg::Merges))
             .api(self.api.into());
         let builder = match (endpoint_override, &self.endpoint) {
             (Some(url), _) => builder.resolved_endpoint(url),
@@ -393,7 +424,7 @@ async fn preview_and_confirm(args: &ImportArgs, cfg: &ImportConfig) -> Result<()
         Decision::Ask => {
             eprint!(
                 "type the number of {} ({}) to {} them, anything else to stop: ",
-                confirm::noun(action, 2),
+                preview.noun.1,
                 preview.people,
                 action.as_str()
             );

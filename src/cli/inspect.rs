@@ -18,9 +18,18 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// `events`: also count the events within the last 72 hours (they may trigger campaigns).
+    /// `events`: also count the events within the last 72 hours (they may trigger campaigns);
+    /// `objects`, `relationships`: also convert every row as the import would and show what
+    /// it would send.
     #[arg(long, value_enum, default_value = "people")]
     pub kind: super::KindArg,
+    /// --kind objects|relationships: the object type id the operations would carry.
+    #[arg(long, default_value = "1")]
+    pub object_type_id: String,
+    /// --kind objects|relationships: the column of the object's id, after mapping
+    /// [default: object_id, or the preset's].
+    #[arg(long)]
+    pub object_id_column: Option<String>,
     /// --kind events: the column of the event's name.
     #[arg(long, default_value = crate::convert::event::NAME_COLUMN)]
     pub name_column: String,
@@ -49,12 +58,24 @@ pub(super) fn run(args: &InspectArgs) -> anyhow::Result<u8> {
     if matches!(args.kind, super::KindArg::Devices | super::KindArg::Merges) {
         return super::inspect_kinds::run(args);
     }
-    crate::inspect::run(&InspectOptions::from(args))?;
+    let mut opts = InspectOptions::from(args);
+    if args.kind == super::KindArg::Objects {
+        // The object id is the row's identifier.
+        opts.read.id_column = Some(
+            args.object_id_column
+                .clone()
+                .unwrap_or_else(|| crate::convert::object::OBJECT_ID_COLUMN.to_string()),
+        );
+    }
+    crate::inspect::run(&opts)?;
     if args.kind == super::KindArg::Events {
         recent_events(args)?;
     }
     if let Some(out) = &args.suggest_merges {
         suggest_merges(args, out)?;
+    }
+    if let Some(kind) = args.kind.object_kind() {
+        objects(args, kind)?;
     }
     Ok(exit::SUCCESS)
 }
@@ -82,6 +103,38 @@ fn suggest_merges(args: &InspectArgs, out: &std::path::Path) -> anyhow::Result<(
         eprintln!("{line}");
     } else {
         println!("{line}");
+    }
+    Ok(())
+}
+
+/// `inspect --kind objects|relationships`: every row converted as the import would, and what
+/// it would send.
+fn objects(args: &InspectArgs, kind: crate::convert::ObjectKind) -> anyhow::Result<()> {
+    let cfg = crate::config::ImportConfig::builder(Input::from_arg(&args.input))
+        .read(args.read.options())
+        .objects(crate::config::ObjectChoice {
+            kind_given: true,
+            kind: Some(kind),
+            type_id: Some(args.object_type_id.clone()),
+            id_column: args.object_id_column.clone(),
+        })
+        .dry_run(true)
+        .build()?;
+    let name = crate::convert::ObjectOptions::kind_str(kind);
+    let survey = match crate::inspect::objects::survey(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name} not converted: {e}");
+            return Ok(());
+        }
+    };
+    for line in survey.lines(name) {
+        // The JSON report stays the only thing on stdout.
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
     Ok(())
 }

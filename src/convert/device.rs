@@ -68,6 +68,7 @@ impl Converter {
                 raw,
                 hash: b.hash,
                 attrs: None,
+                object: None,
                 conditional: false,
                 forget_first: false,
                 target: Some(Target::Device(b.token.into_boxed_str())),

@@ -87,6 +87,7 @@ impl Converter {
                 action: Action::Event,
                 identifier: b.identifier,
                 event_id: Some(b.event_id.into_boxed_str()),
+                object: None,
                 attributes: b.attributes,
                 payload: b.payload,
                 raw,
@@ -271,7 +272,8 @@ doubles nor drops it",
         })
     }
 
-    /// A CSV row's identifier and its other non-empty cells, mapped and typed.
+    /// A CSV row's identifier and its other non-empty cells, mapped and typed (also the
+    /// reading of a relationship row).
     pub(super) fn event_csv(
         &self,
         rec: &csv::StringRecord,

@@ -101,6 +101,7 @@ impl Converter {
                 raw,
                 hash: None,
                 attrs: None,
+                object: None,
                 conditional: false,
                 forget_first: true,
                 target: Some(Target::Secondary(secondary)),

@@ -175,8 +175,22 @@ async fn open(
             let dest = ledger::Destination::new(site_id, &cfg.endpoint);
             let l = Ledger::open(path, input_name, &dest)?;
             l.record_run(record)?;
+            let relationships = cfg
+                .convert
+                .object
+                .as_ref()
+                .map(|o| o.kind == crate::convert::ObjectKind::Relationships);
+            if relationships == Some(true)
+                && cfg.convert.action == crate::operation::Action::Delete
+                && !cfg.dry_run
+            {
+                // A relationship removed by email may be one the ledger knows by id.
+                l.forget_relationships_of_other_kinds(cfg.convert.id_kind)?;
+            }
+            // An object deletion removes no people.
             let removes_people = crate::confirm::is_destructive(cfg.convert.action)
-                && cfg.convert.action != Action::DeleteDevice;
+                && cfg.convert.action != Action::DeleteDevice
+                && relationships.is_none();
             if removes_people && !cfg.dry_run {
                 // With a fallback column, rows may address people by either kind.
                 let fallback = cfg

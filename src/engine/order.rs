@@ -118,6 +118,7 @@ mod tests {
                 value: format!("p{i}"),
             },
             event_id: None,
+            object: None,
             attributes: 0,
             payload: Vec::new(),
             raw: RawRow::Line(Vec::new()),

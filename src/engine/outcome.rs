@@ -7,7 +7,7 @@
 //! chain once all of their rows are acknowledged with a hash (never after a failure, an
 //! update-only or maybe-suppressed acknowledgement, or a cancellation).
 
-use crate::ledger::{Forgotten, LedgerWriter};
+use crate::ledger::{Entry, Forgotten, LedgerWriter};
 use crate::operation::{Action, Operation, Target};
 use crate::record::{Class, Failure, IdKind};
 use crate::report::errors::ErrorsWriter;
@@ -26,9 +26,11 @@ pub enum Outcome {
     /// Did not make it.
     Failed(Failure),
     /// About to be sent with values the ledger does not hold: the ledger forgets these
-    /// people (durably) and then says so, before the request goes out.
-    /// `true`: they are about to be suppressed, and the ledger records that too.
-    Forget(Vec<(IdKind, String)>, bool, Forgotten),
+    /// people, objects or relationships (durably) and then says so, before the request goes
+    /// out. The first `true`: they are about to be suppressed, and the ledger records that
+    /// too; the second: they are about to be deleted or suppressed, and their relationships
+    /// are forgotten with them.
+    Forget(Vec<Entry>, bool, bool, Forgotten),
     /// About a person with several rows (from the reader, before or while their rows go).
     Group(GroupNote),
     /// About to be sent: the ledger forgets these devices (by token), and every device of
@@ -163,23 +165,23 @@ pub(super) async fn sink(
                     let mut devices = Vec::new();
                     l.acked(
                         ops.into_iter()
-                            .filter_map(|op| match (op.hash, op.event_id, op.target) {
-                                (Some(_), Some(id), _) => {
-                                    events.push(id);
-                                    None
+                            .filter_map(|op| {
+                                match (op.hash, op.event_id.clone(), op.target.clone()) {
+                                    (Some(_), Some(id), _) => {
+                                        events.push(id);
+                                        None
+                                    }
+                                    (Some(h), None, Some(Target::Device(token))) => {
+                                        devices.push((
+                                            token,
+                                            op.identifier.kind,
+                                            op.identifier.value.clone(),
+                                            h,
+                                        ));
+                                        None
+                                    }
+                                    (h, _, _) => h.map(|h| (Entry::of(&op), h, op.attrs.clone())),
                                 }
-                                (Some(h), None, Some(Target::Device(token))) => {
-                                    devices.push((
-                                        token,
-                                        op.identifier.kind,
-                                        op.identifier.value,
-                                        h,
-                                    ));
-                                    None
-                                }
-                                (h, _, _) => h.map(|h| {
-                                    (op.identifier.kind, op.identifier.value, h, op.attrs)
-                                }),
                             })
                             .collect(),
                     );
@@ -193,8 +195,8 @@ pub(super) async fn sink(
                     let _ = done.send(true);
                 }
             },
-            Outcome::Forget(people, suppress, done) => match &ledger {
-                Some(l) => l.forget(people, suppress, Some(done)),
+            Outcome::Forget(entries, suppress, removed, done) => match &ledger {
+                Some(l) => l.forget(entries, suppress, removed, Some(done)),
                 None => {
                     let _ = done.send(true);
                 }

@@ -11,7 +11,7 @@ use super::outcome::{GroupNote, Outcome};
 use crate::convert::Converter;
 use crate::groups::{chain_next, Groups, Mode};
 use crate::ledger::Lookup;
-use crate::operation::{Action, Operation};
+use crate::operation::{Action, Entity, Operation};
 use crate::record::{Class, Failure, Position, RawRow};
 use crate::seen::SeenFilter;
 use crate::source::{Item, Rows, SourceError};
@@ -76,7 +76,7 @@ fn ledger_hash(
     let looked = match (op.device_token(), op.action) {
         (Some(token), _) => check.lookup.device_hash(token),
         (None, Action::Merge) => Ok(None),
-        (None, _) => check.lookup.hash_of(&op.identifier),
+        (None, _) => check.lookup.hash_of_key(op.key()),
     };
     match looked {
         Ok(k) => Some(k),
@@ -200,10 +200,15 @@ impl Reader {
                     // Someone who may be suppressed is sent, but an acknowledgement proves
                     // nothing (the workspace keeps nothing of theirs): it is not recorded.
                     if let (Ok(op), Some(check)) = (&mut converted, &ledger) {
-                        if matches!(
-                            op.action,
-                            Action::Identify | Action::Event | Action::AddDevice
-                        ) && check.lookup.suppressed(&op.identifier).unwrap_or(true)
+                        if op.entity == Entity::Person
+                            && matches!(
+                                op.action,
+                                Action::Identify
+                                    | Action::Event
+                                    | Action::AddDevice
+                                    | Action::AddRelationships
+                            )
+                            && check.lookup.suppressed(&op.identifier).unwrap_or(true)
                         {
                             op.hash = None;
                         }
@@ -320,8 +325,13 @@ every run: give a regular file to skip them when unchanged",
                                 };
                             }
                         }
-                        // A suppression is recorded before it is sent, whatever the answer.
-                        if op.action == Action::Suppress {
+                        // A suppression is recorded before it is sent, whatever the answer; a
+                        // delete forgets (with the relationships of what it removes) whatever
+                        // the ledger knew.
+                        if matches!(
+                            op.action,
+                            Action::Suppress | Action::Delete | Action::DeleteRelationships
+                        ) {
                             op.forget_first = true;
                         }
                         // A merge changes the primary and deletes the secondary, whatever

@@ -6,6 +6,7 @@
 use super::order::{EntityOrder, JobDone};
 use super::outcome::Outcome;
 use super::pacer::{Pacer, Permit};
+use crate::ledger::Entry;
 use crate::operation::{Action, Operation};
 use crate::record::{Class, Failure, IdKind};
 use crate::stop::Stop;
@@ -421,12 +422,11 @@ impl Dispatcher {
             // The ledger forgets what it knew of people about to get other values, and this
             // is durable before the request goes out. After the waits above, so it comes
             // after any earlier acknowledgement of the same people.
-            let forget: Vec<(IdKind, String)> = job
+            let forget: Vec<Entry> = job
                 .operations()
                 .iter()
                 .filter(|op| op.forget_first)
-                .flat_map(|op| op.people_touched())
-                .map(|id| (id.kind, id.value.clone()))
+                .flat_map(forget_entries)
                 .collect();
             let forget_devices: Vec<Box<str>> = job
                 .operations()
@@ -464,10 +464,14 @@ impl Dispatcher {
                 .operations()
                 .iter()
                 .any(|op| op.action == Action::Suppress);
+            let removed = job
+                .operations()
+                .iter()
+                .any(|op| matches!(op.action, Action::Suppress | Action::Delete | Action::Merge));
             if !forget.is_empty() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let forgotten = out
-                    .send(Outcome::Forget(forget, suppress, tx))
+                    .send(Outcome::Forget(forget, suppress, removed, tx))
                     .await
                     .is_ok()
                     && rx.await.unwrap_or(false);
@@ -505,4 +509,16 @@ is about to change (see the error above); re-run once it can be written";
         let n = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _ = self.slots.acquire_many(n).await;
     }
+}
+
+/// What the ledger must forget before `op` goes out: an object or a relationship itself;
+/// for a person's operation, the people it touches (a merge's two, none for a device).
+fn forget_entries(op: &Operation) -> Vec<Entry> {
+    if op.object.is_some() {
+        return vec![Entry::of(op)];
+    }
+    op.people_touched()
+        .into_iter()
+        .map(|id| Entry::Person(id.kind, id.value.clone()))
+        .collect()
 }

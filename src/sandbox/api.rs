@@ -37,6 +37,8 @@ pub struct State {
     pub url: String,
     pub stats: Stats,
     pub people: People,
+    /// Objects and relationships ([`super::objects`]).
+    pub objects: super::objects::Objects,
     dice: Dice,
     started: Instant,
     v1_errors: AtomicU64,
@@ -105,6 +107,7 @@ impl State {
             schedule,
             dice: Dice::new(cfg.seed),
             people: People::new(cfg.store_people),
+            objects: Default::default(),
             started: Instant::now(),
             stats: Stats::default(),
             v1_errors: AtomicU64::new(0),
@@ -168,6 +171,7 @@ pub fn router(state: Shared) -> Router {
         .route("/__sandbox/people/{id}", get(person))
         .route("/__sandbox/events", get(events))
         .route("/__sandbox/suppressed", get(suppressed))
+        .route("/__sandbox/objects", get(super::objects::list))
         .route("/__sandbox/arrivals", get(arrivals))
         .merge(api)
         .with_state(state.clone())
@@ -183,7 +187,9 @@ async fn arrivals(AxState(s): AxState<Shared>) -> Response {
 }
 
 async fn people(AxState(s): AxState<Shared>) -> Response {
-    Json(s.people.list()).into_response()
+    let mut list = s.people.list();
+    s.objects.annotate(&mut list);
+    Json(list).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -204,7 +210,8 @@ async fn person(
         None => v1_key(&id),
     };
     match s.people.get(&key) {
-        Some(p) => {
+        Some(mut p) => {
+            p.relationships = s.objects.of_person(&key);
             let mut v = serde_json::to_value(p).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.entry("events").or_insert_with(|| json!([]));
@@ -557,25 +564,31 @@ pub(super) fn v1_refused(s: &State, id: &str) -> Option<Response> {
     })
 }
 
-/// Which action a change is, for the counts.
-fn action_of(c: &Change) -> Action {
+/// Which person action a change is, for the counts (objects' are counted apart).
+fn action_of(c: &Change) -> Option<Action> {
     match c {
-        Change::Identify { .. } => Action::Identify,
-        Change::Event { .. } => Action::Event,
-        Change::Delete(_) => Action::Delete,
-        Change::Suppress(_) => Action::Suppress,
-        Change::Unsuppress(_) => Action::Unsuppress,
-        Change::AddDevice { .. } => Action::AddDevice,
-        Change::DeleteDevice { .. } => Action::DeleteDevice,
-        Change::Merge { .. } => Action::Merge,
+        Change::Identify { .. } => Some(Action::Identify),
+        Change::Event { .. } => Some(Action::Event),
+        Change::Delete(_) => Some(Action::Delete),
+        Change::Suppress(_) => Some(Action::Suppress),
+        Change::Unsuppress(_) => Some(Action::Unsuppress),
+        Change::AddDevice { .. } => Some(Action::AddDevice),
+        Change::DeleteDevice { .. } => Some(Action::DeleteDevice),
+        Change::Merge { .. } => Some(Action::Merge),
+        Change::Object(_) => None,
     }
 }
 
-/// Applies accepted changes and counts them.
+/// Applies accepted changes in order and counts them.
 fn apply(s: &State, changes: Vec<Change>) {
+    super::objects::apply_in_order(s, changes, apply_people);
+}
+
+/// Applies accepted person changes and counts them.
+fn apply_people(s: &State, changes: Vec<Change>) {
     let mut tally = Tally::default();
-    for c in &changes {
-        tally[action_of(c) as usize] += 1;
+    for a in changes.iter().filter_map(action_of) {
+        tally[a as usize] += 1;
     }
     let applied = s.people.apply(changes);
     s.stats.accepted(&tally, applied);
@@ -797,12 +810,7 @@ const APPLIED: [&str; super::stats::ACTIONS.len()] = super::stats::ACTIONS;
 
 /// Person actions of the Track API the sandbox does not apply yet: answered as invalid
 /// operations, never accepted silently.
-const NOT_YET: [&str; 4] = [
-    "page",
-    "screen",
-    "add_relationships",
-    "delete_relationships",
-];
+const NOT_YET: [&str; 2] = ["page", "screen"];
 
 /// One operation as sent: only what the checks need is parsed.
 #[derive(serde::Deserialize)]
@@ -833,6 +841,9 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Change, (String, String)>
     })?;
     match view.kind.as_deref() {
         Some("person") => {}
+        Some("object") => {
+            return super::objects::check_object(op.get(), &s.cfg.reject_ids).map(Change::Object)
+        }
         Some(other) => {
             return Err((
                 "type".into(),
@@ -848,7 +859,8 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Change, (String, String)>
             format!("action '{action}' is not supported by the sandbox yet"),
         ));
     }
-    if !APPLIED.contains(&action) {
+    let relationships = matches!(action, "add_relationships" | "delete_relationships");
+    if !APPLIED.contains(&action) && !relationships {
         return Err(("action".into(), format!("unknown action '{action}'")));
     }
     if action == "merge" {
@@ -944,6 +956,9 @@ fn check_operation(s: &State, op: &RawValue) -> Result<Change, (String, String)>
                 event.data = attribute_map(s, &o.0);
             }
             Ok(Change::Event { key, event })
+        }
+        "add_relationships" | "delete_relationships" => {
+            super::objects::check_person_relationships(key, action, op.get()).map(Change::Object)
         }
         "delete" => Ok(Change::Delete(key)),
         "suppress" => Ok(Change::Suppress(key)),
@@ -1053,12 +1068,11 @@ async fn batch(AxState(s): AxState<Shared>, body: Bytes) -> Response {
                 .get("identifiers")
                 .or_else(|| parsed.get("secondary"))?
                 .as_object()?;
-            let v = ids.values().next()?.as_str()?;
-            s.cfg
-                .poison_ids
-                .iter()
-                .any(|p| p == v)
-                .then(|| v.to_string())
+            // Any identifier value: a person's, or an object's id.
+            ids.values()
+                .filter_map(Value::as_str)
+                .find(|v| s.cfg.poison_ids.iter().any(|p| p == v))
+                .map(str::to_string)
         });
         if let Some(v) = poisoned {
             return status_json(

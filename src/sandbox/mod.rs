@@ -10,11 +10,13 @@ mod api;
 mod app_api;
 mod devices;
 mod faults;
+mod objects;
 mod people;
 mod server;
 mod stats;
 
 pub use app_api::AppApiConfig;
+pub use objects::{Object, RelatedPerson, Relationship};
 pub use people::{Device, Event, Person, PersonEvent, Suppressed};
 pub use stats::{Arrival, StatsSnapshot};
 
@@ -307,7 +309,14 @@ impl Sandbox {
 
     /// Every person with their merged attributes and events, sorted by identifier.
     pub fn people(&self) -> Vec<Person> {
-        self.state.people.list()
+        let mut people = self.state.people.list();
+        self.state.objects.annotate(&mut people);
+        people
+    }
+
+    /// Every object with its attributes and related people, sorted by type id and id.
+    pub fn objects(&self) -> Vec<Object> {
+        self.state.objects.list()
     }
 
     /// Every stored event with its person, by person and then in arrival order.

@@ -29,6 +29,9 @@ pub struct Person {
     /// Their push devices, in the order added (left out of the JSON when there are none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<Device>,
+    /// Their relationships to objects (left out of the JSON when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relationships: Vec<super::objects::Relationship>,
 }
 
 /// A push device as the sandbox holds it.
@@ -184,6 +187,8 @@ pub enum Change {
         /// The person merged in and removed.
         secondary: Key,
     },
+    /// An object or relationship operation, applied by [`super::objects`].
+    Object(super::objects::ObjectChange),
 }
 
 /// What applying changes did besides applying them.
@@ -336,6 +341,7 @@ impl People {
                     }
                     pri.events.extend(sec.events);
                 }
+                Change::Object(_) => {}
             }
         }
         done
@@ -349,6 +355,7 @@ impl People {
             updates: e.updates,
             events: e.events.clone(),
             devices: e.devices.clone(),
+            relationships: Vec::new(),
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Stats {
     duplicate_events: AtomicU64,
     ignored_suppressed: AtomicU64,
     ignored_merges: AtomicU64,
+    /// Object and relationship operations accepted, by name ([`super::objects::ACTIONS`]).
+    by_object_action: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// The person actions the sandbox applies, in the order of [`Action`].
@@ -262,6 +264,17 @@ impl Stats {
         }
     }
 
+    /// Counts one accepted object or relationship operation under `name`.
+    pub fn accepted_named(&self, name: &'static str) {
+        self.operations.fetch_add(1, Relaxed);
+        *self
+            .by_object_action
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name)
+            .or_default() += 1;
+    }
+
     /// Records a protocol violation by the client.
     pub fn violation(&self, what: String) {
         tracing::warn!("sandbox: protocol violation: {what}");
@@ -277,11 +290,22 @@ impl Stats {
         StatsSnapshot {
             requests: self.requests.load(Relaxed),
             operations: self.operations.load(Relaxed),
-            by_action: ACTIONS
-                .iter()
-                .zip(&self.by_action)
-                .map(|(name, n)| (name.to_string(), n.load(Relaxed)))
-                .collect(),
+            by_action: {
+                let objects = self
+                    .by_object_action
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                ACTIONS
+                    .iter()
+                    .zip(&self.by_action)
+                    .map(|(name, n)| (name.to_string(), n.load(Relaxed)))
+                    .chain(
+                        super::objects::ACTIONS.iter().map(|name| {
+                            (name.to_string(), objects.get(name).copied().unwrap_or(0))
+                        }),
+                    )
+                    .collect()
+            },
             duplicate_events: self.duplicate_events.load(Relaxed),
             ignored_suppressed: self.ignored_suppressed.load(Relaxed),
             ignored_merges: self.ignored_merges.load(Relaxed),

@@ -8,6 +8,7 @@ pub mod client;
 pub mod device;
 pub mod error;
 pub mod merge;
+pub mod objects;
 pub mod track_api;
 pub mod wire;
 
@@ -188,6 +189,13 @@ fn v2_frame(entity: Entity, action: Action) -> (&'static [u8], &'static [u8]) {
         (Entity::Person, Action::AddDevice) => (HEAD, br#"},"action":"add_device""#),
         (Entity::Person, Action::DeleteDevice) => (HEAD, br#"},"action":"delete_device""#),
         (Entity::Person, Action::Merge) => (HEAD, br#"},"action":"merge""#),
+        // Objects and relationships are written whole by `objects` (their identifiers are
+        // not one `kind: value`); these frames are never used.
+        (Entity::Person, Action::AddRelationships) => (HEAD, br#"},"action":"add_relationships""#),
+        (Entity::Person, Action::DeleteRelationships) => {
+            (HEAD, br#"},"action":"delete_relationships""#)
+        }
+        (Entity::Object, _) => (br#"{"type":"object","identifiers":{"#, br#"}"#),
     }
 }
 

@@ -31,7 +31,8 @@ impl TrackApi {
     }
 }
 
-/// The v1 method and path of `action` on a person.
+/// The v1 method and path of `action` on a person; objects and relationships have none and
+/// go to `POST /api/v2/entity` ([`super::objects`]).
 fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (Method, String) {
     match (entity, action) {
         (Entity::Person, Action::Identify) => (Method::PUT, v1_customer_path(id)),
@@ -47,6 +48,11 @@ fn v1_route(entity: Entity, action: Action, id: &crate::record::Identifier) -> (
             (Method::DELETE, v1_customer_path(id) + "/devices")
         }
         (Entity::Person, Action::Merge) => (Method::POST, super::merge::V1_MERGE_PATH.to_string()),
+        // No v1 path exists: the operation travels alone in its v2 form.
+        (Entity::Object, _)
+        | (Entity::Person, Action::AddRelationships | Action::DeleteRelationships) => {
+            (Method::POST, super::objects::ENTITY_PATH.to_string())
+        }
     }
 }
 
@@ -244,5 +250,16 @@ mod tests {
             route(Action::Merge),
             (Method::POST, "/api/v1/merge_customers".into())
         );
+        for (entity, action) in [
+            (Entity::Object, Action::Identify),
+            (Entity::Object, Action::Delete),
+            (Entity::Person, Action::AddRelationships),
+            (Entity::Person, Action::DeleteRelationships),
+        ] {
+            assert_eq!(
+                v1_route(entity, action, &id),
+                (Method::POST, "/api/v2/entity".into())
+            );
+        }
     }
 }
