@@ -199,9 +199,9 @@ impl VerifySummary {
         line("  missing in Customer.io", self.missing.to_string());
         if let Some(run) = self.last_run.filter(|_| self.failed_in_last_run > 0) {
             line(
-                &format!("failed in run {run}"),
+                &format!("rows failed in run {run}"),
                 format!(
-                    "{} rows (not sent: see the differences file)",
+                    "{} (not sent: see the differences file)",
                     self.failed_in_last_run
                 ),
             );
