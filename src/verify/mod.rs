@@ -373,10 +373,14 @@ pub async fn run(cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, VerifyE
         .map_err(|e| VerifyError::Input(e.to_string()))??
     };
     let Some(selection) = selection else {
-        // Stopped while choosing the rows: nothing was checked, nothing written.
+        // Stopped while choosing the rows: nothing was checked (the last run's failures,
+        // already named, stay in the differences file).
         summary.outcome = "interrupted";
         summary.error =
             Some("stopped while reading the input (first pass): nothing checked".into());
+        if differences.finish()? {
+            summary.differences_file = Some(differences.path().display().to_string());
+        }
         summary.elapsed_s = started.elapsed().as_secs_f64();
         summary.exit_code = summary.code();
         return Ok(summary);
