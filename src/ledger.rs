@@ -13,6 +13,9 @@
 //! row.
 
 mod history;
+mod last_run;
+
+pub use last_run::{last_run, LastRun, RunFailure};
 
 pub use history::{FailedRow, History, Repeated, RunEntry, FAILURES_PER_RUN_JSON};
 

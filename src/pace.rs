@@ -570,45 +570,72 @@ impl Controller {
 }
 
 /// How long a request keeps retrying 429s: as long as the run makes progress. It gives up
-/// only when nothing at all was acknowledged for `budget` since its first 429, not counting
-/// time the pacing itself held every request (a hold stops all acknowledgements).
+/// when nothing at all was acknowledged for `budget` since its first 429, with one allowance
+/// for the server's own `Retry-After`:
+///
+/// - The **first hold** of a period without progress (a `Retry-After` the pacing obeys, which
+///   stops every acknowledgement) does not spend the budget: the deadline moves to the hold's
+///   end plus the budget, so a single long `Retry-After` cannot exhaust it.
+/// - **Later holds** in the same period count as elapsed time: a server that answers every
+///   request 429 + `Retry-After: 1` spends the budget like any other 429s, and the request
+///   gives up about `Retry-After + budget` after its first 429 instead of retrying forever.
+/// - An acknowledgement starts a new period.
 #[derive(Debug)]
 pub struct ThrottleBudget {
-    started: Instant,
-    /// The latest acknowledgement or end of a hold, in ms since `started`.
-    progress_ms: AtomicU64,
+    period: Mutex<Period>,
     budget: Duration,
+}
+
+/// One period without progress.
+#[derive(Debug)]
+struct Period {
+    /// The latest acknowledgement (or when the budget was made).
+    progress: Instant,
+    /// The end of the first hold since then, if one came.
+    first_hold_end: Option<Instant>,
 }
 
 impl ThrottleBudget {
     /// A budget of `budget` without progress.
     pub fn new(budget: Duration) -> ThrottleBudget {
         ThrottleBudget {
-            started: Instant::now(),
-            progress_ms: AtomicU64::new(0),
+            period: Mutex::new(Period {
+                progress: Instant::now(),
+                first_hold_end: None,
+            }),
             budget,
         }
     }
 
-    /// Some request was acknowledged: the run progresses.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Period> {
+        self.period.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Some request was acknowledged: the run progresses, and a new period begins.
     pub fn acked(&self) {
-        self.progress_at(Instant::now());
+        let now = Instant::now();
+        let mut p = self.lock();
+        p.progress = p.progress.max(now);
+        p.first_hold_end = None;
     }
 
-    /// Every request is held until `until`: the time without progress counts from there.
+    /// Every request is held until `until`. The first hold of a period moves the deadline to
+    /// its end; a later one changes nothing (its time counts as time without progress).
     pub fn held(&self, until: Instant) {
-        self.progress_at(until);
-    }
-
-    fn progress_at(&self, at: Instant) {
-        let ms = at.saturating_duration_since(self.started).as_millis() as u64;
-        self.progress_ms.fetch_max(ms, Relaxed);
+        let mut p = self.lock();
+        if p.first_hold_end.is_none() {
+            p.first_hold_end = Some(until);
+        }
     }
 
     /// Whether a request throttled since `first_429` should give up now.
     pub fn spent(&self, first_429: Instant) -> bool {
-        let progress = self.started + Duration::from_millis(self.progress_ms.load(Relaxed));
-        Instant::now().saturating_duration_since(progress.max(first_429)) > self.budget
+        let p = self.lock();
+        let from = p
+            .progress
+            .max(first_429)
+            .max(p.first_hold_end.unwrap_or(p.progress));
+        Instant::now().saturating_duration_since(from) > self.budget
     }
 
     /// The budget.
@@ -827,5 +854,42 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(b.spent(first));
+    }
+
+    /// Red-team finding: every 429 with `Retry-After` moved the budget's progress to the end
+    /// of its hold, so a server answering 429 + `Retry-After: 1` forever was retried forever.
+    /// Only the first hold of a period without progress is free; later ones spend the budget.
+    #[tokio::test(start_paused = true)]
+    async fn repeated_holds_without_progress_spend_the_budget() {
+        let b = ThrottleBudget::new(Duration::from_secs(3));
+        let first = Instant::now();
+        let mut gave_up_at = None;
+        for second in 0..60u64 {
+            // Each attempt is answered 429 + Retry-After: 1 and held for that second.
+            if b.spent(first) {
+                gave_up_at = Some(second);
+                break;
+            }
+            b.held(Instant::now() + Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // The first hold (1 s) is free, then 3 s of budget: it gives up after 4 to 5 s.
+        assert_eq!(gave_up_at, Some(5), "gave up at {gave_up_at:?}");
+        // One long hold alone is still free, and an acknowledgement starts a new period.
+        let b = ThrottleBudget::new(Duration::from_secs(3));
+        let first = Instant::now();
+        b.held(first + Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_secs(32)).await;
+        assert!(!b.spent(first), "2 s after a single 30 s hold");
+        b.acked();
+        let again = Instant::now();
+        b.held(again + Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(
+            !b.spent(again),
+            "the first hold of a new period is free again"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(b.spent(again));
     }
 }

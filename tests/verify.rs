@@ -457,3 +457,552 @@ fn a_5xx_from_the_app_api_is_retried_and_retries_that_run_out_leave_people_unche
         v.summary
     );
 }
+
+// ---- Red-team findings (fix16) -------------------------------------------------------------
+
+/// A loopback HTTP/1.1 server answering every request with `answer` (a whole response, or
+/// `None`: read the request and never answer). Returns its base URL and the requests seen.
+fn stub_server(
+    answer: Option<&'static str>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end().to_ascii_lowercase();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    match answer {
+                        Some(a) => {
+                            if out.write_all(a.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        None => std::thread::sleep(std::time::Duration::from_secs(3600)),
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+const ALWAYS_429: &str =
+    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n";
+const ALWAYS_503: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+
+/// `cio-import verify ARGS --json` against `url` (not a sandbox), bounded to `limit`.
+fn verify_at(
+    url: &str,
+    dir: &Path,
+    args: &[&str],
+    limit: u64,
+) -> (i32, Value, String, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let child = Command::new(bin())
+        .current_dir(dir)
+        .arg("verify")
+        .args(args)
+        .args(["--endpoint", url, "--json"])
+        .env("CUSTOMERIO_APP_API_KEY", APP_KEY)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_or_kill(child, std::time::Duration::from_secs(limit));
+    let took = start.elapsed();
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        summary,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        took,
+    )
+}
+
+/// Red-team finding 1: the differing rows of a windows-1252 input were written in UTF-8, and
+/// their re-import wrote mojibake. They are written in the input's encoding.
+#[test]
+fn a_windows_1252_input_gets_its_differing_rows_in_windows_1252_and_they_re_import() {
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    // "Zoë" and "café" in windows-1252: ë = 0xEB, é = 0xE9.
+    let bytes = b"id,name,plan\r\nu1,Zo\xEB,caf\xE9\r\nu2,Bob,free\r\n".to_vec();
+    write(dir.path(), "p.csv", &bytes);
+    let enc = ["--encoding", "windows-1252"];
+    assert_eq!(sb.import(dir.path(), &["p.csv", enc[0], enc[1]]).code, 0);
+    let (status, _, body) = sb.http(
+        "POST",
+        "/__sandbox/people/u1/attributes",
+        r#"{"plan":"changed"}"#,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v = verify(&sb, dir.path(), &["p.csv", enc[0], enc[1]]);
+    assert_eq!((v.code, v.n("differing")), (2, 1), "{}", v.stderr);
+    let differing = std::fs::read(dir.path().join("p.csv.differing.csv")).unwrap();
+    assert!(
+        differing.windows(3).any(|w| w == b"Zo\xEB"),
+        "not windows-1252: {:?}",
+        String::from_utf8_lossy(&differing)
+    );
+    assert!(
+        !differing.windows(2).any(|w| w == "ë".as_bytes()),
+        "UTF-8 in a windows-1252 file"
+    );
+    let again = sb.import(dir.path(), &["p.csv.differing.csv", enc[0], enc[1]]);
+    assert_eq!((again.code, again.n("sent")), (0, 1));
+    let p = person(&sb, "u1");
+    assert_eq!(p["name"], "Zoë", "{p}");
+    assert_eq!(p["plan"], "café", "{p}");
+}
+
+/// Red-team finding 2: `--rejects`/`--differences` could name the `--state` ledger, and the
+/// check that a report can be written emptied it. They are refused before anything is touched.
+#[test]
+fn verify_outputs_can_never_be_the_state_ledger_or_the_input_or_each_other() {
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    assert_eq!(
+        sb.import(dir.path(), &["people.csv", "--state", "s.db"])
+            .code,
+        0
+    );
+    let ledger = std::fs::read(dir.path().join("s.db")).unwrap();
+    assert!(!ledger.is_empty());
+    for (args, says) in [
+        (
+            vec!["--rejects", "s.db"],
+            "--rejects s.db: that is the --state file",
+        ),
+        (
+            vec!["--differences", "s.db"],
+            "--differences s.db: that is the --state file",
+        ),
+        (
+            vec!["--differences", "s.db-wal"],
+            "--state file's own files",
+        ),
+        (
+            vec!["--rejects", "people.csv"],
+            "that is the file being read",
+        ),
+        (
+            vec!["--rejects", "x.csv", "--differences", "x.csv"],
+            "that is also the rejects file",
+        ),
+    ] {
+        let mut all = vec!["people.csv", "--state", "s.db"];
+        all.extend(args.iter().copied());
+        let v = verify(&sb, dir.path(), &all);
+        assert_eq!(v.code, 1, "{args:?}: {}", v.stderr);
+        assert!(v.stderr.contains(says), "{args:?}: {}", v.stderr);
+        assert_eq!(std::fs::read(dir.path().join("s.db")).unwrap(), ledger);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("people.csv")).unwrap(),
+            PEOPLE
+        );
+    }
+}
+
+/// Red-team finding 3: `cio-import sandbox` took its App API key from CUSTOMERIO_APP_API_KEY
+/// (a real key) and printed it. It has its own fixed fake key; the variable's is neither
+/// used nor printed, nor is the Track key.
+#[test]
+fn the_sandbox_never_takes_nor_prints_the_real_app_api_key() {
+    use std::io::{BufRead, BufReader};
+    let real = "real-APP-key-5ecret-0a1b";
+    let mut child = Command::new(bin())
+        .args(["sandbox", "--port", "0"])
+        .env("CUSTOMERIO_APP_API_KEY", real)
+        .env("CUSTOMERIO_SITE_ID", SITE)
+        .env("CUSTOMERIO_TRACK_API_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_string();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut start = String::new();
+    while !start.contains("App API") {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        start.push_str(&line);
+    }
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    // The real key is refused; the printed sandbox key is the one that works.
+    let code_real = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["verify", "people.csv", "--endpoint", &url])
+        .env("CUSTOMERIO_APP_API_KEY", real)
+        .output()
+        .unwrap()
+        .status
+        .code();
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["verify", "people.csv", "--endpoint", &url])
+        .env("CUSTOMERIO_APP_API_KEY", "sandbox-app-key")
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(start.contains("sandbox-app-key"), "{start}");
+    assert!(
+        !start.contains(real),
+        "the real App API key was printed: {start}"
+    );
+    assert!(
+        !start.contains(KEY),
+        "the Track API key was printed: {start}"
+    );
+    assert_eq!(
+        code_real,
+        Some(3),
+        "the sandbox took the real key from the environment"
+    );
+    // Nobody was imported: everyone is missing (2), but the key was accepted.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Red-team finding 4: emails that differ only in case are one person to Customer.io. The last
+/// row is checked, the earlier one superseded, and the differing file holds only the last.
+#[test]
+fn emails_that_differ_only_in_case_are_one_person_and_the_last_row_is_checked() {
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "e.csv",
+        "email,plan\nAnn@x.io,free\nbob@x.io,pro\nann@x.io,pro\n",
+    );
+    let by = ["--identify-by", "email"];
+    assert_eq!(sb.import(dir.path(), &["e.csv", by[0], by[1]]).code, 0);
+    let v = verify(&sb, dir.path(), &["e.csv", by[0], by[1]]);
+    assert_eq!(
+        (v.n("checked"), v.n("superseded"), v.n("missing")),
+        (2, 1, 0),
+        "{}",
+        v.stderr
+    );
+    // Whatever the workspace holds for Ann now, only her last row can be re-imported.
+    let (status, _, body) = sb.http(
+        "POST",
+        "/__sandbox/people/ann@x.io/attributes?kind=email",
+        r#"{"plan":"enterprise"}"#,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v = verify(&sb, dir.path(), &["e.csv", by[0], by[1]]);
+    assert_eq!((v.code, v.n("differing")), (2, 1), "{}", v.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("e.csv.differing.csv")).unwrap(),
+        "email,plan\nann@x.io,pro\n"
+    );
+}
+
+/// Red-team finding 5: verify compared v1 bodies, so a row the batch import refused (an
+/// operation over 32,000 bytes) was blamed as missing. It is counted as invalid, as the
+/// import counted it, and never goes to the differing file; `--api v1` checks it.
+#[test]
+fn rows_invalid_for_the_import_api_are_invalid_not_missing() {
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    let cols: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+    let big = "x".repeat(900);
+    let wide: Vec<&str> = (0..40).map(|_| big.as_str()).collect();
+    let text = format!(
+        "id,{}\nu1,{}\nu2,{}\n",
+        cols.join(","),
+        wide.join(","),
+        vec!["a"; 40].join(",")
+    );
+    write(dir.path(), "wide.csv", &text);
+    let r = sb.import(dir.path(), &["wide.csv"]);
+    assert_eq!((r.n("sent"), r.n("invalid")), (1, 1));
+    let v = verify(&sb, dir.path(), &["wide.csv"]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert_eq!(
+        (v.n("checked"), v.n("invalid"), v.n("missing")),
+        (1, 1, 0),
+        "{}",
+        v.summary
+    );
+    assert!(!dir.path().join("wide.csv.differing.csv").exists());
+    // Under v1 the row is valid: the import would have sent it, so verify checks it.
+    let v = verify(&sb, dir.path(), &["wide.csv", "--api", "v1"]);
+    assert_eq!(
+        (v.code, v.n("missing"), v.n("invalid")),
+        (2, 1, 0),
+        "{}",
+        v.stderr
+    );
+}
+
+/// Red-team finding 6: a pipe given as a path was read twice (the second pass saw nothing).
+/// A named pipe, `<(...)` or a device is refused with a message that says why.
+#[cfg(unix)]
+#[test]
+fn a_pipe_given_as_a_path_is_refused() {
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    let fifo = dir.path().join("people.csv");
+    mkfifo(&fifo);
+    // Bounded: opening a pipe nobody writes to would block.
+    for input in ["people.csv", "/dev/null"] {
+        let (code, _, err, _) = verify_at(&sb.url(), dir.path(), &[input, "--format", "csv"], 30);
+        assert_eq!(code, 1, "{input}: {err}");
+        assert!(err.contains("not a regular file"), "{input}: {err}");
+    }
+}
+
+/// Red-team finding 7: Ctrl-C did not interrupt an App API request that stalls (up to
+/// `--timeout`). The stop wins at once, and the interrupted request is not a retry.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_interrupts_a_stalled_app_api_request() {
+    use std::sync::atomic::Ordering;
+    let (url, seen) = stub_server(None);
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    let child = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "verify",
+            "people.csv",
+            "--endpoint",
+            &url,
+            "--json",
+            "--timeout",
+            "120",
+        ])
+        .env("CUSTOMERIO_APP_API_KEY", APP_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = std::time::Instant::now();
+    while seen.load(Ordering::SeqCst) == 0 {
+        assert!(waited.elapsed().as_secs() < 30, "no request arrived");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let signalled = std::time::Instant::now();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = wait_or_kill(child, std::time::Duration::from_secs(20));
+    let took = signalled.elapsed();
+    assert!(took.as_secs() < 5, "took {took:?} after Ctrl-C");
+    assert_eq!(out.status.code(), Some(130));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["calls"]["retries"], 0, "{s}");
+    assert_eq!(
+        (s["not_checked"].as_u64(), s["rows"].as_u64()),
+        (Some(3), Some(3)),
+        "{s}"
+    );
+}
+
+/// Red-team finding 8 (verify): a server that always answers 429 + `Retry-After: 1` was retried
+/// forever. The budget is spent by repeated holds: the people are left not checked.
+#[test]
+fn verify_gives_up_on_endless_429s_with_retry_after_within_the_budget() {
+    let (url, _) = stub_server(Some(ALWAYS_429));
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    let (code, s, err, took) = verify_at(
+        &url,
+        dir.path(),
+        &["people.csv", "--throttle-budget", "3"],
+        60,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(s["not_checked"], 3, "{s}");
+    assert!(took.as_secs() < 15, "took {took:?}");
+    assert!(s["error"].as_str().unwrap().contains("429"), "{s}");
+}
+
+/// Red-team finding 8 (import): the same endless 429 + `Retry-After: 1` held every row
+/// forever. With `--throttle-budget 3` the rows are `exhausted` within a few seconds, and
+/// every row is accounted for.
+#[test]
+fn import_gives_up_on_endless_429s_with_retry_after_within_the_budget() {
+    let (url, _) = stub_server(Some(ALWAYS_429));
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    for api in ["batch", "v1"] {
+        let start = std::time::Instant::now();
+        let child = import_command(
+            dir.path(),
+            &url,
+            &[
+                "people.csv",
+                "--throttle-budget",
+                "3",
+                "--api",
+                api,
+                "--summary",
+                "s.json",
+                "-q",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let out = wait_or_kill(child, std::time::Duration::from_secs(60));
+        let took = start.elapsed();
+        assert!(took.as_secs() < 15, "{api}: took {took:?}");
+        let s: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("s.json")).unwrap())
+                .unwrap();
+        assert_accounted(&s);
+        assert_eq!(s["rows"], 3, "{s}");
+        assert_eq!(s["exhausted"], 3, "{api}: {s}");
+        assert_ne!(out.status.code(), Some(0));
+    }
+}
+
+/// A total App API outage cost every chunk its retries (about 56 s per 100 people): after
+/// three chunks in a row fail the run stops, and the rest are counted as not checked.
+#[test]
+fn a_total_outage_stops_after_a_few_chunks_and_leaves_the_rest_unchecked() {
+    let (url, seen) = stub_server(Some(ALWAYS_503));
+    let dir = tempdir();
+    write(dir.path(), "many.csv", rows(450));
+    let (code, s, err, _) = verify_at(
+        &url,
+        dir.path(),
+        &[
+            "many.csv",
+            "--max-retries",
+            "1",
+            "--backoff-base-ms",
+            "1",
+            "--backoff-cap-ms",
+            "5",
+        ],
+        60,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        (s["rows"].as_u64(), s["not_checked"].as_u64()),
+        (Some(450), Some(450)),
+        "{s}"
+    );
+    // Three chunks of 100, two attempts each; the last two chunks are not asked for.
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 6, "{s}");
+    assert!(s["error"].as_str().unwrap().contains("in a row"), "{s}");
+}
+
+#[test]
+fn sample_zero_is_a_usage_error() {
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    let v = verify(&sb, dir.path(), &["people.csv", "--sample", "0"]);
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert!(v.stderr.contains("--sample 0"), "{}", v.stderr);
+}
+
+/// `--state` after a run that failed rows: those people are named as failed in that run
+/// (exit 2), not a clean 0; and a later run that recorded nobody (update-only) is the run
+/// checked: an error naming it, never an older run's people checked silently.
+#[test]
+fn state_names_the_rows_the_last_run_failed_and_never_falls_back_to_an_older_run() {
+    let sb = sandbox(SandboxConfig {
+        app_api: AppApiConfig {
+            key: Some(ApiKey::new(APP_KEY)),
+            limit: 0,
+            fail_first: 0,
+        },
+        reject_ids: vec!["u3".into()],
+        ..SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    let r = sb.import(dir.path(), &["people.csv", "--state", "s.db"]);
+    assert_eq!((r.n("sent"), r.n("rejected")), (2, 1));
+    let v = verify(&sb, dir.path(), &["people.csv", "--state", "s.db"]);
+    assert_eq!(v.code, 2, "{}", v.stderr);
+    assert_eq!(
+        (v.n("checked"), v.n("matching"), v.n("failed_in_last_run")),
+        (2, 2, 1),
+        "{}",
+        v.summary
+    );
+    let d = differences(dir.path(), "people.csv");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (
+            get(&d[0], "identifier"),
+            get(&d[0], "difference"),
+            get(&d[0], "row")
+        ),
+        ("u3", "failed_in_run", "3")
+    );
+    assert!(v.stderr.contains("rows failed in run 1"), "{}", v.stderr);
+    // An update-only run records nobody: verify --state says so, naming that run.
+    let sb = sandbox_with_app(0);
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    assert_eq!(
+        sb.import(dir.path(), &["people.csv", "--state", "s.db"])
+            .code,
+        0
+    );
+    let r = sb.import(
+        dir.path(),
+        &["people.csv", "--state", "s.db", "--update-only", "--full"],
+    );
+    assert_eq!(r.code, 0);
+    let v = verify(&sb, dir.path(), &["people.csv", "--state", "s.db"]);
+    assert_eq!(v.code, 1, "{}", v.stderr);
+    assert!(v.stderr.contains("recorded nobody"), "{}", v.stderr);
+    assert!(v.stderr.contains("(run 2)"), "{}", v.stderr);
+}

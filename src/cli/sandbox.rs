@@ -75,9 +75,11 @@ pub struct SandboxArgs {
     /// Fail any whole batch holding this identifier with 400; repeatable.
     #[arg(long = "poison-id")]
     pub poison_ids: Vec<String>,
-    /// The bearer key the App API endpoint (for `verify`) requires.
-    #[arg(long, env = "CUSTOMERIO_APP_API_KEY", hide_env_values = true, default_value = sandbox::APP_API_DEFAULT_KEY)]
-    pub app_api_key: String,
+    /// The bearer key the App API endpoint (for `verify`) requires (default: the fixed, fake
+    /// `sandbox-app-key`, printed at start). Never taken from CUSTOMERIO_APP_API_KEY, which
+    /// holds a real key; a key given here is not printed.
+    #[arg(long)]
+    pub app_api_key: Option<String>,
     /// App API requests per second before 429 (Customer.io's limit is 10; 0 = no limit).
     #[arg(long, default_value_t = sandbox::APP_API_DEFAULT_LIMIT)]
     pub app_limit: u32,
@@ -173,13 +175,30 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
             },
             background_rate: args.background_rate,
             app_api: sandbox::AppApiConfig {
-                key: Some(ApiKey::new(args.app_api_key.clone())),
+                key: Some(ApiKey::new(
+                    args.app_api_key
+                        .clone()
+                        .unwrap_or_else(|| sandbox::APP_API_DEFAULT_KEY.to_string()),
+                )),
                 limit: args.app_limit,
                 ..sandbox::AppApiConfig::default()
             },
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+/// How the start line names the App API key: the fixed sandbox key is shown (it is public and
+/// fake, and `verify` needs it), a key given with `--app-api-key` never is.
+fn app_key_shown(given: Option<&str>) -> String {
+    match given {
+        None => format!(
+            "bearer key {} (CUSTOMERIO_APP_API_KEY={} for verify)",
+            sandbox::APP_API_DEFAULT_KEY,
+            sandbox::APP_API_DEFAULT_KEY
+        ),
+        Some(_) => "bearer key as given with --app-api-key (not shown)".to_string(),
     }
 }
 
@@ -209,8 +228,10 @@ pub(super) async fn run(args: SandboxArgs) -> anyhow::Result<u8> {
     }
     eprintln!("sandbox: listening on {} (Ctrl-C to stop); stats at {}/__sandbox/stats, people at {}/__sandbox/people", sb.url, sb.url, sb.url);
     eprintln!(
-        "sandbox: App API (for verify) at {}/v1/customers/attributes, bearer key {}, {} req/s",
-        sb.url, args.app_api_key, args.app_limit
+        "sandbox: App API (for verify) at {}/v1/customers/attributes, {}, {} req/s",
+        sb.url,
+        app_key_shown(args.app_api_key.as_deref()),
+        args.app_limit
     );
     wait_for_signal().await;
     let stats = sb.stats();
@@ -266,6 +287,21 @@ mod tests {
             }
         }
         assert!(SandboxConfig::try_from(&sandbox_args(&[])).is_ok());
+    }
+
+    /// Red-team finding: `--app-api-key` defaulted from CUSTOMERIO_APP_API_KEY (a real key)
+    /// and the start line printed it. The sandbox's key is its own fixed, fake one unless
+    /// given on the command line, and a given key is never printed.
+    #[test]
+    fn the_sandbox_app_key_never_comes_from_the_real_variable_nor_shows_a_given_one() {
+        let args = sandbox_args(&[]);
+        assert_eq!(args.app_api_key, None);
+        let cfg = SandboxConfig::try_from(&args).expect("valid");
+        let key = cfg.app_api.key.expect("a key");
+        assert_eq!(key.expose(), sandbox::APP_API_DEFAULT_KEY);
+        assert!(app_key_shown(None).contains(sandbox::APP_API_DEFAULT_KEY));
+        let given = sandbox_args(&["--app-api-key", "given-SECRET"]);
+        assert!(!app_key_shown(given.app_api_key.as_deref()).contains("given-SECRET"));
     }
 
     #[test]

@@ -3,17 +3,17 @@
 //! `--drop-unmapped`, checked by the same [`ImportConfig`] builder), so the values compared are
 //! those `import` sends; its own options say where to read back from and what to check.
 
-use super::import::{EmptyArg, RegionArg};
+use super::import::{ApiArg, EmptyArg, RegionArg};
 use super::read::ReadArgs;
 use super::{watch_signals, UsageError};
-use crate::config::{self, ImportConfig};
+use crate::config::{self, ConfigError, ImportConfig};
 use crate::ledger::Destination;
 use crate::report::summary::beside_input;
 use crate::secret::{ApiKey, SITE_ID_ENV};
 use crate::source::{Format, Input};
 use crate::stop::Stop;
 use crate::track::app::{self, APP_API_KEY_ENV};
-use crate::track::{self, Api, Region};
+use crate::track::{self, Region};
 use crate::verify::{self, VerifyConfig};
 use anyhow::anyhow;
 use clap::Args;
@@ -38,7 +38,11 @@ pub struct VerifyArgs {
     /// As for `import`: what an empty cell did (clear: expect the attribute to be gone or "").
     #[arg(long, value_enum, default_value = "ignore")]
     pub empty: EmptyArg,
-    /// Check this many people drawn at random (default: everyone the file names).
+    /// As for `import`: the API the rows were sent with. A row `import` finds invalid for it
+    /// (a batch operation over 32,000 bytes...) is counted as invalid, not checked.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub api: ApiArg,
+    /// Check this many people drawn at random, 1 or more (default: everyone the file names).
     #[arg(long)]
     pub sample: Option<u64>,
     /// The seed of --sample: the same seed draws the same people (default: printed).
@@ -100,7 +104,8 @@ impl VerifyArgs {
             .drop_unmapped(self.drop_unmapped)
             .clear_empty(self.empty == EmptyArg::Clear)
             .update_only(self.update_only)
-            .api(Api::V1)
+            .api(self.api.into())
+            .state(self.state.clone())
             .dry_run(true)
             .ca_cert(self.ca_cert.clone())
             .rate(self.rate)
@@ -111,7 +116,28 @@ impl VerifyArgs {
             .backoff_cap(Duration::from_millis(self.backoff_cap_ms))
             .rejects(rejects)
             .errors(differences)
-            .build()?;
+            .build()
+            .map_err(|e| match e {
+                // The differences file is the import's errors file under another option.
+                ConfigError::ReportPath {
+                    option,
+                    path,
+                    problem,
+                } => ConfigError::ReportPath {
+                    option: if option == "--errors" {
+                        "--differences"
+                    } else {
+                        option
+                    },
+                    path,
+                    problem: if problem == "that is also the errors file" {
+                        "that is also the differences file"
+                    } else {
+                        problem
+                    },
+                },
+                e => e,
+            })?;
         Ok(cfg)
     }
 
@@ -121,6 +147,11 @@ impl VerifyArgs {
         key: Option<ApiKey>,
         site_id: Option<String>,
     ) -> Result<VerifyConfig, anyhow::Error> {
+        if self.sample == Some(0) {
+            return Err(anyhow!(
+                "--sample 0 checks nobody: give 1 or more people, or leave --sample out to check everyone"
+            ));
+        }
         let input = Input::from_arg(&self.input);
         let shown = match &input {
             Input::Path(p) => Some(p.clone()),

@@ -292,6 +292,37 @@ mod tests {
         }
     }
 
+    /// Red-team finding (issue 16): every 429 with `Retry-After: 1` moved the budget past its
+    /// hold, so a server answering nothing else was retried forever. Only the first hold of
+    /// a period without progress is free; later ones spend the budget, in both modes.
+    #[tokio::test(start_paused = true)]
+    async fn repeated_holds_spend_the_throttle_budget() {
+        for fixed in [false, true] {
+            let tally = Arc::new(Tally::default());
+            let budget = Duration::from_secs(3);
+            let pacer = if fixed {
+                Pacer::fixed(100, budget, &tally)
+            } else {
+                Pacer::adaptive(100, budget, tally)
+            };
+            let first = tokio::time::Instant::now();
+            let hold = Duration::from_secs(1);
+            let mut attempts = 0;
+            while !pacer.budget.spent(first) {
+                attempts += 1;
+                assert!(attempts < 60, "fixed: {fixed}: never spent");
+                let permit = pacer.ready(&Stop::new()).await.expect("a permit");
+                pacer.throttled(permit, Some(hold), hold);
+                tokio::time::sleep(hold).await;
+            }
+            let took = first.elapsed();
+            assert!(
+                took >= Duration::from_secs(4) && took <= Duration::from_secs(6),
+                "fixed: {fixed}: gave up after {took:?}"
+            );
+        }
+    }
+
     /// Red-team finding: under `--fixed-rate` a pause counted in full when it was set, so a run
     /// stopped during one reported more time throttled than it had run.
     #[tokio::test(start_paused = true)]

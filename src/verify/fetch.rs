@@ -89,7 +89,12 @@ impl Fetcher {
                 return Err(FetchError::Stopped);
             };
             self.calls.requests += 1;
-            let answer = match self.client.people(kind, ids).await {
+            // A stalled request (up to --timeout) must not hold up Ctrl-C: the stop wins.
+            let fetched = tokio::select! {
+                f = self.client.people(kind, ids) => f,
+                _ = stop.stopped() => return Err(FetchError::Stopped),
+            };
+            let answer = match fetched {
                 Fetched::People(p) => {
                     self.controller.admitted();
                     self.budget.acked();
@@ -138,7 +143,6 @@ impl Fetcher {
                 )));
             }
             retries += 1;
-            self.calls.retries += 1;
             let step = self
                 .backoff_base
                 .saturating_mul(1u32 << retries.min(16))
@@ -148,6 +152,8 @@ impl Fetcher {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.stopped() => return Err(FetchError::Stopped),
             }
+            // Counted once it is going to be made: a run stopped meanwhile retried nothing.
+            self.calls.retries += 1;
         }
     }
 }

@@ -64,12 +64,25 @@ pub enum VerifyError {
     /// Standard input: it cannot be read twice.
     #[error("verify reads its input twice (which rows, then the check): give a file, not standard input")]
     Stdin,
+    /// A named pipe, `<(...)` or a device: its bytes come once.
+    #[error("{0}: not a regular file (a pipe, `<(...)` or a device gives its bytes once, and verify reads its input twice: which rows, then the check): save it to a file and give that")]
+    NotAFile(String),
     /// A report cannot be written.
     #[error(transparent)]
     Report(#[from] ReportError),
     /// The ledger cannot be read.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// `--state`: the latest run against this workspace recorded nobody and failed nothing.
+    #[error("--state {path}: the latest run against {dest} (run {run}) recorded nobody (an update-only or suppressing run records nobody): nothing to check; an older run's people are not checked in its place")]
+    LastRunEmpty {
+        /// The ledger.
+        path: String,
+        /// The workspace looked for.
+        dest: String,
+        /// The run.
+        run: i64,
+    },
     /// `--state` names a ledger that recorded nobody for this workspace.
     #[error("--state {path}: no run against {dest} recorded anyone: nothing to check (is CUSTOMERIO_SITE_ID the import's, and --endpoint/--region its workspace?)")]
     NothingRecorded {
@@ -118,8 +131,11 @@ pub struct VerifySummary {
     pub sample: Option<u64>,
     /// The seed of the sample (give it again with `--seed` to check the same people).
     pub seed: Option<u64>,
-    /// `--state`: the run whose people were checked.
+    /// `--state`: the run whose people were checked (always the latest against the workspace).
     pub last_run: Option<i64>,
+    /// `--state`: rows that run failed (listed in the differences file as `failed_in_run`;
+    /// they are rows of that run, not of this count of rows read).
+    pub failed_in_last_run: u64,
     /// The App API calls.
     pub calls: Calls,
     /// Seconds throttled by 429s.
@@ -160,7 +176,7 @@ impl VerifySummary {
             "aborted_by_api" => exit::FATAL_API,
             "aborted" => exit::USAGE_OR_IO,
             _ if self.not_checked > 0 => exit::USAGE_OR_IO,
-            _ if self.differing + self.missing > 0 => exit::DIFFERENCES,
+            _ if self.differing + self.missing + self.failed_in_last_run > 0 => exit::DIFFERENCES,
             _ => exit::SUCCESS,
         }
     }
@@ -181,6 +197,15 @@ impl VerifySummary {
         line("  matching", self.matching.to_string());
         line("  differing", self.differing.to_string());
         line("  missing in Customer.io", self.missing.to_string());
+        if let Some(run) = self.last_run.filter(|_| self.failed_in_last_run > 0) {
+            line(
+                &format!("rows failed in run {run}"),
+                format!(
+                    "{} (not sent: see the differences file)",
+                    self.failed_in_last_run
+                ),
+            );
+        }
         let mut kinds: Vec<_> = self.differences.iter().collect();
         kinds.sort();
         if !kinds.is_empty() {
@@ -259,27 +284,40 @@ impl Expected {
     }
 }
 
+/// Consecutive chunks whose read-back gave up (retries or the 429 budget spent) after which
+/// the run stops: a total outage then costs a few chunks' retries, not every chunk's, and the
+/// rest are counted as not checked.
+pub const MAX_FAILED_CHUNKS: u32 = 3;
+
 /// Runs a verify. Errors before the first request are `Err`; anything later ends in the
 /// summary (`outcome`, `error`, `exit_code`).
-pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, VerifyError> {
+pub async fn run(cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, VerifyError> {
     let started = Instant::now();
     if matches!(cfg.import.input, crate::source::Input::Stdin) {
         return Err(VerifyError::Stdin);
     }
-    // The values compared are those of a v1 body: the attributes object itself.
-    cfg.import.convert.api = crate::track::Api::V1;
-    cfg.import.convert.hash = false;
+    if !cfg.import.input.rereadable() {
+        return Err(VerifyError::NotAFile(cfg.import.input.display()));
+    }
     let mut summary = VerifySummary {
         input: cfg.import.input.display(),
         sample: cfg.sample,
         seed: cfg.sample.map(|_| cfg.seed),
         ..VerifySummary::default()
     };
-    let recorded = match &cfg.state {
-        Some((ledger, dest)) => match crate::ledger::last_run_people(ledger, dest)? {
-            Some((run, people)) => {
-                summary.last_run = Some(run);
-                Some(people)
+    let last = match &cfg.state {
+        Some((ledger, dest)) => match crate::ledger::last_run(ledger, dest)? {
+            Some(last) if last.people.is_empty() && last.failed == 0 => {
+                return Err(VerifyError::LastRunEmpty {
+                    path: ledger.display().to_string(),
+                    dest: dest.to_string(),
+                    run: last.run,
+                })
+            }
+            Some(last) => {
+                summary.last_run = Some(last.run);
+                summary.failed_in_last_run = last.failed;
+                Some(last)
             }
             None => {
                 return Err(VerifyError::NothingRecorded {
@@ -292,19 +330,60 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
     };
     crate::report::check_writable(&cfg.import.rejects)?;
     crate::report::check_writable(&cfg.import.errors)?;
+    let mut differences = report::DifferencesWriter::new(cfg.import.errors.clone());
+    // The rows the last run failed: named first, as failed in that run (not checked: the
+    // workspace was never told).
+    let recorded = match last {
+        Some(last) => {
+            for f in &last.failures {
+                differences.write(&report::Line {
+                    pos: crate::record::Position {
+                        row: f.row,
+                        line: f.line,
+                    },
+                    identifier: f.identifier.as_deref().unwrap_or(""),
+                    attribute: "",
+                    difference: "failed_in_run",
+                    source: String::new(),
+                    workspace: String::new(),
+                    updated_at: None,
+                    note: format!(
+                        "run {} did not send this row ({}): {}",
+                        last.run, f.class, f.message
+                    ),
+                })?;
+            }
+            Some(last.people)
+        }
+        None => None,
+    };
     let selection = {
         let import = cfg.import.clone();
         let sample = cfg.sample.map(|n| (n, cfg.seed));
         let recorded = recorded.clone();
+        let stop = stop.clone();
         // The converter's warnings (a `_timestamp` column) are given once, by the second pass.
         tokio::task::spawn_blocking(move || {
             let quiet = tracing::subscriber::NoSubscriber::default();
             tracing::subscriber::with_default(quiet, || {
-                select::select(&import, recorded.as_ref(), sample)
+                select::select(&import, recorded.as_ref(), sample, &stop)
             })
         })
         .await
         .map_err(|e| VerifyError::Input(e.to_string()))??
+    };
+    let Some(selection) = selection else {
+        // Stopped while choosing the rows: nothing was checked (the last run's failures,
+        // already named, stay in the differences file).
+        summary.outcome = "interrupted";
+        summary.error =
+            Some("stopped while reading the input (first pass): nothing checked".into());
+        if differences.finish()? {
+            summary.differences_file = Some(differences.path().display().to_string());
+        }
+        summary.elapsed_s = started.elapsed().as_secs_f64();
+        summary.exit_code = summary.code();
+        return Ok(summary);
     };
     tracing::debug!("verify: {} people to choose from", selection.people);
     let client = AppClient::new(
@@ -320,17 +399,18 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
         cfg.import.max_retries,
         (cfg.import.backoff_base, cfg.import.backoff_cap),
     );
-    let (mut rows, converter) = crate::convert::prepass(&cfg.import).map_err(VerifyError::Input)?;
-    let header = rows.csv_header().cloned();
-    let mut rejects = RejectsWriter::new(cfg.import.rejects.clone(), header);
-    let mut differences = report::DifferencesWriter::new(cfg.import.errors.clone());
+    let mut input = select::Rows::open(&cfg.import, &stop)?;
+    // The rows that differ are written as the import's rejects are: the input's header,
+    // delimiter and text encoding, so that they re-import as the input did.
+    let mut rejects = RejectsWriter::new(cfg.import.rejects.clone(), input.header.clone())
+        .encoded(input.encoding);
     // The reading thread sends the rows to check in chunks of 100: memory stays flat.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Expected>>(1);
     let reading_stop = stop.clone();
     let reader = tokio::task::spawn_blocking(move || -> Result<ReadCounts, String> {
         let mut counts = ReadCounts::default();
         let mut chunk: Vec<Expected> = Vec::with_capacity(MAX_IDS);
-        for item in rows.by_ref() {
+        while let Some(item) = input.rows.next() {
             if reading_stop.is_stopped() {
                 break;
             }
@@ -343,15 +423,18 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
                     continue;
                 }
             };
-            let Ok(op) = converter.convert(pos, raw) else {
+            let Some(op) = input.convert(pos, raw) else {
                 counts.invalid += 1;
                 continue;
             };
-            let key = op.key().seen_hash();
-            if recorded.as_ref().is_some_and(|r| !r.contains(&key)) {
+            if recorded
+                .as_ref()
+                .is_some_and(|r| !r.contains(&op.key().seen_hash()))
+            {
                 counts.not_in_last_run += 1;
                 continue;
             }
+            let key = select::person_key(&op);
             if !selection.is_last(key, pos.row) {
                 counts.superseded += 1;
                 continue;
@@ -374,6 +457,7 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
         Ok(counts)
     });
     let mut fatal: Option<(StopState, String)> = None;
+    let mut failed_in_a_row = 0u32;
     while let Some(chunk) = rx.recv().await {
         if fatal.is_some() || stop.is_stopped() {
             summary.not_checked += chunk.len() as u64;
@@ -389,7 +473,20 @@ pub async fn run(mut cfg: VerifyConfig, stop: Stop) -> Result<VerifySummary, Ver
         )
         .await
         {
-            Ok(()) => {}
+            Ok(true) => failed_in_a_row = 0,
+            Ok(false) => {
+                failed_in_a_row += 1;
+                if failed_in_a_row >= MAX_FAILED_CHUNKS {
+                    let m = format!(
+                        "the App API failed {failed_in_a_row} chunks of people in a row ({}): \
+stopped; the rest are not checked",
+                        summary.error.as_deref().unwrap_or("retries ran out")
+                    );
+                    fatal = Some((StopState::LocalFatal(m.clone()), m.clone()));
+                    summary.error = Some(m.clone());
+                    stop.local_fatal(m);
+                }
+            }
             Err(Stopping::Report(e)) => {
                 fatal = Some((StopState::LocalFatal(e.to_string()), e.to_string()));
                 stop.local_fatal(e.to_string());
@@ -459,7 +556,8 @@ enum Stopping {
     Api(String),
 }
 
-/// Reads back the people of one chunk (per identifier kind) and compares them.
+/// Reads back the people of one chunk (per identifier kind) and compares them. `Ok(false)`:
+/// the App API gave up on all of them (retries or the 429 budget ran out).
 async fn check_chunk(
     chunk: Vec<Expected>,
     fetcher: &mut Fetcher,
@@ -467,7 +565,9 @@ async fn check_chunk(
     summary: &mut VerifySummary,
     differences: &mut report::DifferencesWriter,
     rejects: &mut RejectsWriter,
-) -> Result<(), Stopping> {
+) -> Result<bool, Stopping> {
+    let mut read_back = false;
+    let mut gave_up = false;
     let mut by_kind: HashMap<IdKind, Vec<Expected>> = HashMap::new();
     for e in chunk {
         by_kind.entry(e.op.identifier.kind).or_default().push(e);
@@ -494,9 +594,11 @@ async fn check_chunk(
                 tracing::warn!("{} people not checked: {m}", people.len());
                 summary.not_checked += people.len() as u64;
                 summary.error.get_or_insert(m);
+                gave_up = true;
                 continue;
             }
         };
+        read_back = true;
         for e in people {
             let found = held.get(&e.op.identifier.value);
             check_person(&e, found, summary, differences).map_err(Stopping::Report)?;
@@ -505,7 +607,7 @@ async fn check_chunk(
             }
         }
     }
-    Ok(())
+    Ok(read_back || !gave_up)
 }
 
 /// Whether any attribute of `e` differs from `held`.
