@@ -25,8 +25,8 @@ pub struct SandboxArgs {
     #[arg(long, env = "CUSTOMERIO_SITE_ID", hide_env_values = true)]
     pub site_id: Option<String>,
     /// API key to require (default: CUSTOMERIO_TRACK_API_KEY).
-    #[arg(long, env = "CUSTOMERIO_TRACK_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    #[arg(long, env = "CUSTOMERIO_TRACK_API_KEY", hide_env_values = true, value_parser = key)]
+    pub api_key: Option<ApiKey>,
     /// Requests per second before 429 (0 = no limit).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
@@ -78,8 +78,8 @@ pub struct SandboxArgs {
     /// The bearer key the App API endpoint (for `verify`) requires (default: the fixed, fake
     /// `sandbox-app-key`, printed at start). Never taken from CUSTOMERIO_APP_API_KEY, which
     /// holds a real key; a key given here is not printed.
-    #[arg(long)]
-    pub app_api_key: Option<String>,
+    #[arg(long, value_parser = key)]
+    pub app_api_key: Option<ApiKey>,
     /// App API requests per second before 429 (Customer.io's limit is 10; 0 = no limit).
     #[arg(long, default_value_t = sandbox::APP_API_DEFAULT_LIMIT)]
     pub app_limit: u32,
@@ -135,9 +135,9 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
     /// The sandbox settings these flags describe, checked.
     fn try_from(args: &SandboxArgs) -> Result<SandboxConfig, UsageError> {
         let credentials = match (&args.site_id, &args.api_key) {
-            (Some(s), Some(k)) if !s.is_empty() && !k.is_empty() => Some(Credentials {
+            (Some(s), Some(k)) if !s.is_empty() && !k.expose().is_empty() => Some(Credentials {
                 site_id: s.clone(),
-                api_key: ApiKey::new(k.clone()),
+                api_key: k.clone(),
             }),
             (None, None) => None,
             _ => return Err(UsageError::SandboxCredentials),
@@ -175,11 +175,11 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
             },
             background_rate: args.background_rate,
             app_api: sandbox::AppApiConfig {
-                key: Some(ApiKey::new(
+                key: Some(
                     args.app_api_key
                         .clone()
-                        .unwrap_or_else(|| sandbox::APP_API_DEFAULT_KEY.to_string()),
-                )),
+                        .unwrap_or_else(|| ApiKey::new(sandbox::APP_API_DEFAULT_KEY)),
+                ),
                 limit: args.app_limit,
                 ..sandbox::AppApiConfig::default()
             },
@@ -191,7 +191,12 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
 
 /// How the start line names the App API key: the fixed sandbox key is shown (it is public and
 /// fake, and `verify` needs it), a key given with `--app-api-key` never is.
-fn app_key_shown(given: Option<&str>) -> String {
+/// A key from the command line or the environment, held so that `Debug` never shows it.
+fn key(s: &str) -> Result<ApiKey, std::convert::Infallible> {
+    Ok(ApiKey::new(s))
+}
+
+fn app_key_shown(given: Option<&ApiKey>) -> String {
     match given {
         None => format!(
             "bearer key {} (CUSTOMERIO_APP_API_KEY={} for verify)",
@@ -230,7 +235,7 @@ pub(super) async fn run(args: SandboxArgs) -> anyhow::Result<u8> {
     eprintln!(
         "sandbox: App API (for verify) at {}/v1/customers/attributes, {}, {} req/s",
         sb.url,
-        app_key_shown(args.app_api_key.as_deref()),
+        app_key_shown(args.app_api_key.as_ref()),
         args.app_limit
     );
     wait_for_signal().await;
@@ -301,7 +306,13 @@ mod tests {
         assert_eq!(key.expose(), sandbox::APP_API_DEFAULT_KEY);
         assert!(app_key_shown(None).contains(sandbox::APP_API_DEFAULT_KEY));
         let given = sandbox_args(&["--app-api-key", "given-SECRET"]);
-        assert!(!app_key_shown(given.app_api_key.as_deref()).contains("given-SECRET"));
+        assert!(!app_key_shown(given.app_api_key.as_ref()).contains("given-SECRET"));
+        // Nor does the arguments' Debug (keys are held as ApiKey).
+        let shown = format!(
+            "{:?}",
+            sandbox_args(&["--api-key", "track-SECRET", "--app-api-key", "given-SECRET"])
+        );
+        assert!(!shown.contains("SECRET"), "{shown}");
     }
 
     #[test]
