@@ -32,19 +32,29 @@ fn first_name(sb: &Sb, id: &str) -> String {
         .to_string()
 }
 
-/// No table of zeros: the reason comes first, and no count follows.
+/// No table of zeros: the reason comes first, the one-line hint next, and no count follows;
+/// the run's `aborted` log line may come last (for cron logs), never a `started` line.
 fn assert_setup_error(run: &Run, reason: &str) {
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let first = run.stderr.lines().next().unwrap_or_default();
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let first = lines.first().copied().unwrap_or_default();
     assert!(first.starts_with("error: "), "{}", run.stderr);
     assert!(first.contains(reason), "{}", run.stderr);
     assert!(!run.stderr.contains("rows read"), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("cio-import stopped before reading any row: nothing was sent"),
+    assert_eq!(
+        lines.get(1).copied(),
+        Some("cio-import stopped before reading any row: nothing was sent"),
         "{}",
         run.stderr
     );
+    assert!(!run.stderr.contains(" started: cio-import"), "{}", run.stderr);
+    if let Some(last) = lines.get(2) {
+        assert!(
+            last.contains(" INFO run ") && last.contains(" aborted: 0 rows"),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 #[test]
@@ -231,7 +241,7 @@ fn a_missing_file_says_so_first_and_prints_no_table() {
     let sb = plain();
     let run = sb.import(dir.path(), &["nope.csv"]);
     assert_setup_error(&run, "nope.csv: cannot open");
-    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 3, "{}", run.stderr);
     // The summary file is still written, for machines.
     assert_eq!(run.summary["outcome"], "aborted");
 }
