@@ -249,15 +249,22 @@ impl Converter {
                 mapping.is_some(),
             ));
         }
-        // Every row would carry too many attributes: stop at the header, not row by row.
+        // More attribute columns than a person may have: with `--empty clear` every row sends
+        // them all and would fail, so the run stops at the header; otherwise empty cells are
+        // left out (a sparse, wide CRM export fits), so a warning, and a row that fills more
+        // than the limit fails alone.
         if header.is_some() && opts.event.is_none() && crate::track::carries_attributes(opts.action)
         {
             let attribute_columns = columns
                 .iter()
                 .filter(|c| !matches!(c.role, Role::Dropped | Role::Identifier))
                 .count();
-            if let Some(m) = header::too_many_attributes(attribute_columns, constants.len()) {
-                return Err(m);
+            if opts.clear_empty {
+                if let Some(m) = header::too_many_attributes(attribute_columns, constants.len()) {
+                    return Err(m);
+                }
+            } else if let Some(m) = header::wide_header(attribute_columns, constants.len()) {
+                tracing::warn!("{m}");
             }
         }
         let fallback_index =

@@ -199,7 +199,7 @@ fn a_305_column_header_stops_at_the_header() {
     let dir = tempdir();
     write(dir.path(), "wide.csv", corpus("header_305.csv"));
     let sb = plain();
-    let run = sb.import(dir.path(), &["wide.csv"]);
+    let run = sb.import(dir.path(), &["wide.csv", "--empty", "clear"]);
     assert_setup_error(
         &run,
         "wide.csv: the header has 304 columns that become attributes, and the Track API takes at most 300 per person",
@@ -212,9 +212,62 @@ fn a_305_column_header_stops_at_the_header() {
         "m.toml",
         "[columns.c0]\ndrop = true\n[columns.c1]\ndrop = true\n[columns.c2]\ndrop = true\n[columns.c3]\ndrop = true\n",
     );
-    let run = sb.import(dir.path(), &["wide.csv", "--mapping", "m.toml"]);
+    let run = sb.import(
+        dir.path(),
+        &["wide.csv", "--mapping", "m.toml", "--empty", "clear"],
+    );
     assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
 }
+
+/// A 350-column CRM export whose rows fill 10 cells each: empty cells are not sent, so it
+/// imports (issue 15 review: it was refused at the header); a row filling more than 300 fails
+/// alone, and the header gets one warning.
+#[test]
+fn a_sparse_wide_file_imports_and_only_an_overfull_row_fails() {
+    let dir = tempdir();
+    let names: Vec<String> = (0..350).map(|i| format!("c{i}")).collect();
+    let mut text = format!("id,{}\n", names.join(","));
+    for r in 0..20 {
+        let cells: Vec<String> = (0..350)
+            .map(|i| {
+                if (i + r) % 35 == 0 {
+                    format!("v{i}")
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        text.push_str(&format!("{r},{}\n", cells.join(",")));
+    }
+    text.push_str(&format!("full,{}\n", vec!["x"; 350].join(",")));
+    write(dir.path(), "crm.csv", text);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv"]);
+    assert_eq!(
+        (run.code, run.n("rows"), run.n("sent")),
+        (2, 21, 20),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .matches("the header has 350 columns that become attributes")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.errors()[0]["line"], "22");
+    assert_eq!(person(&sb, "0")["c0"], "v0");
+    // inspect says it too.
+    let report = inspect_json(dir.path(), &["crm.csv"]);
+    let limits = report["limit_problems"].to_string();
+    assert!(
+        limits.contains("only a row that fills more than 300 fails"),
+        "{limits}"
+    );
+}
+
 
 #[test]
 fn a_missing_identifier_column_suggests_the_near_miss() {

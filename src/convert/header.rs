@@ -42,13 +42,29 @@ or --identify-by email{}",
     )
 }
 
-/// The message for a header with more attribute columns than a person may have, if it has.
+/// The warning for a header with more attribute columns than a person may have, when empty
+/// cells are left out (`--empty ignore`): rows that fill at most the limit are fine, the others
+/// fail one by one.
+pub(super) fn wide_header(attribute_columns: usize, constants: usize) -> Option<String> {
+    let n = attribute_columns + constants;
+    (n > MAX_ATTRIBUTES).then(|| {
+        format!(
+            "the header has {n} columns that become attributes (constants included), more than the \
+{MAX_ATTRIBUTES} the Track API takes per person: empty cells are not sent, so a row that fills at \
+most {MAX_ATTRIBUTES} of them goes through and a row that fills more fails alone; drop columns in \
+a mapping ([columns.NAME] drop = true) to be sure"
+        )
+    })
+}
+
+/// The message for a header with more attribute columns than a person may have, if it has:
+/// fatal under `--empty clear`, where every row sends every column.
 pub(super) fn too_many_attributes(attribute_columns: usize, constants: usize) -> Option<String> {
     let n = attribute_columns + constants;
     (n > MAX_ATTRIBUTES).then(|| {
         format!(
             "the header has {attribute_columns} columns that become attributes{}, and the Track API \
-takes at most {MAX_ATTRIBUTES} per person, so every row would fail; drop {} of them in a mapping \
+takes at most {MAX_ATTRIBUTES} per person, so every row would fail under --empty clear; drop {} of them in a mapping \
 ([columns.NAME] drop = true, or list the ones to keep and pass --drop-unmapped)",
             if constants > 0 {
                 format!(" (and {constants} constants: {n} in all)")
@@ -172,5 +188,8 @@ mod tests {
         );
         assert!(m.contains("drop 4 of them"), "{m}");
         assert!(too_many_attributes(300, 1).is_some());
+        assert_eq!(wide_header(300, 0), None);
+        let w = wide_header(350, 0).expect("over");
+        assert!(w.contains("a row that fills more fails alone"), "{w}");
     }
 }
