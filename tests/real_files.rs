@@ -480,3 +480,53 @@ fn the_readme_first_commands_work_as_written() {
     );
     assert!(stderr.contains("3001 = 2995 sent"), "{stderr}");
 }
+
+/// `id;Name, Vorname` (Excel in Germany): one `;` and one `,` in each line. The tie went to
+/// the comma and the "did you mean" suggested `'id;Name'`, whose cells are `50;Müller`.
+#[test]
+fn a_delimiter_tie_is_not_given_to_the_comma() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "de.csv",
+        "id;Name, Vorname\r\n50;Müller, Hans\r\n",
+    );
+    let sb = plain();
+    let run = sb.import(dir.path(), &["de.csv"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+    assert_eq!(person(&sb, "50")["Name, Vorname"], "Müller, Hans");
+    assert!(
+        run.stderr.contains("delimiter ';' detected"),
+        "{}",
+        run.stderr
+    );
+    let report = inspect_json(dir.path(), &["de.csv"]);
+    assert_eq!(report["delimiter"], ";");
+    assert!(
+        report["notes"].to_string().contains("delimiter ';' detected"),
+        "{report}"
+    );
+    // Read with a comma on purpose: no column is suggested, the delimiter is.
+    let run = sb.import(dir.path(), &["de.csv", "--delimiter", ","]);
+    assert_setup_error(&run, "no column becomes the identifier 'id'");
+    assert!(!run.stderr.contains("did you mean"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pass --delimiter ';'"),
+        "{}",
+        run.stderr
+    );
+    // A UTF-16 tab file whose header has commas.
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "id\tName, Vorname\r\n51\tMeier, Eva\r\n"
+                .encode_utf16()
+                .flat_map(|u| u.to_le_bytes()),
+        )
+        .collect();
+    write(dir.path(), "de16.txt", utf16);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["de16.txt"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+    assert_eq!(person(&sb, "51")["Name, Vorname"], "Meier, Eva");
+}
