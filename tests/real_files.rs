@@ -530,3 +530,47 @@ fn a_delimiter_tie_is_not_given_to_the_comma() {
     assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
     assert_eq!(person(&sb, "51")["Name, Vorname"], "Meier, Eva");
 }
+
+/// A windows-1251 file was told to use windows-1252 (and imported as mojibake at exit 0).
+#[test]
+fn a_windows_1251_file_is_named_as_such_and_said_to_be_a_guess() {
+    let dir = tempdir();
+    let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(
+        "id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n",
+    );
+    write(dir.path(), "ru.csv", bytes.into_owned());
+    let sb = plain();
+    let run = sb.import(dir.path(), &["ru.csv"]);
+    assert_setup_error(&run, "it looks like windows-1251 (a guess from its first block)");
+    assert!(
+        run.stderr.contains("pass --encoding windows-1251"),
+        "{}",
+        run.stderr
+    );
+    let run = sb.import(dir.path(), &["ru.csv", "--encoding", "windows-1251"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    assert_eq!(person(&sb, "1")["name"], "Иван Петров");
+}
+
+/// A nightly job pinned to `--encoding windows-1252` whose exporter switched to UTF-8.
+#[test]
+fn a_single_byte_encoding_given_to_a_utf8_file_stops_before_any_row() {
+    let dir = tempdir();
+    write(dir.path(), "crm.csv", "id,first_name\n1,Zoë\n2,José\n");
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv", "--encoding", "windows-1252"]);
+    assert_setup_error(
+        &run,
+        "crm.csv: --encoding windows-1252 was given, but the input looks like UTF-8 (line 2",
+    );
+    assert!(
+        run.stderr
+            .contains("drop --encoding, or pass --encoding utf-8"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sb.stats().requests, 0);
+    let run = sb.import(dir.path(), &["crm.csv", "--encoding", "utf-8"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    assert_eq!(first_name(&sb, "1"), "Zoë");
+}

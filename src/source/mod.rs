@@ -462,10 +462,16 @@ fn decoded(
             return Ok((reader, TextEncoding::UTF8));
         }
         (None, Some(e)) if e == UTF_8 => return Ok((reader, TextEncoding::UTF8)),
-        (None, Some(e)) => TextEncoding {
-            encoding: e,
-            bom: false,
-        },
+        (None, Some(e)) => {
+            decode::check_not_utf8(head, false, e).map_err(|message| SourceError::Format {
+                path: name.to_string(),
+                message,
+            })?;
+            TextEncoding {
+                encoding: e,
+                bom: false,
+            }
+        }
     };
     let decoder = decode::DecodeReader::new(reader, enc.encoding);
     Ok((Box::new(BufReader::with_capacity(64 * 1024, decoder)), enc))
