@@ -11,7 +11,7 @@ use crate::validate::{self, Violation, MAX_ATTRIBUTES, MAX_VALUE_BYTES};
 use serde_json::Value;
 
 pub mod event;
-mod header;
+pub(crate) mod header;
 pub use event::EventOptions;
 
 /// How rows become people.

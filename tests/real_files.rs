@@ -574,3 +574,30 @@ fn a_single_byte_encoding_given_to_a_utf8_file_stops_before_any_row() {
     assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
     assert_eq!(first_name(&sb, "1"), "Zoë");
 }
+
+/// A header with no line break (a wrong encoding, or not a CSV): it stops at 1 MiB with a
+/// short message, instead of reading the whole file into one name and printing it.
+#[test]
+fn a_header_without_a_line_break_stops_at_one_mib_with_a_short_message() {
+    let dir = tempdir();
+    let mut text = String::from("id,");
+    while text.len() < 3 * 1024 * 1024 {
+        text.push_str("customer@example.com;Jane Doe;");
+    }
+    write(dir.path(), "one.csv", text);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["one.csv", "--delimiter", ","]);
+    assert_setup_error(
+        &run,
+        "one.csv: the header (line 1) runs past 1 MiB without a line break",
+    );
+    assert!(run.stderr.len() < 2000, "{}", run.stderr.len());
+    assert!(!run.stderr.contains("customer@example.com"), "{}", run.stderr);
+    // Just under the cap, a long header with a line break is read (and its names cut in
+    // messages).
+    let long = format!("{}\n1\n", "n".repeat(100_000));
+    write(dir.path(), "long.csv", long);
+    let run = sb.import(dir.path(), &["long.csv"]);
+    assert_setup_error(&run, "no column becomes the identifier 'id'");
+    assert!(run.stderr.len() < 2000, "{}", run.stderr.len());
+}

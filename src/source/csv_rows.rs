@@ -289,7 +289,8 @@ impl CsvRows {
             }
             if let Some(first) = seen.insert(name.clone(), i + 1) {
                 return Err(fmt_err(format!(
-                    "header column '{name}' appears twice (columns {first} and {}): rename one of them",
+                    "header column '{}' appears twice (columns {first} and {}): rename one of them",
+                    crate::convert::header::shown_name(&name),
                     i + 1
                 )));
             }

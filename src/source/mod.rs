@@ -397,6 +397,9 @@ pub fn open_rows(
             Some((d, found.delimiter.is_some()))
         }
     };
+    if dialect.format == Format::Csv {
+        reader = header_within_cap(reader, &name)?;
+    }
     if !encoding.is_utf8() {
         tracing::info!("{name}: read as {}", encoding.label());
     }
@@ -420,6 +423,34 @@ pub fn open_rows(
         delimiter,
         digest,
     })
+}
+
+/// The most bytes a CSV header record may hold before its first line break: a file read in the
+/// wrong encoding (UTF-16 as a single-byte one, with no `\n` byte it knows) or that is not CSV
+/// would otherwise become one header name of megabytes, in memory and in every message.
+pub const HEADER_MAX_BYTES: usize = 1024 * 1024;
+
+/// Checks that the header's first line ends within [`HEADER_MAX_BYTES`]; the bytes read are
+/// handed back to be read again.
+fn header_within_cap(
+    mut reader: Box<dyn BufRead + Send>,
+    name: &str,
+) -> Result<Box<dyn BufRead + Send>, SourceError> {
+    let mut head = Vec::new();
+    Read::take(&mut reader, HEADER_MAX_BYTES as u64)
+        .read_until(b'\n', &mut head)
+        .map_err(|e| read_error(name, 1, &e))?;
+    if head.len() >= HEADER_MAX_BYTES && !head.contains(&b'\n') && !head.contains(&b'\r') {
+        return Err(SourceError::Format {
+            path: name.to_string(),
+            message: format!(
+                "the header (line 1) runs past {} MiB without a line break: the file is read in \
+the wrong encoding (check --encoding, or drop it) or is not a CSV file",
+                HEADER_MAX_BYTES / (1024 * 1024)
+            ),
+        });
+    }
+    Ok(Box::new(io::Cursor::new(head).chain(reader)))
 }
 
 /// `reader` as UTF-8: as it is when it is UTF-8, else through a streaming decoder. A
