@@ -93,7 +93,7 @@ fn a_windows_1252_file_keeps_its_accents_and_its_rejects_stay_windows_1252() {
     let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
     assert_eq!(
         rejects,
-        cp1252("id,email,first_name,plan\n ,renee@example.com,Renée,free\n")
+        cp1252("id,email,first_name,plan\r\n ,renee@example.com,Renée,free\r\n")
     );
     // Importing the rejects again with the same flag reads them as they were written.
     std::fs::copy(run.rejects_path("csv"), dir.path().join("fix.csv")).unwrap();
@@ -153,7 +153,7 @@ fn a_utf16_file_with_its_byte_order_mark_needs_no_flag_and_gets_utf16_rejects() 
     assert_eq!(enc, encoding_rs::UTF_16LE);
     assert_eq!(
         text,
-        "id\temail\tfirst_name\tplan\n \trenee@example.com\tRenée\tfree\n"
+        "id\temail\tfirst_name\tplan\r\n \trenee@example.com\tRenée\tfree\r\n"
     );
 }
 
@@ -600,4 +600,35 @@ fn a_header_without_a_line_break_stops_at_one_mib_with_a_short_message() {
     let run = sb.import(dir.path(), &["long.csv"]);
     assert_setup_error(&run, "no column becomes the identifier 'id'");
     assert!(run.stderr.len() < 2000, "{}", run.stderr.len());
+}
+
+/// The rejects file is the input's bytes: a UTF-8 byte-order mark and CRLF line ends stay.
+#[test]
+fn rejects_keep_the_inputs_bom_and_crlf() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "win.csv",
+        "\u{feff}id,email\r\n1,a@example.com\r\n ,b@example.com\r\n",
+    );
+    let sb = plain();
+    let run = sb.import(dir.path(), &["win.csv"]);
+    assert_eq!((run.code, run.n("sent")), (2, 1), "{}", run.stderr);
+    let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
+    assert_eq!(rejects, b"\xEF\xBB\xBFid,email\r\n ,b@example.com\r\n");
+    // LF stays LF, without a mark.
+    write(dir.path(), "unix.csv", "id,email\n ,b@example.com\n");
+    let run = sb.import(dir.path(), &["unix.csv"]);
+    let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
+    assert_eq!(rejects, b"id,email\n ,b@example.com\n");
+}
+
+/// Blank lines before the header: the message names the line an editor shows.
+#[test]
+fn an_unnamed_header_column_names_the_headers_line() {
+    let dir = tempdir();
+    write(dir.path(), "blank.csv", "\n\nid,,plan\n1,x,pro\n");
+    let sb = plain();
+    let run = sb.import(dir.path(), &["blank.csv"]);
+    assert_setup_error(&run, "header column 2 (line 3) has no name");
 }

@@ -263,7 +263,7 @@ impl<W: Write> EncodeWriter<W> {
             match utf16 {
                 Some(Utf16::Le) => inner.write_all(&[0xFF, 0xFE])?,
                 Some(Utf16::Be) => inner.write_all(&[0xFE, 0xFF])?,
-                None if enc.encoding == UTF_8 => {}
+                None if enc.encoding == UTF_8 => inner.write_all(b"\xEF\xBB\xBF")?,
                 None => {}
             }
         }

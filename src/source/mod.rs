@@ -462,14 +462,21 @@ fn decoded(
 ) -> Result<(Box<dyn BufRead + Send>, TextEncoding), SourceError> {
     let head = reader.fill_buf().map_err(|e| read_error(name, 1, &e))?;
     let enc = match (decode::bom_of(head), given) {
-        // A UTF-8 mark is dropped by the readers themselves (and not written to the rejects).
+        // A UTF-8 mark is dropped by the readers themselves (and written again at the top of
+        // the rejects, so they open as the input did).
         (Some((e, _)), g) if e == UTF_8 => {
             if g.is_some_and(|g| g != UTF_8) {
                 tracing::warn!(
                     "{name}: starts with a UTF-8 byte-order mark: read as UTF-8, not as --encoding"
                 );
             }
-            return Ok((reader, TextEncoding::UTF8));
+            return Ok((
+                reader,
+                TextEncoding {
+                    encoding: UTF_8,
+                    bom: true,
+                },
+            ));
         }
         (Some((e, n)), g) => {
             if g.is_some_and(|g| g != e) {
