@@ -416,6 +416,11 @@ fn completions_and_the_man_page_come_from_the_options() {
     assert!(ok);
     assert!(text.contains(".TH cio-import 1"), "{text}");
     assert!(text.contains("inspect"), "{text}");
+    // The subcommands' own pages, with their options.
+    assert!(text.contains(".TH cio-import-import 1"), "{text}");
+    assert!(text.contains(".TH cio-import-inspect 1"), "{text}");
+    let import_page = text.split(".TH cio-import-import 1").nth(1).unwrap();
+    assert!(import_page.contains("\\-\\-encoding"), "{import_page}");
     let (ok, _) = run_bin(&["completions", "tcsh"]);
     assert!(!ok, "an unknown shell is a usage error");
 }
