@@ -287,6 +287,14 @@ impl Converter {
         })
     }
 
+    /// The identifier cell of a CSV row that could not be read as a row (ragged, or not UTF-8
+    /// elsewhere), decoded lossily and trimmed: for the errors file only, never sent.
+    pub fn identifier_for_report(&self, raw: &RawRow) -> Option<String> {
+        let cell = raw.csv_bytes()?.get(self.id_index?)?;
+        let text = String::from_utf8_lossy(cell).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
     /// Converts and validates one row; an invalid row comes back with its raw form.
     pub fn convert(&self, pos: Position, raw: RawRow) -> Result<Operation, (Invalid, RawRow)> {
         if let Some(ev) = &self.opts.event {

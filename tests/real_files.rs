@@ -637,3 +637,22 @@ fn an_unnamed_header_column_names_the_headers_line() {
     let run = sb.import(dir.path(), &["blank.csv"]);
     assert_setup_error(&run, "header column 2 (line 3) has no name");
 }
+
+/// A row past the first block that is not UTF-8 (a slow stdin producer, or after 256 KiB in a
+/// file): the errors file still names its identifier, read from its id cell.
+#[test]
+fn an_invalid_row_past_the_first_block_keeps_its_identifier_in_the_errors_file() {
+    let dir = tempdir();
+    let mut bytes = numbered_csv("id,name", 20_000, |i| format!("{i},name{i}")).into_bytes();
+    bytes.extend_from_slice(b"u-42,Ren\xE9e\n");
+    write(dir.path(), "late.csv", bytes);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["late.csv"]);
+    assert_eq!((run.code, run.n("sent")), (2, 20_000), "{}", run.stderr);
+    let errors = run.errors();
+    assert_eq!(errors[0]["identifier"], "u-42", "{errors:?}");
+    assert!(
+        errors[0]["message"].contains("is not valid UTF-8"),
+        "{errors:?}"
+    );
+}

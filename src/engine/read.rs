@@ -114,7 +114,10 @@ impl Reader {
             match item {
                 Item::Bad { pos, raw, message } => {
                     last_line = pos.line;
-                    send_failure(invalid(pos, None, message, raw));
+                    // The errors file names the row's identifier when its cell reads, even
+                    // where another cell is not UTF-8 (for the report only).
+                    let id = converter.identifier_for_report(&raw);
+                    send_failure(invalid(pos, id, message, raw));
                 }
                 Item::Row { pos, raw } => {
                     last_line = pos.line;
