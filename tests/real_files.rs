@@ -47,7 +47,11 @@ fn assert_setup_error(run: &Run, reason: &str) {
         "{}",
         run.stderr
     );
-    assert!(!run.stderr.contains(" started: cio-import"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains(" started: cio-import"),
+        "{}",
+        run.stderr
+    );
     if let Some(last) = lines.get(2) {
         assert!(
             last.contains(" INFO run ") && last.contains(" aborted: 0 rows"),
@@ -267,7 +271,6 @@ fn a_sparse_wide_file_imports_and_only_an_overfull_row_fails() {
         "{limits}"
     );
 }
-
 
 #[test]
 fn a_missing_identifier_column_suggests_the_near_miss() {
@@ -508,7 +511,9 @@ fn a_delimiter_tie_is_not_given_to_the_comma() {
     let report = inspect_json(dir.path(), &["de.csv"]);
     assert_eq!(report["delimiter"], ";");
     assert!(
-        report["notes"].to_string().contains("delimiter ';' detected"),
+        report["notes"]
+            .to_string()
+            .contains("delimiter ';' detected"),
         "{report}"
     );
     // Read with a comma on purpose: no column is suggested, the delimiter is.
@@ -540,13 +545,15 @@ fn a_delimiter_tie_is_not_given_to_the_comma() {
 #[test]
 fn a_windows_1251_file_is_named_as_such_and_said_to_be_a_guess() {
     let dir = tempdir();
-    let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(
-        "id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n",
-    );
+    let (bytes, _, _) = encoding_rs::WINDOWS_1251
+        .encode("id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n");
     write(dir.path(), "ru.csv", bytes.into_owned());
     let sb = plain();
     let run = sb.import(dir.path(), &["ru.csv"]);
-    assert_setup_error(&run, "it looks like windows-1251 (a guess from its first block)");
+    assert_setup_error(
+        &run,
+        "it looks like windows-1251 (a guess from its first block)",
+    );
     assert!(
         run.stderr.contains("pass --encoding windows-1251"),
         "{}",
@@ -597,7 +604,11 @@ fn a_header_without_a_line_break_stops_at_one_mib_with_a_short_message() {
         "one.csv: the header (line 1) runs past 1 MiB without a line break",
     );
     assert!(run.stderr.len() < 2000, "{}", run.stderr.len());
-    assert!(!run.stderr.contains("customer@example.com"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("customer@example.com"),
+        "{}",
+        run.stderr
+    );
     // Just under the cap, a long header with a line break is read (and its names cut in
     // messages).
     let long = format!("{}\n1\n", "n".repeat(100_000));

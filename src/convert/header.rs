@@ -48,15 +48,15 @@ pub(super) fn missing_identifier(id_column: &str, names: &[&str], mapping: bool)
             d.to_string()
         };
         let what = if names.len() == 1 {
-            "the header is one column".to_string()
+            format!("the header is one column holding '{word}'")
         } else {
             format!(
-                "the column '{}' holds it",
+                "the column '{}' holds '{word}'",
                 shown_name(holder.copied().unwrap_or_default())
             )
         };
         hints.push(format!(
-            "{what} holding '{word}': the file may be separated by '{word}' (pass --delimiter '{word}')"
+            "{what}: the file may be separated by '{word}' (pass --delimiter '{word}')"
         ));
     }
     let shown: Vec<String> = names.iter().take(20).map(|n| shown_name(n)).collect();
@@ -215,7 +215,7 @@ mod tests {
         let m = missing_identifier("id", &["id;Name", " Vorname"], false);
         assert!(!m.contains("did you mean"), "{m}");
         assert!(m.contains("pass --delimiter ';'"), "{m}");
-        assert!(m.contains("the column 'id;Name' holds it"), "{m}");
+        assert!(m.contains("the column 'id;Name' holds ';'"), "{m}");
         // A UTF-16 tab file with commas in its header, read with a comma.
         let m = missing_identifier("id", &["id\tName", " Vorname"], false);
         assert!(!m.contains("did you mean"), "{m}");

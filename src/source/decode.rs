@@ -144,8 +144,7 @@ pub fn check_not_utf8(head: &[u8], at_end: bool, given: &'static Encoding) -> Re
     let label = given.name().to_ascii_lowercase();
     Err(format!(
         "--encoding {label} was given, but the input looks like UTF-8 (line {line} has UTF-8 \
-characters, which {label} would read as mojibake): drop --encoding, or pass --encoding utf-8; \
-nothing was sent"
+characters, which {label} would read as mojibake): drop --encoding, or pass --encoding utf-8"
     ))
 }
 
@@ -448,7 +447,11 @@ mod tests {
             .encode("id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n");
         let e = check_utf8(&cyr, true).unwrap_err();
         assert_eq!(e.likely, encoding_rs::WINDOWS_1251, "{}", e.message());
-        assert!(e.message().contains("pass --encoding windows-1251"), "{}", e.message());
+        assert!(
+            e.message().contains("pass --encoding windows-1251"),
+            "{}",
+            e.message()
+        );
         assert!(e.message().contains("a guess"), "{}", e.message());
     }
 
@@ -457,7 +460,10 @@ mod tests {
         let w = encoding_rs::WINDOWS_1252;
         let m = check_not_utf8("id,n\n1,Zoë\n".as_bytes(), true, w).unwrap_err();
         assert!(m.contains("looks like UTF-8 (line 2"), "{m}");
-        assert!(m.contains("drop --encoding, or pass --encoding utf-8"), "{m}");
+        assert!(
+            m.contains("drop --encoding, or pass --encoding utf-8"),
+            "{m}"
+        );
         // ASCII only: nothing to tell, nothing to spoil.
         assert!(check_not_utf8(b"id,n\n1,Zoe\n", true, w).is_ok());
         // Real windows-1252.
