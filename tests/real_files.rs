@@ -547,7 +547,7 @@ fn a_windows_1251_file_is_named_as_such_and_said_to_be_a_guess() {
     let dir = tempdir();
     let (bytes, _, _) = encoding_rs::WINDOWS_1251
         .encode("id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n");
-    write(dir.path(), "ru.csv", bytes.into_owned());
+    write(dir.path(), "ru.csv", &bytes);
     let sb = plain();
     let run = sb.import(dir.path(), &["ru.csv"]);
     assert_setup_error(
