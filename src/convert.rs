@@ -12,7 +12,7 @@ use serde_json::Value;
 
 pub mod device;
 pub mod event;
-mod header;
+pub(crate) mod header;
 pub mod merge;
 pub mod object;
 pub mod relationship;
@@ -265,15 +265,22 @@ impl Converter {
                 mapping.is_some(),
             ));
         }
-        // Every row would carry too many attributes: stop at the header, not row by row.
+        // More attribute columns than a person may have: with `--empty clear` every row sends
+        // them all and would fail, so the run stops at the header; otherwise empty cells are
+        // left out (a sparse, wide CRM export fits), so a warning, and a row that fills more
+        // than the limit fails alone.
         if header.is_some() && opts.event.is_none() && crate::track::carries_attributes(opts.action)
         {
             let attribute_columns = columns
                 .iter()
                 .filter(|c| !matches!(c.role, Role::Dropped | Role::Identifier))
                 .count();
-            if let Some(m) = header::too_many_attributes(attribute_columns, constants.len()) {
-                return Err(m);
+            if opts.clear_empty {
+                if let Some(m) = header::too_many_attributes(attribute_columns, constants.len()) {
+                    return Err(m);
+                }
+            } else if let Some(m) = header::wide_header(attribute_columns, constants.len()) {
+                tracing::warn!("{m}");
             }
         }
         let fallback_index =
@@ -294,6 +301,14 @@ impl Converter {
             timestamp_warned: std::cell::Cell::new(header.is_some()),
             event_ids: Default::default(),
         })
+    }
+
+    /// The identifier cell of a CSV row that could not be read as a row (ragged, or not UTF-8
+    /// elsewhere), decoded lossily and trimmed: for the errors file only, never sent.
+    pub fn identifier_for_report(&self, raw: &RawRow) -> Option<String> {
+        let cell = raw.csv_bytes()?.get(self.id_index?)?;
+        let text = String::from_utf8_lossy(cell).trim().to_string();
+        (!text.is_empty()).then_some(text)
     }
 
     /// Converts and validates one row; an invalid row comes back with its raw form.

@@ -629,7 +629,9 @@ fn limit_problems(stats: &[ColumnStats]) -> Vec<String> {
     let mut limit_problems = Vec::new();
     if stats.len() > MAX_ATTRIBUTES + 1 {
         limit_problems.push(format!(
-            "{} columns: a person may have at most {MAX_ATTRIBUTES} attributes per call",
+            "{} columns: a person may have at most {MAX_ATTRIBUTES} attributes per call; empty \
+cells are not sent (unless --empty clear), so only a row that fills more than {MAX_ATTRIBUTES} \
+fails",
             stats.len()
         ));
     }

@@ -41,9 +41,12 @@ const CASES: &[Case] = &[
     ("names_150_151.csv", &[], 2, 2, 1, &[3]),
     ("values_1000_1001.csv", &[], 2, 3, 2, &[3]),
     ("attrs_300.csv", &[], 0, 1, 1, &[]),
-    // More attribute columns than a person may have: stops at the header.
-    ("attrs_301.csv", &[], 1, 0, 0, &[]),
-    ("header_305.csv", &[], 1, 0, 0, &[]),
+    // More attribute columns than a person may have: with empty cells left out, a full row
+    // fails alone; under --empty clear every row would fail, so it stops at the header.
+    ("attrs_301.csv", &[], 2, 2, 1, &[2]),
+    ("attrs_301.csv", &["--empty", "clear"], 1, 0, 0, &[]),
+    ("header_305.csv", &[], 2, 1, 0, &[2]),
+    ("header_305.csv", &["--empty", "clear"], 1, 0, 0, &[]),
     ("semicolon.csv", &["--delimiter", ";"], 0, 2, 2, &[]),
     // The delimiter detected from the header.
     ("semicolon.csv", &[], 0, 2, 2, &[]),
@@ -94,7 +97,9 @@ const CASES: &[Case] = &[
     ("nested_values.jsonl", &[], 0, 1, 1, &[]),
     ("truncated_last_line.jsonl", &[], 2, 2, 1, &[2]),
     ("big_field.csv", &[], 2, 2, 1, &[3]),
-    ("wide_5000.csv", &[], 1, 0, 0, &[]),
+    // 5000 columns: the sparse row goes through, the full one fails alone (issue 15 fix).
+    ("wide_5000.csv", &[], 2, 2, 1, &[3]),
+    ("wide_5000.csv", &["--empty", "clear"], 1, 0, 0, &[]),
     ("long_line.jsonl", &[], 2, 2, 1, &[1]),
 ];
 

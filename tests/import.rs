@@ -229,15 +229,23 @@ fn bad_rows_end_in_the_right_class_with_their_line() {
     wide_csv.push_str(&format!("w1,{}\n", vec!["v"; 301].join(",")));
     wide_csv.push_str(&format!("w2,{}\n", vec!["v"; 300].join(",") + ","));
     write(dir.path(), "wide.csv", wide_csv);
-    // Stopped at the header (issue 15): every full row would fail.
+    // Empty cells are left out: a warning at the header, and only the full row fails.
     let run = sb.import(dir.path(), &["wide.csv"]);
-    assert_eq!((run.code, run.n("rows")), (1, 0), "{}", run.stderr);
+    assert_eq!(
+        (run.code, run.n("rows"), run.n("sent")),
+        (2, 2, 1),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
             .contains("the header has 301 columns that become attributes"),
         "{}",
         run.stderr
     );
+    // Under --empty clear every row sends every column: stopped at the header (issue 15).
+    let run = sb.import(dir.path(), &["wide.csv", "--empty", "clear"]);
+    assert_eq!((run.code, run.n("rows")), (1, 0), "{}", run.stderr);
     // A JSONL row has no header: it is checked row by row.
     let sb = plain();
     let obj: Vec<String> = (0..301).map(|i| format!("\"c{i}\":\"v\"")).collect();

@@ -32,19 +32,33 @@ fn first_name(sb: &Sb, id: &str) -> String {
         .to_string()
 }
 
-/// No table of zeros: the reason comes first, and no count follows.
+/// No table of zeros: the reason comes first, the one-line hint next, and no count follows;
+/// the run's `aborted` log line may come last (for cron logs), never a `started` line.
 fn assert_setup_error(run: &Run, reason: &str) {
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let first = run.stderr.lines().next().unwrap_or_default();
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let first = lines.first().copied().unwrap_or_default();
     assert!(first.starts_with("error: "), "{}", run.stderr);
     assert!(first.contains(reason), "{}", run.stderr);
     assert!(!run.stderr.contains("rows read"), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("cio-import stopped before reading any row: nothing was sent"),
+    assert_eq!(
+        lines.get(1).copied(),
+        Some("cio-import stopped before reading any row: nothing was sent"),
         "{}",
         run.stderr
     );
+    assert!(
+        !run.stderr.contains(" started: cio-import"),
+        "{}",
+        run.stderr
+    );
+    if let Some(last) = lines.get(2) {
+        assert!(
+            last.contains(" INFO run ") && last.contains(" aborted: 0 rows"),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 #[test]
@@ -83,7 +97,7 @@ fn a_windows_1252_file_keeps_its_accents_and_its_rejects_stay_windows_1252() {
     let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
     assert_eq!(
         rejects,
-        cp1252("id,email,first_name,plan\n ,renee@example.com,Renée,free\n")
+        cp1252("id,email,first_name,plan\r\n ,renee@example.com,Renée,free\r\n")
     );
     // Importing the rejects again with the same flag reads them as they were written.
     std::fs::copy(run.rejects_path("csv"), dir.path().join("fix.csv")).unwrap();
@@ -143,7 +157,7 @@ fn a_utf16_file_with_its_byte_order_mark_needs_no_flag_and_gets_utf16_rejects() 
     assert_eq!(enc, encoding_rs::UTF_16LE);
     assert_eq!(
         text,
-        "id\temail\tfirst_name\tplan\n \trenee@example.com\tRenée\tfree\n"
+        "id\temail\tfirst_name\tplan\r\n \trenee@example.com\tRenée\tfree\r\n"
     );
 }
 
@@ -189,7 +203,7 @@ fn a_305_column_header_stops_at_the_header() {
     let dir = tempdir();
     write(dir.path(), "wide.csv", corpus("header_305.csv"));
     let sb = plain();
-    let run = sb.import(dir.path(), &["wide.csv"]);
+    let run = sb.import(dir.path(), &["wide.csv", "--empty", "clear"]);
     assert_setup_error(
         &run,
         "wide.csv: the header has 304 columns that become attributes, and the Track API takes at most 300 per person",
@@ -202,8 +216,60 @@ fn a_305_column_header_stops_at_the_header() {
         "m.toml",
         "[columns.c0]\ndrop = true\n[columns.c1]\ndrop = true\n[columns.c2]\ndrop = true\n[columns.c3]\ndrop = true\n",
     );
-    let run = sb.import(dir.path(), &["wide.csv", "--mapping", "m.toml"]);
+    let run = sb.import(
+        dir.path(),
+        &["wide.csv", "--mapping", "m.toml", "--empty", "clear"],
+    );
     assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+}
+
+/// A 350-column CRM export whose rows fill 10 cells each: empty cells are not sent, so it
+/// imports (issue 15 review: it was refused at the header); a row filling more than 300 fails
+/// alone, and the header gets one warning.
+#[test]
+fn a_sparse_wide_file_imports_and_only_an_overfull_row_fails() {
+    let dir = tempdir();
+    let names: Vec<String> = (0..350).map(|i| format!("c{i}")).collect();
+    let mut text = format!("id,{}\n", names.join(","));
+    for r in 0..20 {
+        let cells: Vec<String> = (0..350)
+            .map(|i| {
+                if (i + r) % 35 == 0 {
+                    format!("v{i}")
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        text.push_str(&format!("{r},{}\n", cells.join(",")));
+    }
+    text.push_str(&format!("full,{}\n", vec!["x"; 350].join(",")));
+    write(dir.path(), "crm.csv", text);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv"]);
+    assert_eq!(
+        (run.code, run.n("rows"), run.n("sent")),
+        (2, 21, 20),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .matches("the header has 350 columns that become attributes")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.errors()[0]["line"], "22");
+    assert_eq!(person(&sb, "0")["c0"], "v0");
+    // inspect says it too.
+    let report = inspect_json(dir.path(), &["crm.csv"]);
+    let limits = report["limit_problems"].to_string();
+    assert!(
+        limits.contains("only a row that fills more than 300 fails"),
+        "{limits}"
+    );
 }
 
 #[test]
@@ -231,7 +297,7 @@ fn a_missing_file_says_so_first_and_prints_no_table() {
     let sb = plain();
     let run = sb.import(dir.path(), &["nope.csv"]);
     assert_setup_error(&run, "nope.csv: cannot open");
-    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 3, "{}", run.stderr);
     // The summary file is still written, for machines.
     assert_eq!(run.summary["outcome"], "aborted");
 }
@@ -353,6 +419,11 @@ fn completions_and_the_man_page_come_from_the_options() {
     assert!(ok);
     assert!(text.contains(".TH cio-import 1"), "{text}");
     assert!(text.contains("inspect"), "{text}");
+    // The subcommands' own pages, with their options.
+    assert!(text.contains(".TH cio-import-import 1"), "{text}");
+    assert!(text.contains(".TH cio-import-inspect 1"), "{text}");
+    let import_page = text.split(".TH cio-import-import 1").nth(1).unwrap();
+    assert!(import_page.contains("\\-\\-encoding"), "{import_page}");
     let (ok, _) = run_bin(&["completions", "tcsh"]);
     assert!(!ok, "an unknown shell is a usage error");
 }
@@ -385,23 +456,40 @@ fn the_readme_first_commands_work_as_written() {
         .and_then(|b| b.split("```").next())
         .unwrap();
     let commands: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(commands[0], "cargo install --locked --path .", "{block}");
+    // The two commands a newcomer runs: the demo, then the tests (what .ci/run runs).
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -- import samples/customers.csv --sandbox",
+            "cargo test --locked"
+        ],
+        "{block}"
+    );
+    let ci =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == commands[1]),
+        "CI runs the README's test command"
+    );
+    // How to get the binary every later command calls.
+    assert!(
+        text.contains("cargo install --locked --path ."),
+        "README says how to install"
+    );
     assert!(
         manifest.contains("name = \"cio-import\"\npath = \"src/main.rs\""),
         "the binary installed is cio-import"
     );
-    let demo = commands[1];
-    assert_eq!(
-        demo, "cio-import import samples/customers.csv --sandbox",
-        "{block}"
-    );
+    let demo = commands[0]
+        .strip_prefix("cargo run --release -- ")
+        .expect("the demo runs the binary");
     // Run it as written (the binary under test stands for the installed one) in a copy of
     // the samples, so the repository's samples folder is left alone.
     let dir = tempdir();
     std::fs::create_dir(dir.path().join("samples")).unwrap();
     let samples: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/customers.csv");
     std::fs::copy(&samples, dir.path().join("samples/customers.csv")).unwrap();
-    let args: Vec<&str> = demo.split_whitespace().skip(1).collect();
+    let args: Vec<&str> = demo.split_whitespace().collect();
     let out = Command::new(bin())
         .args(&args)
         .current_dir(dir.path())
@@ -416,4 +504,183 @@ fn the_readme_first_commands_work_as_written() {
         "the README says what the demo's exit code means"
     );
     assert!(stderr.contains("3001 = 2995 sent"), "{stderr}");
+}
+
+/// `id;Name, Vorname` (Excel in Germany): one `;` and one `,` in each line. The tie went to
+/// the comma and the "did you mean" suggested `'id;Name'`, whose cells are `50;Müller`.
+#[test]
+fn a_delimiter_tie_is_not_given_to_the_comma() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "de.csv",
+        "id;Name, Vorname\r\n50;Müller, Hans\r\n",
+    );
+    let sb = plain();
+    let run = sb.import(dir.path(), &["de.csv"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+    assert_eq!(person(&sb, "50")["Name, Vorname"], "Müller, Hans");
+    assert!(
+        run.stderr.contains("delimiter ';' detected"),
+        "{}",
+        run.stderr
+    );
+    let report = inspect_json(dir.path(), &["de.csv"]);
+    assert_eq!(report["delimiter"], ";");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("delimiter ';' detected"),
+        "{report}"
+    );
+    // Read with a comma on purpose: no column is suggested, the delimiter is.
+    let run = sb.import(dir.path(), &["de.csv", "--delimiter", ","]);
+    assert_setup_error(&run, "no column becomes the identifier 'id'");
+    assert!(!run.stderr.contains("did you mean"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pass --delimiter ';'"),
+        "{}",
+        run.stderr
+    );
+    // A UTF-16 tab file whose header has commas.
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "id\tName, Vorname\r\n51\tMeier, Eva\r\n"
+                .encode_utf16()
+                .flat_map(|u| u.to_le_bytes()),
+        )
+        .collect();
+    write(dir.path(), "de16.txt", utf16);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["de16.txt"]);
+    assert_eq!((run.code, run.n("sent")), (0, 1), "{}", run.stderr);
+    assert_eq!(person(&sb, "51")["Name, Vorname"], "Meier, Eva");
+}
+
+/// A windows-1251 file was told to use windows-1252 (and imported as mojibake at exit 0).
+#[test]
+fn a_windows_1251_file_is_named_as_such_and_said_to_be_a_guess() {
+    let dir = tempdir();
+    let (bytes, _, _) = encoding_rs::WINDOWS_1251
+        .encode("id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n");
+    write(dir.path(), "ru.csv", &bytes);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["ru.csv"]);
+    assert_setup_error(
+        &run,
+        "it looks like windows-1251 (a guess from its first block)",
+    );
+    assert!(
+        run.stderr.contains("pass --encoding windows-1251"),
+        "{}",
+        run.stderr
+    );
+    let run = sb.import(dir.path(), &["ru.csv", "--encoding", "windows-1251"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    assert_eq!(person(&sb, "1")["name"], "Иван Петров");
+}
+
+/// A nightly job pinned to `--encoding windows-1252` whose exporter switched to UTF-8.
+#[test]
+fn a_single_byte_encoding_given_to_a_utf8_file_stops_before_any_row() {
+    let dir = tempdir();
+    write(dir.path(), "crm.csv", "id,first_name\n1,Zoë\n2,José\n");
+    let sb = plain();
+    let run = sb.import(dir.path(), &["crm.csv", "--encoding", "windows-1252"]);
+    assert_setup_error(
+        &run,
+        "crm.csv: --encoding windows-1252 was given, but the input looks like UTF-8 (line 2",
+    );
+    assert!(
+        run.stderr
+            .contains("drop --encoding, or pass --encoding utf-8"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sb.stats().requests, 0);
+    let run = sb.import(dir.path(), &["crm.csv", "--encoding", "utf-8"]);
+    assert_eq!((run.code, run.n("sent")), (0, 2), "{}", run.stderr);
+    assert_eq!(first_name(&sb, "1"), "Zoë");
+}
+
+/// A header with no line break (a wrong encoding, or not a CSV): it stops at 1 MiB with a
+/// short message, instead of reading the whole file into one name and printing it.
+#[test]
+fn a_header_without_a_line_break_stops_at_one_mib_with_a_short_message() {
+    let dir = tempdir();
+    let mut text = String::from("id,");
+    while text.len() < 3 * 1024 * 1024 {
+        text.push_str("customer@example.com;Jane Doe;");
+    }
+    write(dir.path(), "one.csv", text);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["one.csv", "--delimiter", ","]);
+    assert_setup_error(
+        &run,
+        "one.csv: the header (line 1) runs past 1 MiB without a line break",
+    );
+    assert!(run.stderr.len() < 2000, "{}", run.stderr.len());
+    assert!(
+        !run.stderr.contains("customer@example.com"),
+        "{}",
+        run.stderr
+    );
+    // Just under the cap, a long header with a line break is read (and its names cut in
+    // messages).
+    let long = format!("{}\n1\n", "n".repeat(100_000));
+    write(dir.path(), "long.csv", long);
+    let run = sb.import(dir.path(), &["long.csv"]);
+    assert_setup_error(&run, "no column becomes the identifier 'id'");
+    assert!(run.stderr.len() < 2000, "{}", run.stderr.len());
+}
+
+/// The rejects file is the input's bytes: a UTF-8 byte-order mark and CRLF line ends stay.
+#[test]
+fn rejects_keep_the_inputs_bom_and_crlf() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "win.csv",
+        "\u{feff}id,email\r\n1,a@example.com\r\n ,b@example.com\r\n",
+    );
+    let sb = plain();
+    let run = sb.import(dir.path(), &["win.csv"]);
+    assert_eq!((run.code, run.n("sent")), (2, 1), "{}", run.stderr);
+    let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
+    assert_eq!(rejects, b"\xEF\xBB\xBFid,email\r\n ,b@example.com\r\n");
+    // LF stays LF, without a mark.
+    write(dir.path(), "unix.csv", "id,email\n ,b@example.com\n");
+    let run = sb.import(dir.path(), &["unix.csv"]);
+    let rejects = std::fs::read(run.rejects_path("csv")).unwrap();
+    assert_eq!(rejects, b"id,email\n ,b@example.com\n");
+}
+
+/// Blank lines before the header: the message names the line an editor shows.
+#[test]
+fn an_unnamed_header_column_names_the_headers_line() {
+    let dir = tempdir();
+    write(dir.path(), "blank.csv", "\n\nid,,plan\n1,x,pro\n");
+    let sb = plain();
+    let run = sb.import(dir.path(), &["blank.csv"]);
+    assert_setup_error(&run, "header column 2 (line 3) has no name");
+}
+
+/// A row past the first block that is not UTF-8 (a slow stdin producer, or after 256 KiB in a
+/// file): the errors file still names its identifier, read from its id cell.
+#[test]
+fn an_invalid_row_past_the_first_block_keeps_its_identifier_in_the_errors_file() {
+    let dir = tempdir();
+    let mut bytes = numbered_csv("id,name", 20_000, |i| format!("{i},name{i}")).into_bytes();
+    bytes.extend_from_slice(b"u-42,Ren\xE9e\n");
+    write(dir.path(), "late.csv", bytes);
+    let sb = plain();
+    let run = sb.import(dir.path(), &["late.csv"]);
+    assert_eq!((run.code, run.n("sent")), (2, 20_000), "{}", run.stderr);
+    let errors = run.errors();
+    assert_eq!(errors[0]["identifier"], "u-42", "{errors:?}");
+    assert!(
+        errors[0]["message"].contains("is not valid UTF-8"),
+        "{errors:?}"
+    );
 }

@@ -24,11 +24,27 @@ pub(super) fn completions(args: &CompletionsArgs) -> u8 {
     write_out(&out)
 }
 
-/// Prints the man page (roff) on stdout.
+/// Prints the man page (roff) on stdout: `cio-import(1)`, then one page per subcommand
+/// (`cio-import-import(1)`, ...) with its options, in one roff stream (`man -l -` shows them
+/// one after the other).
 pub(super) fn man() -> u8 {
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
+    cmd.build();
     let mut out = Vec::new();
-    match clap_mangen::Man::new(cmd).render(&mut out) {
+    let mut rendered = clap_mangen::Man::new(cmd.clone()).render(&mut out);
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        if rendered.is_err() {
+            break;
+        }
+        let name = format!("cio-import-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .display_name(name.clone())
+            .bin_name(name)
+            .version(env!("CARGO_PKG_VERSION"));
+        rendered = clap_mangen::Man::new(page).render(&mut out);
+    }
+    match rendered {
         Ok(()) => write_out(&out),
         Err(e) => {
             eprintln!("error: cannot render the man page: {e}");

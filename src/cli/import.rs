@@ -554,8 +554,10 @@ async fn run_import(
         config::MappingSource::File(path) => path.display().to_string(),
     });
     record.options.notify = notifier.map(|n| n.shown());
-    super::run_log::started(&record);
-    let mut summary = crate::engine::run_recorded(cfg, stop, record).await;
+    // The start is logged once the input is open and its header checked: a run that cannot
+    // start says why first (then its `aborted` line).
+    let mut summary =
+        crate::engine::run_recorded_then(cfg, stop, record, super::run_log::started).await;
     if let Some(path) = &summary_path {
         if let Err(e) = summary.write_json(path) {
             say(Level::Error, &format!("error: {e}"));

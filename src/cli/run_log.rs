@@ -7,7 +7,8 @@ use super::log::json;
 use crate::report::summary::Summary;
 use crate::run_record::RunRecord;
 
-/// Logs the start of a run.
+/// Logs the start of a run: called once its input is open and its header checked, so that a
+/// run that cannot start prints its reason first.
 pub(super) fn started(r: &RunRecord) {
     let input = r.input_file.path.as_deref().unwrap_or("<stdin>");
     let site = r.destination.site_id.as_deref().unwrap_or("-");
@@ -43,8 +44,15 @@ pub(super) fn finished(s: &Summary) {
         s.exit_code
     );
     if !json() {
-        tracing::info!("{message}");
-        eprint!("{}", s.table());
+        if s.stopped_before_reading() {
+            // A run that could not start: the reason and the hint first, then the end line
+            // (kept for cron logs).
+            eprint!("{}", s.table());
+            tracing::info!("{message}");
+        } else {
+            tracing::info!("{message}");
+            eprint!("{}", s.table());
+        }
         return;
     }
     let sha256 = s

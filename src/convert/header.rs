@@ -5,32 +5,61 @@
 
 use crate::validate::MAX_ATTRIBUTES;
 
+/// The most characters of a column name a message shows: a header read in the wrong
+/// encoding (or a file that is not CSV) can be one name of megabytes of customer data.
+pub const NAME_SHOWN: usize = 60;
+
+/// `name` as a message shows it: at most [`NAME_SHOWN`] characters, then `…`.
+pub fn shown_name(name: &str) -> String {
+    match name.char_indices().nth(NAME_SHOWN) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
+    }
+}
+
+/// Delimiters a column name may hold when the file was read with another one.
+const DELIMITERS: [char; 4] = [';', '\t', '|', ','];
+
 /// The message for a header without the identifier column `id_column`: the closest names,
 /// a delimiter the header seems to be written with, and the options that choose a column.
 pub(super) fn missing_identifier(id_column: &str, names: &[&str], mapping: bool) -> String {
     let mut hints = Vec::new();
-    let close = closest(id_column, names);
+    // A name holding a delimiter is two columns read as one: suggesting it would send the
+    // wrong cell as the identifier (`50;Müller` for `id;Name`), so the delimiter is suggested.
+    let split = |n: &&str| n.contains(DELIMITERS);
+    let candidates: Vec<&str> = names.iter().copied().filter(|n| !split(n)).collect();
+    let close = closest(id_column, &candidates);
     if !close.is_empty() {
-        let quoted: Vec<String> = close.iter().map(|n| format!("'{n}'")).collect();
+        let quoted: Vec<String> = close
+            .iter()
+            .map(|n| format!("'{}'", shown_name(n)))
+            .collect();
         hints.push(format!(
             "did you mean {}? (--id-column {})",
             quoted.join(" or "),
             shell_word(close[0])
         ));
     }
-    if let [only] = names {
-        if let Some(d) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d)) {
-            let word = if d == '\t' {
-                "tab".to_string()
-            } else {
-                d.to_string()
-            };
-            hints.push(format!(
-                "the header is one column holding '{word}': the file may be separated by '{word}' (pass --delimiter '{word}')"
-            ));
-        }
+    let holder = names.iter().find(|n| split(n));
+    if let Some(d) = holder.and_then(|n| DELIMITERS.into_iter().find(|d| n.contains(*d))) {
+        let word = if d == '\t' {
+            "tab".to_string()
+        } else {
+            d.to_string()
+        };
+        let what = if names.len() == 1 {
+            format!("the header is one column holding '{word}'")
+        } else {
+            format!(
+                "the column '{}' holds '{word}'",
+                shown_name(holder.copied().unwrap_or_default())
+            )
+        };
+        hints.push(format!(
+            "{what}: the file may be separated by '{word}' (pass --delimiter '{word}')"
+        ));
     }
-    let shown: Vec<&str> = names.iter().take(20).copied().collect();
+    let shown: Vec<String> = names.iter().take(20).map(|n| shown_name(n)).collect();
     let more = names.len().saturating_sub(shown.len());
     format!(
         "no column becomes the identifier '{id_column}' (columns: {}{}): {}choose one with --id-column, \
@@ -42,13 +71,29 @@ or --identify-by email{}",
     )
 }
 
-/// The message for a header with more attribute columns than a person may have, if it has.
+/// The warning for a header with more attribute columns than a person may have, when empty
+/// cells are left out (`--empty ignore`): rows that fill at most the limit are fine, the others
+/// fail one by one.
+pub(super) fn wide_header(attribute_columns: usize, constants: usize) -> Option<String> {
+    let n = attribute_columns + constants;
+    (n > MAX_ATTRIBUTES).then(|| {
+        format!(
+            "the header has {n} columns that become attributes (constants included), more than the \
+{MAX_ATTRIBUTES} the Track API takes per person: empty cells are not sent, so a row that fills at \
+most {MAX_ATTRIBUTES} of them goes through and a row that fills more fails alone; drop columns in \
+a mapping ([columns.NAME] drop = true) to be sure"
+        )
+    })
+}
+
+/// The message for a header with more attribute columns than a person may have, if it has:
+/// fatal under `--empty clear`, where every row sends every column.
 pub(super) fn too_many_attributes(attribute_columns: usize, constants: usize) -> Option<String> {
     let n = attribute_columns + constants;
     (n > MAX_ATTRIBUTES).then(|| {
         format!(
             "the header has {attribute_columns} columns that become attributes{}, and the Track API \
-takes at most {MAX_ATTRIBUTES} per person, so every row would fail; drop {} of them in a mapping \
+takes at most {MAX_ATTRIBUTES} per person, so every row would fail under --empty clear; drop {} of them in a mapping \
 ([columns.NAME] drop = true, or list the ones to keep and pass --drop-unmapped)",
             if constants > 0 {
                 format!(" (and {constants} constants: {n} in all)")
@@ -90,8 +135,16 @@ fn closest<'a>(wanted: &str, names: &[&'a str]) -> Vec<&'a str> {
         .iter()
         .filter_map(|n| {
             let m = norm(n);
-            let d = distance(&w, &m);
-            let near = d <= (w.chars().count().max(m.chars().count()) / 3).max(1);
+            let (wl, ml) = (w.chars().count(), m.chars().count());
+            let threshold = (wl.max(ml) / 3).max(1);
+            // The distance is at least the difference in length: skip it when that alone is
+            // too far (a megabyte-long name costs nothing then).
+            let d = if wl.abs_diff(ml) > threshold {
+                usize::MAX
+            } else {
+                distance(&w, &m)
+            };
+            let near = d <= threshold;
             // `user_id` for `id`, `email_address` for `email`: the name holds the word.
             let holds = m.len() > w.len() && (m.starts_with(&w) || m.ends_with(&w));
             (near || holds).then(|| (if near { d } else { 3 + m.len() - w.len() }, *n))
@@ -157,6 +210,27 @@ mod tests {
     }
 
     #[test]
+    fn a_name_holding_a_delimiter_is_not_suggested_the_delimiter_is() {
+        // `id;Name, Vorname` read with a comma.
+        let m = missing_identifier("id", &["id;Name", " Vorname"], false);
+        assert!(!m.contains("did you mean"), "{m}");
+        assert!(m.contains("pass --delimiter ';'"), "{m}");
+        assert!(m.contains("the column 'id;Name' holds ';'"), "{m}");
+        // A UTF-16 tab file with commas in its header, read with a comma.
+        let m = missing_identifier("id", &["id\tName", " Vorname"], false);
+        assert!(!m.contains("did you mean"), "{m}");
+        assert!(m.contains("pass --delimiter 'tab'"), "{m}");
+    }
+
+    #[test]
+    fn a_huge_name_is_cut_in_messages_and_costs_no_edit_distance() {
+        let huge = "x".repeat(1_000_000);
+        let m = missing_identifier("id", &[huge.as_str()], false);
+        assert!(m.len() < 400, "{}", m.len());
+        assert!(m.contains(&format!("{}…", "x".repeat(60))), "{m}");
+    }
+
+    #[test]
     fn a_one_column_header_with_a_semicolon_names_the_delimiter() {
         let m = missing_identifier("id", &["id;email;first_name;plan"], false);
         assert!(m.contains("pass --delimiter ';'"), "{m}");
@@ -172,5 +246,8 @@ mod tests {
         );
         assert!(m.contains("drop 4 of them"), "{m}");
         assert!(too_many_attributes(300, 1).is_some());
+        assert_eq!(wide_header(300, 0), None);
+        let w = wide_header(350, 0).expect("over");
+        assert!(w.contains("a row that fills more fails alone"), "{w}");
     }
 }

@@ -302,7 +302,19 @@ pub async fn run(cfg: ImportConfig, stop: Stop) -> Summary {
 /// with what the configuration does not hold: the mapping's source, the alert's URL): the
 /// summary, and the ledger's record of the run, carry it with the input's figures and the
 /// end time.
-pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) -> Summary {
+pub async fn run_recorded(cfg: ImportConfig, stop: Stop, record: RunRecord) -> Summary {
+    run_recorded_then(cfg, stop, record, |_| {}).await
+}
+
+/// [`run_recorded`], calling `on_open` once the run is set up (the input open, its header
+/// checked, the destination and the ledger ready) and before its first row: where the CLI logs
+/// the run's start, so that a run that cannot start says why first.
+pub async fn run_recorded_then(
+    cfg: ImportConfig,
+    stop: Stop,
+    mut record: RunRecord,
+    on_open: impl FnOnce(&RunRecord),
+) -> Summary {
     let started = Instant::now();
     let tally = Arc::new(Tally::default());
     let input_name = cfg.input.display();
@@ -329,6 +341,7 @@ pub async fn run_recorded(cfg: ImportConfig, stop: Stop, mut record: RunRecord) 
             return s;
         }
     };
+    on_open(&record);
     let Opened {
         rows,
         input_progress,

@@ -160,10 +160,15 @@ impl Reader {
             match item {
                 Item::Bad { pos, raw, message } => {
                     last_line = pos.line;
+                    // A row that cannot be read blocks the mirror's removals (its identifier
+                    // is not known for sure: the lossy reading below is for the report only).
                     if let Some(s) = seen.as_mut() {
                         s.saw(None);
                     }
-                    send_failure(invalid(pos, None, message, raw));
+                    // The errors file names the row's identifier when its cell reads, even
+                    // where another cell is not UTF-8 (for the report only).
+                    let id = converter.identifier_for_report(&raw);
+                    send_failure(invalid(pos, id, message, raw));
                 }
                 Item::Row { pos, raw } => {
                     last_line = pos.line;

@@ -1,6 +1,7 @@
 //! The rejects file: failed rows verbatim, in the input's format and text encoding (a
 //! windows-1252 or UTF-16 input gets its rejects in windows-1252 or UTF-16, so they open as the
-//! input did), ready to import again.
+//! input did: its byte-order mark, UTF-8's included, and CRLF line ends when its header line
+//! ended so), ready to import again.
 
 use super::{clear_stale, create_private, ReportError};
 use crate::record::RawRow;
@@ -54,8 +55,14 @@ impl RejectsWriter {
                 EncodeWriter::new(file, self.encoding).map_err(ReportError::at(&self.path))?;
             let sink = match &self.header {
                 Some(h) => {
+                    let terminator = if h.crlf {
+                        csv::Terminator::CRLF
+                    } else {
+                        csv::Terminator::Any(b'\n')
+                    };
                     let mut w = csv::WriterBuilder::new()
                         .delimiter(h.delimiter)
+                        .terminator(terminator)
                         .flexible(true)
                         .from_writer(file);
                     w.write_byte_record(&h.raw)

@@ -15,6 +15,8 @@ pub struct CsvHeader {
     pub raw: csv::ByteRecord,
     /// The delimiter in use.
     pub delimiter: u8,
+    /// The header's line ended in CRLF (or a lone CR): the rejects file ends its lines so.
+    pub crlf: bool,
 }
 
 /// Counts lines in the bytes on their way to the CSV parser, as a text editor does (a line
@@ -52,6 +54,8 @@ struct Lines<R> {
     open_line: u64,
     /// The inner reader reported the end of its data.
     eof: bool,
+    /// The first line break seen was `\r` (CRLF or a lone CR) rather than `\n`.
+    first_break_cr: Option<bool>,
 }
 
 impl<R> Lines<R> {
@@ -70,6 +74,7 @@ impl<R> Lines<R> {
             quote_pending: None,
             open_line: 1,
             eof: false,
+            first_break_cr: None,
         }
     }
 
@@ -123,6 +128,9 @@ impl<R> Lines<R> {
             }
             if end > from {
                 self.content(self.offset + from as u64);
+            }
+            if self.first_break_cr.is_none() {
+                self.first_break_cr = Some(buf[end] == b'\r');
             }
             if buf[end] == b'\r' {
                 self.line += 1;
@@ -265,6 +273,9 @@ impl CsvRows {
                 line_span(first, last)
             )));
         }
+        // The line an editor shows for the header: blank lines may come before it.
+        let header_line = reader.get_mut().record_line(0).unwrap_or(1);
+        let crlf = reader.get_ref().first_break_cr.unwrap_or(false);
         let mut names = Vec::with_capacity(raw.len());
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, field) in raw.iter().enumerate() {
@@ -283,13 +294,14 @@ impl CsvRows {
                 .to_string();
             if name.trim().is_empty() {
                 return Err(fmt_err(format!(
-                    "header column {} (line 1) has no name: name it, or remove the column",
+                    "header column {} (line {header_line}) has no name: name it, or remove the column",
                     i + 1
                 )));
             }
             if let Some(first) = seen.insert(name.clone(), i + 1) {
                 return Err(fmt_err(format!(
-                    "header column '{name}' appears twice (columns {first} and {}): rename one of them",
+                    "header column '{}' appears twice (columns {first} and {}): rename one of them",
+                    crate::convert::header::shown_name(&name),
                     i + 1
                 )));
             }
@@ -310,6 +322,7 @@ impl CsvRows {
                 names,
                 raw: clean,
                 delimiter,
+                crlf,
             },
             input_name: input_name.to_string(),
             row: 0,

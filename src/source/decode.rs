@@ -2,7 +2,12 @@
 //! `encoding_rs`, fixed buffers, so memory stays flat on any size), and rejects go back out in
 //! the input's encoding. Without `--encoding`, a UTF-16 byte-order mark is followed and the
 //! first block of the input is checked: a file that is not UTF-8 stops before its first row,
-//! with the encoding it most likely is and the flag that reads it.
+//! with the encoding it most likely is (a guess by `chardetng`, the detector Firefox uses) and
+//! the flag that reads it. With `--encoding` naming a single-byte encoding, a first block that
+//! is UTF-8 with non-ASCII characters in it stops too ([`check_not_utf8`]): the exporter
+//! switched to UTF-8 and reading it as given would write mojibake over every name. There is no
+//! override: drop the flag or pass `--encoding utf-8` (a real windows-1252 file whose accents
+//! all happen to form valid UTF-8 sequences, such as `Ã©`, is not a file people have).
 
 use encoding_rs::{CoderResult, Decoder, Encoder, Encoding, UTF_16BE, UTF_16LE, UTF_8};
 use std::io::{self, BufRead, Read, Write};
@@ -71,6 +76,7 @@ impl NotUtf8 {
     /// The message: what was found, the likely encoding and the flag that reads it.
     pub fn message(&self) -> String {
         let label = self.likely.name().to_ascii_lowercase();
+        let utf16 = self.likely == UTF_16LE || self.likely == UTF_16BE;
         let shown = if self.likely == encoding_rs::WINDOWS_1252 {
             let byte = [self.byte];
             let (text, _) = self.likely.decode_without_bom_handling(&byte);
@@ -78,14 +84,16 @@ impl NotUtf8 {
         } else {
             String::new()
         };
-        let why = if self.likely == encoding_rs::WINDOWS_1252 {
-            "what Excel and many CRMs write on Windows; ISO-8859-1 files read the same"
-        } else {
+        let why = if utf16 {
             "every other byte is zero, without a byte-order mark"
+        } else if self.likely == encoding_rs::WINDOWS_1252 {
+            "a guess from its first block: what Excel and many CRMs write on Windows; ISO-8859-1 files read the same"
+        } else {
+            "a guess from its first block"
         };
         format!(
             "the input is not UTF-8 (line {} has the byte 0x{:02X}{shown}): it looks like {label} ({why}); \
-pass --encoding {label}, or save the file as UTF-8",
+pass --encoding {label} (check a few names after), or save the file as UTF-8",
             self.line, self.byte
         )
     }
@@ -94,8 +102,7 @@ pass --encoding {label}, or save the file as UTF-8",
 /// Checks that the first block of an input is UTF-8 (a character cut by the end of the block
 /// is fine unless the input ends there). `Err` says where it is not and what it likely is.
 pub fn check_utf8(head: &[u8], at_end: bool) -> Result<(), NotUtf8> {
-    let likely = likely_encoding(head);
-    if likely != encoding_rs::WINDOWS_1252 {
+    if let Some(likely) = utf16_pattern(head) {
         // UTF-16 without a byte-order mark: ASCII in it is valid UTF-8 (with NULs).
         let at = head.iter().position(|b| *b == 0).unwrap_or(0);
         return Err(NotUtf8 {
@@ -112,24 +119,64 @@ pub fn check_utf8(head: &[u8], at_end: bool) -> Result<(), NotUtf8> {
     let at = err.valid_up_to();
     let line = 1 + head[..at].iter().filter(|b| **b == b'\n').count() as u64;
     let byte = head.get(at).copied().unwrap_or(0);
-    Err(NotUtf8 { line, byte, likely })
+    Err(NotUtf8 {
+        line,
+        byte,
+        likely: likely_encoding(head),
+    })
+}
+
+/// Why an input given a single-byte `--encoding` should not be read in it: its first block is
+/// UTF-8 with non-ASCII characters, so reading it as given would make mojibake of them.
+pub fn check_not_utf8(head: &[u8], at_end: bool, given: &'static Encoding) -> Result<(), String> {
+    if !given.is_single_byte() || head.is_ascii() {
+        return Ok(());
+    }
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && !at_end && e.valid_up_to() > 0,
+    };
+    if !utf8 {
+        return Ok(());
+    }
+    let at = head.iter().position(|b| !b.is_ascii()).unwrap_or(0);
+    let line = 1 + head[..at].iter().filter(|b| **b == b'\n').count();
+    let label = given.name().to_ascii_lowercase();
+    Err(format!(
+        "--encoding {label} was given, but the input looks like UTF-8 (line {line} has UTF-8 \
+characters, which {label} would read as mojibake): drop --encoding, or pass --encoding utf-8"
+    ))
 }
 
 /// A guess at the encoding of bytes that are not UTF-8: UTF-16 when zero bytes alternate
-/// (text in a Latin script, without a byte-order mark), else windows-1252.
+/// (text in a Latin script, without a byte-order mark), else what `chardetng` guesses from
+/// them (windows-1252 when it guesses UTF-8 or nothing better).
 fn likely_encoding(head: &[u8]) -> &'static Encoding {
+    if let Some(utf16) = utf16_pattern(head) {
+        return utf16;
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(head, true);
+    match detector.guess(None, true) {
+        e if e == UTF_8 || e == encoding_rs::REPLACEMENT => encoding_rs::WINDOWS_1252,
+        e => e,
+    }
+}
+
+/// UTF-16 without a byte-order mark: zero bytes alternate (text in a Latin script).
+fn utf16_pattern(head: &[u8]) -> Option<&'static Encoding> {
     let pairs = head.len() / 2;
     if pairs >= 2 {
         let zero_even = head.iter().step_by(2).filter(|b| **b == 0).count();
         let zero_odd = head.iter().skip(1).step_by(2).filter(|b| **b == 0).count();
         if zero_odd * 10 >= pairs * 4 && zero_even * 10 < pairs {
-            return UTF_16LE;
+            return Some(UTF_16LE);
         }
         if zero_even * 10 >= pairs * 4 && zero_odd * 10 < pairs {
-            return UTF_16BE;
+            return Some(UTF_16BE);
         }
     }
-    encoding_rs::WINDOWS_1252
+    None
 }
 
 /// Reads `inner` (bytes in some encoding, its byte-order mark already consumed) as UTF-8,
@@ -215,7 +262,7 @@ impl<W: Write> EncodeWriter<W> {
             match utf16 {
                 Some(Utf16::Le) => inner.write_all(&[0xFF, 0xFE])?,
                 Some(Utf16::Be) => inner.write_all(&[0xFE, 0xFF])?,
-                None if enc.encoding == UTF_8 => {}
+                None if enc.encoding == UTF_8 => inner.write_all(b"\xEF\xBB\xBF")?,
                 None => {}
             }
         }
@@ -395,6 +442,35 @@ mod tests {
         assert!(check_utf8("ab é".as_bytes().split_at(4).0, false).is_ok());
         assert!(check_utf8("ab é".as_bytes().split_at(4).0, true).is_err());
         assert!(encoding_for_label("Latin1").is_ok());
+        // Cyrillic in windows-1251 is not windows-1252, and the message says it is a guess.
+        let (cyr, _, _) = encoding_rs::WINDOWS_1251
+            .encode("id,name,city\n1,Иван Петров,Москва\n2,Мария Смирнова,Санкт-Петербург\n");
+        let e = check_utf8(&cyr, true).unwrap_err();
+        assert_eq!(e.likely, encoding_rs::WINDOWS_1251, "{}", e.message());
+        assert!(
+            e.message().contains("pass --encoding windows-1251"),
+            "{}",
+            e.message()
+        );
+        assert!(e.message().contains("a guess"), "{}", e.message());
+    }
+
+    #[test]
+    fn a_single_byte_encoding_given_to_utf8_is_refused() {
+        let w = encoding_rs::WINDOWS_1252;
+        let m = check_not_utf8("id,n\n1,Zoë\n".as_bytes(), true, w).unwrap_err();
+        assert!(m.contains("looks like UTF-8 (line 2"), "{m}");
+        assert!(
+            m.contains("drop --encoding, or pass --encoding utf-8"),
+            "{m}"
+        );
+        // ASCII only: nothing to tell, nothing to spoil.
+        assert!(check_not_utf8(b"id,n\n1,Zoe\n", true, w).is_ok());
+        // Real windows-1252.
+        let (cp, _, _) = w.encode("id,n\n1,Zoë\n");
+        assert!(check_not_utf8(&cp, true, w).is_ok());
+        // UTF-16 is not single-byte.
+        assert!(check_not_utf8("1,Zoë".as_bytes(), true, UTF_16LE).is_ok());
         assert!(encoding_for_label("klingon").is_err());
     }
 }

@@ -397,6 +397,9 @@ pub fn open_rows(
             Some((d, found.delimiter.is_some()))
         }
     };
+    if dialect.format == Format::Csv {
+        reader = header_within_cap(reader, &name)?;
+    }
     if !encoding.is_utf8() {
         tracing::info!("{name}: read as {}", encoding.label());
     }
@@ -422,6 +425,34 @@ pub fn open_rows(
     })
 }
 
+/// The most bytes a CSV header record may hold before its first line break: a file read in the
+/// wrong encoding (UTF-16 as a single-byte one, with no `\n` byte it knows) or that is not CSV
+/// would otherwise become one header name of megabytes, in memory and in every message.
+pub const HEADER_MAX_BYTES: usize = 1024 * 1024;
+
+/// Checks that the header's first line ends within [`HEADER_MAX_BYTES`]; the bytes read are
+/// handed back to be read again.
+fn header_within_cap(
+    mut reader: Box<dyn BufRead + Send>,
+    name: &str,
+) -> Result<Box<dyn BufRead + Send>, SourceError> {
+    let mut head = Vec::new();
+    Read::take(&mut reader, HEADER_MAX_BYTES as u64)
+        .read_until(b'\n', &mut head)
+        .map_err(|e| read_error(name, 1, &e))?;
+    if head.len() >= HEADER_MAX_BYTES && !head.contains(&b'\n') && !head.contains(&b'\r') {
+        return Err(SourceError::Format {
+            path: name.to_string(),
+            message: format!(
+                "the header (line 1) runs past {} MiB without a line break: the file is read in \
+the wrong encoding (check --encoding, or drop it) or is not a CSV file",
+                HEADER_MAX_BYTES / (1024 * 1024)
+            ),
+        });
+    }
+    Ok(Box::new(io::Cursor::new(head).chain(reader)))
+}
+
 /// `reader` as UTF-8: as it is when it is UTF-8, else through a streaming decoder. A
 /// byte-order mark decides over `given`; without either, the first block must be UTF-8.
 fn decoded(
@@ -431,14 +462,21 @@ fn decoded(
 ) -> Result<(Box<dyn BufRead + Send>, TextEncoding), SourceError> {
     let head = reader.fill_buf().map_err(|e| read_error(name, 1, &e))?;
     let enc = match (decode::bom_of(head), given) {
-        // A UTF-8 mark is dropped by the readers themselves (and not written to the rejects).
+        // A UTF-8 mark is dropped by the readers themselves (and written again at the top of
+        // the rejects, so they open as the input did).
         (Some((e, _)), g) if e == UTF_8 => {
             if g.is_some_and(|g| g != UTF_8) {
                 tracing::warn!(
                     "{name}: starts with a UTF-8 byte-order mark: read as UTF-8, not as --encoding"
                 );
             }
-            return Ok((reader, TextEncoding::UTF8));
+            return Ok((
+                reader,
+                TextEncoding {
+                    encoding: UTF_8,
+                    bom: true,
+                },
+            ));
         }
         (Some((e, n)), g) => {
             if g.is_some_and(|g| g != e) {
@@ -462,10 +500,16 @@ fn decoded(
             return Ok((reader, TextEncoding::UTF8));
         }
         (None, Some(e)) if e == UTF_8 => return Ok((reader, TextEncoding::UTF8)),
-        (None, Some(e)) => TextEncoding {
-            encoding: e,
-            bom: false,
-        },
+        (None, Some(e)) => {
+            decode::check_not_utf8(head, false, e).map_err(|message| SourceError::Format {
+                path: name.to_string(),
+                message,
+            })?;
+            TextEncoding {
+                encoding: e,
+                bom: false,
+            }
+        }
     };
     let decoder = decode::DecodeReader::new(reader, enc.encoding);
     Ok((Box::new(BufReader::with_capacity(64 * 1024, decoder)), enc))

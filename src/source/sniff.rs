@@ -6,8 +6,12 @@
 
 use std::io::{self, BufRead, Read};
 
-/// The delimiters detected, in the order that breaks a tie.
+/// The delimiters detected.
 pub const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+/// How a tie between candidates is broken, lowest first (indexes into [`CANDIDATES`]): `;`,
+/// tab, `|`, then the comma last, since a comma is common inside text (`Name, Vorname`,
+/// `Doe, Jane`) and the others are not.
+const TIE_RANK: [usize; 4] = [3, 0, 1, 2];
 /// The most a detection reads: the header and up to [`SNIFF_RECORDS`] records after it, or
 /// this many bytes, whichever comes first.
 pub const SNIFF_BYTES: usize = 64 * 1024;
@@ -55,13 +59,19 @@ pub fn sniff(reader: &mut dyn BufRead, records_after: usize) -> io::Result<Sniff
 
 /// The delimiter of `head`: the candidate the header holds that every complete record after it
 /// holds as often (the most such), else the one the header holds most; `None` if it holds none.
+/// A tie goes to `;`, then tab, then `|`, and to the comma only last ([`TIE_RANK`]): in
+/// `id;Name, Vorname` / `50;Müller, Hans` both count one, and the comma is the one in the text.
 pub fn choose(head: &[u8]) -> Option<u8> {
     let counts = record_counts(head);
     let (header, rest) = counts.split_first()?;
     let most = |pick: &dyn Fn(usize) -> bool| {
         (0..CANDIDATES.len())
             .filter(|i| header[*i] > 0 && pick(*i))
-            .max_by(|a, b| header[*a].cmp(&header[*b]).then(b.cmp(a)))
+            .max_by(|a, b| {
+                header[*a]
+                    .cmp(&header[*b])
+                    .then(TIE_RANK[*b].cmp(&TIE_RANK[*a]))
+            })
     };
     most(&|i| rest.iter().all(|r| r[i] == header[i]))
         .or_else(|| most(&|_| true))
@@ -142,6 +152,13 @@ mod tests {
         assert_eq!(of("email\na@x\n"), None);
         // A header only, no line break.
         assert_eq!(of("id;email"), Some(b';'));
+        // A tie does not go to the comma: it is the one inside text.
+        assert_eq!(of("id;Name, Vorname\r\n50;Müller, Hans\r\n"), Some(b';'));
+        assert_eq!(of("id;Name, Vorname\r\n"), Some(b';'));
+        assert_eq!(of("id\tName, Vorname\n1\tMüller, Hans\n"), Some(b'\t'));
+        assert_eq!(of("id|a, b\n1|x, y\n"), Some(b'|'));
+        // More commas than anything else still wins.
+        assert_eq!(of("id,name,city;x\n1,a,b;c\n"), Some(b','));
     }
 
     #[test]
