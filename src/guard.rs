@@ -27,6 +27,8 @@ pub struct Nightly {
     pub max_change: Option<f64>,
     /// `--mirror`: what happens to people absent from the export.
     pub mirror: Option<MirrorSettings>,
+    /// `--feed NAME`: the input's feed ([`crate::feed`]); derived from the file name if unset.
+    pub feed: Option<String>,
 }
 
 /// A guard that tripped; the message gives the numbers and the way out.

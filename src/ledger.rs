@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS people (
     run_id INTEGER NOT NULL,
     rows INTEGER NOT NULL DEFAULT 1,
     attrs BLOB,
+    feed TEXT,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -159,6 +160,7 @@ CREATE TABLE IF NOT EXISTS removals (
     mode TEXT NOT NULL,
     since INTEGER NOT NULL,
     run_id INTEGER NOT NULL,
+    feed TEXT,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 ";
@@ -178,6 +180,7 @@ pub struct Ledger {
     run_id: i64,
     dest: i64,
     notes: Vec<String>,
+    feed: String,
     _lock: File,
 }
 
@@ -224,6 +227,14 @@ workspace acknowledged them; they are no longer trusted, so everyone is sent onc
     if let (true, false) = has("people", "attrs")? {
         conn.execute_batch("ALTER TABLE people ADD COLUMN attrs BLOB")
             .map_err(e)?;
+    }
+    // `feed` (fix of issue 14): the feed that last sent each person ([`crate::feed`]), and
+    // the feed whose mirror owes a removal; NULL for records made before.
+    for table in ["people", "removals"] {
+        if let (true, false) = has(table, "feed")? {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN feed TEXT"))
+                .map_err(e)?;
+        }
     }
     Ok(note)
 }
@@ -300,6 +311,7 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
             run_id: conn.last_insert_rowid(),
             dest: dest_id,
             notes,
+            feed: String::new(),
             _lock: lock,
         })
     }
@@ -335,6 +347,18 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
     /// seen, acknowledgements it no longer trusts).
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Names this run's feed ([`crate::feed`]): the people it acknowledges, is about to send,
+    /// or skips as unchanged are recorded as this feed's. Set before [`Ledger::lookup`] and
+    /// [`Ledger::writer`].
+    pub fn set_feed(&mut self, feed: &str) {
+        self.feed = feed.to_string();
+    }
+
+    /// This run's feed ("" when none was set).
+    pub fn feed(&self) -> &str {
+        &self.feed
     }
 
     /// The state file.
@@ -378,6 +402,9 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
             dest: self.dest,
             in_txn: std::cell::Cell::new(0),
             any_suppressed,
+            feed: self.feed.clone(),
+            claims: std::cell::RefCell::new(Vec::new()),
+            claimer: None,
         })
     }
 
@@ -392,9 +419,10 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         let (tx, rx) = mpsc::sync_channel::<Msg>(WRITER_BACKLOG);
         let (run_id, dest) = (self.run_id, self.dest);
         let path = self.path.clone();
+        let feed = self.feed.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || write_loop(conn, rx, run_id, dest, &path, on_error))
+            .spawn(move || write_loop(conn, rx, run_id, dest, &feed, &path, on_error))
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(LedgerWriter {
             tx,
@@ -428,6 +456,20 @@ pub struct Lookup {
     in_txn: std::cell::Cell<u32>,
     /// Whether this destination has anyone who may be suppressed (else no lookup is made).
     any_suppressed: bool,
+    /// This run's feed: people found recorded under another (or none) are claimed for it.
+    feed: String,
+    /// People to claim for this run's feed, sent to the writer by the thousand.
+    claims: std::cell::RefCell<Vec<(IdKind, String)>>,
+    claimer: Option<mpsc::SyncSender<Msg>>,
+}
+
+/// Claims at most this many people per message to the writer.
+const CLAIMS_PER_MSG: usize = 1000;
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.flush_claims();
+    }
 }
 
 /// Lookups per read transaction: one transaction spares the per-statement locking of the WAL
@@ -435,7 +477,24 @@ pub struct Lookup {
 const LOOKUPS_PER_TXN: u32 = 20_000;
 
 impl Lookup {
-    /// The hash this run's destination last acknowledged for `id`, if any.
+    /// Records the people this lookup finds under another feed as this run's feed's, through
+    /// `writer` (see [`crate::feed`]). Without it, nothing is claimed.
+    pub fn claim_through(&mut self, writer: &LedgerWriter) {
+        if !self.feed.is_empty() {
+            self.claimer = Some(writer.tx.clone());
+        }
+    }
+
+    fn flush_claims(&self) {
+        let people = std::mem::take(&mut *self.claims.borrow_mut());
+        if let (Some(tx), false) = (&self.claimer, people.is_empty()) {
+            let _ = tx.send(Msg::Claim(people));
+        }
+    }
+
+    /// The hash this run's destination last acknowledged for `id`, if any. A record without
+    /// a hash (its values were forgotten before a send that was never acknowledged) is a
+    /// member of its feed whose values are unknown: `None`.
     pub fn hash_of(&self, id: &Identifier) -> Result<Option<[u8; 16]>, LedgerError> {
         let n = self.in_txn.get();
         if n == 0 || n >= LOOKUPS_PER_TXN {
@@ -450,14 +509,29 @@ impl Lookup {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT hash FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                "SELECT hash, feed FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
             )
             .map_err(|e| io(&self.path)(e.to_string()))?;
-        let got: Option<Vec<u8>> = st
-            .query_row(params![self.dest, id.kind.as_str(), id.value], |r| r.get(0))
+        let got: Option<(Vec<u8>, Option<String>)> = st
+            .query_row(params![self.dest, id.kind.as_str(), id.value], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(|e| io(&self.path)(e.to_string()))?;
-        Ok(got.and_then(|v| v.try_into().ok()))
+        let Some((hash, feed)) = got else {
+            return Ok(None);
+        };
+        if self.claimer.is_some() && feed.as_deref() != Some(self.feed.as_str()) {
+            let full = {
+                let mut c = self.claims.borrow_mut();
+                c.push((id.kind, id.value.clone()));
+                c.len() >= CLAIMS_PER_MSG
+            };
+            if full {
+                self.flush_claims();
+            }
+        }
+        Ok(hash.try_into().ok())
     }
 
     /// Whether `id` may be suppressed in this run's destination: a suppression of theirs
@@ -503,6 +577,19 @@ impl Lookup {
     }
 }
 
+/// What [`LedgerWriter::forget`] does to a person's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForgetMode {
+    /// About to be sent other values: the hash goes (the values are unknown until an
+    /// acknowledgement), the record stays, as a member of this run's feed (so that a mirror
+    /// still knows them if the send fails and they then vanish from the export).
+    Values,
+    /// About to be deleted or merged away: the record goes.
+    Remove,
+    /// About to be suppressed: the record goes, and they are recorded as maybe suppressed.
+    Suppress,
+}
+
 /// Told when a [`LedgerWriter::forget`] is committed: `true` once durable, `false` if the
 /// ledger could not be written (then the people must not be sent).
 pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
@@ -523,8 +610,10 @@ enum Msg {
     /// Devices to forget before they are sent: by token, and every device of these people
     /// (about to be deleted, suppressed or merged away).
     ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
-    /// People to forget; `true`: to record as (maybe) suppressed too.
-    Forget(Vec<(IdKind, String)>, bool, Option<Forgotten>),
+    /// People to forget, and how.
+    Forget(Vec<(IdKind, String)>, ForgetMode, Option<Forgotten>),
+    /// People recorded under another feed (or none) that this run's feed read: now its.
+    Claim(Vec<(IdKind, String)>),
     Unsuppressed(Vec<(IdKind, String)>),
     Failed(Failure),
     Finish {
@@ -596,9 +685,9 @@ impl LedgerWriter {
     /// (a failure, a timeout, a crash) leaves no stale claim behind. With `suppress` (before
     /// a suppression is sent) they are also recorded as maybe suppressed, until an
     /// unsuppression of theirs is acknowledged.
-    pub fn forget(&self, people: Vec<(IdKind, String)>, suppress: bool, done: Option<Forgotten>) {
+    pub fn forget(&self, people: Vec<(IdKind, String)>, mode: ForgetMode, done: Option<Forgotten>) {
         if let Err(mpsc::SendError(Msg::Forget(_, _, Some(done)))) =
-            self.tx.send(Msg::Forget(people, suppress, done))
+            self.tx.send(Msg::Forget(people, mode, done))
         {
             let _ = done.send(false);
         }
@@ -652,9 +741,12 @@ fn write_loop(
     rx: mpsc::Receiver<Msg>,
     run_id: i64,
     dest: i64,
+    feed: &str,
     path: &Path,
     on_error: impl Fn(String),
 ) {
+    // Records of no feed (a ledger without one set) keep NULL.
+    let feed = (!feed.is_empty()).then_some(feed);
     let mut broken = false;
     while let Ok(first) = rx.recv() {
         // Group commit: everything that arrived meanwhile goes in the same transaction.
@@ -668,8 +760,15 @@ fn write_loop(
             let tx = conn.transaction()?;
             {
                 let mut up = tx.prepare_cached(
-                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows, attrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows, attrs = excluded.attrs",
+                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows, attrs, feed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows, attrs = excluded.attrs, feed = coalesce(excluded.feed, people.feed)",
+                )?;
+                // A forgotten hash is an empty blob (`hash` is NOT NULL in every version).
+                let mut clear = tx.prepare_cached(
+                    "UPDATE people SET hash = x'', attrs = NULL, rows = 1, run_id = ?4, feed = coalesce(?5, feed) WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                )?;
+                let mut claim = tx.prepare_cached(
+                    "UPDATE people SET feed = ?4 WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
                 )?;
                 let mut del = tx.prepare_cached(
                     "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
@@ -710,7 +809,8 @@ fn write_loop(
                                     t,
                                     run_id,
                                     1,
-                                    attrs.as_deref()
+                                    attrs.as_deref(),
+                                    feed
                                 ])?;
                             }
                         }
@@ -724,7 +824,8 @@ fn write_loop(
                                     t,
                                     run_id,
                                     rows,
-                                    None::<&[u8]>
+                                    None::<&[u8]>,
+                                    feed
                                 ])?;
                             }
                         }
@@ -764,14 +865,31 @@ fn write_loop(
                             }
                             forgotten.push(done);
                         }
-                        Msg::Forget(people, suppress, done) => {
+                        Msg::Forget(people, mode, done) => {
                             for (kind, id) in people {
+                                if mode == ForgetMode::Values {
+                                    clear.execute(params![
+                                        dest,
+                                        kind.as_str(),
+                                        id,
+                                        run_id,
+                                        feed
+                                    ])?;
+                                    continue;
+                                }
                                 del.execute(params![dest, kind.as_str(), id])?;
-                                if suppress {
+                                if mode == ForgetMode::Suppress {
                                     sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
                                 }
                             }
                             forgotten.extend(done);
+                        }
+                        Msg::Claim(people) => {
+                            if let Some(f) = feed {
+                                for (kind, id) in people {
+                                    claim.execute(params![dest, kind.as_str(), id, f])?;
+                                }
+                            }
                         }
                         Msg::Unsuppressed(people) => {
                             for (kind, id) in people {
@@ -851,14 +969,14 @@ pub fn last_run_people(
     let Some(d) = d else { return Ok(None) };
     let run: Option<i64> = conn
         .query_row(
-            "SELECT max(run_id) FROM people WHERE dest = ?1",
+            "SELECT max(run_id) FROM people WHERE dest = ?1 AND length(hash) = 16",
             params![d],
             |r| r.get(0),
         )
         .map_err(q)?;
     let Some(run) = run else { return Ok(None) };
     let mut st = conn
-        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2")
+        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2 AND length(hash) = 16")
         .map_err(q)?;
     let rows = st
         .query_map(params![d, run], |r| {
@@ -927,7 +1045,7 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
     if has_dest {
         let mut st = conn
             .prepare(&format!(
-                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id), \
+                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id AND length(p.hash) = 16), \
                  {events} FROM destinations d ORDER BY d.id"
             ))
             .map_err(q)?;
@@ -974,7 +1092,7 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
     if has_dest {
         let mut st = conn
             .prepare(
-                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id) \
+                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id AND length(p.hash) = 16) \
                  FROM destinations d ORDER BY d.id",
             )
             .map_err(q)?;
@@ -996,7 +1114,7 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
             let several: i64 = conn
                 .query_row(
                     "SELECT count(*) FROM people p JOIN destinations d ON d.id = p.dest \
-                     WHERE d.site_id = ?1 AND d.host = ?2 AND p.rows > 1",
+                     WHERE d.site_id = ?1 AND d.host = ?2 AND p.rows > 1 AND length(p.hash) = 16",
                     params![d.site_id, d.host],
                     |r| r.get(0),
                 )

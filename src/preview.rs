@@ -147,6 +147,10 @@ pub struct Diff {
     pub mirror: Option<String>,
     /// People known by another identifier kind (never removed, not counted as known).
     pub other_kinds: u64,
+    /// This input's feed ([`crate::feed`]): `known` and `absent` count its people only.
+    pub feed: String,
+    /// People of other feeds, or recorded before feeds (never removed, not counted as known).
+    pub other_feeds: u64,
     /// Rows whose identifier cannot be read (with `--mirror`, they hold every removal back).
     pub unidentified: u64,
     /// No site id was given (a dry run needs no credentials): no workspace's ledger is read.
@@ -267,6 +271,7 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
         input: cfg.input.display(),
         destination: dest.to_string(),
         mirror: cfg.nightly.mirror.as_ref().map(|m| m.mode.name()),
+        feed: crate::feed::of(cfg.nightly.feed.as_deref(), &cfg.input),
         no_site_id: site_id.is_empty(),
         ..Diff::default()
     };
@@ -346,7 +351,9 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
     d.unidentified = seen.unidentified;
     if let Some((conn, dest_id)) = &ledger {
         if cfg.convert.event.is_none() {
-            let a = mirror::absent(conn, *dest_id, cfg.convert.id_kind, &seen, FIRST).map_err(q)?;
+            let a = mirror::absent(conn, *dest_id, cfg.convert.id_kind, &d.feed, &seen, FIRST)
+                .map_err(q)?;
+            d.other_feeds = a.other_feeds;
             d.known = a.known;
             d.absent = a.count;
             d.other_kinds = a.other_kinds;
@@ -431,9 +438,15 @@ impl Diff {
             );
         }
         out += &format!(
-            "  known       {:>8}  people in the state file for this workspace\n",
-            self.known
+            "  known       {:>8}  people in the state file for this workspace and feed {:?}\n",
+            self.known, self.feed
         );
+        if self.other_feeds > 0 {
+            out += &format!(
+                "  {} people of other feeds (or recorded before feeds) are left alone\n",
+                self.other_feeds
+            );
+        }
         if self.no_site_id {
             out += "  no site id: set CUSTOMERIO_SITE_ID and CUSTOMERIO_TRACK_API_KEY (or the job's variables) to compare with that workspace's state\n";
         }

@@ -531,6 +531,8 @@ fn the_cap_stops_before_any_removal() {
             "csv",
             "--state",
             "st.db",
+            "--feed",
+            "n",
             "--mirror",
             "delete",
             "--max-removals",
@@ -851,4 +853,211 @@ fn a_dry_run_with_state_records_no_run() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(ledger_rows(&st), before);
     assert!(r.stdout.contains("unchanged          3"), "{}", r.stdout);
+}
+
+/// `people.feed` and whether a hash is held, per identifier.
+fn feeds(path: &Path) -> Vec<(String, Option<String>, bool)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c
+        .prepare("SELECT identifier, feed, length(hash) = 16 FROM people ORDER BY identifier")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_mirror_leaves_the_people_of_another_input_alone() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "m1.csv", export(1..41, plain_row));
+    write(
+        dir.path(),
+        "leads.csv",
+        "id,plan,age\nl1,lead,1\nl2,lead,2\n",
+    );
+    let r = sb.import(dir.path(), &["m1.csv", "--state", "two.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = sb.import(dir.path(), &["leads.csv", "--state", "two.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The same file again with a mirror: l1 and l2 are another feed's, never absent from it.
+    let r = sb.import(
+        dir.path(),
+        &["m1.csv", "--state", "two.db", "--mirror", "delete", "--yes"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = &r.summary["mirror"];
+    assert_eq!(
+        (m["known"].as_u64(), m["absent"].as_u64()),
+        (Some(40), Some(0)),
+        "{m}"
+    );
+    assert_eq!(m["other_feeds"], 2, "{m}");
+    assert_eq!(m["feed"], "m");
+    assert!(r.stderr.contains("2 people of other feeds"), "{}", r.stderr);
+    assert_eq!(deletes(&sb), 0);
+    assert!(sb.people().contains_key("l1") && sb.people().contains_key("l2"));
+    let st = dir.path().join("two.db");
+    assert!(feeds(&st)
+        .iter()
+        .any(|(id, f, _)| id == "l1" && f.as_deref() == Some("leads")));
+    // The preview counts the same way.
+    let out = import_command(
+        dir.path(),
+        &sb.url(),
+        &["m1.csv", "--state", "two.db", "--dry-run", "--json"],
+    )
+    .output()
+    .unwrap();
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (d["known"].as_u64(), d["other_feeds"].as_u64()),
+        (Some(40), Some(2)),
+        "{d}"
+    );
+}
+
+#[test]
+fn dated_exports_are_one_feed_and_feed_names_one() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "export-2026-11-30.csv",
+        export(0..20, plain_row),
+    );
+    let r = sb.import(dir.path(), &["export-2026-11-30.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    write(
+        dir.path(),
+        "export-2026-12-01.csv",
+        export(0..19, plain_row),
+    );
+    let r = sb.import(
+        dir.path(),
+        &[
+            "export-2026-12-01.csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "1",
+            "--yes",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["mirror"]["first"], serde_json::json!(["p19"]));
+    assert_eq!(r.summary["mirror"]["removed"], 1);
+    // Under another --feed, nobody of the "export" feed is known: nobody is removed.
+    write(dir.path(), "x.csv", export(0..1, plain_row));
+    let r = sb.import(
+        dir.path(),
+        &[
+            "x.csv", "--state", "st.db", "--feed", "crm", "--mirror", "delete", "--yes",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // p0 was skipped unchanged and is now the crm feed's; the other 18 are left alone.
+    assert_eq!(r.summary["mirror"]["absent"], 0, "{}", r.summary["mirror"]);
+    assert_eq!(r.summary["mirror"]["other_feeds"], 18);
+    assert_eq!(deletes(&sb), 1);
+}
+
+#[test]
+fn a_person_whose_last_send_failed_is_still_removed_when_they_vanish() {
+    let sb = sandbox(SandboxConfig {
+        reject_ids: vec!["p3".into()],
+        ..SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "n1.csv",
+        export(0..10, |i| (i != 3).then(|| format!("p{i},free,{i}"))),
+    );
+    let r = sb.import(dir.path(), &["n1.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // p3 was acknowledged on an earlier night, before the workspace started refusing it.
+    let st = dir.path().join("st.db");
+    let c = rusqlite::Connection::open(&st).unwrap();
+    c.execute(
+        "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, feed) SELECT dest, kind, 'p3', hash, acked_at, run_id, feed FROM people WHERE identifier = 'p0'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    // Night 2: p3 changes and is refused; p4 changes under --update-only (its answer proves
+    // nothing). Both lose their hash, not their place in the feed.
+    write(
+        dir.path(),
+        "n2.csv",
+        export(0..10, |i| match i {
+            3 | 4 => Some(format!("p{i},paid,{i}")),
+            _ => plain_row(i),
+        }),
+    );
+    let r = sb.import(dir.path(), &["n2.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 2, "p3 is refused: {}", r.stderr);
+    assert_eq!(r.n("rejected"), 1);
+    write(
+        dir.path(),
+        "n9.csv",
+        export(0..10, |i| match i {
+            3 => Some("p3,paid,3".into()),
+            4 => Some("p4,pro,4".into()),
+            _ => plain_row(i),
+        }),
+    );
+    let r = sb.import(dir.path(), &["n9.csv", "--state", "st.db", "--update-only"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.n("sent"), 1, "p4: {}", r.stderr);
+    let f = feeds(&st);
+    for id in ["p3", "p4"] {
+        assert!(
+            f.iter()
+                .any(|(i, feed, hashed)| i == id && feed.as_deref() == Some("n") && !hashed),
+            "{id}: {f:?}"
+        );
+    }
+    // `state` counts acknowledged people only.
+    let out = std::process::Command::new(bin())
+        .args(["state", "st.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  8 people acknowledged"), "{text}");
+    // Night 3: both vanish; the mirror knows them.
+    write(
+        dir.path(),
+        "n3.csv",
+        export(0..10, |i| {
+            (i != 3 && i != 4).then(|| plain_row(i)).flatten()
+        }),
+    );
+    let r = sb.import(
+        dir.path(),
+        &[
+            "n3.csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "2",
+            "--yes",
+        ],
+    );
+    let m = &r.summary["mirror"];
+    assert_eq!(m["absent"], 2, "{m}");
+    assert_eq!(m["first"], serde_json::json!(["p3", "p4"]), "{m}");
+    // p4's deletion is acknowledged; p3's is refused (the workspace refuses p3) and stays owed.
+    assert_eq!(
+        (m["removed"].as_u64(), m["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{m}"
+    );
+    assert!(!sb.people().contains_key("p4"));
 }

@@ -271,6 +271,11 @@ pub struct ImportArgs {
     /// (default 5%).
     #[arg(long, value_name = "N|PCT%", requires = "mirror")]
     pub max_removals: Option<crate::mirror::RemovalCap>,
+    /// With --state: the name of this input's feed; --mirror only removes people this feed
+    /// sent (default: the file name without directory, extensions and digits, so dated
+    /// exports are one feed: export-2026-11-30.csv is "export").
+    #[arg(long, value_name = "NAME", value_parser = crate::feed::parse)]
+    pub feed: Option<String>,
     /// With --dry-run and --state: print the preview (the diff) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -334,6 +339,7 @@ impl ImportArgs {
                 allow_empty: self.allow_empty,
                 min_rows: self.min_rows,
                 max_change: self.max_change,
+                feed: self.feed.clone(),
                 mirror: self
                     .mirror
                     .clone()

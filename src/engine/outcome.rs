@@ -27,8 +27,9 @@ pub enum Outcome {
     Failed(Failure),
     /// About to be sent with values the ledger does not hold: the ledger forgets these
     /// people (durably) and then says so, before the request goes out.
-    /// `true`: they are about to be suppressed, and the ledger records that too.
-    Forget(Vec<(IdKind, String)>, bool, Forgotten),
+    /// The mode says whether they are about to get other values, be removed, or be
+    /// suppressed (which the ledger records too).
+    Forget(Vec<(IdKind, String)>, crate::ledger::ForgetMode, Forgotten),
     /// About a person with several rows (from the reader, before or while their rows go).
     Group(GroupNote),
     /// About to be sent: the ledger forgets these devices (by token), and every device of
@@ -193,8 +194,8 @@ pub(super) async fn sink(
                     let _ = done.send(true);
                 }
             },
-            Outcome::Forget(people, suppress, done) => match &ledger {
-                Some(l) => l.forget(people, suppress, Some(done)),
+            Outcome::Forget(people, mode, done) => match &ledger {
+                Some(l) => l.forget(people, mode, Some(done)),
                 None => {
                     let _ = done.send(true);
                 }
