@@ -1064,10 +1064,16 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
         }
     }
     let history = history::history(&conn, path, runs)?;
+    let pending_removals = if has_dest {
+        crate::mirror::pending_json(&conn).map_err(q)?
+    } else {
+        Vec::new()
+    };
     Ok(serde_json::json!({
         "path": path.display().to_string(),
         "acknowledgements_tied_to_workspace": has_dest,
         "destinations": destinations,
+        "pending_removals": pending_removals,
         "runs_total": history.runs_total,
         "runs": history.runs,
         "repeated_failures": history.repeated_failures,

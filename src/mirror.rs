@@ -517,6 +517,39 @@ pub fn describe_pending(conn: &Connection) -> rusqlite::Result<String> {
     Ok(out)
 }
 
+/// What `cio-import state --json` says of pending removals: one entry per workspace with any,
+/// `{site_id, host, count, first}` (the first [`crate::confirm::FIRST`] identifiers).
+pub fn pending_json(conn: &Connection) -> rusqlite::Result<Vec<serde_json::Value>> {
+    if !has_removals(conn)? {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare(
+        "SELECT d.site_id, d.host, count(*), group_concat(r.identifier, char(10)) FROM removals r \
+         JOIN destinations d ON d.id = r.dest GROUP BY r.dest ORDER BY r.dest",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (site_id, host, n, ids) = row?;
+        let ids = ids.unwrap_or_default();
+        let first: Vec<&str> = ids.split('\n').take(crate::confirm::FIRST).collect();
+        out.push(serde_json::json!({
+            "site_id": site_id,
+            "host": host,
+            "count": n,
+            "first": first,
+        }));
+    }
+    Ok(out)
+}
+
 /// A run's mirror figures for `cio-import state`'s list of runs ("" without mirror).
 pub fn describe_run(summary: &serde_json::Value) -> String {
     let m = &summary["mirror"];

@@ -162,11 +162,24 @@ impl Notifier {
     }
 
     /// Whether this summary calls for an alert, and why.
+    ///
+    /// A guard's stop (exit 2, like failed rows) is a failed run: always alerted. Mirror
+    /// removals that failed count with the failed rows against the threshold (out of the
+    /// rows and the removals due).
     pub fn decide(&self, s: &Summary) -> Option<Reason> {
-        let failed_run = !matches!(s.exit_code, exit::SUCCESS | exit::ROWS_FAILED);
+        let failed_run = !matches!(s.exit_code, exit::SUCCESS | exit::ROWS_FAILED)
+            || s.ending == crate::report::summary::Ending::Guarded;
+        let (removals_failed, removals) = s
+            .mirror
+            .as_ref()
+            .filter(|m| m.held_back.is_none())
+            .map_or((0, 0), |m| (m.failed + m.not_sent, m.absent));
         if failed_run {
             Some(Reason::Failed)
-        } else if self.threshold.exceeded(s.failed(), s.rows) {
+        } else if self
+            .threshold
+            .exceeded(s.failed() + removals_failed, s.rows + removals)
+        {
             Some(Reason::RowsFailed)
         } else if self.on == NotifyOn::Always {
             Some(Reason::Always)
@@ -245,6 +258,9 @@ impl Notifier {
 /// The lines a human reads in Slack: the outcome and the file, then the counts and run id.
 pub fn text(s: &Summary, reason: &Reason) -> String {
     let headline = match (reason, s.exit_code) {
+        (_, _) if s.ending == crate::report::summary::Ending::Guarded => {
+            format!("FAILED ({}, exit {})", s.outcome, s.exit_code)
+        }
         (_, exit::SUCCESS) => "completed".to_string(),
         (_, exit::ROWS_FAILED) => "completed with failed rows".to_string(),
         (_, code) => format!("FAILED ({}, exit {code})", s.outcome),
@@ -274,6 +290,16 @@ pub fn text(s: &Summary, reason: &Reason) -> String {
         s.skipped,
         s.failed()
     );
+    if let Some(m) = s.mirror.as_ref().filter(|m| m.failed + m.not_sent > 0) {
+        if m.held_back.is_none() {
+            t.push_str(&format!(
+                "\nmirror {}: {} of {} removals failed",
+                m.mode,
+                m.failed + m.not_sent,
+                m.absent
+            ));
+        }
+    }
     if let Some(why) = &s.stop_reason {
         t.push_str(&format!("\nstopped: {why}"));
     }
