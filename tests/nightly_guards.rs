@@ -1061,3 +1061,90 @@ fn a_person_whose_last_send_failed_is_still_removed_when_they_vanish() {
     );
     assert!(!sb.people().contains_key("p4"));
 }
+
+#[test]
+fn an_unconfirmed_mirror_replaces_last_nights_summary() {
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 5);
+    // Last night's summary is there; tonight's run is refused before it starts.
+    write(
+        dir.path(),
+        "summary.json",
+        r#"{"outcome":"completed","sent":5}"#,
+    );
+    let r = sb.import(
+        dir.path(),
+        &["n1.csv", "--state", "st.db", "--mirror", "delete"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["outcome"], "aborted", "{s}");
+    assert!(
+        s["stop_reason"]
+            .as_str()
+            .unwrap()
+            .contains("--mirror delete"),
+        "{s}"
+    );
+    assert!(s["run_id"].is_string(), "{s}");
+    assert_eq!(s["sent"], 0);
+}
+
+#[test]
+fn sigterm_during_the_preview_stops_at_once() {
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 5);
+    // A file whose preview (one ledger lookup per row) takes far longer than the wait below.
+    let mut big = String::with_capacity(40 << 20);
+    big.push_str("id,plan,age\n");
+    for i in 0..2_000_000 {
+        big.push_str(&format!("p{i},free,{i}\n"));
+    }
+    write(dir.path(), "n1.csv", big);
+    let requests = sb.stats().requests;
+    let mut child = import_command(
+        dir.path(),
+        &sb.url(),
+        &["n1.csv", "--state", "st.db", "--max-change", "50"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Handlers installed, then a moment for the preview to be under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << 14) != 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no handlers");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let signalled = std::time::Instant::now();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = wait_or_kill(child, std::time::Duration::from_secs(10));
+    let waited = signalled.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "{waited:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(sb.stats().requests, requests, "nothing was sent");
+}

@@ -145,17 +145,20 @@ pub(super) async fn before_run(
             .as_ref()
             .map(|g| g.first.join(", "))
             .unwrap_or_default();
-        say(Level::Info, &format!(
-            "mirror {}: {count} of the {} people known are absent from {}{}",
-            m.mode.name(),
-            d.known,
-            d.input,
-            if first.is_empty() {
-                String::new()
-            } else {
-                format!("\n  first: {first}")
-            }
-        ));
+        say(
+            Level::Info,
+            &format!(
+                "mirror {}: {count} of the {} people known are absent from {}{}",
+                m.mode.name(),
+                d.known,
+                d.input,
+                if first.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n  first: {first}")
+                }
+            ),
+        );
         if count > limit {
             let why = format!(
                 "--mirror {}: {count} absent is more than --max-removals {} ({limit} people): nothing was sent; check the export, or raise --max-removals",
