@@ -1148,3 +1148,28 @@ fn sigterm_during_the_preview_stops_at_once() {
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(sb.stats().requests, requests, "nothing was sent");
 }
+
+#[test]
+fn mirror_is_refused_for_devices_merges_events_and_actions() {
+    let dir = tempdir();
+    write(dir.path(), "d.csv", "id,device_id,platform\nu1,tok1,ios\n");
+    for (args, named) in [
+        (&["--kind", "devices"][..], "--kind devices"),
+        (&["--kind", "merges"][..], "--kind merges"),
+        (&["--kind", "events"][..], "--kind events"),
+        (&["--action", "delete"][..], "--action delete"),
+    ] {
+        let mut all = vec!["d.csv", "--state", "st.db", "--mirror", "delete", "--yes"];
+        all.extend_from_slice(args);
+        let out = import_command(dir.path(), "http://127.0.0.1:9", &all)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("it cannot go with {named}")),
+            "{named}: {err}"
+        );
+    }
+    assert!(!dir.path().join("st.db").exists());
+}

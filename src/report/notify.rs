@@ -18,7 +18,8 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NotifyOn {
     /// When the run failed (exit code other than 0 and 2: a fatal error, an abort, an
-    /// interruption) or more rows failed than the threshold.
+    /// interruption; or a guard stopped it) or more rows (and mirror removals) failed than
+    /// the threshold.
     #[default]
     Failure,
     /// After every run.
@@ -342,5 +343,42 @@ mod tests {
             DEFAULT_TIMEOUT
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_guard_always_alerts_and_failed_removals_count_against_the_threshold() {
+        use crate::report::summary::{Ending, Heading, Summary};
+        let n = Notifier::new(
+            "https://hooks.example.com/x",
+            NotifyOn::Failure,
+            Threshold::Rows(0),
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap();
+        let heading = Heading {
+            input: "p.csv".into(),
+            api: "batch",
+            dry_run: false,
+        };
+        let mut s = Summary::of(&crate::tally::Tally::default(), &heading, Duration::ZERO);
+        s.end(Ending::Completed, None);
+        assert_eq!(n.decide(&s), None);
+        s.mirror = Some(crate::mirror::MirrorReport {
+            mode: "delete".into(),
+            absent: 3,
+            removed: 1,
+            failed: 2,
+            ..Default::default()
+        });
+        s.end(Ending::Completed, None);
+        assert_eq!(n.decide(&s), Some(Reason::RowsFailed));
+        assert!(text(&s, &Reason::RowsFailed).contains("mirror delete: 2 of 3 removals failed"));
+        let mut g = Summary::of(&crate::tally::Tally::default(), &heading, Duration::ZERO);
+        g.end(Ending::Guarded, Some("p.csv has no rows".into()));
+        assert_eq!(g.exit_code, crate::exit::GUARD);
+        assert_eq!(n.decide(&g), Some(Reason::Failed));
+        assert!(
+            text(&g, &Reason::Failed).starts_with("cio-import FAILED (stopped by a guard, exit 2)")
+        );
     }
 }
