@@ -1106,7 +1106,7 @@ fn sigterm_during_the_preview_stops_at_once() {
     }
     write(dir.path(), "n1.csv", big);
     let requests = sb.stats().requests;
-    let mut child = import_command(
+    let child = import_command(
         dir.path(),
         &sb.url(),
         &["n1.csv", "--state", "st.db", "--max-change", "50"],
