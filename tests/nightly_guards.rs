@@ -159,10 +159,23 @@ fn a_30_percent_drop_stops_under_max_change_10_before_any_request() {
         r.stderr
     );
     assert_eq!(sb.stats().requests, before, "a request reached the sandbox");
-    assert_eq!(
-        ledger_rows(&dir.path().join("st.db")),
-        (ledger_before, runs_before)
-    );
+    // The people are untouched; the night is in the run history, stopped by the guard.
+    let (ledger_after, runs_after) = ledger_rows(&dir.path().join("st.db"));
+    assert_eq!(ledger_after, ledger_before);
+    assert_eq!(runs_after.len(), runs_before.len() + 1);
+    assert_eq!(runs_after[..runs_before.len()], runs_before[..]);
+    let c = rusqlite::Connection::open(dir.path().join("st.db")).unwrap();
+    let last: String = c
+        .query_row(
+            "SELECT summary FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["outcome"], "stopped by a guard");
+    assert_eq!(last["run_id"], r.summary["run_id"]);
+    drop(c);
     // 5 changed + 5 vanished of 100 is 10%: not more than 10, so it runs.
     let changed = |i: usize| match i {
         0..=4 => Some(format!("p{i},pro,{i}")),
