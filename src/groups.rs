@@ -113,6 +113,11 @@ impl Groups {
         self.map.get_mut(&key)
     }
 
+    /// The group of the person keyed `key` (read-only: the preview's comparison).
+    pub fn get(&self, key: u128) -> Option<&Group> {
+        self.map.get(&key)
+    }
+
     /// How many people have several rows.
     pub fn len(&self) -> usize {
         self.map.len()

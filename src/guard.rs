@@ -27,6 +27,8 @@ pub struct Nightly {
     pub max_change: Option<f64>,
     /// `--mirror`: what happens to people absent from the export.
     pub mirror: Option<MirrorSettings>,
+    /// `--feed NAME`: the input's feed ([`crate::feed`]); derived from the file name if unset.
+    pub feed: Option<String>,
 }
 
 /// A guard that tripped; the message gives the numbers and the way out.
@@ -144,10 +146,17 @@ pub fn check_settings(cfg: &crate::config::ImportConfig) -> Result<(), String> {
         if cfg.state.is_none() {
             return Err(format!("--mirror {mode} removes the people a --state file knows who are absent from the export: add --state FILE"));
         }
-        if cfg.convert.action != crate::operation::Action::Identify {
+        if cfg.convert.action != crate::operation::Action::Identify || cfg.convert.event.is_some() {
+            use crate::operation::Action;
+            let what = match cfg.convert.action {
+                Action::AddDevice | Action::DeleteDevice => "--kind devices".to_string(),
+                Action::Merge => "--kind merges".to_string(),
+                Action::Event => "--kind events".to_string(),
+                Action::Identify => "--kind events".to_string(),
+                other => format!("--action {}", other.as_str()),
+            };
             return Err(format!(
-                "--mirror {mode} mirrors an export of people: it cannot go with --action {} or --kind events",
-                cfg.convert.action.as_str()
+                "--mirror {mode} removes people absent from an export of people (identify rows, --kind people): it cannot go with {what}; run the mirror on the people export, and this one without --mirror"
             ));
         }
         if cfg

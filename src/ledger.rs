@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS people (
     run_id INTEGER NOT NULL,
     rows INTEGER NOT NULL DEFAULT 1,
     attrs BLOB,
+    feed TEXT,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -167,6 +168,7 @@ CREATE TABLE IF NOT EXISTS removals (
     mode TEXT NOT NULL,
     since INTEGER NOT NULL,
     run_id INTEGER NOT NULL,
+    feed TEXT,
     PRIMARY KEY (dest, kind, identifier)
 ) WITHOUT ROWID;
 ";
@@ -186,6 +188,7 @@ pub struct Ledger {
     run_id: i64,
     dest: i64,
     notes: Vec<String>,
+    feed: String,
     _lock: File,
 }
 
@@ -232,6 +235,14 @@ workspace acknowledged them; they are no longer trusted, so everyone is sent onc
     if let (true, false) = has("people", "attrs")? {
         conn.execute_batch("ALTER TABLE people ADD COLUMN attrs BLOB")
             .map_err(e)?;
+    }
+    // `feed` (fix of issue 14): the feed that last sent each person ([`crate::feed`]), and
+    // the feed whose mirror owes a removal; NULL for records made before.
+    for table in ["people", "removals"] {
+        if let (true, false) = has(table, "feed")? {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN feed TEXT"))
+                .map_err(e)?;
+        }
     }
     Ok(note)
 }
@@ -309,6 +320,7 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
             run_id: conn.last_insert_rowid(),
             dest: dest_id,
             notes,
+            feed: String::new(),
             _lock: lock,
         })
     }
@@ -356,6 +368,18 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         &self.notes
     }
 
+    /// Names this run's feed ([`crate::feed`]): the people it acknowledges, is about to send,
+    /// or skips as unchanged are recorded as this feed's. Set before [`Ledger::lookup`] and
+    /// [`Ledger::writer`].
+    pub fn set_feed(&mut self, feed: &str) {
+        self.feed = feed.to_string();
+    }
+
+    /// This run's feed ("" when none was set).
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
     /// The state file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -397,6 +421,9 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
             dest: self.dest,
             in_txn: std::cell::Cell::new(0),
             any_suppressed,
+            feed: self.feed.clone(),
+            claims: std::cell::RefCell::new(Vec::new()),
+            claimer: None,
         })
     }
 
@@ -411,9 +438,10 @@ it has not seen: everyone is sent (nothing is skipped on another workspace's wor
         let (tx, rx) = mpsc::sync_channel::<Msg>(WRITER_BACKLOG);
         let (run_id, dest) = (self.run_id, self.dest);
         let path = self.path.clone();
+        let feed = self.feed.clone();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || write_loop(conn, rx, run_id, dest, &path, on_error))
+            .spawn(move || write_loop(conn, rx, run_id, dest, &feed, &path, on_error))
             .map_err(|e| io(&self.path)(e.to_string()))?;
         Ok(LedgerWriter {
             tx,
@@ -447,6 +475,20 @@ pub struct Lookup {
     in_txn: std::cell::Cell<u32>,
     /// Whether this destination has anyone who may be suppressed (else no lookup is made).
     any_suppressed: bool,
+    /// This run's feed: people found recorded under another (or none) are claimed for it.
+    feed: String,
+    /// People to claim for this run's feed, sent to the writer by the thousand.
+    claims: std::cell::RefCell<Vec<(IdKind, String)>>,
+    claimer: Option<mpsc::SyncSender<Msg>>,
+}
+
+/// Claims at most this many people per message to the writer.
+const CLAIMS_PER_MSG: usize = 1000;
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.flush_claims();
+    }
 }
 
 /// Lookups per read transaction: one transaction spares the per-statement locking of the WAL
@@ -454,20 +496,52 @@ pub struct Lookup {
 const LOOKUPS_PER_TXN: u32 = 20_000;
 
 impl Lookup {
-    /// The hash this run's destination last acknowledged for `id`, if any.
+    /// Records the people this lookup finds under another feed as this run's feed's, through
+    /// `writer` (see [`crate::feed`]). Without it, nothing is claimed.
+    pub fn claim_through(&mut self, writer: &LedgerWriter) {
+        if !self.feed.is_empty() {
+            self.claimer = Some(writer.tx.clone());
+        }
+    }
+
+    fn flush_claims(&self) {
+        let people = std::mem::take(&mut *self.claims.borrow_mut());
+        if let (Some(tx), false) = (&self.claimer, people.is_empty()) {
+            let _ = tx.send(Msg::Claim(people));
+        }
+    }
+
+    /// The hash this run's destination last acknowledged for `id`, if any. A record without
+    /// a hash (its values were forgotten before a send that was never acknowledged) is a
+    /// member of its feed whose values are unknown: `None`.
     pub fn hash_of(&self, id: &Identifier) -> Result<Option<[u8; 16]>, LedgerError> {
         self.count_lookup()?;
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT hash FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                "SELECT hash, feed FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
             )
             .map_err(|e| io(&self.path)(e.to_string()))?;
-        let got: Option<Vec<u8>> = st
-            .query_row(params![self.dest, id.kind.as_str(), id.value], |r| r.get(0))
+        let got: Option<(Vec<u8>, Option<String>)> = st
+            .query_row(params![self.dest, id.kind.as_str(), id.value], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(|e| io(&self.path)(e.to_string()))?;
-        Ok(got.and_then(|v| v.try_into().ok()))
+        let Some((hash, feed)) = got else {
+            return Ok(None);
+        };
+        if self.claimer.is_some() && feed.as_deref() != Some(self.feed.as_str()) {
+            let full = {
+                let mut c = self.claims.borrow_mut();
+                c.push((id.kind, id.value.clone()));
+                c.len() >= CLAIMS_PER_MSG
+            };
+            if full {
+                self.flush_claims();
+            }
+        }
+        Ok(hash.try_into().ok())
     }
 
     /// Counts a lookup: [`LOOKUPS_PER_TXN`] of them share one read transaction.
@@ -544,6 +618,19 @@ impl Lookup {
     }
 }
 
+/// What [`LedgerWriter::forget`] does to a person's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForgetMode {
+    /// About to be sent other values: the hash goes (the values are unknown until an
+    /// acknowledgement), the record stays, as a member of this run's feed (so that a mirror
+    /// still knows them if the send fails and they then vanish from the export).
+    Values,
+    /// About to be deleted or merged away: the record goes.
+    Remove,
+    /// About to be suppressed: the record goes, and they are recorded as maybe suppressed.
+    Suppress,
+}
+
 /// Told when a [`LedgerWriter::forget`] is committed: `true` once durable, `false` if the
 /// ledger could not be written (then the people must not be sent).
 pub type Forgotten = tokio::sync::oneshot::Sender<bool>;
@@ -564,14 +651,11 @@ enum Msg {
     /// Devices to forget before they are sent: by token, and every device of these people
     /// (about to be deleted, suppressed or merged away).
     ForgetDevices(Vec<Box<str>>, Vec<(IdKind, String)>, Forgotten),
-    /// What to forget; `suppress`: to record (the people) as maybe suppressed too; `removed`:
-    /// a delete or suppression is about to be sent, so relationships go with their ends.
-    Forget {
-        entries: Vec<Entry>,
-        suppress: bool,
-        removed: bool,
-        done: Option<Forgotten>,
-    },
+    /// What to forget, and how (see [`ForgetMode`]): people, objects and relationships;
+    /// removing a person or an object forgets its relationships too.
+    Forget(Vec<Entry>, ForgetMode, Option<Forgotten>),
+    /// People recorded under another feed (or none) that this run's feed read: now its.
+    Claim(Vec<(IdKind, String)>),
     Unsuppressed(Vec<(IdKind, String)>),
     Failed(Failure),
     Finish {
@@ -644,24 +728,9 @@ impl LedgerWriter {
     /// (a failure, a timeout, a crash) leaves no stale claim behind. With `suppress` (before
     /// a suppression is sent) they are also recorded as maybe suppressed, until an
     /// unsuppression of theirs is acknowledged.
-    /// With `removed` (a delete or suppression), the relationships of the people and objects
-    /// removed are forgotten too.
-    pub fn forget(
-        &self,
-        entries: Vec<Entry>,
-        suppress: bool,
-        removed: bool,
-        done: Option<Forgotten>,
-    ) {
-        let msg = Msg::Forget {
-            entries,
-            suppress,
-            removed,
-            done,
-        };
-        if let Err(mpsc::SendError(Msg::Forget {
-            done: Some(done), ..
-        })) = self.tx.send(msg)
+    pub fn forget(&self, entries: Vec<Entry>, mode: ForgetMode, done: Option<Forgotten>) {
+        if let Err(mpsc::SendError(Msg::Forget(_, _, Some(done)))) =
+            self.tx.send(Msg::Forget(entries, mode, done))
         {
             let _ = done.send(false);
         }
@@ -715,9 +784,12 @@ fn write_loop(
     rx: mpsc::Receiver<Msg>,
     run_id: i64,
     dest: i64,
+    feed: &str,
     path: &Path,
     on_error: impl Fn(String),
 ) {
+    // Records of no feed (a ledger without one set) keep NULL.
+    let feed = (!feed.is_empty()).then_some(feed);
     let mut broken = false;
     while let Ok(first) = rx.recv() {
         // Group commit: everything that arrived meanwhile goes in the same transaction.
@@ -731,8 +803,15 @@ fn write_loop(
             let tx = conn.transaction()?;
             {
                 let mut up = tx.prepare_cached(
-                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows, attrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows, attrs = excluded.attrs",
+                    "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, rows, attrs, feed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (dest, kind, identifier) DO UPDATE SET hash = excluded.hash, acked_at = excluded.acked_at, run_id = excluded.run_id, rows = excluded.rows, attrs = excluded.attrs, feed = coalesce(excluded.feed, people.feed)",
+                )?;
+                // A forgotten hash is an empty blob (`hash` is NOT NULL in every version).
+                let mut clear = tx.prepare_cached(
+                    "UPDATE people SET hash = x'', attrs = NULL, rows = 1, run_id = ?4, feed = coalesce(?5, feed) WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
+                )?;
+                let mut claim = tx.prepare_cached(
+                    "UPDATE people SET feed = ?4 WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
                 )?;
                 let mut del = tx.prepare_cached(
                     "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
@@ -775,7 +854,8 @@ fn write_loop(
                                             t,
                                             run_id,
                                             1,
-                                            attrs.as_deref()
+                                            attrs.as_deref(),
+                                            feed
                                         ])?;
                                     }
                                     other => objects::record(&tx, dest, run_id, t, other, &hash)?,
@@ -792,7 +872,8 @@ fn write_loop(
                                     t,
                                     run_id,
                                     rows,
-                                    None::<&[u8]>
+                                    None::<&[u8]>,
+                                    feed
                                 ])?;
                             }
                         }
@@ -832,23 +913,35 @@ fn write_loop(
                             }
                             forgotten.push(done);
                         }
-                        Msg::Forget {
-                            entries,
-                            suppress,
-                            removed,
-                            done,
-                        } => {
+                        Msg::Forget(entries, mode, done) => {
                             for entry in entries {
-                                objects::forget(&tx, dest, &entry, removed)?;
+                                objects::forget(&tx, dest, &entry, mode != ForgetMode::Values)?;
                                 let Entry::Person(kind, id) = entry else {
                                     continue;
                                 };
+                                if mode == ForgetMode::Values {
+                                    clear.execute(params![
+                                        dest,
+                                        kind.as_str(),
+                                        id,
+                                        run_id,
+                                        feed
+                                    ])?;
+                                    continue;
+                                }
                                 del.execute(params![dest, kind.as_str(), id])?;
-                                if suppress {
+                                if mode == ForgetMode::Suppress {
                                     sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
                                 }
                             }
                             forgotten.extend(done);
+                        }
+                        Msg::Claim(people) => {
+                            if let Some(f) = feed {
+                                for (kind, id) in people {
+                                    claim.execute(params![dest, kind.as_str(), id, f])?;
+                                }
+                            }
                         }
                         Msg::Unsuppressed(people) => {
                             for (kind, id) in people {
@@ -928,14 +1021,14 @@ pub fn last_run_people(
     let Some(d) = d else { return Ok(None) };
     let run: Option<i64> = conn
         .query_row(
-            "SELECT max(run_id) FROM people WHERE dest = ?1",
+            "SELECT max(run_id) FROM people WHERE dest = ?1 AND length(hash) = 16",
             params![d],
             |r| r.get(0),
         )
         .map_err(q)?;
     let Some(run) = run else { return Ok(None) };
     let mut st = conn
-        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2")
+        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2 AND length(hash) = 16")
         .map_err(q)?;
     let rows = st
         .query_map(params![d, run], |r| {
@@ -1004,7 +1097,7 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
     if has_dest {
         let mut st = conn
             .prepare(&format!(
-                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id), \
+                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id AND length(p.hash) = 16), \
                  {events} FROM destinations d ORDER BY d.id"
             ))
             .map_err(q)?;
@@ -1023,10 +1116,16 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
         }
     }
     let history = history::history(&conn, path, runs)?;
+    let pending_removals = if has_dest {
+        crate::mirror::pending_json(&conn).map_err(q)?
+    } else {
+        Vec::new()
+    };
     Ok(serde_json::json!({
         "path": path.display().to_string(),
         "acknowledgements_tied_to_workspace": has_dest,
         "destinations": destinations,
+        "pending_removals": pending_removals,
         "runs_total": history.runs_total,
         "runs": history.runs,
         "repeated_failures": history.repeated_failures,
@@ -1051,7 +1150,7 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
     if has_dest {
         let mut st = conn
             .prepare(
-                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id) \
+                "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id AND length(p.hash) = 16) \
                  FROM destinations d ORDER BY d.id",
             )
             .map_err(q)?;
@@ -1073,7 +1172,7 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
             let several: i64 = conn
                 .query_row(
                     "SELECT count(*) FROM people p JOIN destinations d ON d.id = p.dest \
-                     WHERE d.site_id = ?1 AND d.host = ?2 AND p.rows > 1",
+                     WHERE d.site_id = ?1 AND d.host = ?2 AND p.rows > 1 AND length(p.hash) = 16",
                     params![d.site_id, d.host],
                     |r| r.get(0),
                 )

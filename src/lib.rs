@@ -14,6 +14,7 @@ pub mod duplicates;
 pub mod engine;
 pub mod event_id;
 pub mod exit;
+pub mod feed;
 pub mod groups;
 pub mod guard;
 pub mod inspect;

@@ -10,7 +10,12 @@
 //!   skipped, invalid, rejected): only people no row names are absent. A row whose identifier
 //!   cannot be read at all might be anyone, so it holds every removal back;
 //! - only people known by the identifier kind of the export are considered (a person known by
-//!   email is never removed by an export by id), and only this workspace's;
+//!   email is never removed by an export by id), only this workspace's, and only those of this
+//!   run's feed ([`crate::feed`]: the input that last sent them; people other inputs sent to
+//!   the same state file, or recorded before feeds, are left alone and counted);
+//! - a person stays known to their feed while their values are unknown (a send that was
+//!   rejected, ran out of retries, or was never acknowledged clears the hash, not the record):
+//!   if they then vanish from the export, they are absent like anyone else;
 //! - the count of removals is capped (`--max-removals N` or `PCT%`, default
 //!   [`DEFAULT_MAX_REMOVALS_PCT`]% of the people known) and needs `--yes` (or the count typed
 //!   on a terminal): above the cap or the confirmed count, nothing is removed;
@@ -281,6 +286,8 @@ pub struct Absent {
     pub known: u64,
     /// People known by another kind: left alone.
     pub other_kinds: u64,
+    /// People of another feed, or recorded before feeds: left alone.
+    pub other_feeds: u64,
     /// How many are absent.
     pub count: u64,
     /// The absent, in identifier order, up to the limit asked for.
@@ -303,31 +310,55 @@ fn has_removals(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// The absent among the people `conn`'s ledger knows for destination `dest`, considering only
 /// identifier kind `kind`; at most `limit` of them listed (all are counted).
+/// Only people of `feed` are considered: others are counted in [`Absent::other_feeds`]
+/// (pending removals recorded before feeds are owed by any feed's mirror).
 pub fn absent(
     conn: &Connection,
     dest: i64,
     kind: IdKind,
+    feed: &str,
     seen: &Seen,
     limit: usize,
 ) -> rusqlite::Result<Absent> {
     let mut a = Absent::default();
-    let pending_sql = if has_removals(conn)? {
-        "SELECT kind, identifier, 1 FROM removals WHERE dest = ?1 AND NOT EXISTS \
-         (SELECT 1 FROM people p WHERE p.dest = ?1 AND p.kind = removals.kind AND p.identifier = removals.identifier)"
-    } else {
-        "SELECT '', '', 1 WHERE 0"
+    let has_feed = |table: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = 'feed'"),
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
     };
+    let pending_sql = if has_removals(conn)? {
+        if has_feed("removals")? {
+            "SELECT kind, identifier, 1, coalesce(feed, ?2) FROM removals WHERE dest = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM people p WHERE p.dest = ?1 AND p.kind = removals.kind AND p.identifier = removals.identifier)"
+        } else {
+            "SELECT kind, identifier, 1, ?2 FROM removals WHERE dest = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM people p WHERE p.dest = ?1 AND p.kind = removals.kind AND p.identifier = removals.identifier)"
+        }
+    } else {
+        "SELECT '', '', 1, NULL WHERE 0"
+    };
+    let people_feed = if has_feed("people")? { "feed" } else { "NULL" };
     let sql = format!(
-        "SELECT kind, identifier, 0 FROM people WHERE dest = ?1 UNION ALL {pending_sql} ORDER BY 2"
+        "SELECT kind, identifier, 0, {people_feed} FROM people WHERE dest = ?1 UNION ALL {pending_sql} ORDER BY 2"
     );
     let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(params![dest])?;
+    let mut rows = st.query(params![dest, feed])?;
     while let Some(r) = rows.next()? {
         let k: String = r.get(0)?;
         let value: String = r.get(1)?;
         let pending: i64 = r.get(2)?;
+        let of: Option<String> = r.get(3)?;
         if kind_of(&k) != Some(kind) {
             a.other_kinds += 1;
+            continue;
+        }
+        // Someone of another feed whom tonight's rows name is this feed's from tonight on
+        // (the reader claims them): known, and never absent.
+        if of.as_deref() != Some(feed) && !seen.has(&value) {
+            a.other_feeds += 1;
             continue;
         }
         a.known += 1;
@@ -354,6 +385,7 @@ pub fn absent(
 pub fn record_pending(
     conn: &mut Connection,
     dest: i64,
+    feed: &str,
     run_id: i64,
     mode: &MirrorMode,
     people: &[Identifier],
@@ -368,8 +400,8 @@ pub fn record_pending(
         let mut del =
             tx.prepare("DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3")?;
         let mut owe = tx.prepare(
-            "INSERT INTO removals (dest, kind, identifier, mode, since, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (dest, kind, identifier) DO UPDATE SET mode = excluded.mode, run_id = excluded.run_id",
+            "INSERT INTO removals (dest, kind, identifier, mode, since, run_id, feed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (dest, kind, identifier) DO UPDATE SET mode = excluded.mode, run_id = excluded.run_id, feed = excluded.feed",
         )?;
         let mut sup = tx.prepare(
             "INSERT INTO suppressed (dest, kind, identifier, since, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -380,7 +412,7 @@ pub fn record_pending(
         for id in people {
             let k = id.kind.as_str();
             del.execute(params![dest, k, id.value])?;
-            owe.execute(params![dest, k, id.value, mode.name(), t, run_id])?;
+            owe.execute(params![dest, k, id.value, mode.name(), t, run_id, feed])?;
             if *mode == MirrorMode::Suppress {
                 sup.execute(params![dest, k, id.value, t, run_id])?;
             }
@@ -411,6 +443,11 @@ pub struct MirrorReport {
     pub not_sent: u64,
     /// People known by another identifier kind, left alone.
     pub other_kinds: u64,
+    /// This run's feed ([`crate::feed`]).
+    pub feed: String,
+    /// People of other feeds (other inputs of the same state file), or recorded before
+    /// feeds, left alone.
+    pub other_feeds: u64,
     /// The first few absent people.
     pub first: Vec<String>,
     /// Why nothing was removed, when nothing was.
@@ -435,6 +472,12 @@ impl MirrorReport {
             out += &format!(
                 "    {} people known by another identifier kind were left alone\n",
                 self.other_kinds
+            );
+        }
+        if self.other_feeds > 0 {
+            out += &format!(
+                "    {} people of other feeds than {:?} (or recorded before feeds) were left alone\n",
+                self.other_feeds, self.feed
             );
         }
         if let Some(h) = &self.held_back {
@@ -471,6 +514,39 @@ pub fn describe_pending(conn: &Connection) -> rusqlite::Result<String> {
             shown.join(", "),
             if n as usize > shown.len() { ", ..." } else { "" }
         );
+    }
+    Ok(out)
+}
+
+/// What `cio-import state --json` says of pending removals: one entry per workspace with any,
+/// `{site_id, host, count, first}` (the first [`crate::confirm::FIRST`] identifiers).
+pub fn pending_json(conn: &Connection) -> rusqlite::Result<Vec<serde_json::Value>> {
+    if !has_removals(conn)? {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare(
+        "SELECT d.site_id, d.host, count(*), group_concat(r.identifier, char(10)) FROM removals r \
+         JOIN destinations d ON d.id = r.dest GROUP BY r.dest ORDER BY r.dest",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (site_id, host, n, ids) = row?;
+        let ids = ids.unwrap_or_default();
+        let first: Vec<&str> = ids.split('\n').take(crate::confirm::FIRST).collect();
+        out.push(serde_json::json!({
+            "site_id": site_id,
+            "host": host,
+            "count": n,
+            "first": first,
+        }));
     }
     Ok(out)
 }

@@ -76,7 +76,13 @@ pub enum PreviewError {
         /// What failed.
         message: String,
     },
+    /// Ctrl-C or SIGTERM while the input was read.
+    #[error("interrupted while reading the input for the preview (nothing was sent)")]
+    Interrupted,
 }
+
+/// Rows between two checks for Ctrl-C or SIGTERM.
+const STOP_CHECK_ROWS: u64 = 4096;
 
 /// A group of people: how many, and the first few.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -147,6 +153,10 @@ pub struct Diff {
     pub mirror: Option<String>,
     /// People known by another identifier kind (never removed, not counted as known).
     pub other_kinds: u64,
+    /// This input's feed ([`crate::feed`]): `known` and `absent` count its people only.
+    pub feed: String,
+    /// People of other feeds, or recorded before feeds (never removed, not counted as known).
+    pub other_feeds: u64,
     /// Rows whose identifier cannot be read (with `--mirror`, they hold every removal back).
     pub unidentified: u64,
     /// No site id was given (a dry run needs no credentials): no workspace's ledger is read.
@@ -249,7 +259,12 @@ fn changed_attributes(before: &[u8], now: &[u8], payload: &[u8]) -> (Vec<String>
 
 /// Reads the whole input once and compares it with the ledger of `cfg.state` for this run's
 /// workspace (read-only: neither the ledger nor its run history changes).
-pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
+///
+/// People with several rows in a regular file are compared as the run compares them
+/// ([`crate::groups`]): the chain of their rows' hashes against the ledger's, so that the
+/// preview's new, changed and unchanged people are those the run sends or skips. `stop` is
+/// checked every few thousand rows (Ctrl-C, SIGTERM): then [`PreviewError::Interrupted`].
+pub fn diff(cfg: &ImportConfig, stop: &crate::stop::Stop) -> Result<Diff, PreviewError> {
     let state = cfg.state.as_deref().unwrap_or(Path::new(""));
     let ledger_err = |message: String| PreviewError::Ledger {
         path: state.display().to_string(),
@@ -267,8 +282,20 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
         input: cfg.input.display(),
         destination: dest.to_string(),
         mirror: cfg.nightly.mirror.as_ref().map(|m| m.mode.name()),
+        feed: crate::feed::of(cfg.nightly.feed.as_deref(), &cfg.input),
         no_site_id: site_id.is_empty(),
         ..Diff::default()
+    };
+    // Who has several rows, and their chain: only for what the run groups (identify rows
+    // of a file that can be read twice), only when there is a ledger to compare with.
+    let groups = if ledger.is_some()
+        && cfg.convert.event.is_none()
+        && cfg.convert.action == Action::Identify
+        && cfg.input.rereadable()
+    {
+        crate::groups::prepass(cfg, stop).map_err(|_| PreviewError::Interrupted)?
+    } else {
+        None
     };
     let mut seen = Seen::default();
     let mut people = SeenFilter::new();
@@ -276,6 +303,9 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
     for item in rows {
         let item = item.map_err(|e| PreviewError::Input(e.to_string()))?;
         d.rows += 1;
+        if d.rows.is_multiple_of(STOP_CHECK_ROWS) && stop.reading_should_stop() {
+            return Err(PreviewError::Interrupted);
+        }
         let (pos, raw) = match item {
             Item::Bad { .. } => {
                 d.invalid += 1;
@@ -319,9 +349,15 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
         if op.action != Action::Identify {
             continue;
         }
+        // What the run compares with the ledger: the chain of a person's rows when they
+        // have several, else the row's hash (`--full` sends everyone).
+        let compared = match groups.as_ref().and_then(|g| g.get(key)) {
+            Some(g) => Some(g.chain),
+            None => op.hash,
+        };
         match known_of(conn, *dest_id, &op.identifier).map_err(q)? {
             None => d.new.add(&shown),
-            Some((hash, _)) if op.hash.is_some_and(|h| h[..] == hash[..]) => {
+            Some((hash, _)) if !cfg.full && compared.is_some_and(|h| h[..] == hash[..]) => {
                 d.unchanged.add(&shown)
             }
             Some((_, before)) => {
@@ -346,7 +382,9 @@ pub fn diff(cfg: &ImportConfig) -> Result<Diff, PreviewError> {
     d.unidentified = seen.unidentified;
     if let Some((conn, dest_id)) = &ledger {
         if cfg.convert.event.is_none() {
-            let a = mirror::absent(conn, *dest_id, cfg.convert.id_kind, &seen, FIRST).map_err(q)?;
+            let a = mirror::absent(conn, *dest_id, cfg.convert.id_kind, &d.feed, &seen, FIRST)
+                .map_err(q)?;
+            d.other_feeds = a.other_feeds;
             d.known = a.known;
             d.absent = a.count;
             d.other_kinds = a.other_kinds;
@@ -431,9 +469,15 @@ impl Diff {
             );
         }
         out += &format!(
-            "  known       {:>8}  people in the state file for this workspace\n",
-            self.known
+            "  known       {:>8}  people in the state file for this workspace and feed {:?}\n",
+            self.known, self.feed
         );
+        if self.other_feeds > 0 {
+            out += &format!(
+                "  {} people of other feeds (or recorded before feeds) are left alone\n",
+                self.other_feeds
+            );
+        }
         if self.no_site_id {
             out += "  no site id: set CUSTOMERIO_SITE_ID and CUSTOMERIO_TRACK_API_KEY (or the job's variables) to compare with that workspace's state\n";
         }

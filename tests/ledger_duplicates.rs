@@ -368,3 +368,48 @@ fn a_ledger_from_before_the_rows_column_is_migrated() {
     let (again, requests) = night(&sb, dir.path(), &[]);
     assert_eq!((counts(&again), requests), ((3, 0, 3), 0));
 }
+
+/// `--dry-run --state --json`'s diff of `p.csv`.
+fn preview(sb: &Sb, dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["p.csv", "--state", "state.db", "--dry-run", "--json"];
+    args.extend_from_slice(extra);
+    let out = import_command(dir, &sb.url(), &args).output().unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_preview_compares_people_with_several_rows_as_the_run_does() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "p.csv", source("gold", "gold"));
+    let (run, _) = night(&sb, dir.path(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The same file: 32 people unchanged, as the run then finds (it sends nothing), and
+    // --max-change 0 lets it through.
+    let d = preview(&sb, dir.path(), &[]);
+    assert_eq!(
+        (
+            d["new"]["count"].as_u64(),
+            d["changed"]["count"].as_u64(),
+            d["unchanged"]["count"].as_u64()
+        ),
+        (Some(0), Some(0), Some(32)),
+        "{d}"
+    );
+    let (run, requests) = night(&sb, dir.path(), &["--max-change", "0"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!((run.n("sent"), run.n("skipped"), requests), (0, ROWS, 0));
+    // p3 goes from one row to two: the preview says changed (p3 only), the run sends p3's
+    // two rows and skips every other.
+    let mut text = source("gold", "gold");
+    text.push_str("p3,Person 3,paid,\n");
+    write(dir.path(), "p.csv", text);
+    let d = preview(&sb, dir.path(), &[]);
+    assert_eq!(d["changed"]["count"], 1, "{d}");
+    assert_eq!(d["changed"]["first"][0]["id"], "p3", "{d}");
+    assert_eq!(d["unchanged"]["count"], 31, "{d}");
+    let (run, _) = night(&sb, dir.path(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!((run.n("sent"), run.n("skipped")), (2, ROWS - 1));
+}

@@ -159,10 +159,23 @@ fn a_30_percent_drop_stops_under_max_change_10_before_any_request() {
         r.stderr
     );
     assert_eq!(sb.stats().requests, before, "a request reached the sandbox");
-    assert_eq!(
-        ledger_rows(&dir.path().join("st.db")),
-        (ledger_before, runs_before)
-    );
+    // The people are untouched; the night is in the run history, stopped by the guard.
+    let (ledger_after, runs_after) = ledger_rows(&dir.path().join("st.db"));
+    assert_eq!(ledger_after, ledger_before);
+    assert_eq!(runs_after.len(), runs_before.len() + 1);
+    assert_eq!(runs_after[..runs_before.len()], runs_before[..]);
+    let c = rusqlite::Connection::open(dir.path().join("st.db")).unwrap();
+    let last: String = c
+        .query_row(
+            "SELECT summary FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["outcome"], "stopped by a guard");
+    assert_eq!(last["run_id"], r.summary["run_id"]);
+    drop(c);
     // 5 changed + 5 vanished of 100 is 10%: not more than 10, so it runs.
     let changed = |i: usize| match i {
         0..=4 => Some(format!("p{i},pro,{i}")),
@@ -531,6 +544,8 @@ fn the_cap_stops_before_any_removal() {
             "csv",
             "--state",
             "st.db",
+            "--feed",
+            "n",
             "--mirror",
             "delete",
             "--max-removals",
@@ -851,4 +866,323 @@ fn a_dry_run_with_state_records_no_run() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(ledger_rows(&st), before);
     assert!(r.stdout.contains("unchanged          3"), "{}", r.stdout);
+}
+
+/// `people.feed` and whether a hash is held, per identifier.
+fn feeds(path: &Path) -> Vec<(String, Option<String>, bool)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c
+        .prepare("SELECT identifier, feed, length(hash) = 16 FROM people ORDER BY identifier")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_mirror_leaves_the_people_of_another_input_alone() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "m1.csv", export(1..41, plain_row));
+    write(
+        dir.path(),
+        "leads.csv",
+        "id,plan,age\nl1,lead,1\nl2,lead,2\n",
+    );
+    let r = sb.import(dir.path(), &["m1.csv", "--state", "two.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = sb.import(dir.path(), &["leads.csv", "--state", "two.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The same file again with a mirror: l1 and l2 are another feed's, never absent from it.
+    let r = sb.import(
+        dir.path(),
+        &["m1.csv", "--state", "two.db", "--mirror", "delete", "--yes"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = &r.summary["mirror"];
+    assert_eq!(
+        (m["known"].as_u64(), m["absent"].as_u64()),
+        (Some(40), Some(0)),
+        "{m}"
+    );
+    assert_eq!(m["other_feeds"], 2, "{m}");
+    assert_eq!(m["feed"], "m");
+    assert!(r.stderr.contains("2 people of other feeds"), "{}", r.stderr);
+    assert_eq!(deletes(&sb), 0);
+    assert!(sb.people().contains_key("l1") && sb.people().contains_key("l2"));
+    let st = dir.path().join("two.db");
+    assert!(feeds(&st)
+        .iter()
+        .any(|(id, f, _)| id == "l1" && f.as_deref() == Some("leads")));
+    // The preview counts the same way.
+    let out = import_command(
+        dir.path(),
+        &sb.url(),
+        &["m1.csv", "--state", "two.db", "--dry-run", "--json"],
+    )
+    .output()
+    .unwrap();
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (d["known"].as_u64(), d["other_feeds"].as_u64()),
+        (Some(40), Some(2)),
+        "{d}"
+    );
+}
+
+#[test]
+fn dated_exports_are_one_feed_and_feed_names_one() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "export-2026-11-30.csv",
+        export(0..20, plain_row),
+    );
+    let r = sb.import(dir.path(), &["export-2026-11-30.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    write(
+        dir.path(),
+        "export-2026-12-01.csv",
+        export(0..19, plain_row),
+    );
+    let r = sb.import(
+        dir.path(),
+        &[
+            "export-2026-12-01.csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "1",
+            "--yes",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["mirror"]["first"], serde_json::json!(["p19"]));
+    assert_eq!(r.summary["mirror"]["removed"], 1);
+    // Under another --feed, nobody of the "export" feed is known: nobody is removed.
+    write(dir.path(), "x.csv", export(0..1, plain_row));
+    let r = sb.import(
+        dir.path(),
+        &[
+            "x.csv", "--state", "st.db", "--feed", "crm", "--mirror", "delete", "--yes",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // p0 was skipped unchanged and is now the crm feed's; the other 18 are left alone.
+    assert_eq!(r.summary["mirror"]["absent"], 0, "{}", r.summary["mirror"]);
+    assert_eq!(r.summary["mirror"]["other_feeds"], 18);
+    assert_eq!(deletes(&sb), 1);
+}
+
+#[test]
+fn a_person_whose_last_send_failed_is_still_removed_when_they_vanish() {
+    let sb = sandbox(SandboxConfig {
+        reject_ids: vec!["p3".into()],
+        ..SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "n1.csv",
+        export(0..10, |i| (i != 3).then(|| format!("p{i},free,{i}"))),
+    );
+    let r = sb.import(dir.path(), &["n1.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // p3 was acknowledged on an earlier night, before the workspace started refusing it.
+    let st = dir.path().join("st.db");
+    let c = rusqlite::Connection::open(&st).unwrap();
+    c.execute(
+        "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, feed) SELECT dest, kind, 'p3', hash, acked_at, run_id, feed FROM people WHERE identifier = 'p0'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    // Night 2: p3 changes and is refused; p4 changes under --update-only (its answer proves
+    // nothing). Both lose their hash, not their place in the feed.
+    write(
+        dir.path(),
+        "n2.csv",
+        export(0..10, |i| match i {
+            3 | 4 => Some(format!("p{i},paid,{i}")),
+            _ => plain_row(i),
+        }),
+    );
+    let r = sb.import(dir.path(), &["n2.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 2, "p3 is refused: {}", r.stderr);
+    assert_eq!(r.n("rejected"), 1);
+    write(
+        dir.path(),
+        "n9.csv",
+        export(0..10, |i| match i {
+            3 => Some("p3,paid,3".into()),
+            4 => Some("p4,pro,4".into()),
+            _ => plain_row(i),
+        }),
+    );
+    let r = sb.import(dir.path(), &["n9.csv", "--state", "st.db", "--update-only"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.n("sent"), 1, "p4: {}", r.stderr);
+    let f = feeds(&st);
+    for id in ["p3", "p4"] {
+        assert!(
+            f.iter()
+                .any(|(i, feed, hashed)| i == id && feed.as_deref() == Some("n") && !hashed),
+            "{id}: {f:?}"
+        );
+    }
+    // `state` counts acknowledged people only.
+    let out = std::process::Command::new(bin())
+        .args(["state", "st.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  8 people acknowledged"), "{text}");
+    // Night 3: both vanish; the mirror knows them.
+    write(
+        dir.path(),
+        "n3.csv",
+        export(0..10, |i| {
+            (i != 3 && i != 4).then(|| plain_row(i)).flatten()
+        }),
+    );
+    let r = sb.import(
+        dir.path(),
+        &[
+            "n3.csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "2",
+            "--yes",
+        ],
+    );
+    let m = &r.summary["mirror"];
+    assert_eq!(m["absent"], 2, "{m}");
+    assert_eq!(m["first"], serde_json::json!(["p3", "p4"]), "{m}");
+    // p4's deletion is acknowledged; p3's is refused (the workspace refuses p3) and stays owed.
+    assert_eq!(
+        (m["removed"].as_u64(), m["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{m}"
+    );
+    assert!(!sb.people().contains_key("p4"));
+}
+
+#[test]
+fn an_unconfirmed_mirror_replaces_last_nights_summary() {
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 5);
+    // Last night's summary is there; tonight's run is refused before it starts.
+    write(
+        dir.path(),
+        "summary.json",
+        r#"{"outcome":"completed","sent":5}"#,
+    );
+    let r = sb.import(
+        dir.path(),
+        &["n1.csv", "--state", "st.db", "--mirror", "delete"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["outcome"], "aborted", "{s}");
+    assert!(
+        s["stop_reason"]
+            .as_str()
+            .unwrap()
+            .contains("--mirror delete"),
+        "{s}"
+    );
+    assert!(s["run_id"].is_string(), "{s}");
+    assert_eq!(s["sent"], 0);
+}
+
+#[test]
+fn sigterm_during_the_preview_stops_at_once() {
+    let sb = plain();
+    let dir = tempdir();
+    first_night(&sb, dir.path(), 5);
+    // A file whose preview (one ledger lookup per row) takes far longer than the wait below.
+    let mut big = String::with_capacity(40 << 20);
+    big.push_str("id,plan,age\n");
+    for i in 0..2_000_000 {
+        big.push_str(&format!("p{i},free,{i}\n"));
+    }
+    write(dir.path(), "n1.csv", big);
+    let requests = sb.stats().requests;
+    let child = import_command(
+        dir.path(),
+        &sb.url(),
+        &["n1.csv", "--state", "st.db", "--max-change", "50"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Handlers installed, then a moment for the preview to be under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << 14) != 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no handlers");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let signalled = std::time::Instant::now();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = wait_or_kill(child, std::time::Duration::from_secs(10));
+    let waited = signalled.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "{waited:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(sb.stats().requests, requests, "nothing was sent");
+}
+
+#[test]
+fn mirror_is_refused_for_devices_merges_events_and_actions() {
+    let dir = tempdir();
+    write(dir.path(), "d.csv", "id,device_id,platform\nu1,tok1,ios\n");
+    for (args, named) in [
+        (&["--kind", "devices"][..], "--kind devices"),
+        (&["--kind", "merges"][..], "--kind merges"),
+        (&["--kind", "events"][..], "--kind events"),
+        (&["--action", "delete"][..], "--action delete"),
+    ] {
+        let mut all = vec!["d.csv", "--state", "st.db", "--mirror", "delete", "--yes"];
+        all.extend_from_slice(args);
+        let out = import_command(dir.path(), "http://127.0.0.1:9", &all)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("it cannot go with {named}")),
+            "{named}: {err}"
+        );
+    }
+    assert!(!dir.path().join("st.db").exists());
 }

@@ -851,19 +851,21 @@ fn ledger_claims(path: &Path) -> Option<Vec<Claim>> {
         None => "SELECT identifier, hash, NULL FROM people".to_string(),
     };
     let mut st = conn.prepare(&sql).expect("people table");
+    // A record without a hash (empty: its values were forgotten before a send that was not
+    // acknowledged) keeps the person in their feed and claims no values.
     let claims = st
         .query_map([], |r| {
             let hash: Vec<u8> = r.get(1)?;
-            Ok(Claim {
-                identifier: r.get(0)?,
+            Ok((!hash.is_empty()).then(|| Claim {
+                identifier: r.get(0).unwrap_or_default(),
                 hash: hash.try_into().unwrap_or([0; 16]),
-                destination: r.get(2)?,
-            })
+                destination: r.get(2).unwrap_or_default(),
+            }))
         })
         .expect("people rows")
         .collect::<Result<Vec<_>, _>>()
         .expect("people rows");
-    Some(claims)
+    Some(claims.into_iter().flatten().collect())
 }
 
 fn csv_text(rows: &[Row]) -> Vec<u8> {

@@ -608,3 +608,119 @@ fn a_sync_job_alerts_too_even_when_it_cannot_start() {
     );
     assert_not_printed("stderr", &stderr);
 }
+
+#[test]
+fn a_guard_before_the_run_is_alerted_recorded_and_logged_as_json() {
+    let sb = plain();
+    let hook = Hook::start(Receiver::Answers);
+    let dir = tempdir();
+    ten_rows(dir.path(), &[]);
+    let run = sb.import(dir.path(), &["p.csv", "--state", "st.db"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Night 2: everyone changed; --max-change stops it before anything is sent.
+    write(
+        dir.path(),
+        "p.csv",
+        numbered_csv("id,v", 10, |i| format!("r{i},x{i}")),
+    );
+    let run = sb.import(
+        dir.path(),
+        &[
+            "p.csv",
+            "--state",
+            "st.db",
+            "--max-change",
+            "10",
+            "--notify",
+            &hook.url,
+            "--notify-on",
+            "always",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // Every line of the log is JSON, the guard's own included.
+    for l in run.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        time(&v["timestamp"]);
+    }
+    assert!(run.stderr.contains("--max-change"), "{}", run.stderr);
+    // The summary is a run's: id, times, the reason.
+    let s = &run.summary;
+    assert_eq!(s["outcome"], "stopped by a guard");
+    let run_id = s["run_id"].as_str().expect("a run id").to_string();
+    time(&s["started_at"]);
+    time(&s["finished_at"]);
+    assert!(s["stop_reason"].as_str().unwrap().contains("--max-change"));
+    // The alert went (a guard is a failure), naming the run.
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(text.contains("FAILED") && text.contains(&run_id), "{text}");
+    // The state file's history has the night.
+    let (json, ok) = state(dir.path(), &["st.db", "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["runs"][0]["run_id"], run_id.as_str(), "{v}");
+    assert_eq!(v["runs"][0]["outcome"], "stopped by a guard", "{v}");
+    assert_eq!(v["runs"][0]["exit_code"], 2);
+}
+
+#[test]
+fn a_header_only_export_is_alerted_on_failure() {
+    let sb = plain();
+    let hook = Hook::start(Receiver::Answers);
+    let dir = tempdir();
+    write(dir.path(), "p.csv", "id,v\n");
+    let run = sb.import(dir.path(), &["p.csv", "--notify", &hook.url]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.summary["outcome"], "stopped by a guard");
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0]["text"].as_str().unwrap().contains("FAILED"));
+}
+
+#[test]
+fn state_json_lists_pending_removals_and_a_run_going_on() {
+    let sb = plain();
+    let dir = tempdir();
+    ten_rows(dir.path(), &[]);
+    let run = sb.import(dir.path(), &["p.csv", "--state", "st.db"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let db = dir.path().join("st.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute(
+        "INSERT INTO removals (dest, kind, identifier, mode, since, run_id) SELECT dest, kind, identifier, 'delete', 0, 1 FROM people WHERE identifier IN ('r1', 'r2')",
+        [],
+    )
+    .unwrap();
+    // A run that started and has not ended.
+    c.execute(
+        "INSERT INTO runs (started_at, input) VALUES (1, 'p.csv')",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let (json, ok) = state(dir.path(), &["st.db", "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let p = &v["pending_removals"][0];
+    assert_eq!(p["count"], 2, "{v}");
+    assert_eq!(p["first"], serde_json::json!(["r1", "r2"]), "{v}");
+    assert_eq!(v["runs"][0]["outcome"], "killed", "{v}");
+    // While the state file's lock is held, that run is going on.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("st.db.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let (json, _) = state(dir.path(), &["st.db", "--json"]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["runs"][0]["outcome"], "running", "{v}");
+    assert_eq!(v["runs"][1]["outcome"], "completed", "{v}");
+    let (text, _) = state(dir.path(), &["st.db"]);
+    assert!(text.contains("(running)"), "{text}");
+    drop(lock);
+}

@@ -54,7 +54,7 @@ pub(super) async fn after_run(notifier: &Notifier, summary: &Summary) {
         Ok(Some(reason)) => {
             let why = match reason {
                 Reason::Failed => "the run failed",
-                Reason::RowsFailed => "rows failed above the threshold",
+                Reason::RowsFailed => "rows (or mirror removals) failed above the threshold",
                 Reason::Always => "--notify-on always",
             };
             say(

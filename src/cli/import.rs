@@ -296,6 +296,11 @@ pub struct ImportArgs {
     /// (default 5%).
     #[arg(long, value_name = "N|PCT%", requires = "mirror")]
     pub max_removals: Option<crate::mirror::RemovalCap>,
+    /// With --state: the name of this input's feed; --mirror only removes people this feed
+    /// sent (default: the file name without directory, extensions and digits, so dated
+    /// exports are one feed: export-2026-11-30.csv is "export").
+    #[arg(long, value_name = "NAME", value_parser = crate::feed::parse)]
+    pub feed: Option<String>,
     /// With --dry-run and --state: print the preview (the diff) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -365,6 +370,7 @@ impl ImportArgs {
                 allow_empty: self.allow_empty,
                 min_rows: self.min_rows,
                 max_change: self.max_change,
+                feed: self.feed.clone(),
                 mirror: self
                     .mirror
                     .clone()
@@ -539,25 +545,64 @@ async fn run_import(
     };
     let mut cfg = args.config(credentials, endpoint)?;
     preview_and_confirm(&args, &cfg).await?;
-    if let super::nightly::Next::Exit(code) = super::nightly::before_run(&args, &mut cfg).await? {
-        return Ok(code);
-    }
-    warn_recent_events(&cfg).await;
+    let make_record = |cfg: &config::ImportConfig| {
+        let mut record = RunRecord::start(cfg);
+        record.options.mapping = args.read.mapping_source().map(|m| match m {
+            config::MappingSource::Preset(name) => format!("preset:{name}"),
+            config::MappingSource::File(path) => path.display().to_string(),
+        });
+        record.options.notify = notifier.map(|n| n.shown());
+        record
+    };
+    let before = match super::nightly::before_run(&args, &mut cfg, &stop).await {
+        Ok(next) => next,
+        Err(e) => {
+            // A setup error of the nightly checks (an unconfirmed mirror, a preview that
+            // failed): the summary says so, never last night's figures.
+            if let Some(path) = &cfg.summary {
+                let mut no_state = cfg.clone();
+                no_state.state = None;
+                let s = super::nightly::stopped_before(
+                    &no_state,
+                    make_record(&cfg),
+                    crate::report::summary::Ending::Aborted,
+                    e.to_string(),
+                );
+                if let Err(w) = s.write_json(path) {
+                    say(Level::Error, &format!("error: {w}"));
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let guarded = match before {
+        super::nightly::Next::Exit(code) => return Ok(code),
+        super::nightly::Next::Guarded(why) => Some(why),
+        super::nightly::Next::Run => None,
+    };
     let summary_path = cfg.summary.clone();
     let input_for_save = match &cfg.input {
         Input::Path(p) => Some(p.clone()),
         Input::Stdin => None,
     };
-    let mut record = RunRecord::start(&cfg);
-    record.options.mapping = args.read.mapping_source().map(|m| match m {
-        config::MappingSource::Preset(name) => format!("preset:{name}"),
-        config::MappingSource::File(path) => path.display().to_string(),
-    });
-    record.options.notify = notifier.map(|n| n.shown());
+    let record = make_record(&cfg);
+    if guarded.is_none() {
+        warn_recent_events(&cfg).await;
+    }
     // The start is logged once the input is open and its header checked: a run that cannot
     // start says why first (then its `aborted` line).
-    let mut summary =
-        crate::engine::run_recorded_then(cfg, stop, record, super::run_log::started).await;
+    let mut summary = match guarded {
+        Some(why) => {
+            super::run_log::started(&record);
+            super::nightly::stopped_before(
+                &cfg,
+                record,
+                crate::report::summary::Ending::Guarded,
+                why,
+            )
+        }
+        None => crate::engine::run_recorded_then(cfg, stop, record, super::run_log::started).await,
+    };
     if let Some(path) = &summary_path {
         if let Err(e) = summary.write_json(path) {
             say(Level::Error, &format!("error: {e}"));

@@ -10,31 +10,47 @@
 //! input has been read (see [`crate::guard`]).
 
 use super::import::ImportArgs;
+use super::log::{say, Level};
 use super::UsageError;
 use crate::config::ImportConfig;
 use crate::exit;
 use crate::operation::Action;
 use crate::preview::{self, Diff};
+use crate::stop::Stop;
 use std::io::IsTerminal;
 
 /// What the caller does next.
 pub(super) enum Next {
     /// Run the import.
     Run,
-    /// Stop with this exit code (a guard tripped, or a preview of stdin was all there was).
+    /// Stop with this exit code (a preview of stdin was all there was).
     Exit(u8),
+    /// A guard tripped before anything was sent (the reason, already logged): the caller
+    /// ends the run with [`guarded`]'s summary, written, recorded and alerted like any run's.
+    Guarded(String),
 }
 
 fn previewable(cfg: &ImportConfig) -> bool {
     matches!(cfg.convert.action, Action::Identify | Action::Event)
 }
 
-async fn diff_of(cfg: &ImportConfig) -> Result<Diff, UsageError> {
-    let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || preview::diff(&cfg))
+/// The preview's diff; `Ok(None)` when Ctrl-C or SIGTERM stopped it (nothing was sent).
+async fn diff_of(cfg: &ImportConfig, stop: &Stop) -> Result<Option<Diff>, UsageError> {
+    let (cfg, stop) = (cfg.clone(), stop.clone());
+    match tokio::task::spawn_blocking(move || preview::diff(&cfg, &stop))
         .await
         .map_err(|e| UsageError::Confirmation(e.to_string()))?
-        .map_err(|e| UsageError::Confirmation(format!("cannot preview: {e}")))
+    {
+        Ok(d) => Ok(Some(d)),
+        Err(preview::PreviewError::Interrupted) => {
+            say(
+                Level::Warn,
+                "interrupted while reading the input for the preview: nothing was sent",
+            );
+            Ok(None)
+        }
+        Err(e) => Err(UsageError::Confirmation(format!("cannot preview: {e}"))),
+    }
 }
 
 fn print_diff(args: &ImportArgs, d: &Diff) {
@@ -52,6 +68,7 @@ fn print_diff(args: &ImportArgs, d: &Diff) {
 pub(super) async fn before_run(
     args: &ImportArgs,
     cfg: &mut ImportConfig,
+    stop: &Stop,
 ) -> Result<Next, UsageError> {
     let n = cfg.nightly.clone();
     let preview_wanted = cfg.dry_run && cfg.state.is_some() && previewable(cfg);
@@ -70,9 +87,11 @@ pub(super) async fn before_run(
             )));
         }
         if preview_wanted {
-            let d = diff_of(cfg).await?;
+            let Some(d) = diff_of(cfg, stop).await? else {
+                return Ok(Next::Exit(exit::INTERRUPTED));
+            };
             print_diff(args, &d);
-            eprintln!("preview of a pipe: its one reading was the preview's, so no rejects or errors files were written");
+            say(Level::Info, "preview of a pipe: its one reading was the preview's, so no rejects or errors files were written");
             return Ok(Next::Exit(if d.invalid > 0 {
                 exit::ROWS_FAILED
             } else {
@@ -91,7 +110,9 @@ pub(super) async fn before_run(
     if must_ask && !terminal {
         return Err(refuse_unconfirmed(cfg));
     }
-    let d = diff_of(cfg).await?;
+    let Some(d) = diff_of(cfg, stop).await? else {
+        return Ok(Next::Exit(exit::INTERRUPTED));
+    };
     if cfg.dry_run {
         print_diff(args, &d);
         return Ok(Next::Run);
@@ -124,23 +145,27 @@ pub(super) async fn before_run(
             .as_ref()
             .map(|g| g.first.join(", "))
             .unwrap_or_default();
-        eprintln!(
-            "mirror {}: {count} of the {} people known are absent from {}{}",
-            m.mode.name(),
-            d.known,
-            d.input,
-            if first.is_empty() {
-                String::new()
-            } else {
-                format!("\n  first: {first}")
-            }
+        say(
+            Level::Info,
+            &format!(
+                "mirror {}: {count} of the {} people known are absent from {}{}",
+                m.mode.name(),
+                d.known,
+                d.input,
+                if first.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n  first: {first}")
+                }
+            ),
         );
         if count > limit {
-            eprintln!(
-                "error: that is more than --max-removals {} ({limit} people): nothing was sent; check the export, or raise --max-removals",
+            let why = format!(
+                "--mirror {}: {count} absent is more than --max-removals {} ({limit} people): nothing was sent; check the export, or raise --max-removals",
+                m.mode.name(),
                 m.cap
             );
-            return Ok(Next::Exit(exit::GUARD));
+            return Ok(stop_with(cfg, why));
         }
         if count > 0 {
             eprint!(
@@ -166,10 +191,22 @@ pub(super) async fn before_run(
     Ok(Next::Run)
 }
 
-/// A guard tripped before the run: says why, writes the summary (`--summary`, nothing sent,
-/// outcome `stopped by a guard`) for monitors, and ends with [`exit::GUARD`].
-fn stop_with(cfg: &ImportConfig, why: String) -> Next {
-    eprintln!("error: {why}");
+/// A guard tripped before the run: says why; the caller makes the summary with [`guarded`].
+fn stop_with(_cfg: &ImportConfig, why: String) -> Next {
+    say(Level::Error, &format!("error: {why}"));
+    Next::Guarded(why)
+}
+
+/// The summary of a run that stopped before sending anything (`ending`: a guard, or a setup
+/// error such as an unconfirmed mirror), under its run record: nothing read, nothing sent.
+/// With `--state` (not a dry run), the state file's run history records it too, so that
+/// `cio-import state` shows the night.
+pub(super) fn stopped_before(
+    cfg: &ImportConfig,
+    mut record: crate::run_record::RunRecord,
+    ending: crate::report::summary::Ending,
+    why: String,
+) -> crate::report::summary::Summary {
     let heading = crate::report::summary::Heading {
         input: cfg.input.display(),
         api: cfg.convert.api.as_str(),
@@ -180,13 +217,38 @@ fn stop_with(cfg: &ImportConfig, why: String) -> Next {
         &heading,
         std::time::Duration::ZERO,
     );
-    s.end(crate::report::summary::Ending::Guarded, Some(why));
-    if let Some(path) = &cfg.summary {
-        if let Err(e) = s.write_json(path) {
-            eprintln!("error: {e}");
+    s.end(ending, Some(why));
+    record.finish();
+    s.run = Some(record);
+    if let Some(path) = cfg.state.as_ref().filter(|_| !cfg.dry_run) {
+        if let Err(e) = record_in_ledger(cfg, path, &s) {
+            say(
+                Level::Warn,
+                &format!("warning: the run is not in the state file's history: {e}"),
+            );
         }
     }
-    Next::Exit(s.exit_code)
+    s
+}
+
+fn record_in_ledger(
+    cfg: &ImportConfig,
+    path: &std::path::Path,
+    s: &crate::report::summary::Summary,
+) -> Result<(), String> {
+    let site_id = cfg
+        .credentials
+        .as_ref()
+        .map(|c| c.site_id.as_str())
+        .unwrap_or("");
+    let dest = crate::ledger::Destination::new(site_id, &cfg.endpoint);
+    let l = crate::ledger::Ledger::open(path, &cfg.input.display(), &dest)
+        .map_err(|e| e.to_string())?;
+    if let Some(r) = &s.run {
+        l.record_run(r).map_err(|e| e.to_string())?;
+    }
+    let w = l.writer(|_| {}).map_err(|e| e.to_string())?;
+    w.finish(serde_json::to_string(s).unwrap_or_default(), s.exit_code)
 }
 
 fn refuse_unconfirmed(cfg: &ImportConfig) -> UsageError {

@@ -173,7 +173,8 @@ async fn open(
                 .map(|c| c.site_id.as_str())
                 .unwrap_or("");
             let dest = ledger::Destination::new(site_id, &cfg.endpoint);
-            let l = Ledger::open(path, input_name, &dest)?;
+            let mut l = Ledger::open(path, input_name, &dest)?;
+            l.set_feed(&crate::feed::of(cfg.nightly.feed.as_deref(), &cfg.input));
             l.record_run(record)?;
             let relationships = cfg
                 .convert
@@ -213,11 +214,12 @@ async fn open(
                     );
                 }
             }
-            let lookup = l.lookup()?;
+            let mut lookup = l.lookup()?;
             let writer = {
                 let stop = stop.clone();
                 l.writer(move |m| stop.local_fatal(m))?
             };
+            lookup.claim_through(&writer);
             for note in l.notes() {
                 tracing::warn!("{note}");
             }

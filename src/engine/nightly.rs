@@ -72,10 +72,13 @@ pub(super) async fn after_read(
     };
     let kind = cfg.convert.id_kind;
     let dest = ledger.dest_id();
+    let feed = ledger.feed().to_string();
+    report.feed = feed.clone();
     let counted = {
         let conn = ledger.connection();
         conn.map_err(|e| e.to_string()).and_then(|c| {
-            mirror::absent(&c, dest, kind, &seen, crate::confirm::FIRST).map_err(|e| e.to_string())
+            mirror::absent(&c, dest, kind, &feed, &seen, crate::confirm::FIRST)
+                .map_err(|e| e.to_string())
         })
     };
     let a = match counted {
@@ -89,6 +92,7 @@ pub(super) async fn after_read(
     report.known = a.known;
     report.absent = a.count;
     report.other_kinds = a.other_kinds;
+    report.other_feeds = a.other_feeds;
     report.first = a.people.iter().map(Identifier::v1_path_value).collect();
     let limit = settings.cap.limit(a.known);
     if out.guard.is_some() {
@@ -128,11 +132,12 @@ pub(super) async fn after_read(
             .connection()
             .map_err(|e| e.to_string())
             .and_then(|mut c| {
-                let all = mirror::absent(&c, dest, kind, &seen, a.count as usize)
+                let all = mirror::absent(&c, dest, kind, &feed, &seen, a.count as usize)
                     .map_err(|e| e.to_string())?;
                 mirror::record_pending(
                     &mut c,
                     dest,
+                    &feed,
                     ledger.run_id(),
                     &settings.mode,
                     &all.people,

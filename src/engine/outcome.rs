@@ -27,10 +27,9 @@ pub enum Outcome {
     Failed(Failure),
     /// About to be sent with values the ledger does not hold: the ledger forgets these
     /// people, objects or relationships (durably) and then says so, before the request goes
-    /// out. The first `true`: they are about to be suppressed, and the ledger records that
-    /// too; the second: they are about to be deleted or suppressed, and their relationships
-    /// are forgotten with them.
-    Forget(Vec<Entry>, bool, bool, Forgotten),
+    /// out. The mode says whether they are about to get other values, be removed (their
+    /// relationships are forgotten with them), or be suppressed (which the ledger records too).
+    Forget(Vec<Entry>, crate::ledger::ForgetMode, Forgotten),
     /// About a person with several rows (from the reader, before or while their rows go).
     Group(GroupNote),
     /// About to be sent: the ledger forgets these devices (by token), and every device of
@@ -195,8 +194,8 @@ pub(super) async fn sink(
                     let _ = done.send(true);
                 }
             },
-            Outcome::Forget(entries, suppress, removed, done) => match &ledger {
-                Some(l) => l.forget(entries, suppress, removed, Some(done)),
+            Outcome::Forget(entries, mode, done) => match &ledger {
+                Some(l) => l.forget(entries, mode, Some(done)),
                 None => {
                     let _ = done.send(true);
                 }

@@ -460,20 +460,26 @@ impl Dispatcher {
                     return;
                 }
             }
-            let suppress = job
+            // A person about to be removed leaves the ledger; one about to get other values
+            // stays known (to their feed), with no values.
+            let mode = if job
                 .operations()
                 .iter()
-                .any(|op| op.action == Action::Suppress);
-            let removed = job
+                .any(|op| op.action == Action::Suppress)
+            {
+                crate::ledger::ForgetMode::Suppress
+            } else if job
                 .operations()
                 .iter()
-                .any(|op| matches!(op.action, Action::Suppress | Action::Delete | Action::Merge));
+                .any(|op| matches!(op.action, Action::Delete | Action::Merge))
+            {
+                crate::ledger::ForgetMode::Remove
+            } else {
+                crate::ledger::ForgetMode::Values
+            };
             if !forget.is_empty() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let forgotten = out
-                    .send(Outcome::Forget(forget, suppress, removed, tx))
-                    .await
-                    .is_ok()
+                let forgotten = out.send(Outcome::Forget(forget, mode, tx)).await.is_ok()
                     && rx.await.unwrap_or(false);
                 if !forgotten {
                     for op in job.into_operations() {

@@ -92,7 +92,8 @@ pub struct RunEntry {
     pub skipped: Option<u64>,
     /// Rows that failed (invalid, rejected, exhausted, not attempted).
     pub failed: Option<u64>,
-    /// `completed`, `aborted`, `interrupted`, or `killed` when it never ended.
+    /// `completed`, `aborted`, `interrupted`, `stopped by a guard`; `running` while a run holds
+    /// the state file's lock and this is its run, or `killed` when it never ended.
     pub outcome: String,
     /// Failed rows recorded in the ledger.
     pub failures_total: u64,
@@ -123,6 +124,16 @@ pub struct History {
     pub runs: Vec<RunEntry>,
     /// People failing in two runs or more of those shown, most runs first.
     pub repeated_failures: Vec<Repeated>,
+}
+
+/// Whether a run holds the lock of the state file at `path` (`PATH.lock`, see
+/// [`super::Ledger::open`]). Never creates the lock file.
+pub(crate) fn lock_held(path: &Path) -> bool {
+    let lock = std::path::PathBuf::from(format!("{}.lock", path.display()));
+    match std::fs::File::open(&lock) {
+        Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
 }
 
 fn rfc3339(secs: i64) -> String {
@@ -185,6 +196,9 @@ pub fn history(conn: &Connection, path: &Path, n: usize) -> Result<History, Ledg
         )
         .map_err(q)?;
     let mut runs = Vec::new();
+    // While another process holds the state file's lock, its newest unfinished run is going
+    // on, not killed.
+    let mut running = lock_held(path);
     for (number, start, end, input, summary, code, run_uid, record) in rows {
         let summary: Option<serde_json::Value> =
             summary.and_then(|s| serde_json::from_str(&s).ok());
@@ -199,7 +213,17 @@ pub fn history(conn: &Connection, path: &Path, n: usize) -> Result<History, Ledg
         let outcome = summary
             .as_ref()
             .and_then(|v| v["outcome"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "killed".to_string());
+            .unwrap_or_else(|| {
+                if std::mem::take(&mut running) {
+                    "running".to_string()
+                } else {
+                    "killed".to_string()
+                }
+            });
+        if summary.is_some() {
+            // The newest run ended: no older one can be going on.
+            running = false;
+        }
         let run_id = run_uid.or_else(|| {
             summary
                 .as_ref()
@@ -318,7 +342,9 @@ impl History {
                 or_dash(r.skipped),
                 or_dash(r.failed),
                 r.input,
-                if r.finished_at.is_none() {
+                if r.outcome == "running" {
+                    "  (running)"
+                } else if r.finished_at.is_none() {
                     "  (did not finish: killed?)"
                 } else {
                     ""

@@ -18,7 +18,8 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NotifyOn {
     /// When the run failed (exit code other than 0 and 2: a fatal error, an abort, an
-    /// interruption) or more rows failed than the threshold.
+    /// interruption; or a guard stopped it) or more rows (and mirror removals) failed than
+    /// the threshold.
     #[default]
     Failure,
     /// After every run.
@@ -162,11 +163,24 @@ impl Notifier {
     }
 
     /// Whether this summary calls for an alert, and why.
+    ///
+    /// A guard's stop (exit 2, like failed rows) is a failed run: always alerted. Mirror
+    /// removals that failed count with the failed rows against the threshold (out of the
+    /// rows and the removals due).
     pub fn decide(&self, s: &Summary) -> Option<Reason> {
-        let failed_run = !matches!(s.exit_code, exit::SUCCESS | exit::ROWS_FAILED);
+        let failed_run = !matches!(s.exit_code, exit::SUCCESS | exit::ROWS_FAILED)
+            || s.ending == crate::report::summary::Ending::Guarded;
+        let (removals_failed, removals) = s
+            .mirror
+            .as_ref()
+            .filter(|m| m.held_back.is_none())
+            .map_or((0, 0), |m| (m.failed + m.not_sent, m.absent));
         if failed_run {
             Some(Reason::Failed)
-        } else if self.threshold.exceeded(s.failed(), s.rows) {
+        } else if self
+            .threshold
+            .exceeded(s.failed() + removals_failed, s.rows + removals)
+        {
             Some(Reason::RowsFailed)
         } else if self.on == NotifyOn::Always {
             Some(Reason::Always)
@@ -245,6 +259,9 @@ impl Notifier {
 /// The lines a human reads in Slack: the outcome and the file, then the counts and run id.
 pub fn text(s: &Summary, reason: &Reason) -> String {
     let headline = match (reason, s.exit_code) {
+        (_, _) if s.ending == crate::report::summary::Ending::Guarded => {
+            format!("FAILED ({}, exit {})", s.outcome, s.exit_code)
+        }
         (_, exit::SUCCESS) => "completed".to_string(),
         (_, exit::ROWS_FAILED) => "completed with failed rows".to_string(),
         (_, code) => format!("FAILED ({}, exit {code})", s.outcome),
@@ -274,6 +291,16 @@ pub fn text(s: &Summary, reason: &Reason) -> String {
         s.skipped,
         s.failed()
     );
+    if let Some(m) = s.mirror.as_ref().filter(|m| m.failed + m.not_sent > 0) {
+        if m.held_back.is_none() {
+            t.push_str(&format!(
+                "\nmirror {}: {} of {} removals failed",
+                m.mode,
+                m.failed + m.not_sent,
+                m.absent
+            ));
+        }
+    }
     if let Some(why) = &s.stop_reason {
         t.push_str(&format!("\nstopped: {why}"));
     }
@@ -316,5 +343,42 @@ mod tests {
             DEFAULT_TIMEOUT
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_guard_always_alerts_and_failed_removals_count_against_the_threshold() {
+        use crate::report::summary::{Ending, Heading, Summary};
+        let n = Notifier::new(
+            "https://hooks.example.com/x",
+            NotifyOn::Failure,
+            Threshold::Rows(0),
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap();
+        let heading = Heading {
+            input: "p.csv".into(),
+            api: "batch",
+            dry_run: false,
+        };
+        let mut s = Summary::of(&crate::tally::Tally::default(), &heading, Duration::ZERO);
+        s.end(Ending::Completed, None);
+        assert_eq!(n.decide(&s), None);
+        s.mirror = Some(crate::mirror::MirrorReport {
+            mode: "delete".into(),
+            absent: 3,
+            removed: 1,
+            failed: 2,
+            ..Default::default()
+        });
+        s.end(Ending::Completed, None);
+        assert_eq!(n.decide(&s), Some(Reason::RowsFailed));
+        assert!(text(&s, &Reason::RowsFailed).contains("mirror delete: 2 of 3 removals failed"));
+        let mut g = Summary::of(&crate::tally::Tally::default(), &heading, Duration::ZERO);
+        g.end(Ending::Guarded, Some("p.csv has no rows".into()));
+        assert_eq!(g.exit_code, crate::exit::GUARD);
+        assert_eq!(n.decide(&g), Some(Reason::Failed));
+        assert!(
+            text(&g, &Reason::Failed).starts_with("cio-import FAILED (stopped by a guard, exit 2)")
+        );
     }
 }
