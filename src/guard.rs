@@ -146,14 +146,25 @@ pub fn check_settings(cfg: &crate::config::ImportConfig) -> Result<(), String> {
         if cfg.state.is_none() {
             return Err(format!("--mirror {mode} removes the people a --state file knows who are absent from the export: add --state FILE"));
         }
-        if cfg.convert.action != crate::operation::Action::Identify || cfg.convert.event.is_some() {
+        if cfg.convert.action != crate::operation::Action::Identify
+            || cfg.convert.event.is_some()
+            || cfg.convert.object.is_some()
+        {
             use crate::operation::Action;
-            let what = match cfg.convert.action {
-                Action::AddDevice | Action::DeleteDevice => "--kind devices".to_string(),
-                Action::Merge => "--kind merges".to_string(),
-                Action::Event => "--kind events".to_string(),
-                Action::Identify => "--kind events".to_string(),
-                other => format!("--action {}", other.as_str()),
+            let object_kind = cfg
+                .convert
+                .object
+                .as_ref()
+                .map(|o| crate::convert::ObjectOptions::kind_str(o.kind));
+            let what = match (object_kind, cfg.convert.action) {
+                (Some(kind), _) => format!("--kind {kind}"),
+                (None, action) => match action {
+                    Action::AddDevice | Action::DeleteDevice => "--kind devices".to_string(),
+                    Action::Merge => "--kind merges".to_string(),
+                    Action::Event => "--kind events".to_string(),
+                    Action::Identify => "--kind events".to_string(),
+                    other => format!("--action {}", other.as_str()),
+                },
             };
             return Err(format!(
                 "--mirror {mode} removes people absent from an export of people (identify rows, --kind people): it cannot go with {what}; run the mirror on the people export, and this one without --mirror"

@@ -1171,6 +1171,30 @@ fn mirror_is_refused_for_devices_merges_events_and_actions() {
         (&["--kind", "merges"][..], "--kind merges"),
         (&["--kind", "events"][..], "--kind events"),
         (&["--action", "delete"][..], "--action delete"),
+        // Second red team: objects and relationships rows are identify rows too, and a
+        // mirror after them saw no people, so it would have removed everyone in the feed.
+        (
+            &[
+                "--kind",
+                "objects",
+                "--object-type-id",
+                "1",
+                "--object-id-column",
+                "id",
+            ][..],
+            "--kind objects",
+        ),
+        (
+            &[
+                "--kind",
+                "relationships",
+                "--object-type-id",
+                "1",
+                "--object-id-column",
+                "device_id",
+            ][..],
+            "--kind relationships",
+        ),
     ] {
         let mut all = vec!["d.csv", "--state", "st.db", "--mirror", "delete", "--yes"];
         all.extend_from_slice(args);

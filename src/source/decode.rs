@@ -188,6 +188,25 @@ pub struct DecodeReader<R> {
     start: usize,
     end: usize,
     done: bool,
+    /// A single-byte encoding: every block is checked for UTF-8 (see [`utf8_block`]).
+    single_byte: Option<&'static Encoding>,
+    /// Lines read so far (for the message when a later block turns out to be UTF-8).
+    lines: u64,
+}
+
+/// Whether `block` is plainly UTF-8 with non-ASCII characters (a sequence cut at its end
+/// still counts): read in a single-byte encoding, its characters would become mojibake, and
+/// an identifier among them another person.
+fn utf8_block(block: &[u8]) -> bool {
+    if block.is_ascii() {
+        return false;
+    }
+    match std::str::from_utf8(block) {
+        Ok(_) => true,
+        Err(e) => {
+            e.error_len().is_none() && e.valid_up_to() > 0 && !block[..e.valid_up_to()].is_ascii()
+        }
+    }
 }
 
 /// Decoded bytes held at most: a block of the input decodes into this, then is handed out.
@@ -203,6 +222,8 @@ impl<R: BufRead> DecodeReader<R> {
             start: 0,
             end: 0,
             done: false,
+            single_byte: encoding.is_single_byte().then_some(encoding),
+            lines: 0,
         }
     }
 }
@@ -221,6 +242,23 @@ impl<R: BufRead> Read for DecodeReader<R> {
             }
             let src = self.inner.fill_buf()?;
             let last = src.is_empty();
+            // The first block was checked before reading began; a later one that is UTF-8
+            // stops the read (a read error: nothing is removed by a mirror after it).
+            if let Some(enc) = self.single_byte.filter(|_| utf8_block(src)) {
+                let label = enc.name().to_ascii_lowercase();
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "--encoding {label} was given, but the input is UTF-8 after line {} \
+(its characters would be read as mojibake, and an identifier as another person): drop \
+--encoding, or pass --encoding utf-8; the rows before were read as {label}",
+                        self.lines
+                    ),
+                ));
+            }
+            if self.single_byte.is_some() {
+                self.lines += src.iter().filter(|b| **b == b'\n').count() as u64;
+            }
             let (result, read, written, _) = self.decoder.decode_to_utf8(src, &mut self.out, last);
             self.inner.consume(read);
             self.start = 0;
@@ -453,6 +491,34 @@ mod tests {
             e.message()
         );
         assert!(e.message().contains("a guess"), "{}", e.message());
+    }
+
+    /// Second red team: a file given `--encoding windows-1252` whose first block is ASCII and
+    /// a later one UTF-8 was read on as mojibake, and `josé@example.com` became another person
+    /// (a mirror then removed the real one). A later UTF-8 block stops the read.
+    #[test]
+    fn a_later_utf8_block_stops_a_single_byte_read() {
+        let w = encoding_rs::WINDOWS_1252;
+        let mut text = String::from("email\n");
+        for i in 0..200 {
+            text.push_str(&format!("p{i}@example.com\n"));
+        }
+        text.push_str("jos\u{e9}@example.com\n");
+        let reader = io::BufReader::with_capacity(256, text.as_bytes());
+        let mut out = String::new();
+        let err = DecodeReader::new(reader, w)
+            .read_to_string(&mut out)
+            .expect_err("stops");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("is UTF-8 after line"), "{err}");
+        // The same text in real windows-1252 reads to its end.
+        let (cp, _, _) = w.encode(&text);
+        let reader = io::BufReader::with_capacity(256, &cp[..]);
+        let mut out = String::new();
+        DecodeReader::new(reader, w)
+            .read_to_string(&mut out)
+            .expect("windows-1252 reads");
+        assert_eq!(out, text);
     }
 
     #[test]
