@@ -365,8 +365,6 @@ pub fn record_pending(
         .unwrap_or(0);
     let tx = conn.transaction()?;
     {
-        let mut del =
-            tx.prepare("DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3")?;
         let mut owe = tx.prepare(
             "INSERT INTO removals (dest, kind, identifier, mode, since, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (dest, kind, identifier) DO UPDATE SET mode = excluded.mode, run_id = excluded.run_id",
@@ -379,7 +377,8 @@ pub fn record_pending(
             tx.prepare("DELETE FROM removals WHERE dest = ?1 AND kind = ?2 AND identifier = ?3")?;
         for id in people {
             let k = id.kind.as_str();
-            del.execute(params![dest, k, id.value])?;
+            // Their relationships and devices go with them.
+            crate::ledger::forget_removed(&tx, dest, id.kind, &id.value)?;
             owe.execute(params![dest, k, id.value, mode.name(), t, run_id])?;
             if *mode == MirrorMode::Suppress {
                 sup.execute(params![dest, k, id.value, t, run_id])?;

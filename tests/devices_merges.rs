@@ -604,3 +604,91 @@ fn the_ledger_forgets_devices_with_their_person_only_when_the_person_goes() {
         after.stderr
     );
 }
+
+#[test]
+fn a_mirror_removal_forgets_the_persons_relationships_and_devices() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "people.csv", "id,name\n11,A\n12,B\n13,C\n");
+    let people = ["people.csv", "--state", "state.db"];
+    assert_eq!(sb.import(dir.path(), &people).n("sent"), 3);
+    write(dir.path(), "rel.csv", "id,object_id\n12,acme\n13,acme\n");
+    let rel = [
+        "rel.csv",
+        "--kind",
+        "relationships",
+        "--object-type-id",
+        "1",
+        "--state",
+        "state.db",
+    ];
+    assert_eq!(sb.import(dir.path(), &rel).n("sent"), 2);
+    write(dir.path(), "dev.csv", "id,token,platform\n12,tok12,ios\n");
+    let dev = ["dev.csv", "--kind", "devices", "--state", "state.db"];
+    assert_eq!(sb.import(dir.path(), &dev).n("sent"), 1);
+    write(dir.path(), "export.csv", "id,name\n11,A\n13,C\n");
+    let m = sb.import(
+        dir.path(),
+        &[
+            "export.csv",
+            "--state",
+            "state.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "50%",
+            "--yes",
+        ],
+    );
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    assert!(!sb.people().contains_key("12"));
+    // 12 comes back: their relationship and device are sent again, 13's is still skipped.
+    assert_eq!(sb.import(dir.path(), &people).n("sent"), 1);
+    let r = sb.import(dir.path(), &rel);
+    assert_eq!((r.n("sent"), r.n("skipped")), (1, 1), "{}", r.stderr);
+    assert_eq!(sb.people()["12"].relationships.len(), 1);
+    let d = sb.import(dir.path(), &dev);
+    assert_eq!((d.n("sent"), d.n("skipped")), (1, 0), "{}", d.stderr);
+    assert_eq!(devices_of(&sb, "12").len(), 1);
+}
+
+#[test]
+fn merging_an_email_forgets_it_under_any_case() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "people.csv", "email,name\nBob@X.io,Bob\nann@x.io,Ann\n");
+    let people = ["people.csv", "--id-column", "email", "--state", "state.db"];
+    assert_eq!(sb.import(dir.path(), &people).n("sent"), 2);
+    write(dir.path(), "dev.csv", "email,token,platform\nBob@X.io,tokbob,ios\n");
+    let dev = [
+        "dev.csv",
+        "--kind",
+        "devices",
+        "--id-column",
+        "email",
+        "--state",
+        "state.db",
+    ];
+    assert_eq!(sb.import(dir.path(), &dev).n("sent"), 1);
+    assert_eq!(sb.import(dir.path(), &dev).n("skipped"), 1);
+    write(
+        dir.path(),
+        "merges.csv",
+        "primary_email,secondary_email\nann@x.io,bob@x.io\n",
+    );
+    let m = sb.import(
+        dir.path(),
+        &["merges.csv", "--kind", "merges", "--yes", "--state", "state.db"],
+    );
+    assert_eq!(m.n("sent"), 1, "{}", m.stderr);
+    // Bob is gone from Customer.io: the ledger claims neither Bob nor his device.
+    let again = sb.import(dir.path(), &people);
+    assert_eq!(
+        (again.n("sent"), again.n("skipped")),
+        (2, 0),
+        "{}",
+        again.stderr
+    );
+    let d = sb.import(dir.path(), &dev);
+    assert_eq!((d.n("sent"), d.n("skipped")), (1, 0), "{}", d.stderr);
+}
