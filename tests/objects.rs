@@ -751,3 +751,56 @@ fn rows_about_one_object_or_one_person_keep_file_order_in_flight() {
         ]
     );
 }
+
+#[test]
+fn a_dry_run_of_objects_never_previews_them_as_people() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    assert_eq!(
+        sb.import(dir.path(), &["people.csv", "--state", "state.db"])
+            .n("sent"),
+        3
+    );
+    write(dir.path(), "companies.csv", COMPANIES);
+    let args = objects_args("companies.csv", "batch", &["--state", "state.db"]);
+    assert_eq!(sb.import(dir.path(), &args).n("sent"), 3);
+    write(
+        dir.path(),
+        "companies.csv",
+        COMPANIES.replace("Globex,pro", "Globex,enterprise"),
+    );
+    let dry = objects_args(
+        "companies.csv",
+        "batch",
+        &["--state", "state.db", "--dry-run"],
+    );
+    let run = sb.import(dir.path(), &dry);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        !all.contains("absent") && !all.contains("people in the state file"),
+        "{all}"
+    );
+    // No people preview: said so, and the dry run converts every row.
+    assert!(
+        all.contains("no preview against the state file for --kind objects"),
+        "{all}"
+    );
+    assert_eq!((run.n("rows"), run.n("invalid")), (3, 0), "{all}");
+    // --max-change counts people: refused for objects, with why.
+    let capped = objects_args(
+        "companies.csv",
+        "batch",
+        &["--state", "state.db", "--max-change", "10"],
+    );
+    let run = sb.import(dir.path(), &capped);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--max-change compares an export of people")
+            && run.stderr.contains("--kind objects"),
+        "{}",
+        run.stderr
+    );
+}
