@@ -221,7 +221,11 @@ impl Converter {
 /// The people rules name the id column "identifier": for an object, it is its object id.
 fn object_message(mut inv: Invalid, o: &ObjectOptions) -> Invalid {
     if inv.violation.field.as_deref() == Some(o.id_column.as_str()) {
-        inv.violation.message = inv.violation.message.replacen("identifier", "object id", 1);
+        inv.violation.message = inv
+            .violation
+            .message
+            .replacen("identifier", "object id", 1)
+            .replace("--id-column", "--object-id-column");
     }
     inv
 }
