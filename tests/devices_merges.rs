@@ -657,14 +657,14 @@ fn merging_an_email_forgets_it_under_any_case() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "people.csv", "email,name\nBob@X.io,Bob\nann@x.io,Ann\n");
-    let people = ["people.csv", "--id-column", "email", "--state", "state.db"];
+    let people = ["people.csv", "--identify-by", "email", "--state", "state.db"];
     assert_eq!(sb.import(dir.path(), &people).n("sent"), 2);
     write(dir.path(), "dev.csv", "email,token,platform\nBob@X.io,tokbob,ios\n");
     let dev = [
         "dev.csv",
         "--kind",
         "devices",
-        "--id-column",
+        "--identify-by",
         "email",
         "--state",
         "state.db",
