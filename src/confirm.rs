@@ -9,8 +9,8 @@
 
 use crate::config::ImportConfig;
 use crate::operation::{Action, Entity};
-use crate::source::Item;
 use crate::record::{IdKind, Identifier};
+use crate::source::Item;
 use std::collections::{HashMap, HashSet};
 
 /// The default of `--max-deletes`: a destructive run touching more people (objects,
@@ -216,7 +216,7 @@ Customer.io will ignore this pair (merge into the first primary instead; `inspec
                                 ));
                             }
                         }
-                        merged_away.entry(person(sec)).or_insert(op.pos.line as u64);
+                        merged_away.entry(person(sec)).or_insert(op.pos.line);
                     }
                     if p.people > cap {
                         p.at_least = true;

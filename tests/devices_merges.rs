@@ -656,10 +656,24 @@ fn a_mirror_removal_forgets_the_persons_relationships_and_devices() {
 fn merging_an_email_forgets_it_under_any_case() {
     let sb = plain();
     let dir = tempdir();
-    write(dir.path(), "people.csv", "email,name\nBob@X.io,Bob\nann@x.io,Ann\n");
-    let people = ["people.csv", "--identify-by", "email", "--state", "state.db"];
+    write(
+        dir.path(),
+        "people.csv",
+        "email,name\nBob@X.io,Bob\nann@x.io,Ann\n",
+    );
+    let people = [
+        "people.csv",
+        "--identify-by",
+        "email",
+        "--state",
+        "state.db",
+    ];
     assert_eq!(sb.import(dir.path(), &people).n("sent"), 2);
-    write(dir.path(), "dev.csv", "email,token,platform\nBob@X.io,tokbob,ios\n");
+    write(
+        dir.path(),
+        "dev.csv",
+        "email,token,platform\nBob@X.io,tokbob,ios\n",
+    );
     let dev = [
         "dev.csv",
         "--kind",
@@ -678,7 +692,14 @@ fn merging_an_email_forgets_it_under_any_case() {
     );
     let m = sb.import(
         dir.path(),
-        &["merges.csv", "--kind", "merges", "--yes", "--state", "state.db"],
+        &[
+            "merges.csv",
+            "--kind",
+            "merges",
+            "--yes",
+            "--state",
+            "state.db",
+        ],
     );
     assert_eq!(m.n("sent"), 1, "{}", m.stderr);
     // Bob is gone from Customer.io: the ledger claims neither Bob nor his device.

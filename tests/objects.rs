@@ -837,21 +837,13 @@ fn object_files_name_their_options_type_monthly_spend_and_refuse_update() {
          {\"object_id\":\"d2\",\"name\":\"Hooli\"}\n",
     );
     let run = sb.import(dir.path(), &objects_args("more.jsonl", "batch", &[]));
-    assert_eq!(
-        (run.n("sent"), run.n("invalid")),
-        (1, 2),
-        "{}",
-        run.stderr
-    );
+    assert_eq!((run.n("sent"), run.n("invalid")), (1, 2), "{}", run.stderr);
     let errors = std::fs::read_to_string(run.dir.join("errors.csv")).unwrap_or_default();
     let all = format!("{}{errors}", run.stderr);
     assert!(
         all.contains("--object-id-column") && !all.contains("--id-column "),
         "{all}"
     );
-    assert!(
-        all.contains("_update is a flag of people"),
-        "{all}"
-    );
+    assert!(all.contains("_update is a flag of people"), "{all}");
     assert!(!objects(&sb).contains_key("d1"));
 }

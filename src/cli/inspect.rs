@@ -105,10 +105,18 @@ fn suggest_merges(args: &InspectArgs, out: &std::path::Path) -> anyhow::Result<(
         lines.push(format!(
             "duplicates: {} {} carried by more than {} ids skipped, likely a placeholder: {}{}",
             s.placeholders.len(),
-            if s.placeholders.len() == 1 { "email" } else { "emails" },
+            if s.placeholders.len() == 1 {
+                "email"
+            } else {
+                "emails"
+            },
             crate::duplicates::MAX_IDS_PER_EMAIL,
             shown.join(", "),
-            if s.placeholders.len() > shown.len() { ", ..." } else { "" }
+            if s.placeholders.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
         ));
     }
     if s.unreadable > 0 {

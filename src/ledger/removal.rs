@@ -125,8 +125,14 @@ mod tests {
     fn a_removed_person_takes_their_relationships_and_devices() {
         let conn = ledger();
         forget_removed(&conn, 1, IdKind::Id, "12").unwrap();
-        assert_eq!(rows(&conn, "people"), ["1|email|Bob@X.io", "1|id|13", "2|id|12"]);
-        assert_eq!(rows(&conn, "relationships"), ["1|email|BOB@x.io", "1|id|13"]);
+        assert_eq!(
+            rows(&conn, "people"),
+            ["1|email|Bob@X.io", "1|id|13", "2|id|12"]
+        );
+        assert_eq!(
+            rows(&conn, "relationships"),
+            ["1|email|BOB@x.io", "1|id|13"]
+        );
         assert_eq!(rows(&conn, "devices"), ["1|email|Bob@X.io", "1|id|13"]);
     }
 
