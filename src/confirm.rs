@@ -374,6 +374,8 @@ mod tests {
     fn merges_are_capped_by_max_merges() {
         let mut m = p(3);
         m.action = Action::Merge;
+        // As `preview` counts them.
+        m.noun = (noun(Action::Merge, 1), noun(Action::Merge, 2));
         assert!(matches!(
             decide(&m, true, false, 2, false),
             Decision::Refuse(s) if s.contains("--max-merges 2") && s.contains("3 merges")

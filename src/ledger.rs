@@ -22,7 +22,7 @@ pub use objects::Entry;
 
 mod removal;
 
-pub(crate) use removal::forget_removed;
+pub(crate) use removal::{forget_person, forget_removed};
 
 use crate::operation::Key;
 use crate::record::{Failure, IdKind, Identifier};
@@ -798,7 +798,9 @@ fn write_loop(
                             )?;
                             for (kind, id) in people {
                                 gone.execute(params![dest, kind.as_str(), id])?;
-                                removal::forget_removed(&tx, dest, kind, &id)?;
+                                // Their relationships and devices went before the removal
+                                // was sent (`mirror::record_pending`, by mode).
+                                removal::forget_person(&tx, dest, kind, &id)?;
                             }
                         }
                         Msg::AckedEvents(ids) => {
