@@ -2,12 +2,16 @@
 //! `--kind merges`): a pre-pass over the input counts the people (devices, merges) it will
 //! touch and names the first few, and [`decide`] says whether the run may go on (`--yes`, a
 //! typed confirmation on a terminal, `--dry-run`, and the cap: `--max-deletes`, or
-//! `--max-merges` for merges). Nothing is sent before the decision.
+//! `--max-merges` for merges). Nothing is sent before the decision. A merges preview warns,
+//! at its line, about a pair naming a person an earlier pair merged away (a chain: `1<-2`
+//! then `2<-3`), which Customer.io ignores; it is still sent (and counted), so the warning
+//! comes before the confirmation.
 
 use crate::config::ImportConfig;
 use crate::operation::{Action, Entity};
+use crate::record::{IdKind, Identifier};
 use crate::source::Item;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The default of `--max-deletes`: a destructive run touching more people (objects,
 /// relationships) is refused.
@@ -73,6 +77,12 @@ pub struct Preview {
     pub noun: (&'static str, &'static str),
     /// The count stopped at the cap plus one: the file holds at least `people`.
     pub at_least: bool,
+    /// Merges: pairs naming a person an earlier pair of the file merged away (as its
+    /// secondary), one warning each at its line (the first [`FIRST_MERGES`]); Customer.io
+    /// ignores them, since that person no longer exists.
+    pub chains: Vec<String>,
+    /// How many such pairs (past those named in `chains` too).
+    pub chained: u64,
 }
 
 impl Preview {
@@ -106,6 +116,15 @@ impl Preview {
             }
             if self.people > self.first.len() as u64 {
                 s += &format!("\n  ... and {} more", self.people - self.first.len() as u64);
+            }
+            for c in &self.chains {
+                s += &format!("\n  warning: {c}");
+            }
+            if self.chained > self.chains.len() as u64 {
+                s += &format!(
+                    "\n  warning: ... and {} more pairs naming a person merged away before",
+                    self.chained - self.chains.len() as u64
+                );
             }
         } else if !self.first.is_empty() {
             s += &format!("\n  first: {}", self.first.join(", "));
@@ -146,6 +165,17 @@ file, not stdin or a pipe"
         first: Vec::new(),
         at_least: false,
         noun,
+        chains: Vec::new(),
+        chained: 0,
+    };
+    // Merges: who an earlier pair merged away (kind, value; emails without case), and where.
+    let mut merged_away: HashMap<(IdKind, String), u64> = HashMap::new();
+    let person = |id: &Identifier| {
+        let v = match id.kind {
+            IdKind::Email => id.value.trim().to_ascii_lowercase(),
+            _ => id.value.clone(),
+        };
+        (id.kind, v)
     };
     for item in rows {
         let item = item.map_err(|e| e.to_string())?;
@@ -167,6 +197,26 @@ file, not stdin or a pipe"
                             op.identifier.kind.as_str(),
                             op.identifier.value
                         ));
+                    }
+                    if let Some(crate::operation::Target::Secondary(sec)) = &op.target {
+                        let sides = [("primary", &op.identifier), ("secondary", sec)];
+                        let earlier = sides.iter().find_map(|(side, id)| {
+                            merged_away.get(&person(id)).map(|at| (*side, *id, *at))
+                        });
+                        if let Some((side, id, at)) = earlier {
+                            p.chained += 1;
+                            if p.chains.len() < FIRST_MERGES {
+                                p.chains.push(format!(
+                                    "line {}: the {side} {} {} was merged away at line {at}: \
+Customer.io will ignore this pair (merge into the first primary instead; `inspect \
+--suggest-merges` writes chain-free pairs)",
+                                    op.pos.line,
+                                    id.kind.as_str(),
+                                    id.value
+                                ));
+                            }
+                        }
+                        merged_away.entry(person(sec)).or_insert(op.pos.line);
                     }
                     if p.people > cap {
                         p.at_least = true;
@@ -279,6 +329,8 @@ mod tests {
             first: vec!["1".into()],
             at_least: false,
             noun: PEOPLE,
+            chains: Vec::new(),
+            chained: 0,
         }
     }
 
@@ -322,6 +374,7 @@ mod tests {
     fn merges_are_capped_by_max_merges() {
         let mut m = p(3);
         m.action = Action::Merge;
+        // As `preview` counts them.
         m.noun = (noun(Action::Merge, 1), noun(Action::Merge, 2));
         assert!(matches!(
             decide(&m, true, false, 2, false),

@@ -520,6 +520,19 @@ impl Converter {
                 format!("{n} attributes; the Track API takes at most {MAX_ATTRIBUTES} per {who}: drop columns"),
             ));
         }
+        // `_update` is a people's flag: in an objects or relationships file it would travel
+        // as a literal attribute.
+        if let (Some(o), true) = (&self.opts.object, w.has_update_key()) {
+            return Err(invalid(
+                Some(&id.value),
+                Some("_update"),
+                format!(
+                    "_update is a flag of people (update existing people only), not an attribute \
+of {}: drop the _update column",
+                    o.kind_name()
+                ),
+            ));
+        }
         if self.opts.update_only {
             w.key("_update");
             w.raw_value("true");

@@ -1,14 +1,21 @@
 //! Duplicate people in a people file: the same person under two identifiers. When a file has
 //! both an id column and an email column, two ids that carry the same email (compared without
 //! case) look like one person twice; [`suggest_merges`] writes them as a merges file
-//! (`primary_id,secondary_id`, the format `--kind merges` reads), the first id of an email the
-//! primary and every later one a secondary, so no merge depends on another. Review it, then
-//! import it with `--kind merges --dry-run`, then `--yes`.
+//! (`primary_id,secondary_id`, the format `--kind merges` reads). Ids linked through several
+//! emails (`1` and `2` share one, `2` and `3` another) are one person: they are merged into
+//! one primary, the first of them in the file, so no merge depends on another (no primary was
+//! a secondary before). An email carried by more than [`MAX_IDS_PER_EMAIL`] ids is likely a
+//! placeholder (`noemail@example.com`): it links nobody, and is reported instead. The file is
+//! read as the import reads it (`--encoding`, the delimiter); unreadable rows are counted.
+//! Review the suggestions, then import them with `--kind merges --dry-run`, then `--yes`.
 
 use crate::config::ImportConfig;
 use crate::record::RawRow;
-use crate::source::{Item, Rows};
+use crate::source::Item;
 use std::collections::HashMap;
+
+/// An email carried by more ids than this is likely a placeholder, not one person.
+pub const MAX_IDS_PER_EMAIL: usize = 10;
 use std::io::Write;
 use std::path::Path;
 
@@ -23,6 +30,11 @@ pub struct Suggestions {
     pub emails: u64,
     /// Merges written (one per secondary id).
     pub merges: u64,
+    /// Emails skipped as likely placeholders (carried by more than [`MAX_IDS_PER_EMAIL`]
+    /// ids), in file order.
+    pub placeholders: Vec<String>,
+    /// Rows that could not be read (ragged, not in the encoding) and were skipped.
+    pub unreadable: u64,
 }
 
 /// The email column of a header: `email`, or else the only column whose name contains
@@ -49,8 +61,9 @@ fn member(line: &[u8], name: &str) -> Option<String> {
     }
 }
 
-/// Reads the people file of `cfg` (its `--id-column`, which must hold ids) and writes the
-/// suggested merges to `out`, created owner-only (it names customers). `Err` says why not.
+/// Reads the people file of `cfg` (its `--id-column`, which must hold ids) as the import
+/// reads it, and writes the suggested merges to `out`, created owner-only (it names
+/// customers). `Err` says why not.
 pub fn suggest_merges(cfg: &ImportConfig, out: &Path) -> Result<Suggestions, String> {
     if cfg.convert.id_kind != crate::record::IdKind::Id {
         return Err(
@@ -60,61 +73,98 @@ column with --id-column), not by email"
         );
     }
     let name = cfg.input.display();
-    let opened = crate::source::open(&cfg.input).map_err(|e| e.to_string())?;
-    let rows = Rows::new(opened, cfg.format, cfg.delimiter, &name).map_err(|e| e.to_string())?;
+    let (rows, converter) = crate::convert::prepass(cfg)?;
     let id_col = cfg.convert.id_column.clone();
-    let (id_index, email) = match rows.csv_header() {
-        Some(h) => {
-            let id = h.names.iter().position(|n| *n == id_col).ok_or_else(|| {
-                format!("{name} has no column '{id_col}': choose the id column with --id-column")
-            })?;
-            let e = email_column(&h.names).ok_or_else(|| {
+    let header = rows.csv_header().map(|h| h.names.clone());
+    let (email, email_index) = match &header {
+        Some(names) => {
+            if cfg.convert.mapping.is_none() && !names.contains(&id_col) {
+                return Err(format!(
+                    "{name} has no column '{id_col}': choose the id column with --id-column"
+                ));
+            }
+            let e = email_column(names).ok_or_else(|| {
                 format!(
                     "{name} has no email column: duplicates are found by the same email on two ids"
                 )
             })?;
-            (Some(id), h.names[e].clone())
+            (names[e].clone(), Some(e))
         }
-        None => (None, "email".to_string()),
+        None => ("email".to_string(), None),
     };
-    let email_index = rows
-        .csv_header()
-        .and_then(|h| h.names.iter().position(|n| *n == email));
-    // Lower-cased email -> the first id that carried it, and the later ids.
-    let mut seen: HashMap<String, (String, Vec<String>)> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut s = Suggestions {
+        email_column: email.clone(),
+        id_column: id_col,
+        ..Default::default()
+    };
+    // Ids by first appearance; each lower-cased email's ids (at most one past the cap).
+    let mut ids: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut emails: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut email_at: HashMap<String, usize> = HashMap::new();
     for item in rows {
-        let Item::Row { raw, .. } = item.map_err(|e| e.to_string())? else {
+        let raw = match item.map_err(|e| e.to_string())? {
+            Item::Row { raw, .. } => raw,
+            Item::Bad { .. } => {
+                s.unreadable += 1;
+                continue;
+            }
+        };
+        let mail = match &raw {
+            RawRow::Csv(rec) => email_index
+                .and_then(|i| rec.get(i))
+                .map(|s| s.trim().to_string()),
+            RawRow::Line(line) => member(line, &email),
+            _ => None,
+        };
+        let Some(mail) = mail.filter(|m| !m.is_empty()) else {
             continue;
         };
-        let (id, mail) = match &raw {
-            RawRow::Csv(rec) => (
-                id_index
-                    .and_then(|i| rec.get(i))
-                    .map(|s| s.trim().to_string()),
-                email_index
-                    .and_then(|i| rec.get(i))
-                    .map(|s| s.trim().to_string()),
-            ),
-            RawRow::Line(line) => (member(line, &id_col), member(line, &email)),
-            _ => (None, None),
-        };
-        let (Some(id), Some(mail)) = (id, mail) else {
+        let Some(id) = converter
+            .identifier_of(&raw)
+            .map(|i| i.value)
+            .filter(|v| !v.is_empty())
+        else {
             continue;
         };
-        if id.is_empty() || mail.is_empty() {
-            continue;
+        let n = ids.len();
+        let i = *index.entry(id.clone()).or_insert(n);
+        if i == n {
+            ids.push(id);
         }
         let key = mail.to_lowercase();
-        match seen.get_mut(&key) {
-            None => {
-                order.push(key.clone());
-                seen.insert(key, (id, Vec::new()));
-            }
-            Some((first, later)) => {
-                if *first != id && !later.contains(&id) {
-                    later.push(id);
-                }
+        let e = *email_at.entry(key).or_insert_with(|| {
+            emails.push((mail, Vec::new()));
+            emails.len() - 1
+        });
+        let carried = &mut emails[e].1;
+        // Bounded: a placeholder keeps one id past the cap, so this stays constant-time.
+        if carried.len() <= MAX_IDS_PER_EMAIL && !carried.contains(&i) {
+            carried.push(i);
+        }
+    }
+    // Ids linked by a shared email are one person (union-find; the root is the first id).
+    let mut parent: Vec<usize> = (0..ids.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (mail, carried) in &emails {
+        if carried.len() > MAX_IDS_PER_EMAIL {
+            s.placeholders.push(mail.clone());
+            continue;
+        }
+        if carried.len() < 2 {
+            continue;
+        }
+        s.emails += 1;
+        for &other in &carried[1..] {
+            let (a, b) = (root(&mut parent, carried[0]), root(&mut parent, other));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
             }
         }
     }
@@ -123,21 +173,18 @@ column with --id-column), not by email"
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
     let io = |e: csv::Error| format!("cannot write {}: {e}", out.display());
     w.write_record(["primary_id", "secondary_id"]).map_err(io)?;
-    let mut s = Suggestions {
-        email_column: email,
-        id_column: id_col,
-        ..Default::default()
-    };
-    for key in order {
-        let (first, later) = &seen[&key];
-        if later.is_empty() {
-            continue;
+    let mut merges: Vec<(usize, usize)> = Vec::new();
+    for i in 0..ids.len() {
+        let r = root(&mut parent, i);
+        if r != i {
+            merges.push((r, i));
         }
-        s.emails += 1;
-        for id in later {
-            w.write_record([first.as_str(), id.as_str()]).map_err(io)?;
-            s.merges += 1;
-        }
+    }
+    merges.sort_unstable();
+    for (primary, secondary) in merges {
+        w.write_record([ids[primary].as_str(), ids[secondary].as_str()])
+            .map_err(io)?;
+        s.merges += 1;
     }
     let mut inner = w
         .into_inner()

@@ -140,6 +140,9 @@ pub fn check_settings(cfg: &crate::config::ImportConfig) -> Result<(), String> {
         if cfg.state.is_none() {
             return Err("--max-change compares the export with the people a --state file knows: add --state FILE".into());
         }
+        if let Some(kind) = crate::convert::object::kind_other_than_people(&cfg.convert) {
+            return Err(format!("--max-change compares an export of people with the people a --state file knows: it cannot go with --kind {kind} (drop --max-change)"));
+        }
     }
     if let Some(m) = &n.mirror {
         let mode = m.mode.name();

@@ -23,6 +23,10 @@ mod objects;
 
 pub use objects::Entry;
 
+mod removal;
+
+pub(crate) use removal::{forget_person, forget_removed};
+
 use crate::operation::Key;
 use crate::record::{Failure, IdKind, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -268,6 +272,7 @@ impl Ledger {
         conn.execute_batch(SCHEMA).map_err(e)?;
         history::add_run_columns(&conn, path)?;
         conn.execute_batch(objects::SCHEMA).map_err(e)?;
+        conn.execute_batch(removal::SCHEMA).map_err(e)?;
         let known: Option<i64> = conn
             .query_row(
                 "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
@@ -813,9 +818,6 @@ fn write_loop(
                 let mut claim = tx.prepare_cached(
                     "UPDATE people SET feed = ?4 WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
                 )?;
-                let mut del = tx.prepare_cached(
-                    "DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
-                )?;
                 let mut ev = tx.prepare_cached(
                     "INSERT INTO events (dest, event_id, acked_at, run_id) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (dest, event_id) DO UPDATE SET acked_at = excluded.acked_at, run_id = excluded.run_id",
@@ -826,9 +828,6 @@ fn write_loop(
                 )?;
                 let mut dev_del =
                     tx.prepare_cached("DELETE FROM devices WHERE dest = ?1 AND token = ?2")?;
-                let mut dev_of = tx.prepare_cached(
-                    "DELETE FROM devices WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
-                )?;
                 let mut sup = tx.prepare_cached(
                     "INSERT INTO suppressed (dest, kind, identifier, since, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (dest, kind, identifier) DO NOTHING",
@@ -883,7 +882,9 @@ fn write_loop(
                             )?;
                             for (kind, id) in people {
                                 gone.execute(params![dest, kind.as_str(), id])?;
-                                del.execute(params![dest, kind.as_str(), id])?;
+                                // Their relationships and devices went before the removal
+                                // was sent (`mirror::record_pending`, by mode).
+                                removal::forget_person(&tx, dest, kind, &id)?;
                             }
                         }
                         Msg::AckedEvents(ids) => {
@@ -908,15 +909,17 @@ fn write_loop(
                             for token in tokens {
                                 dev_del.execute(params![dest, &*token])?;
                             }
+                            // People about to be removed: their record, relationships
+                            // and devices go together.
                             for (kind, id) in owners {
-                                dev_of.execute(params![dest, kind.as_str(), id])?;
+                                removal::forget_removed(&tx, dest, kind, &id)?;
                             }
                             forgotten.push(done);
                         }
                         Msg::Forget(entries, mode, done) => {
                             for entry in entries {
-                                objects::forget(&tx, dest, &entry, mode != ForgetMode::Values)?;
                                 let Entry::Person(kind, id) = entry else {
+                                    objects::forget(&tx, dest, &entry, mode != ForgetMode::Values)?;
                                     continue;
                                 };
                                 if mode == ForgetMode::Values {
@@ -929,7 +932,11 @@ fn write_loop(
                                     ])?;
                                     continue;
                                 }
-                                del.execute(params![dest, kind.as_str(), id])?;
+                                // A removed person's devices went with the owners above
+                                // (the merge's primary, also here, keeps theirs); their
+                                // relationships go here, matched as their kind matches.
+                                removal::forget_relationships(&tx, dest, kind, &id)?;
+                                removal::forget_person(&tx, dest, kind, &id)?;
                                 if mode == ForgetMode::Suppress {
                                     sup.execute(params![dest, kind.as_str(), id, t, run_id])?;
                                 }

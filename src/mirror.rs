@@ -379,7 +379,8 @@ pub fn absent(
 }
 
 /// Before the removals are sent, in one durable transaction: they leave `people` (no claim
-/// that they exist with any values) and enter `removals` (a removal owed, until one is
+/// that they exist with any values; deleted or suppressed, their relationships and devices
+/// leave with them, [`crate::ledger::forget_removed`]) and enter `removals` (a removal owed, until one is
 /// acknowledged); a suppression is recorded as such (the ledger never claims a maybe
 /// suppressed person). Pending removals of people seen again are dropped.
 pub fn record_pending(
@@ -397,8 +398,6 @@ pub fn record_pending(
         .unwrap_or(0);
     let tx = conn.transaction()?;
     {
-        let mut del =
-            tx.prepare("DELETE FROM people WHERE dest = ?1 AND kind = ?2 AND identifier = ?3")?;
         let mut owe = tx.prepare(
             "INSERT INTO removals (dest, kind, identifier, mode, since, run_id, feed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (dest, kind, identifier) DO UPDATE SET mode = excluded.mode, run_id = excluded.run_id, feed = excluded.feed",
@@ -411,7 +410,16 @@ pub fn record_pending(
             tx.prepare("DELETE FROM removals WHERE dest = ?1 AND kind = ?2 AND identifier = ?3")?;
         for id in people {
             let k = id.kind.as_str();
-            del.execute(params![dest, k, id.value])?;
+            // Removed from Customer.io: their relationships and devices go with them (a
+            // cleared attribute changes the person alone).
+            match mode {
+                MirrorMode::Delete | MirrorMode::Suppress => {
+                    crate::ledger::forget_removed(&tx, dest, id.kind, &id.value)?
+                }
+                MirrorMode::Clear { .. } => {
+                    crate::ledger::forget_person(&tx, dest, id.kind, &id.value)?
+                }
+            }
             owe.execute(params![dest, k, id.value, mode.name(), t, run_id, feed])?;
             if *mode == MirrorMode::Suppress {
                 sup.execute(params![dest, k, id.value, t, run_id])?;

@@ -604,3 +604,188 @@ fn the_ledger_forgets_devices_with_their_person_only_when_the_person_goes() {
         after.stderr
     );
 }
+
+#[test]
+fn a_mirror_removal_forgets_the_persons_relationships_and_devices() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "people.csv", "id,name\n11,A\n12,B\n13,C\n");
+    let people = ["people.csv", "--state", "state.db"];
+    assert_eq!(sb.import(dir.path(), &people).n("sent"), 3);
+    write(dir.path(), "rel.csv", "id,object_id\n12,acme\n13,acme\n");
+    let rel = [
+        "rel.csv",
+        "--kind",
+        "relationships",
+        "--object-type-id",
+        "1",
+        "--state",
+        "state.db",
+    ];
+    assert_eq!(sb.import(dir.path(), &rel).n("sent"), 2);
+    write(dir.path(), "dev.csv", "id,token,platform\n12,tok12,ios\n");
+    let dev = ["dev.csv", "--kind", "devices", "--state", "state.db"];
+    assert_eq!(sb.import(dir.path(), &dev).n("sent"), 1);
+    write(dir.path(), "export.csv", "id,name\n11,A\n13,C\n");
+    let m = sb.import(
+        dir.path(),
+        &[
+            "export.csv",
+            "--state",
+            "state.db",
+            "--mirror",
+            "delete",
+            "--max-removals",
+            "50%",
+            "--yes",
+        ],
+    );
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    assert!(!sb.people().contains_key("12"));
+    // 12 comes back: their relationship and device are sent again, 13's is still skipped.
+    assert_eq!(sb.import(dir.path(), &people).n("sent"), 1);
+    let r = sb.import(dir.path(), &rel);
+    assert_eq!((r.n("sent"), r.n("skipped")), (1, 1), "{}", r.stderr);
+    assert_eq!(sb.people()["12"].relationships.len(), 1);
+    let d = sb.import(dir.path(), &dev);
+    assert_eq!((d.n("sent"), d.n("skipped")), (1, 0), "{}", d.stderr);
+    assert_eq!(devices_of(&sb, "12").len(), 1);
+}
+
+#[test]
+fn merging_an_email_forgets_it_under_any_case() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "people.csv",
+        "email,name\nBob@X.io,Bob\nann@x.io,Ann\n",
+    );
+    let people = [
+        "people.csv",
+        "--identify-by",
+        "email",
+        "--state",
+        "state.db",
+    ];
+    assert_eq!(sb.import(dir.path(), &people).n("sent"), 2);
+    write(
+        dir.path(),
+        "dev.csv",
+        "email,token,platform\nBob@X.io,tokbob,ios\n",
+    );
+    let dev = [
+        "dev.csv",
+        "--kind",
+        "devices",
+        "--identify-by",
+        "email",
+        "--state",
+        "state.db",
+    ];
+    assert_eq!(sb.import(dir.path(), &dev).n("sent"), 1);
+    assert_eq!(sb.import(dir.path(), &dev).n("skipped"), 1);
+    write(
+        dir.path(),
+        "merges.csv",
+        "primary_email,secondary_email\nann@x.io,bob@x.io\n",
+    );
+    let m = sb.import(
+        dir.path(),
+        &[
+            "merges.csv",
+            "--kind",
+            "merges",
+            "--yes",
+            "--state",
+            "state.db",
+        ],
+    );
+    assert_eq!(m.n("sent"), 1, "{}", m.stderr);
+    // Bob is gone from Customer.io: the ledger claims neither Bob nor his device.
+    let again = sb.import(dir.path(), &people);
+    assert_eq!(
+        (again.n("sent"), again.n("skipped")),
+        (2, 0),
+        "{}",
+        again.stderr
+    );
+    let d = sb.import(dir.path(), &dev);
+    assert_eq!((d.n("sent"), d.n("skipped")), (1, 0), "{}", d.stderr);
+}
+
+fn suggest(dir: &std::path::Path, file: &str, more: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(bin())
+        .current_dir(dir)
+        .args(["inspect", file, "--suggest-merges", "merges.csv"])
+        .args(more)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        std::fs::read_to_string(dir.join("merges.csv")).unwrap(),
+    )
+}
+
+#[test]
+fn suggested_merges_have_no_chains_and_skip_placeholder_emails() {
+    let dir = tempdir();
+    // 2 shares a with 1 and b with 3: one person, merged into 1 (not 1<-2 then 2<-3).
+    let mut people = String::from("id,email\n1,a@x.io\n2,A@x.io\n2,b@x.io\n3,b@x.io\n");
+    for i in 0..12 {
+        people += &format!("p{i},none@x.io\n");
+    }
+    people += "p0,c@x.io\n4,c@x.io\n";
+    write(dir.path(), "people.csv", &people);
+    let (stdout, merges) = suggest(dir.path(), "people.csv", &[]);
+    assert_eq!(merges, "primary_id,secondary_id\n1,2\n1,3\np0,4\n");
+    assert!(
+        stdout.contains("3 emails carried by more than one id")
+            && stdout.contains("3 merges suggested")
+            && stdout.contains(
+                "1 email carried by more than 10 ids skipped, likely a placeholder: none@x.io"
+            ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn suggest_merges_reads_the_file_as_the_import_does() {
+    let dir = tempdir();
+    // Semicolons (detected), Latin-1 (given), and a ragged row counted, not silently lost.
+    let mut bytes = b"id;email;name\n1;a@x.io;Ren\xe9\n2;a@x.io;Zo\xe9\n3;b@x.io\n".to_vec();
+    bytes.extend_from_slice(b"4;b@x.io;x;extra\n");
+    write(dir.path(), "people.csv", &bytes);
+    let (stdout, merges) = suggest(dir.path(), "people.csv", &["--encoding", "iso-8859-1"]);
+    assert_eq!(merges, "primary_id,secondary_id\n1,2\n");
+    assert!(
+        stdout.contains("2 rows could not be read and were skipped"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_merge_chain_is_warned_at_its_line() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "merges.csv",
+        "primary_id,secondary_id\n1001,1002\n1002,1003\n1000,1004\n",
+    );
+    let run = sb.import(dir.path(), &["merges.csv", "--kind", "merges", "--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "warning: line 3: the primary id 1002 was merged away at line 2: Customer.io will \
+ignore this pair"
+        ) && !run.stderr.contains("line 4: the"),
+        "{}",
+        run.stderr
+    );
+}

@@ -751,3 +751,99 @@ fn rows_about_one_object_or_one_person_keep_file_order_in_flight() {
         ]
     );
 }
+
+#[test]
+fn a_dry_run_of_objects_never_previews_them_as_people() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    assert_eq!(
+        sb.import(dir.path(), &["people.csv", "--state", "state.db"])
+            .n("sent"),
+        3
+    );
+    write(dir.path(), "companies.csv", COMPANIES);
+    let args = objects_args("companies.csv", "batch", &["--state", "state.db"]);
+    assert_eq!(sb.import(dir.path(), &args).n("sent"), 3);
+    write(
+        dir.path(),
+        "companies.csv",
+        COMPANIES.replace("Globex,pro", "Globex,enterprise"),
+    );
+    let dry = objects_args(
+        "companies.csv",
+        "batch",
+        &["--state", "state.db", "--dry-run"],
+    );
+    let run = sb.import(dir.path(), &dry);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        !all.contains("absent") && !all.contains("people in the state file"),
+        "{all}"
+    );
+    // No people preview: said so, and the dry run converts every row.
+    assert!(
+        all.contains("no preview against the state file for --kind objects"),
+        "{all}"
+    );
+    assert_eq!((run.n("rows"), run.n("invalid")), (3, 0), "{all}");
+    // --max-change counts people: refused for objects, with why.
+    let capped = objects_args(
+        "companies.csv",
+        "batch",
+        &["--state", "state.db", "--max-change", "10"],
+    );
+    let run = sb.import(dir.path(), &capped);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--max-change compares an export of people")
+            && run.stderr.contains("--kind objects"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn object_files_name_their_options_type_monthly_spend_and_refuse_update() {
+    let sb = plain();
+    let dir = tempdir();
+    // Intercom's CSV header "Monthly Spend" is a number, as company_id's JSONL monthly_spend.
+    write(
+        dir.path(),
+        "companies.csv",
+        "company_id,name,Monthly Spend\nc1,Acme,3\nc2,Globex,12.5\n",
+    );
+    let run = sb.import(
+        dir.path(),
+        &[
+            "companies.csv",
+            "--preset",
+            "intercom-companies",
+            "--object-type-id",
+            "3",
+        ],
+    );
+    assert_eq!(run.n("sent"), 2, "{}", run.stderr);
+    let o = objects(&sb);
+    assert!(o["c1"].0["monthly_spend"].is_number(), "{:?}", o["c1"]);
+    assert_eq!(o["c2"].0["monthly_spend"].as_f64(), Some(12.5));
+    // A missing object id names --object-id-column; an _update column costs its row.
+    write(
+        dir.path(),
+        "more.jsonl",
+        "{\"name\":\"Nameless\"}\n{\"object_id\":\"d1\",\"_update\":true}\n\
+         {\"object_id\":\"d2\",\"name\":\"Hooli\"}\n",
+    );
+    let run = sb.import(dir.path(), &objects_args("more.jsonl", "batch", &[]));
+    assert_eq!((run.n("sent"), run.n("invalid")), (1, 2), "{}", run.stderr);
+    let errors = std::fs::read_to_string(run.dir.join("errors.csv")).unwrap_or_default();
+    let all = format!("{}{errors}", run.stderr);
+    assert!(
+        all.contains("--object-id-column") && !all.contains("--id-column "),
+        "{all}"
+    );
+    assert!(all.contains("_update is a flag of people"), "{all}");
+    assert!(!objects(&sb).contains_key("d1"));
+}

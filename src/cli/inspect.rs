@@ -99,10 +99,41 @@ fn suggest_merges(args: &InspectArgs, out: &std::path::Path) -> anyhow::Result<(
         out.display(),
         out.display()
     );
-    if args.json {
-        eprintln!("{line}");
-    } else {
-        println!("{line}");
+    let mut lines = vec![line];
+    if !s.placeholders.is_empty() {
+        let shown: Vec<&str> = s.placeholders.iter().take(5).map(String::as_str).collect();
+        lines.push(format!(
+            "duplicates: {} {} carried by more than {} ids skipped, likely a placeholder: {}{}",
+            s.placeholders.len(),
+            if s.placeholders.len() == 1 {
+                "email"
+            } else {
+                "emails"
+            },
+            crate::duplicates::MAX_IDS_PER_EMAIL,
+            shown.join(", "),
+            if s.placeholders.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    if s.unreadable > 0 {
+        lines.push(format!(
+            "duplicates: {} {} could not be read and {} skipped (see: cio-import inspect {})",
+            s.unreadable,
+            if s.unreadable == 1 { "row" } else { "rows" },
+            if s.unreadable == 1 { "was" } else { "were" },
+            args.input.display()
+        ));
+    }
+    for line in lines {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -30,8 +30,12 @@ pub(super) enum Next {
     Guarded(String),
 }
 
+/// Whether a dry run with `--state` previews against the ledger's people: not for objects,
+/// relationships, devices or merges, which the people table does not describe (their dry
+/// run counts what would be sent or skipped, through their own tables).
 fn previewable(cfg: &ImportConfig) -> bool {
     matches!(cfg.convert.action, Action::Identify | Action::Event)
+        && crate::convert::object::kind_other_than_people(&cfg.convert).is_none()
 }
 
 /// The preview's diff; `Ok(None)` when Ctrl-C or SIGTERM stopped it (nothing was sent).
@@ -72,6 +76,13 @@ pub(super) async fn before_run(
 ) -> Result<Next, UsageError> {
     let n = cfg.nightly.clone();
     let preview_wanted = cfg.dry_run && cfg.state.is_some() && previewable(cfg);
+    if let (true, Some(_), Some(kind)) = (
+        cfg.dry_run,
+        cfg.state.as_ref(),
+        crate::convert::object::kind_other_than_people(&cfg.convert),
+    ) {
+        eprintln!("--dry-run --state: no preview against the state file for --kind {kind} (it compares people only); the dry run checks and converts every row, and sends none");
+    }
     let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let must_ask = n.mirror.is_some() && !cfg.dry_run && !args.yes;
     if !cfg.input.rereadable() {

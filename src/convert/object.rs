@@ -37,6 +37,20 @@ pub struct ObjectOptions {
     pub id_column: String,
 }
 
+/// The `--kind` of a run that is not about people's attributes (objects, relationships,
+/// devices, merges), as the option spells it; `None` for people (and events, by person).
+/// The ledger's people table says nothing about these: a preview or `--max-change` against
+/// it would be wrong.
+pub fn kind_other_than_people(opts: &super::ConvertOptions) -> Option<&'static str> {
+    use crate::operation::Action;
+    match (&opts.object, opts.action) {
+        (Some(o), _) => Some(o.kind_name()),
+        (None, Action::AddDevice | Action::DeleteDevice) => Some("devices"),
+        (None, Action::Merge) => Some("merges"),
+        _ => None,
+    }
+}
+
 impl ObjectOptions {
     /// `objects` or `relationships`, as `--kind` spells it.
     pub fn kind_str(kind: ObjectKind) -> &'static str {
@@ -207,7 +221,11 @@ impl Converter {
 /// The people rules name the id column "identifier": for an object, it is its object id.
 fn object_message(mut inv: Invalid, o: &ObjectOptions) -> Invalid {
     if inv.violation.field.as_deref() == Some(o.id_column.as_str()) {
-        inv.violation.message = inv.violation.message.replacen("identifier", "object id", 1);
+        inv.violation.message = inv
+            .violation
+            .message
+            .replacen("identifier", "object id", 1)
+            .replace("--id-column", "--object-id-column");
     }
     inv
 }

@@ -144,12 +144,9 @@ pub(super) fn forget(
     removed: bool,
 ) -> rusqlite::Result<()> {
     match entry {
-        Entry::Person(kind, id) if removed => tx
-            .prepare_cached(
-                "DELETE FROM relationships WHERE dest = ?1 AND kind = ?2 AND identifier = ?3",
-            )?
-            .execute(params![dest, kind.as_str(), id])
-            .map(drop),
+        Entry::Person(kind, id) if removed => {
+            super::removal::forget_relationships(tx, dest, *kind, id)
+        }
         Entry::Person(..) => Ok(()),
         Entry::Object(o) => {
             tx.prepare_cached(
@@ -164,6 +161,14 @@ pub(super) fn forget(
             }
             Ok(())
         }
+        // An email under any case: Customer.io compares emails without it.
+        Entry::Relationship(IdKind::Email, id, o) => tx
+            .prepare_cached(
+                "DELETE FROM relationships WHERE dest = ?1 AND kind = 'email' \
+                 AND identifier = ?2 COLLATE NOCASE AND type_id = ?3 AND object_id = ?4",
+            )?
+            .execute(params![dest, id.trim(), o.type_id, o.id])
+            .map(drop),
         Entry::Relationship(kind, id, o) => tx
             .prepare_cached(
                 "DELETE FROM relationships WHERE dest = ?1 AND kind = ?2 AND identifier = ?3 \
