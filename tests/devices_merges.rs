@@ -610,7 +610,8 @@ fn a_mirror_removal_forgets_the_persons_relationships_and_devices() {
     let sb = plain();
     let dir = tempdir();
     write(dir.path(), "people.csv", "id,name\n11,A\n12,B\n13,C\n");
-    let people = ["people.csv", "--state", "state.db"];
+    // One feed for the people file and tonight's export (their names differ).
+    let people = ["people.csv", "--state", "state.db", "--feed", "crm"];
     assert_eq!(sb.import(dir.path(), &people).n("sent"), 3);
     write(dir.path(), "rel.csv", "id,object_id\n12,acme\n13,acme\n");
     let rel = [
@@ -633,6 +634,8 @@ fn a_mirror_removal_forgets_the_persons_relationships_and_devices() {
             "export.csv",
             "--state",
             "state.db",
+            "--feed",
+            "crm",
             "--mirror",
             "delete",
             "--max-removals",
