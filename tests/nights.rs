@@ -3365,3 +3365,69 @@ fn the_mirror_forgets_the_relationships_of_whom_it_removes() {
         }
     }
 }
+
+/// Devices join the nights: added, changed, moved to another person, deleted; the ledger's
+/// claims and the workspace agree after each run, and a moved device is on its new person
+/// only.
+#[test]
+fn devices_added_moved_and_deleted_are_held_as_the_file_gives_them() {
+    let mut w = World::new(0);
+    let added = entity(
+        EKind::Devices,
+        false,
+        &[
+            &["alice", "t1", "iOS", "5.1"],
+            &["bob", "t2", "android", "5.0"],
+            &["bob", "tweb", "web", "1"],
+        ],
+    );
+    assert_clean(&w.run(&with_entities(vec![alice("pro"), bob()], vec![added])));
+    assert_eq!(devices_of(&w.main).len(), 2);
+    let moved = entity(
+        EKind::Devices,
+        false,
+        &[
+            &["bob", "t1", "ios", "5.2"],
+            &["bob", "t2", "android", "5.0"],
+        ],
+    );
+    let deleted = entity(EKind::Devices, true, &[&["bob", "t2", "", ""]]);
+    assert_clean(&w.run(&with_entities(
+        vec![alice("pro"), bob()],
+        vec![moved, deleted],
+    )));
+    let held = devices_of(&w.main);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held["t1"].0, "bob");
+    assert_eq!(held["t1"].1.platform, "ios");
+}
+
+/// Merges join the nights: by id the secondary is gone, the primary keeps its values and
+/// takes the secondary's where it has none (and its devices), and the ledger forgets both;
+/// by an email nobody holds, nothing changes; the next night sends both again.
+#[test]
+fn a_merged_away_secondary_is_gone_and_forgotten() {
+    let mut w = World::new(0);
+    let mut carol = bob();
+    carol.id = "carol".into();
+    carol.cells[2] = "11".into();
+    let devices = entity(EKind::Devices, false, &[&["carol", "t3", "ios", "5.1"]]);
+    assert_clean(&w.run(&with_entities(
+        vec![alice("pro"), bob(), carol.clone()],
+        vec![devices],
+    )));
+    let merges = entity(EKind::Merges, false, &[&["alice", "carol"]]);
+    let mut by_email = entity(EKind::Merges, false, &[&["bob", "alice@example.com"]]);
+    by_email.by_email = true;
+    assert_clean(&w.run(&with_entities(
+        vec![alice("pro"), bob(), carol],
+        vec![merges, by_email],
+    )));
+    let people = people_of(&w.main);
+    assert!(!people.contains_key("carol"));
+    assert_eq!(people["alice"]["score"], "7");
+    assert_eq!(devices_of(&w.main)["t3"].0, "alice");
+    let before = w.main.stats().requests;
+    assert_clean(&w.run(&Night::plain(vec![alice("pro"), bob()])));
+    assert!(w.main.stats().requests > before);
+}
