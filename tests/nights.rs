@@ -38,8 +38,37 @@
 //! whose file has someone on several rows, the same file is run again and must send no
 //! request (issue 14).
 //!
-//! CI: `cargo test --test nights` (a few hundred nights; `many_nights` is ignored until the
-//! issue-10 fixes land). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
+//! Objects, relationships, devices, merges and the mirror (issue 13) join them: about one
+//! night in eight the people run is a `--mirror delete|suppress` (`--yes --max-removals
+//! 100%`; people vanish from the source on many nights); then, each drawn apart and each a run
+//! of its own under its own faults and kill, on the same ledger: an objects file (type 1,
+//! the source's whole list, some added or changed, now and then a row without an id), a
+//! relationships file (the whole list: added, changed, some to people removed from the source
+//! or refused), a devices file (the whole list: added, changed, moved to another person, now
+//! and then a `web` platform), deletions of a few objects, relationships or devices (`--action
+//! delete --yes`), and now and then a merges file (`--yes`: one or two pairs of people of the
+//! source, by id, or a secondary by an email nobody holds). After each of those runs, besides
+//! (a)-(c) and (e):
+//! - (i) the ledger never claims an object, relationship or device the workspace does not
+//!   hold with the values its hash stands for (the tool's own converter says which); a device
+//!   is on the person the ledger names (a relationship neither of whose ends exists is
+//!   unobservable in the sandbox and not checked);
+//! - (j) after a run that read its whole file and exited 0 or 2, every row that did not fail
+//!   is held as the file gives it (a deletion: gone), unless its person is suppressed
+//!   (Customer.io ignores them) or refused;
+//! - (k) after a merges run that read its whole file and exited 0 or 2, every pair that did
+//!   not fail and whose people both existed: the secondary is gone, the primary holds its own
+//!   values and the secondary's where it had none (by an email nobody holds: nothing changed),
+//!   and no ledger entry claims the secondary (people, devices, relationships) or the primary
+//!   (people); events a merge moved stay held, on the primary;
+//! - (l) every people run: nobody vanishes without `--mirror`; with it, whoever vanished was
+//!   known to the ledger (people or removals owed), absent from the file, and the run read
+//!   its whole file (never after an interrupted read; suppress: now suppressed); after a run
+//!   that read its whole file and exited 0, nobody the ledger knew and the file lacks is held.
+//!   (a) holds in every summary of every kind. A known defect (`--mirror` leaves the removed
+//!   person's relationships in the ledger) is counted, not found, unless `CIO_NIGHTS_STRICT=1`.
+//!
+//! CI: `cargo test --test nights` (a few hundred nights). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
 //! --ignored many_nights_long --nocapture`; `CIO_NIGHTS_SEED=S` replays one seed. Every
 //! finding names its seed and night.
 
@@ -1055,6 +1084,8 @@ struct World {
     mirror_removed: HashSet<String>,
     /// Known defects are findings too (`CIO_NIGHTS_STRICT=1`).
     strict: bool,
+    /// Checks that met the known defect (counted, not found, unless `strict`).
+    known_defects: std::cell::Cell<u64>,
 }
 
 fn workspace(site: &str, key: &str) -> Sb {
@@ -1352,6 +1383,7 @@ impl World {
             moved_refs: HashMap::new(),
             mirror_removed: HashSet::new(),
             strict: std::env::var("CIO_NIGHTS_STRICT").is_ok_and(|v| v == "1"),
+            known_defects: std::cell::Cell::new(0),
         }
     }
 
@@ -1616,6 +1648,10 @@ impl World {
             );
             self.run_entity(e, &mut found);
         }
+        counts.push((
+            "known defect: mirror's relationships claimed",
+            self.known_defects.replace(0),
+        ));
         let stats = self.main.stats();
         counts.push((
             "events deduplicated by id",
@@ -2402,6 +2438,7 @@ impl World {
                     && !rels.contains_key(&(p.clone(), o.clone()))
                     && !self.strict
                 {
+                    self.known_defects.set(self.known_defects.get() + 1);
                     continue;
                 }
                 let want = self.rel_hashes.get(&h);
@@ -2817,7 +2854,7 @@ impl Tally {
 }
 
 /// The same file again, when a night was clean (exit 0, no fault, no kill, the main workspace,
-/// no events or list run, not update-only) and has someone on several rows, none of them
+/// no events, list or other kind's run, no mirror, not update-only) and has someone on several rows, none of them
 /// suppressed: every row was acknowledged, so the ledger must skip them all.
 fn replay_of(night: &Night, ran: &Ran, world: &World) -> Option<Night> {
     let mut ids: Vec<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
@@ -2830,6 +2867,8 @@ fn replay_of(night: &Night, ran: &Ran, world: &World) -> Option<Night> {
         && !night.other
         && night.events.is_none()
         && night.action.is_none()
+        && night.entities.is_empty()
+        && night.opts.mirror.is_none()
         && !night.opts.update_only
         && !ids.iter().any(|id| suppressed.contains(*id));
     (clean && repeats).then(|| {
