@@ -1514,6 +1514,7 @@ impl World {
             .as_ref()
             .is_some_and(|_| !ran.read_all(night.rows.len()));
         let suppressed_after = suppressed_of(ws);
+        let mut mirrored = 0;
         let vanished: Vec<String> = before
             .keys()
             .filter(|id| !after.contains_key(*id))
@@ -1521,6 +1522,7 @@ impl World {
             .collect();
         if o.mirror.is_some() {
             self.mirror_removed.extend(vanished.iter().cloned());
+            mirrored = vanished.len() as u64;
         }
         for id in &vanished {
             let why = match o.mirror {
@@ -1623,7 +1625,7 @@ impl World {
                 ),
             );
         }
-        let mut counts = Vec::new();
+        let mut counts = vec![("people removed by a mirror", mirrored)];
         if let Some(ev) = &night.events {
             found.tag = format!(
                 "{base} events{}",
@@ -1646,7 +1648,8 @@ impl World {
                 e.kind.name(),
                 if e.delete { " delete" } else { "" }
             );
-            self.run_entity(e, &mut found);
+            let checked = self.run_entity(e, &mut found);
+            counts.push(("rows of other kinds checked held", checked));
         }
         counts.push((
             "known defect: mirror's relationships claimed",
@@ -2483,8 +2486,9 @@ impl World {
     /// exited 0 or 2, every row that did not fail is held as the file gives it (a deletion:
     /// gone), and (k) a merged-away secondary is gone, the primary holds its own values and
     /// the secondary's where it had none, and the ledger forgets both.
-    fn run_entity(&mut self, e: &EntityRun, found: &mut Found) {
+    fn run_entity(&mut self, e: &EntityRun, found: &mut Found) -> u64 {
         let start = found.list.len();
+        let mut checked = 0;
         self.learn_hashes(e);
         let people_before = people_of(&self.main);
         let suppressed = suppressed_of(&self.main);
@@ -2551,6 +2555,7 @@ impl World {
                 if failed.contains(&line) || REFUSED.contains(&rec[0].as_str()) {
                     continue;
                 }
+                checked += 1;
                 let wrong: Option<String> = match (e.kind, e.delete) {
                     (EKind::Objects, false) => {
                         let want = cells_map(&header, rec, 1);
@@ -2704,6 +2709,7 @@ impl World {
                 ),
             );
         }
+        checked
     }
 }
 
