@@ -2012,6 +2012,16 @@ impl World {
             if g(s, "rows") != sum || s["accounted"] != Value::Bool(true) {
                 found.add("accounting", format!("rows != sum of classes: {s}"));
             }
+            // A mirror's removals are counted apart: each absent person removed, failed or
+            // not sent.
+            if let Some(m) = s.get("mirror").filter(|m| m.is_object()) {
+                if g(m, "absent") != g(m, "removed") + g(m, "failed") + g(m, "not_sent") {
+                    found.add(
+                        "accounting",
+                        format!("mirror: absent != removed + failed + not sent: {m}"),
+                    );
+                }
+            }
             if s["exit_code"].as_i64() != code.map(i64::from) {
                 found.add(
                     "accounting",
