@@ -1493,6 +1493,16 @@ impl World {
             &mut found,
         );
         let code = ran.code;
+        if o.mirror.is_some() {
+            // Whom the mirror may have sent a removal for (present in the workspace or not).
+            let in_file: HashSet<&str> = night.rows.iter().map(|r| r.id.as_str()).collect();
+            self.mirror_removed.extend(
+                known
+                    .iter()
+                    .filter(|id| !in_file.contains(id.as_str()))
+                    .cloned(),
+            );
+        }
         if !night.other {
             self.note_removed_events(events_before);
         }
@@ -1521,13 +1531,6 @@ impl World {
             .cloned()
             .collect();
         if o.mirror.is_some() {
-            // Whom the mirror may have sent a removal for (present in the workspace or not).
-            self.mirror_removed.extend(
-                known
-                    .iter()
-                    .filter(|id| !in_file.contains(id.as_str()))
-                    .cloned(),
-            );
             mirrored = vanished.len() as u64;
         }
         for id in &vanished {
