@@ -65,8 +65,8 @@
 //!   known to the ledger (people or removals owed), absent from the file, and the run read
 //!   its whole file (never after an interrupted read; suppress: now suppressed); after a run
 //!   that read its whole file and exited 0, nobody the ledger knew and the file lacks is held.
-//!   (a) holds in every summary of every kind. A known defect (`--mirror` leaves the removed
-//!   person's relationships in the ledger) is counted, not found, unless `CIO_NIGHTS_STRICT=1`.
+//!   (a) holds in every summary of every kind. (The mirror once left a removed person's
+//!   relationships in the ledger: found here, fixed, and now a finding like any other.)
 //!
 //! CI: `cargo test --test nights` (a few hundred nights). Long run: `CIO_NIGHTS=10000 cargo test --release --test nights --
 //! --ignored many_nights_long --nocapture`; `CIO_NIGHTS_SEED=S` replays one seed. Every
@@ -1384,7 +1384,7 @@ impl World {
             dev_hashes: HashMap::new(),
             moved_refs: HashMap::new(),
             mirror_removed: HashSet::new(),
-            strict: std::env::var("CIO_NIGHTS_STRICT").is_ok_and(|v| v == "1"),
+            strict: true,
             known_defects: std::cell::Cell::new(0),
         }
     }
@@ -3417,7 +3417,6 @@ fn the_mirror_removes_exactly_the_people_absent_from_a_complete_export() {
 /// workspace removed them with the person. If they come back, the same relationships file
 /// skips their relationship, which is then never held again.
 #[test]
-#[ignore = "defect: --mirror delete|suppress leaves the removed person's relationships in the ledger (claimed, not held)"]
 fn the_mirror_forgets_the_relationships_of_whom_it_removes() {
     for mode in [ListAction::Delete, ListAction::Suppress] {
         let mut w = World::new(0);
