@@ -266,6 +266,9 @@ impl Ledger {
         let mut notes = Vec::new();
         notes.extend(upgrade(&conn, path)?);
         conn.execute_batch(SCHEMA).map_err(e)?;
+        // `feed_members` (second red team, issue A): a person belongs to every feed that sent
+        // or skipped them; a ledger of before gets one membership a person, from `people.feed`.
+        crate::feed_members::migrate(&conn).map_err(e)?;
         history::add_run_columns(&conn, path)?;
         conn.execute_batch(objects::SCHEMA).map_err(e)?;
         let known: Option<i64> = conn

@@ -94,6 +94,13 @@ pub(super) async fn after_read(
     report.other_kinds = a.other_kinds;
     report.other_feeds = a.other_feeds;
     report.first = a.people.iter().map(Identifier::v1_path_value).collect();
+    report.left = a.left.len() as u64;
+    report.left_first = a
+        .left
+        .iter()
+        .take(crate::confirm::FIRST)
+        .map(|(id, other)| format!("{} (still in feed {other:?})", id.v1_path_value()))
+        .collect();
     let limit = settings.cap.limit(a.known);
     if out.guard.is_some() {
         held(&mut report, "a guard stopped the run".into());
@@ -126,7 +133,7 @@ pub(super) async fn after_read(
         );
         held(&mut report, why.clone());
         out.guard = Some(why);
-    } else if a.count > 0 || !a.back.is_empty() {
+    } else if a.count > 0 || !a.back.is_empty() || !a.left.is_empty() {
         // Everyone absent, listed this time; written to the ledger before anything is sent.
         let planned = ledger
             .connection()
@@ -142,6 +149,7 @@ pub(super) async fn after_read(
                     &settings.mode,
                     &all.people,
                     &all.back,
+                    &all.left,
                 )
                 .map_err(|e| e.to_string())?;
                 Ok(all.people)
