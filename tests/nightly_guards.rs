@@ -420,7 +420,7 @@ fn nothing_is_removed_after_a_read_error() {
     assert!(r.stderr.contains("cannot preview"), "{}", r.stderr);
     assert_eq!(sb.stats().requests, requests);
     // From a pipe, the rows read before the break are sent; the removals are held back.
-    let mut pipe_args = vec!["-", "--format", "csv"];
+    let mut pipe_args = vec!["-", "--format", "csv", "--feed", "n"];
     pipe_args.extend(args);
     let r = import(dir.path(), Some(&sb.url()), &pipe_args, Some(cut));
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -1306,4 +1306,32 @@ fn a_ledger_of_before_gets_one_membership_a_person() {
             ("c2".into(), "customers".into())
         ]
     );
+}
+
+#[test]
+fn a_mirror_on_stdin_needs_a_feed_name() {
+    let sb = plain();
+    let dir = tempdir();
+    let data = export(0..3, plain_row).into_bytes();
+    let args = |feed: bool| {
+        let mut a = vec!["-", "--format", "csv", "--state", "st.db"];
+        if feed {
+            a.extend(["--feed", "crm"]);
+        }
+        a.extend(["--mirror", "delete", "--yes"]);
+        a
+    };
+    let r = import(dir.path(), Some(&sb.url()), &args(false), Some(&data));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "--mirror delete on standard input needs --feed NAME (e.g. --feed customers)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.stats().requests, 0);
+    let r = import(dir.path(), Some(&sb.url()), &args(true), Some(&data));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["mirror"]["feed"], "crm");
 }
