@@ -724,3 +724,48 @@ fn state_json_lists_pending_removals_and_a_run_going_on() {
     assert!(text.contains("(running)"), "{text}");
     drop(lock);
 }
+
+/// The run record names the run's kind (objects, relationships, devices, merges) and its real
+/// action, not "people" and "identify".
+#[test]
+fn the_run_record_names_the_kind_and_the_action() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "o.csv", "object_id,name\nacme,Acme\n");
+    write(dir.path(), "r.csv", "id,object_id\nu1,acme\n");
+    write(dir.path(), "d.csv", "id,token,platform\nu1,tok-a,ios\n");
+    write(
+        dir.path(),
+        "m.csv",
+        "primary_id,secondary_email\nu1,ann@x.io\n",
+    );
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["o.csv", "--kind", "objects", "--object-type-id", "3"],
+            "objects",
+            "identify",
+        ),
+        (
+            &["r.csv", "--kind", "relationships", "--object-type-id", "3"],
+            "relationships",
+            "add_relationships",
+        ),
+        (&["d.csv", "--kind", "devices"], "devices", "add_device"),
+        (
+            &["d.csv", "--kind", "devices", "--action", "delete", "--yes"],
+            "devices",
+            "delete_device",
+        ),
+        (&["m.csv", "--kind", "merges", "--yes"], "merges", "merge"),
+    ];
+    for (args, kind, action) in cases {
+        let r = sb.import(dir.path(), args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let o = &r.summary["options"];
+        assert_eq!(
+            (o["kind"].as_str(), o["action"].as_str()),
+            (Some(kind), Some(action)),
+            "{args:?}: {o}"
+        );
+    }
+}
