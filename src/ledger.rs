@@ -20,6 +20,7 @@ pub use last_run::{last_run, LastRun, RunFailure};
 pub use history::{FailedRow, History, Repeated, RunEntry, FAILURES_PER_RUN_JSON};
 
 mod objects;
+mod state_counts;
 
 pub use objects::Entry;
 
@@ -1101,7 +1102,10 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
         let mut st = conn
             .prepare(&format!(
                 "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id AND length(p.hash) = 16), \
-                 {events} FROM destinations d ORDER BY d.id"
+                 {events}, {}, {}, {} FROM destinations d ORDER BY d.id",
+                state_counts::per_dest(&conn, "objects").map_err(q)?,
+                state_counts::per_dest(&conn, "relationships").map_err(q)?,
+                state_counts::per_dest(&conn, "devices").map_err(q)?,
             ))
             .map_err(q)?;
         let rows = st
@@ -1111,6 +1115,9 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
                     "host": r.get::<_, String>(1)?,
                     "people": r.get::<_, i64>(2)?,
                     "events": r.get::<_, i64>(3)?,
+                    "objects": r.get::<_, i64>(4)?,
+                    "relationships": r.get::<_, i64>(5)?,
+                    "devices": r.get::<_, i64>(6)?,
                 }))
             })
             .map_err(q)?;
@@ -1199,6 +1206,10 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
                         "  {o} objects and {r} relationships acknowledged by {d}\n"
                     ));
                 }
+            }
+            let devices = state_counts::devices(&conn, dest).map_err(q)?;
+            if devices > 0 {
+                out.push_str(&format!("  {devices} devices acknowledged by {d}\n"));
             }
         }
         if !any {

@@ -769,3 +769,71 @@ fn the_run_record_names_the_kind_and_the_action() {
         );
     }
 }
+
+/// `state` counts every table per workspace: objects, relationships and devices too.
+#[test]
+fn state_counts_objects_relationships_and_devices() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "p.csv", "id,plan\nu1,a\nu2,b\n");
+    write(
+        dir.path(),
+        "o.csv",
+        "object_id,name\nacme,Acme\nglobex,Globex\n",
+    );
+    write(dir.path(), "r.csv", "id,object_id\nu1,acme\n");
+    write(
+        dir.path(),
+        "d.csv",
+        "id,token,platform\nu1,tok-a,ios\nu2,tok-b,ios\nu2,tok-c,ios\n",
+    );
+    for args in [
+        &["p.csv", "--state", "s.db"][..],
+        &[
+            "o.csv",
+            "--kind",
+            "objects",
+            "--object-type-id",
+            "3",
+            "--state",
+            "s.db",
+        ],
+        &[
+            "r.csv",
+            "--kind",
+            "relationships",
+            "--object-type-id",
+            "3",
+            "--state",
+            "s.db",
+        ],
+        &["d.csv", "--kind", "devices", "--state", "s.db"],
+    ] {
+        let r = sb.import(dir.path(), args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let out = std::process::Command::new(bin())
+        .args(["state", "s.db", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &v["destinations"][0];
+    assert_eq!(
+        (
+            d["people"].as_i64(),
+            d["objects"].as_i64(),
+            d["relationships"].as_i64(),
+            d["devices"].as_i64()
+        ),
+        (Some(2), Some(2), Some(1), Some(3)),
+        "{v}"
+    );
+    let out = std::process::Command::new(bin())
+        .args(["state", "s.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  3 devices acknowledged by site "), "{text}");
+}
