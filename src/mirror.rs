@@ -403,17 +403,17 @@ pub fn absent(
 /// Before the removals are sent, in one durable transaction: they leave `people` (no claim
 /// that they exist with any values) and enter `removals` (a removal owed, until one is
 /// acknowledged); a suppression is recorded as such (the ledger never claims a maybe
-/// suppressed person). Pending removals of people seen again are dropped.
+/// suppressed person). Pending removals of people seen again are dropped; the people who
+/// left this feed but another still holds ([`Absent::left`]) lose only this membership.
 pub fn record_pending(
     conn: &mut Connection,
     dest: i64,
     feed: &str,
     run_id: i64,
     mode: &MirrorMode,
-    people: &[Identifier],
-    back: &[Identifier],
-    left: &[(Identifier, String)],
+    all: &Absent,
 ) -> rusqlite::Result<()> {
+    let (people, back, left) = (&all.people, &all.back, &all.left);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -213,31 +213,6 @@ impl RunRecord {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_webhook_url_is_shown_without_its_secret_path() {
-        let r = redact_url("https://hooks.slack.com/services/T000/B000/XXXXSECRET?x=1");
-        assert_eq!(r, "https://hooks.slack.com/...");
-        assert!(!r.contains("SECRET"));
-        assert_eq!(
-            redact_url("http://user:pw@127.0.0.1:9/hook"),
-            "http://127.0.0.1:9/..."
-        );
-        assert_eq!(redact_url("not a url SECRET"), "<webhook URL>");
-    }
-
-    #[test]
-    fn run_ids_differ_and_sort_by_time() {
-        let a = new_run_id();
-        let b = new_run_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 26);
-    }
-}
-
 /// The run's kind as `--kind` spells it: objects, relationships, devices, merges, events or
 /// people.
 fn run_kind(c: &crate::convert::ConvertOptions) -> &'static str {
@@ -265,5 +240,30 @@ fn run_action(c: &crate::convert::ConvertOptions) -> &'static str {
         }
         (Some(o), _) if o.kind_name() == "relationships" => "add_relationships",
         (_, a) => a.as_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_url_is_shown_without_its_secret_path() {
+        let r = redact_url("https://hooks.slack.com/services/T000/B000/XXXXSECRET?x=1");
+        assert_eq!(r, "https://hooks.slack.com/...");
+        assert!(!r.contains("SECRET"));
+        assert_eq!(
+            redact_url("http://user:pw@127.0.0.1:9/hook"),
+            "http://127.0.0.1:9/..."
+        );
+        assert_eq!(redact_url("not a url SECRET"), "<webhook URL>");
+    }
+
+    #[test]
+    fn run_ids_differ_and_sort_by_time() {
+        let a = new_run_id();
+        let b = new_run_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 26);
     }
 }

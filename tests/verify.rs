@@ -1038,7 +1038,7 @@ fn state_never_checks_a_person_whose_send_failed_as_recorded() {
     write(
         dir.path(),
         "people.csv",
-        &PEOPLE.replace("free,40", "pro,41"),
+        PEOPLE.replace("free,40", "pro,41"),
     );
     let r = sb.import(dir.path(), &["people.csv", "--state", "s.db"]);
     assert_eq!((r.n("sent"), r.n("rejected")), (1, 1), "{}", r.stderr);

@@ -141,17 +141,8 @@ pub(super) async fn after_read(
             .and_then(|mut c| {
                 let all = mirror::absent(&c, dest, kind, &feed, &seen, a.count as usize)
                     .map_err(|e| e.to_string())?;
-                mirror::record_pending(
-                    &mut c,
-                    dest,
-                    &feed,
-                    ledger.run_id(),
-                    &settings.mode,
-                    &all.people,
-                    &all.back,
-                    &all.left,
-                )
-                .map_err(|e| e.to_string())?;
+                mirror::record_pending(&mut c, dest, &feed, ledger.run_id(), &settings.mode, &all)
+                    .map_err(|e| e.to_string())?;
                 Ok(all.people)
             });
         match planned {
