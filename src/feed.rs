@@ -10,7 +10,8 @@
 //! input's file name so that dated exports stay one feed: the directory, every extension
 //! (from the first `.`) and every digit are dropped, then runs of `-`, `_` and spaces become
 //! one `-`, trimmed at both ends. `export-2026-11-30.csv`, `export-2026-12-01.csv` and
-//! `export_20261201.csv.gz` are all `export`; stdin is `stdin`; a name of digits only is
+//! `export_20261201.csv.gz` are all `export`; stdin is `stdin` (a `--mirror` on stdin needs
+//! `--feed`: every pipe would be one feed); a name of digits only is
 //! `input`. Two inputs that differ only by digits (`users1.csv`, `users2.csv`) are one feed:
 //! name them with `--feed` when they are not.
 //!

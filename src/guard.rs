@@ -173,6 +173,11 @@ pub fn check_settings(cfg: &crate::config::ImportConfig) -> Result<(), String> {
                 "--mirror {mode} removes people absent from an export of people (identify rows, --kind people): it cannot go with {what}; run the mirror on the people export, and this one without --mirror"
             ));
         }
+        // Every piped input would otherwise be the one feed `stdin`: two cron jobs piping
+        // different exports into one state file would remove each other's people.
+        if matches!(cfg.input, crate::source::Input::Stdin) && n.feed.is_none() {
+            return Err(format!("--mirror {mode} on standard input needs --feed NAME (e.g. --feed customers): every piped input would otherwise be the one feed \"stdin\", and a mirror would remove the people another piped export sent"));
+        }
         if cfg
             .convert
             .mapping

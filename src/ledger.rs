@@ -20,6 +20,7 @@ pub use last_run::{last_run, LastRun, RunFailure};
 pub use history::{FailedRow, History, Repeated, RunEntry, FAILURES_PER_RUN_JSON};
 
 mod objects;
+mod state_counts;
 
 pub use objects::Entry;
 
@@ -270,6 +271,9 @@ impl Ledger {
         let mut notes = Vec::new();
         notes.extend(upgrade(&conn, path)?);
         conn.execute_batch(SCHEMA).map_err(e)?;
+        // `feed_members` (second red team, issue A): a person belongs to every feed that sent
+        // or skipped them; a ledger of before gets one membership a person, from `people.feed`.
+        crate::feed_members::migrate(&conn).map_err(e)?;
         history::add_run_columns(&conn, path)?;
         conn.execute_batch(objects::SCHEMA).map_err(e)?;
         conn.execute_batch(removal::SCHEMA).map_err(e)?;
@@ -1105,7 +1109,10 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
         let mut st = conn
             .prepare(&format!(
                 "SELECT d.site_id, d.host, (SELECT count(*) FROM people p WHERE p.dest = d.id AND length(p.hash) = 16), \
-                 {events} FROM destinations d ORDER BY d.id"
+                 {events}, {}, {}, {} FROM destinations d ORDER BY d.id",
+                state_counts::per_dest(&conn, "objects").map_err(q)?,
+                state_counts::per_dest(&conn, "relationships").map_err(q)?,
+                state_counts::per_dest(&conn, "devices").map_err(q)?,
             ))
             .map_err(q)?;
         let rows = st
@@ -1115,6 +1122,9 @@ pub fn state_json(path: &Path, runs: usize) -> Result<serde_json::Value, LedgerE
                     "host": r.get::<_, String>(1)?,
                     "people": r.get::<_, i64>(2)?,
                     "events": r.get::<_, i64>(3)?,
+                    "objects": r.get::<_, i64>(4)?,
+                    "relationships": r.get::<_, i64>(5)?,
+                    "devices": r.get::<_, i64>(6)?,
                 }))
             })
             .map_err(q)?;
@@ -1203,6 +1213,10 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
                         "  {o} objects and {r} relationships acknowledged by {d}\n"
                     ));
                 }
+            }
+            let devices = state_counts::devices(&conn, dest).map_err(q)?;
+            if devices > 0 {
+                out.push_str(&format!("  {devices} devices acknowledged by {d}\n"));
             }
         }
         if !any {

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod event_id;
 pub mod exit;
 pub mod feed;
+pub mod feed_members;
 pub mod groups;
 pub mod guard;
 pub mod inspect;

@@ -296,6 +296,9 @@ pub struct Absent {
     pub pending: u64,
     /// Pending removals of people seen again (they are back: no longer to remove).
     pub back: Vec<Identifier>,
+    /// Members of this feed absent from it tonight whom another feed still holds (with the
+    /// first such feed): they leave this feed and are kept, never removed.
+    pub left: Vec<(Identifier, String)>,
 }
 
 /// Whether the `removals` table exists (a state file of an older version has none).
@@ -331,18 +334,31 @@ pub fn absent(
     };
     let pending_sql = if has_removals(conn)? {
         if has_feed("removals")? {
-            "SELECT kind, identifier, 1, coalesce(feed, ?2) FROM removals WHERE dest = ?1 AND NOT EXISTS \
+            "SELECT kind, identifier, 1, coalesce(feed, ?2), NULL FROM removals WHERE dest = ?1 AND NOT EXISTS \
              (SELECT 1 FROM people p WHERE p.dest = ?1 AND p.kind = removals.kind AND p.identifier = removals.identifier)"
         } else {
-            "SELECT kind, identifier, 1, ?2 FROM removals WHERE dest = ?1 AND NOT EXISTS \
+            "SELECT kind, identifier, 1, ?2, NULL FROM removals WHERE dest = ?1 AND NOT EXISTS \
              (SELECT 1 FROM people p WHERE p.dest = ?1 AND p.kind = removals.kind AND p.identifier = removals.identifier)"
         }
     } else {
-        "SELECT '', '', 1, NULL WHERE 0"
+        "SELECT '', '', 1, NULL, NULL WHERE 0"
     };
-    let people_feed = if has_feed("people")? { "feed" } else { "NULL" };
+    // A person is this feed's when a membership says so ([`crate::feed_members`]); without
+    // the table (an older state file read as it is), when `people.feed` does.
+    let (people_feed, other) = if crate::feed_members::present(conn)? {
+        (
+            "CASE WHEN EXISTS (SELECT 1 FROM feed_members m WHERE m.dest = ?1 AND m.kind = people.kind \
+             AND m.identifier = people.identifier AND m.feed = ?2) THEN ?2 ELSE feed END",
+            "(SELECT min(m.feed) FROM feed_members m WHERE m.dest = ?1 AND m.kind = people.kind \
+             AND m.identifier = people.identifier AND m.feed <> ?2)",
+        )
+    } else if has_feed("people")? {
+        ("feed", "NULL")
+    } else {
+        ("NULL", "NULL")
+    };
     let sql = format!(
-        "SELECT kind, identifier, 0, {people_feed} FROM people WHERE dest = ?1 UNION ALL {pending_sql} ORDER BY 2"
+        "SELECT kind, identifier, 0, {people_feed}, {other} FROM people WHERE dest = ?1 UNION ALL {pending_sql} ORDER BY 2"
     );
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(params![dest, feed])?;
@@ -351,6 +367,7 @@ pub fn absent(
         let value: String = r.get(1)?;
         let pending: i64 = r.get(2)?;
         let of: Option<String> = r.get(3)?;
+        let other: Option<String> = r.get(4)?;
         if kind_of(&k) != Some(kind) {
             a.other_kinds += 1;
             continue;
@@ -369,6 +386,11 @@ pub fn absent(
             }
             continue;
         }
+        // Another feed still holds them: they only leave this one.
+        if let Some(other) = other {
+            a.left.push((id, other));
+            continue;
+        }
         a.count += 1;
         a.pending += pending as u64;
         if a.people.len() < limit {
@@ -382,16 +404,17 @@ pub fn absent(
 /// that they exist with any values; deleted or suppressed, their relationships and devices
 /// leave with them, [`crate::ledger::forget_removed`]) and enter `removals` (a removal owed, until one is
 /// acknowledged); a suppression is recorded as such (the ledger never claims a maybe
-/// suppressed person). Pending removals of people seen again are dropped.
+/// suppressed person). Pending removals of people seen again are dropped; the people who
+/// left this feed but another still holds ([`Absent::left`]) lose only this membership.
 pub fn record_pending(
     conn: &mut Connection,
     dest: i64,
     feed: &str,
     run_id: i64,
     mode: &MirrorMode,
-    people: &[Identifier],
-    back: &[Identifier],
+    all: &Absent,
 ) -> rusqlite::Result<()> {
+    let (people, back, left) = (&all.people, &all.back, &all.left);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -428,6 +451,9 @@ pub fn record_pending(
         for id in back {
             gone.execute(params![dest, id.kind.as_str(), id.value])?;
         }
+        for (id, other) in left {
+            crate::feed_members::leave(&tx, dest, id.kind.as_str(), &id.value, feed, other)?;
+        }
     }
     tx.commit()
 }
@@ -456,6 +482,11 @@ pub struct MirrorReport {
     /// People of other feeds (other inputs of the same state file), or recorded before
     /// feeds, left alone.
     pub other_feeds: u64,
+    /// Members of this feed absent from it whom another feed still holds: they left this
+    /// feed and were kept (the first few listed in [`MirrorReport::left_first`]).
+    pub left: u64,
+    /// The first few of them, as `ID (still in feed NAME)`.
+    pub left_first: Vec<String>,
     /// The first few absent people.
     pub first: Vec<String>,
     /// Why nothing was removed, when nothing was.
@@ -475,6 +506,18 @@ impl MirrorReport {
                 out += ", ...";
             }
             out.push('\n');
+        }
+        if self.left > 0 {
+            out += &format!(
+                "    {} people left this feed, kept: still in another feed: {}{}\n",
+                self.left,
+                self.left_first.join(", "),
+                if self.left > self.left_first.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
         }
         if self.other_kinds > 0 {
             out += &format!(

@@ -176,13 +176,8 @@ impl RunRecord {
             },
             options: RunOptions {
                 api: c.api.as_str().to_string(),
-                kind: if c.event.is_some() {
-                    "events"
-                } else {
-                    "people"
-                }
-                .to_string(),
-                action: c.action.as_str().to_string(),
+                kind: run_kind(c).to_string(),
+                action: run_action(c).to_string(),
                 format: cfg.format.extension().to_string(),
                 identify_by: c.id_kind.as_str().to_string(),
                 id_column: c.id_column.clone(),
@@ -215,6 +210,36 @@ impl RunRecord {
     /// Notes the end time.
     pub fn finish(&mut self) {
         self.finished_at = Some(now_rfc3339());
+    }
+}
+
+/// The run's kind as `--kind` spells it: objects, relationships, devices, merges, events or
+/// people.
+fn run_kind(c: &crate::convert::ConvertOptions) -> &'static str {
+    use crate::operation::Action;
+    if let Some(o) = &c.object {
+        return o.kind_name();
+    }
+    match c.action {
+        Action::AddDevice | Action::DeleteDevice => "devices",
+        Action::Merge => "merges",
+        _ if c.event.is_some() => "events",
+        _ => "people",
+    }
+}
+
+/// The run's real action: a relationships run adds or deletes relationships, whatever the
+/// action its rows carry.
+fn run_action(c: &crate::convert::ConvertOptions) -> &'static str {
+    use crate::operation::Action;
+    match (&c.object, c.action) {
+        (Some(o), Action::Delete | Action::DeleteRelationships)
+            if o.kind_name() == "relationships" =>
+        {
+            "delete_relationships"
+        }
+        (Some(o), _) if o.kind_name() == "relationships" => "add_relationships",
+        (_, a) => a.as_str(),
     }
 }
 

@@ -420,7 +420,7 @@ fn nothing_is_removed_after_a_read_error() {
     assert!(r.stderr.contains("cannot preview"), "{}", r.stderr);
     assert_eq!(sb.stats().requests, requests);
     // From a pipe, the rows read before the break are sent; the removals are held back.
-    let mut pipe_args = vec!["-", "--format", "csv"];
+    let mut pipe_args = vec!["-", "--format", "csv", "--feed", "n"];
     pipe_args.extend(args);
     let r = import(dir.path(), Some(&sb.url()), &pipe_args, Some(cut));
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -1209,4 +1209,153 @@ fn mirror_is_refused_for_devices_merges_events_and_actions() {
         );
     }
     assert!(!dir.path().join("st.db").exists());
+}
+
+/// The feeds holding each person, from `feed_members`.
+fn memberships(path: &Path) -> Vec<(String, String)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c
+        .prepare("SELECT identifier, feed FROM feed_members ORDER BY identifier, feed")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_person_in_two_feeds_is_kept_by_the_one_they_stay_in() {
+    let sb = plain();
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "customers.csv",
+        "id,plan,age\nc1,a,1\nc2,a,2\nc3,a,3\nboth,a,4\n",
+    );
+    write(
+        dir.path(),
+        "leads.csv",
+        "id,plan,age\nboth,a,4\nl1,b,1\nl2,b,2\n",
+    );
+    for f in ["customers.csv", "leads.csv"] {
+        let r = sb.import(dir.path(), &[f, "--state", "st.db"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let st = dir.path().join("st.db");
+    assert!(memberships(&st).contains(&("both".into(), "customers".into())));
+    assert!(memberships(&st).contains(&("both".into(), "leads".into())));
+    // Night 2: `both` left the leads export, not the customers one.
+    write(dir.path(), "leads.csv", "id,plan,age\nl1,b,1\nl2,b,2\n");
+    let r = sb.import(
+        dir.path(),
+        &[
+            "leads.csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--yes",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = &r.summary["mirror"];
+    assert_eq!(
+        (m["absent"].as_u64(), m["left"].as_u64()),
+        (Some(0), Some(1)),
+        "{m}"
+    );
+    assert!(
+        r.stderr
+            .contains("1 people left this feed, kept: still in another feed: both (still in feed \"customers\")"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(deletes(&sb), 0);
+    assert!(sb.people().contains_key("both"));
+    assert!(known_ids(&st).contains(&"both".to_string()));
+    let mem = memberships(&st);
+    assert!(
+        mem.contains(&("both".into(), "customers".into())),
+        "{mem:?}"
+    );
+    assert!(!mem.contains(&("both".into(), "leads".into())), "{mem:?}");
+    // When customers drops them too, they are removed: no feed holds them any more.
+    write(
+        dir.path(),
+        "customers.csv",
+        "id,plan,age\nc1,a,1\nc2,a,2\nc3,a,3\n",
+    );
+    let r = sb.import(
+        dir.path(),
+        &[
+            "customers.csv",
+            "--state",
+            "st.db",
+            "--mirror",
+            "delete",
+            "--yes",
+            "--max-removals",
+            "50%",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["mirror"]["removed"], 1, "{}", r.summary["mirror"]);
+    assert_eq!(deletes(&sb), 1);
+    assert!(!known_ids(&st).contains(&"both".to_string()));
+    assert!(!memberships(&st).iter().any(|(i, _)| i == "both"));
+}
+
+#[test]
+fn a_ledger_of_before_gets_one_membership_a_person() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "customers.csv", "id,plan,age\nc1,a,1\nc2,a,2\n");
+    let r = sb.import(dir.path(), &["customers.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = dir.path().join("st.db");
+    {
+        let c = rusqlite::Connection::open(&st).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER feed_members_ins; DROP TRIGGER feed_members_upd; \
+             DROP TRIGGER feed_members_del; DROP TABLE feed_members;",
+        )
+        .unwrap();
+    }
+    let r = sb.import(dir.path(), &["customers.csv", "--state", "st.db"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        memberships(&st),
+        vec![
+            ("c1".into(), "customers".into()),
+            ("c2".into(), "customers".into())
+        ]
+    );
+}
+
+#[test]
+fn a_mirror_on_stdin_needs_a_feed_name() {
+    let sb = plain();
+    let dir = tempdir();
+    let data = export(0..3, plain_row).into_bytes();
+    let args = |feed: bool| {
+        let mut a = vec!["-", "--format", "csv", "--state", "st.db"];
+        if feed {
+            a.extend(["--feed", "crm"]);
+        }
+        a.extend(["--mirror", "delete", "--yes"]);
+        a
+    };
+    let r = import(dir.path(), Some(&sb.url()), &args(false), Some(&data));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "--mirror delete on standard input needs --feed NAME (e.g. --feed customers)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.stats().requests, 0);
+    let r = import(dir.path(), Some(&sb.url()), &args(true), Some(&data));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.summary["mirror"]["feed"], "crm");
 }

@@ -724,3 +724,116 @@ fn state_json_lists_pending_removals_and_a_run_going_on() {
     assert!(text.contains("(running)"), "{text}");
     drop(lock);
 }
+
+/// The run record names the run's kind (objects, relationships, devices, merges) and its real
+/// action, not "people" and "identify".
+#[test]
+fn the_run_record_names_the_kind_and_the_action() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "o.csv", "object_id,name\nacme,Acme\n");
+    write(dir.path(), "r.csv", "id,object_id\nu1,acme\n");
+    write(dir.path(), "d.csv", "id,token,platform\nu1,tok-a,ios\n");
+    write(
+        dir.path(),
+        "m.csv",
+        "primary_id,secondary_email\nu1,ann@x.io\n",
+    );
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["o.csv", "--kind", "objects", "--object-type-id", "3"],
+            "objects",
+            "identify",
+        ),
+        (
+            &["r.csv", "--kind", "relationships", "--object-type-id", "3"],
+            "relationships",
+            "add_relationships",
+        ),
+        (&["d.csv", "--kind", "devices"], "devices", "add_device"),
+        (
+            &["d.csv", "--kind", "devices", "--action", "delete", "--yes"],
+            "devices",
+            "delete_device",
+        ),
+        (&["m.csv", "--kind", "merges", "--yes"], "merges", "merge"),
+    ];
+    for (args, kind, action) in cases {
+        let r = sb.import(dir.path(), args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let o = &r.summary["options"];
+        assert_eq!(
+            (o["kind"].as_str(), o["action"].as_str()),
+            (Some(kind), Some(action)),
+            "{args:?}: {o}"
+        );
+    }
+}
+
+/// `state` counts every table per workspace: objects, relationships and devices too.
+#[test]
+fn state_counts_objects_relationships_and_devices() {
+    let sb = plain();
+    let dir = tempdir();
+    write(dir.path(), "p.csv", "id,plan\nu1,a\nu2,b\n");
+    write(
+        dir.path(),
+        "o.csv",
+        "object_id,name\nacme,Acme\nglobex,Globex\n",
+    );
+    write(dir.path(), "r.csv", "id,object_id\nu1,acme\n");
+    write(
+        dir.path(),
+        "d.csv",
+        "id,token,platform\nu1,tok-a,ios\nu2,tok-b,ios\nu2,tok-c,ios\n",
+    );
+    for args in [
+        &["p.csv", "--state", "s.db"][..],
+        &[
+            "o.csv",
+            "--kind",
+            "objects",
+            "--object-type-id",
+            "3",
+            "--state",
+            "s.db",
+        ],
+        &[
+            "r.csv",
+            "--kind",
+            "relationships",
+            "--object-type-id",
+            "3",
+            "--state",
+            "s.db",
+        ],
+        &["d.csv", "--kind", "devices", "--state", "s.db"],
+    ] {
+        let r = sb.import(dir.path(), args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    let out = std::process::Command::new(bin())
+        .args(["state", "s.db", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &v["destinations"][0];
+    assert_eq!(
+        (
+            d["people"].as_i64(),
+            d["objects"].as_i64(),
+            d["relationships"].as_i64(),
+            d["devices"].as_i64()
+        ),
+        (Some(2), Some(2), Some(1), Some(3)),
+        "{v}"
+    );
+    let out = std::process::Command::new(bin())
+        .args(["state", "s.db"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  3 devices acknowledged by site "), "{text}");
+}

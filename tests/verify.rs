@@ -1006,3 +1006,63 @@ fn state_names_the_rows_the_last_run_failed_and_never_falls_back_to_an_older_run
     assert!(v.stderr.contains("recorded nobody"), "{}", v.stderr);
     assert!(v.stderr.contains("(run 2)"), "{}", v.stderr);
 }
+
+/// `--state` after a run whose send of a known person failed: the person's record stays with
+/// its hash cleared and that run's number, but the run recorded nothing of them: they are
+/// named once, as failed in that run, never checked as recorded.
+#[test]
+fn state_never_checks_a_person_whose_send_failed_as_recorded() {
+    let sb = sandbox(SandboxConfig {
+        app_api: AppApiConfig {
+            key: Some(ApiKey::new(APP_KEY)),
+            limit: 0,
+            fail_first: 0,
+        },
+        reject_ids: vec!["u3".into()],
+        ..SandboxConfig::plain()
+    });
+    let dir = tempdir();
+    write(dir.path(), "people.csv", PEOPLE);
+    let r = sb.import(dir.path(), &["people.csv", "--state", "s.db"]);
+    assert_eq!((r.n("sent"), r.n("rejected")), (2, 1));
+    // As if u3 had been acknowledged before, with other values.
+    let st = dir.path().join("s.db");
+    rusqlite::Connection::open(&st)
+        .unwrap()
+        .execute(
+            "INSERT INTO people (dest, kind, identifier, hash, acked_at, run_id, feed) SELECT dest, kind, 'u3', hash, acked_at, run_id, feed FROM people WHERE identifier = 'u1'",
+            [],
+        )
+        .unwrap();
+    // Night 2: u2 changes (sent, recorded); u3's send fails again.
+    write(
+        dir.path(),
+        "people.csv",
+        PEOPLE.replace("free,40", "pro,41"),
+    );
+    let r = sb.import(dir.path(), &["people.csv", "--state", "s.db"]);
+    assert_eq!((r.n("sent"), r.n("rejected")), (1, 1), "{}", r.stderr);
+    let held: i64 = rusqlite::Connection::open(&st)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM people WHERE identifier = 'u3' AND run_id = 2 AND length(hash) = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held, 1, "u3's record is kept with its hash cleared");
+    let v = verify(&sb, dir.path(), &["people.csv", "--state", "s.db"]);
+    assert_eq!(v.code, 2, "{}", v.stderr);
+    assert_eq!(
+        (v.n("checked"), v.n("matching"), v.n("failed_in_last_run")),
+        (1, 1, 1),
+        "{}",
+        v.summary
+    );
+    let d = differences(dir.path(), "people.csv");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (get(&d[0], "identifier"), get(&d[0], "difference")),
+        ("u3", "failed_in_run")
+    );
+}

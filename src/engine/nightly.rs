@@ -94,6 +94,13 @@ pub(super) async fn after_read(
     report.other_kinds = a.other_kinds;
     report.other_feeds = a.other_feeds;
     report.first = a.people.iter().map(Identifier::v1_path_value).collect();
+    report.left = a.left.len() as u64;
+    report.left_first = a
+        .left
+        .iter()
+        .take(crate::confirm::FIRST)
+        .map(|(id, other)| format!("{} (still in feed {other:?})", id.v1_path_value()))
+        .collect();
     let limit = settings.cap.limit(a.known);
     if out.guard.is_some() {
         held(&mut report, "a guard stopped the run".into());
@@ -126,7 +133,7 @@ pub(super) async fn after_read(
         );
         held(&mut report, why.clone());
         out.guard = Some(why);
-    } else if a.count > 0 || !a.back.is_empty() {
+    } else if a.count > 0 || !a.back.is_empty() || !a.left.is_empty() {
         // Everyone absent, listed this time; written to the ledger before anything is sent.
         let planned = ledger
             .connection()
@@ -134,16 +141,8 @@ pub(super) async fn after_read(
             .and_then(|mut c| {
                 let all = mirror::absent(&c, dest, kind, &feed, &seen, a.count as usize)
                     .map_err(|e| e.to_string())?;
-                mirror::record_pending(
-                    &mut c,
-                    dest,
-                    &feed,
-                    ledger.run_id(),
-                    &settings.mode,
-                    &all.people,
-                    &all.back,
-                )
-                .map_err(|e| e.to_string())?;
+                mirror::record_pending(&mut c, dest, &feed, ledger.run_id(), &settings.mode, &all)
+                    .map_err(|e| e.to_string())?;
                 Ok(all.people)
             });
         match planned {

@@ -84,8 +84,12 @@ pub fn last_run(path: &Path, dest: &Destination) -> Result<Option<LastRun>, Ledg
         }
     };
     let mut people = HashSet::new();
+    // Only people whose hash is set were recorded: a failed send keeps the person's record
+    // with its hash cleared and the run's number (they are named from `failures`).
     let mut st = conn
-        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2")
+        .prepare(
+            "SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2 AND length(hash) = 16",
+        )
         .map_err(q)?;
     let rows = st
         .query_map(params![d, run], |r| {
