@@ -277,14 +277,7 @@ impl Ledger {
         history::add_run_columns(&conn, path)?;
         conn.execute_batch(objects::SCHEMA).map_err(e)?;
         conn.execute_batch(removal::SCHEMA).map_err(e)?;
-        let known: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
-                params![dest.site_id, dest.host],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(e)?;
+        let known = destination_id(&conn, dest).map_err(e)?;
         let dest_id = match known {
             Some(id) => id,
             None => {
@@ -1007,63 +1000,21 @@ rows acknowledged since the last commit will be sent again",
     }
 }
 
-/// The people the latest run against `dest` that recorded anyone acknowledged (what `verify
-/// --state` checks): that run's id and the people's keys, as
-/// [`crate::operation::Key::seen_hash`] of each identifier (16 bytes a person, never the rows).
-/// `None` when the ledger knows nothing of `dest`. Read-only: no lock, no run recorded.
-pub fn last_run_people(
-    path: &Path,
-    dest: &Destination,
-) -> Result<Option<(i64, std::collections::HashSet<u128>)>, LedgerError> {
-    if !path.exists() {
-        return Err(io(path)("no such file".into()));
-    }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| io(path)(e.to_string()))?;
-    let q = |e: rusqlite::Error| io(path)(e.to_string());
-    let d: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
-            params![dest.site_id, dest.host],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(q)?;
-    let Some(d) = d else { return Ok(None) };
-    let run: Option<i64> = conn
-        .query_row(
-            "SELECT max(run_id) FROM people WHERE dest = ?1 AND length(hash) = 16",
-            params![d],
-            |r| r.get(0),
-        )
-        .map_err(q)?;
-    let Some(run) = run else { return Ok(None) };
-    let mut st = conn
-        .prepare("SELECT kind, identifier FROM people WHERE dest = ?1 AND run_id = ?2 AND length(hash) = 16")
-        .map_err(q)?;
-    let rows = st
-        .query_map(params![d, run], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .map_err(q)?;
-    let mut people = std::collections::HashSet::new();
-    for row in rows {
-        let (kind, value) = row.map_err(q)?;
-        let kind = match kind.as_str() {
-            "email" => IdKind::Email,
-            "cio_id" => IdKind::CioId,
-            _ => IdKind::Id,
-        };
-        let id = Identifier { kind, value };
-        people.insert(
-            crate::operation::Key::Entity(crate::operation::Entity::Person, &id).seen_hash(),
-        );
-    }
-    Ok(Some((run, people)))
-}
-
 /// The number of runs `cio-import state` shows by default (`--runs`).
 pub const DEFAULT_STATE_RUNS: usize = 10;
+
+/// The id this ledger gives the workspace `dest`, if it has seen it.
+pub(crate) fn destination_id(
+    conn: &Connection,
+    dest: &Destination,
+) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
+        params![dest.site_id, dest.host],
+        |r| r.get(0),
+    )
+    .optional()
+}
 
 fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
     if !path.exists() {
@@ -1200,13 +1151,9 @@ pub fn describe_runs(path: &Path, runs: usize) -> Result<String, LedgerError> {
                 ));
             }
             out.push('\n');
-            let dest: i64 = conn
-                .query_row(
-                    "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
-                    params![d.site_id, d.host],
-                    |r| r.get(0),
-                )
-                .map_err(q)?;
+            let dest = destination_id(&conn, &d)
+                .map_err(q)?
+                .ok_or_else(|| io(path)(format!("{d}: not in the state file")))?;
             if let Some((o, r)) = objects::counts(&conn, dest).map_err(q)? {
                 if o + r > 0 {
                     out.push_str(&format!(

@@ -185,14 +185,7 @@ fn open_read_only(path: &Path, dest: &Destination) -> Result<Option<(Connection,
         // Written before acknowledgements were tied to a workspace: nothing is trusted.
         return Ok(None);
     }
-    let id: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
-            params![dest.site_id, dest.host],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| e.to_string())?;
+    let id = crate::ledger::destination_id(&conn, dest).map_err(|e| e.to_string())?;
     Ok(id.map(|id| (conn, id)))
 }
 

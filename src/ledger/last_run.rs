@@ -6,7 +6,7 @@
 use super::{io, Destination, LedgerError};
 use crate::operation::{Entity, Key};
 use crate::record::{IdKind, Identifier};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::params;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -43,20 +43,9 @@ pub struct LastRun {
 
 /// The latest run the ledger at `path` holds for `dest`; `None` when it holds none.
 pub fn last_run(path: &Path, dest: &Destination) -> Result<Option<LastRun>, LedgerError> {
-    if !path.exists() {
-        return Err(io(path)("no such file".into()));
-    }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| io(path)(e.to_string()))?;
+    let conn = super::open_read_only(path)?;
     let q = |e: rusqlite::Error| io(path)(e.to_string());
-    let d: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM destinations WHERE site_id = ?1 AND host = ?2",
-            params![dest.site_id, dest.host],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(q)?;
+    let d = super::destination_id(&conn, dest).map_err(q)?;
     let Some(d) = d else { return Ok(None) };
     // The latest run against this workspace; a ledger whose runs name no workspace (older
     // versions) falls back to the latest run that recorded someone.
